@@ -1,0 +1,162 @@
+//! Scheduler overhead benchmark (not a test): µs per task
+//!
+//! 1. through the scheduler core with a no-op executor (a graph of N trivial tasks: a wide
+//!    stage, then a second stage where each task depends on 10 of the first), and
+//! 2. through the `threads` executor with real tiny tasks (read a 3-row Arrow IPC object from
+//!    `memory://`, filter, write, commit).
+//!
+//! Run: `cargo bench -p shoal --bench scheduler -- [N_CORE] [N_THREADS]`
+//! (defaults 100000 and 10000). `bench/run-scheduler.sh` also measures Dask's threaded
+//! scheduler on the same shape of graph in the same run.
+
+use async_trait::async_trait;
+use shoal::executor::{Executor, InProcess};
+use shoal::graph::{TaskGraph, TaskNode, upstream};
+use shoal::scheduler::{self, RunOptions};
+use shoal_protocol::{
+    Input, Limits, Manifest, Operator, Output, PROTOCOL_VERSION, StorageOptions, TaskKey, TaskMetrics,
+    TaskOutcome, TaskResult, TaskSpec,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+struct Noop;
+
+#[async_trait]
+impl Executor for Noop {
+    fn name(&self) -> &str {
+        "noop"
+    }
+    fn concurrency(&self) -> usize {
+        8
+    }
+    async fn execute(&self, spec: TaskSpec) -> TaskOutcome {
+        Ok(TaskResult {
+            task_key: spec.task_key.clone(),
+            attempt: spec.attempt,
+            manifest: Manifest {
+                version: PROTOCOL_VERSION,
+                task_key: spec.task_key,
+                attempt_id: String::new(),
+                outputs: vec![],
+                rows: 0,
+                bytes: 0,
+                schema: vec![],
+            },
+            won_commit: true,
+            metrics: TaskMetrics::default(),
+        })
+    }
+}
+
+fn options(root: &str) -> RunOptions {
+    RunOptions {
+        job_id: "bench".into(),
+        job_root: root.into(),
+        storage: StorageOptions::default(),
+        limits: Limits::default(),
+        max_attempts: 3,
+        base_backoff: Duration::from_millis(10),
+        events: None,
+    }
+}
+
+/// `n` tasks: 10/11 of them in a wide first stage, the rest each reading 10 of those.
+fn graph(n: usize, first_input: impl Fn(usize) -> Input, pipeline: Vec<Operator>) -> TaskGraph {
+    let mut g = TaskGraph::default();
+    let wide = n * 10 / 11;
+    let s0 = g.stage("scan", vec![], 0);
+    for i in 0..wide {
+        let inputs = vec![first_input(i)];
+        let key = TaskKey::derive("scan", &(&inputs, i));
+        g.push(TaskNode {
+            key,
+            stage: s0,
+            index: i,
+            deps: vec![],
+            inputs,
+            pipeline: pipeline.clone(),
+            output: Output::Intermediate,
+        });
+    }
+    let s1 = g.stage("combine", vec![], 0);
+    for j in 0..(n - wide) {
+        let deps: Vec<usize> = (j * 10..(j * 10 + 10).min(wide)).collect();
+        let inputs = deps.iter().map(|&d| upstream(&g.tasks[d].key)).collect();
+        let key = TaskKey::derive("combine", &(j, &deps));
+        g.push(TaskNode {
+            key,
+            stage: s1,
+            index: j,
+            deps,
+            inputs,
+            pipeline: vec![],
+            output: Output::Intermediate,
+        });
+    }
+    g.outputs = g.stages[s1].tasks.clone();
+    g
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let n_core = args.first().copied().unwrap_or(100_000);
+    let n_threads = args.get(1).copied().unwrap_or(10_000);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+
+    // 1. Scheduler core, no-op executor.
+    let g =
+        graph(n_core, |i| Input::Upstream { task_key: TaskKey(format!("src-{i}")), objects: vec![] }, vec![]);
+    let opts = options("memory://bench-core/");
+    let started = Instant::now();
+    let out = rt.block_on(scheduler::run(&g, &Noop, &opts, HashMap::new()))?;
+    let core = started.elapsed();
+    assert_eq!(out.manifests.len(), n_core);
+    println!(
+        "scheduler core, no-op executor: {n_core} tasks in {:.3} s = {:.1} µs/task",
+        core.as_secs_f64(),
+        core.as_secs_f64() * 1e6 / n_core as f64
+    );
+
+    // 2. Threads executor, real tiny tasks on memory://.
+    let worker = Arc::new(shoal_worker::Worker::new(shoal_worker::WorkerConfig::default())?);
+    let storage = worker.storage(&StorageOptions::default());
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
+        "x",
+        arrow::datatypes::DataType::Int64,
+        false,
+    )]));
+    let batch = arrow::record_batch::RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(arrow::array::Int64Array::from(vec![1, 2, 3]))],
+    )?;
+    let bytes = shoal_worker::exec::encode_ipc(&schema, &[batch])?;
+    let object = rt.block_on(storage.put("memory://bench-threads/input.arrow", bytes))?;
+    let g = graph(
+        n_threads,
+        |_| Input::Scan {
+            format: shoal_protocol::FileFormat::ArrowIpc,
+            files: vec![shoal_protocol::FileSlice { object: object.clone(), row_groups: None }],
+            projection: None,
+            predicate: None,
+            schema: None,
+        },
+        vec![Operator::Filter { predicate: "x > 1".into() }],
+    );
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let executor = InProcess::threads(worker, threads);
+    let opts = options("memory://bench-threads/job");
+    let started = Instant::now();
+    let out = rt.block_on(scheduler::run(&g, &executor, &opts, HashMap::new()))?;
+    let real = started.elapsed();
+    let rows: u64 = out.manifests[n_threads * 10 / 11..].iter().map(|m| m.rows).sum();
+    assert_eq!(rows, 2 * (n_threads * 10 / 11) as u64, "every combine task reads its inputs' rows");
+    println!(
+        "threads executor ({threads} threads), real tiny tasks: {n_threads} tasks in {:.3} s = {:.1} µs/task",
+        real.as_secs_f64(),
+        real.as_secs_f64() * 1e6 / n_threads as f64
+    );
+    Ok(())
+}

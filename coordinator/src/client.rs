@@ -1,0 +1,379 @@
+//! The entry point of the Rust API: a [`Client`] holds the configuration (job root, storage,
+//! executor), plans scans from object metadata, and runs task graphs.
+
+use crate::dataframe::DataFrame;
+use crate::error::{Error, Result};
+use crate::executor::{Executor, ExecutorKind, InProcess, Processes, find_worker_binary};
+use crate::graph::TaskGraph;
+use crate::plan::{FileInfo, Plan, ScanNode};
+use crate::scheduler::{self, EventSink, RunOptions, RunOutput};
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use parquet::arrow::async_reader::AsyncFileReader;
+use shoal_protocol::{
+    CsvOptions, FileFormat, FileSlice, Limits, Manifest, ModuleRef, ObjectRef, StorageOptions, layout,
+};
+use shoal_worker::Worker;
+use shoal_worker::reader::{IoCounter, ObjectReader};
+use shoal_worker::sandbox::{Module, SandboxConfig};
+use shoal_worker::storage::Storage;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Job root URL: `data/`, `commits/` and `modules/` live here.
+    pub root: String,
+    pub storage: StorageOptions,
+    pub executor: ExecutorKind,
+    /// Concurrent tasks (threads or processes).
+    pub workers: usize,
+    pub limits: Limits,
+    pub max_attempts: u32,
+    /// Target bytes per partition when splitting large Parquet files by row groups.
+    pub partition_bytes: u64,
+    /// Directory for precompiled WebAssembly components (`None`: in-memory cache only).
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let cache = std::env::var_os("SHOAL_CACHE_DIR").map(std::path::PathBuf::from).or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/shoal/components"))
+        });
+        Self {
+            root: ".shoal".into(),
+            storage: StorageOptions::default(),
+            executor: ExecutorKind::Threads,
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            limits: Limits::default(),
+            max_attempts: 3,
+            partition_bytes: 100_000_000,
+            cache_dir: cache,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    root: String,
+    storage: Arc<Storage>,
+    worker: Arc<Worker>,
+    executor: Arc<dyn Executor>,
+}
+
+/// A handle for building and running shoal collections. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// A user-function module, loaded and content-addressed.
+#[derive(Debug, Clone)]
+pub struct FunctionModule {
+    pub(crate) bytes: Bytes,
+    pub(crate) reference: ModuleRef,
+    pub(crate) module: Arc<Module>,
+    /// Names and descriptions of the functions the component exports.
+    pub functions: Vec<(String, String)>,
+}
+
+impl Client {
+    /// A client with default settings: a `.shoal` job root in the current directory, the
+    /// `threads` executor.
+    pub fn local() -> Result<Self> {
+        Self::new(Config::default())
+    }
+
+    pub fn new(config: Config) -> Result<Self> {
+        let storage = Arc::new(Storage::new(config.storage.clone()));
+        let root = storage.resolve(&config.root)?.url;
+        let sandbox = SandboxConfig { cache_dir: config.cache_dir.clone(), ..Default::default() };
+        let worker = Arc::new(Worker::new(shoal_worker::WorkerConfig { sandbox })?);
+        let executor: Arc<dyn Executor> = match config.executor {
+            ExecutorKind::Sync => Arc::new(InProcess::sync(worker.clone())),
+            ExecutorKind::Threads => Arc::new(InProcess::threads(worker.clone(), config.workers)),
+            ExecutorKind::Processes => {
+                let binary = find_worker_binary().ok_or_else(|| {
+                    Error::Executor(
+                        "the processes executor needs the `shoal-worker` binary: build it with \
+                         `cargo build -p shoal-worker` or set SHOAL_WORKER_BIN"
+                            .into(),
+                    )
+                })?;
+                let mut env = Vec::new();
+                if let Some(dir) = &config.cache_dir {
+                    env.push(("SHOAL_CACHE_DIR".to_string(), dir.display().to_string()));
+                }
+                Arc::new(Processes::new(binary, config.workers, env))
+            }
+        };
+        Ok(Self { inner: Arc::new(Inner { config, root, storage, worker, executor }) })
+    }
+
+    /// Replaces the executor (tests, custom backends).
+    pub fn with_executor(&self, executor: Arc<dyn Executor>) -> Self {
+        let i = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                config: i.config.clone(),
+                root: i.root.clone(),
+                storage: i.storage.clone(),
+                worker: i.worker.clone(),
+                executor,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The job root as a URL.
+    pub fn root(&self) -> &str {
+        &self.inner.root
+    }
+
+    pub fn storage(&self) -> &Arc<Storage> {
+        &self.inner.storage
+    }
+
+    pub fn executor(&self) -> &Arc<dyn Executor> {
+        &self.inner.executor
+    }
+
+    pub(crate) fn worker(&self) -> &Arc<Worker> {
+        &self.inner.worker
+    }
+
+    /// Lazily reads Parquet files (a path, URL, directory or glob). Reads only footers now:
+    /// one partition per file, large files split by row groups toward `partition_bytes`.
+    pub async fn read_parquet(&self, location: &str) -> Result<DataFrame> {
+        let objects = self.inner.storage.list(location).await?;
+        let mut files = Vec::with_capacity(objects.len());
+        let mut schema: Option<SchemaRef> = None;
+        for object in objects {
+            let loc = self.inner.storage.resolve(&object.url)?;
+            let mut reader = ObjectReader::new(
+                loc.store.clone(),
+                loc.path.clone(),
+                object.size,
+                Arc::new(IoCounter::default()),
+            );
+            let meta = reader.get_metadata(None).await.map_err(|e| Error::Input {
+                url: object.url.clone(),
+                message: format!("not a readable Parquet file: {e}"),
+            })?;
+            let file_schema = Arc::new(
+                parquet::arrow::parquet_to_arrow_schema(
+                    meta.file_metadata().schema_descr(),
+                    meta.file_metadata().key_value_metadata(),
+                )
+                .map_err(|e| Error::Input { url: object.url.clone(), message: e.to_string() })?,
+            );
+            match &schema {
+                None => schema = Some(file_schema),
+                Some(s) if s.fields() != file_schema.fields() => {
+                    return Err(Error::Schema(format!(
+                        "{}: schema differs from the first file of {location}:\n  first: {}\n  this:  {}",
+                        object.url,
+                        field_list(s),
+                        field_list(&file_schema)
+                    )));
+                }
+                Some(_) => {}
+            }
+            let row_groups = meta
+                .row_groups()
+                .iter()
+                .map(|rg| (rg.compressed_size().max(0) as u64, rg.num_rows().max(0) as u64))
+                .collect();
+            files.push(FileInfo { object, row_groups });
+        }
+        let schema = schema.ok_or_else(|| Error::NotFound(location.to_string()))?;
+        let partitions = partition_parquet(&files, self.inner.config.partition_bytes);
+        Ok(self.scan(ScanNode {
+            source: location.to_string(),
+            format: FileFormat::Parquet,
+            file_schema: schema,
+            files,
+            partitions,
+            projection: None,
+            predicate: None,
+        }))
+    }
+
+    /// Lazily reads CSV files (one partition per file). The schema is inferred from the first
+    /// file's first rows and held for all files.
+    pub async fn read_csv(&self, location: &str, options: CsvOptions) -> Result<DataFrame> {
+        let objects = self.inner.storage.list(location).await?;
+        let first = &objects[0];
+        let loc = self.inner.storage.resolve(&first.url)?;
+        let sample_len = first.size.min(1 << 20);
+        let sample = loc
+            .store
+            .get_range(&loc.path, 0..sample_len)
+            .await
+            .map_err(|e| shoal_worker::Error::from_store(&first.url, e))?;
+        let format = arrow::csv::reader::Format::default()
+            .with_header(options.has_header)
+            .with_delimiter(options.delimiter);
+        let (schema, _) = format.infer_schema(std::io::Cursor::new(sample), Some(10_000)).map_err(|e| {
+            Error::Input { url: first.url.clone(), message: format!("cannot infer CSV schema: {e}") }
+        })?;
+        let files: Vec<FileInfo> =
+            objects.into_iter().map(|object| FileInfo { object, row_groups: vec![] }).collect();
+        let partitions =
+            files.iter().map(|f| vec![FileSlice { object: f.object.clone(), row_groups: None }]).collect();
+        Ok(self.scan(ScanNode {
+            source: location.to_string(),
+            format: FileFormat::Csv(options),
+            file_schema: Arc::new(schema),
+            files,
+            partitions,
+            projection: None,
+            predicate: None,
+        }))
+    }
+
+    fn scan(&self, node: ScanNode) -> DataFrame {
+        DataFrame::new(self.clone(), Arc::new(Plan::Scan(node)), Vec::new())
+    }
+
+    /// Loads a WebAssembly component of user functions: `builtin:examples` (shipped with shoal)
+    /// or a path/URL to a `.wasm` component. Compiles it once (cached by content hash).
+    pub async fn load_module(&self, location: &str) -> Result<FunctionModule> {
+        let bytes = match location.strip_prefix("builtin:") {
+            Some(name) => Bytes::from_static(shoal_functions::builtin(name).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown builtin module '{name}' (available: {})",
+                    shoal_functions::BUILTINS.join(", ")
+                ))
+            })?),
+            None => self.inner.storage.get_url(location).await?,
+        };
+        let sha256 = shoal_functions::sha256_hex(&bytes);
+        let url = self.inner.storage.resolve(&self.inner.root)?.join(&layout::module(&sha256)).url;
+        let reference = ModuleRef {
+            object: ObjectRef { url, size: bytes.len() as u64, e_tag: None },
+            sha256: sha256.clone(),
+        };
+        let sandbox = self.inner.worker.sandbox().clone();
+        let b = bytes.clone();
+        let limits = self.inner.config.limits.clone();
+        let (module, functions) = tokio::task::spawn_blocking(move || {
+            let module = sandbox.load(&sha256, &b)?;
+            let functions = sandbox.list_functions(&module, &limits)?;
+            Ok::<_, shoal_worker::sandbox::SandboxError>((module, functions))
+        })
+        .await
+        .map_err(|e| Error::Executor(e.to_string()))?
+        .map_err(|e| Error::Invalid(format!("{location}: {e}")))?;
+        Ok(FunctionModule { bytes, reference, module, functions })
+    }
+
+    /// Runs a task graph: uploads modules, resumes from committed manifests, schedules the rest.
+    pub(crate) async fn run_graph(
+        &self,
+        graph: &TaskGraph,
+        modules: &[FunctionModule],
+        events: Option<EventSink>,
+    ) -> Result<RunOutput> {
+        let storage = &self.inner.storage;
+        for m in modules {
+            if storage.head(&m.reference.object.url).await.is_err() {
+                storage.put(&m.reference.object.url, m.bytes.clone()).await?;
+            }
+        }
+        let committed = self.committed(graph).await?;
+        let job_id = graph.outputs.iter().map(|&t| graph.tasks[t].key.as_str()).collect::<Vec<_>>().join(",");
+        let opts = RunOptions {
+            job_id: shoal_functions::sha256_hex(job_id.as_bytes())[..16].to_string(),
+            job_root: self.inner.root.clone(),
+            storage: self.inner.config.storage.clone(),
+            limits: self.inner.config.limits.clone(),
+            max_attempts: self.inner.config.max_attempts,
+            base_backoff: Duration::from_millis(100),
+            events,
+        };
+        scheduler::run(graph, self.inner.executor.as_ref(), &opts, committed).await
+    }
+
+    /// Manifests already committed under the job root for tasks of this graph.
+    async fn committed(&self, graph: &TaskGraph) -> Result<HashMap<usize, Manifest>> {
+        let root = self.inner.storage.resolve(&self.inner.root)?;
+        let commits = root.join("commits");
+        let present: std::collections::HashSet<String> =
+            match root.store.list(Some(&commits.path)).try_collect::<Vec<_>>().await {
+                Ok(metas) => metas.into_iter().map(|m| root.url_of(&m.location)).collect(),
+                Err(object_store::Error::NotFound { .. }) => Default::default(),
+                Err(e) => return Err(shoal_worker::Error::from_store(&commits.url, e).into()),
+            };
+        let mut found = HashMap::new();
+        for (i, t) in graph.tasks.iter().enumerate() {
+            let url = root.join(&layout::manifest(&t.key)).url;
+            if present.contains(&url) {
+                if let Some(m) = shoal_worker::exec::read_manifest(&self.inner.storage, &url).await? {
+                    found.insert(i, m);
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn field_list(schema: &SchemaRef) -> String {
+    schema.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ")
+}
+
+/// One partition per file; files larger than `target` split into runs of row groups of about
+/// `target` compressed bytes.
+fn partition_parquet(files: &[FileInfo], target: u64) -> Vec<Vec<FileSlice>> {
+    let mut partitions = Vec::new();
+    for f in files {
+        let total: u64 = f.row_groups.iter().map(|(b, _)| b).sum();
+        if total <= target || f.row_groups.len() <= 1 {
+            partitions.push(vec![FileSlice { object: f.object.clone(), row_groups: None }]);
+            continue;
+        }
+        let mut current = Vec::new();
+        let mut bytes = 0;
+        for (i, (b, _)) in f.row_groups.iter().enumerate() {
+            if !current.is_empty() && bytes + b > target {
+                partitions.push(vec![FileSlice {
+                    object: f.object.clone(),
+                    row_groups: Some(std::mem::take(&mut current)),
+                }]);
+                bytes = 0;
+            }
+            current.push(i);
+            bytes += b;
+        }
+        if !current.is_empty() {
+            partitions.push(vec![FileSlice { object: f.object.clone(), row_groups: Some(current) }]);
+        }
+    }
+    partitions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_files_split_by_row_groups() {
+        let obj = |n: &str| ObjectRef { url: format!("file:///{n}"), size: 1, e_tag: None };
+        let files = vec![
+            FileInfo { object: obj("small"), row_groups: vec![(10, 1), (10, 1)] },
+            FileInfo { object: obj("big"), row_groups: vec![(60, 1), (60, 1), (30, 1), (90, 1)] },
+        ];
+        let parts = partition_parquet(&files, 100);
+        let rgs: Vec<Option<Vec<usize>>> = parts.iter().map(|p| p[0].row_groups.clone()).collect();
+        assert_eq!(rgs, vec![None, Some(vec![0]), Some(vec![1, 2]), Some(vec![3])]);
+    }
+}

@@ -1,0 +1,49 @@
+//! Executors carry a [`TaskSpec`] to a worker and bring back its outcome. The scheduler knows
+//! them only through [`Executor`].
+//!
+//! - [`InProcess`]: `sync` (one task at a time, deterministic order) and `threads` (a pool of
+//!   concurrent tasks in this process, the default).
+//! - [`Processes`]: a pool of local `shoal-worker` processes speaking JSON lines.
+
+mod in_process;
+mod processes;
+
+pub use in_process::InProcess;
+pub use processes::{Processes, find_worker_binary};
+
+use async_trait::async_trait;
+use shoal_protocol::{TaskOutcome, TaskSpec};
+
+/// Runs task specs somewhere.
+#[async_trait]
+pub trait Executor: Send + Sync + std::fmt::Debug {
+    /// Short name for messages (`sync`, `threads`, `processes`).
+    fn name(&self) -> &str;
+    /// How many tasks may run at once.
+    fn concurrency(&self) -> usize;
+    /// Runs one attempt of a task. Transport failures (a worker that died) are reported as
+    /// retryable [`shoal_protocol::TaskFailure`]s, never as panics.
+    async fn execute(&self, spec: TaskSpec) -> TaskOutcome;
+}
+
+/// The executors a user can choose by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ExecutorKind {
+    /// In-process, one task at a time: for debugging.
+    Sync,
+    /// In-process pool of concurrent tasks.
+    #[default]
+    Threads,
+    /// Local `shoal-worker` processes: isolation, like Dask's processes scheduler.
+    Processes,
+}
+
+impl std::fmt::Display for ExecutorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ExecutorKind::Sync => "sync",
+            ExecutorKind::Threads => "threads",
+            ExecutorKind::Processes => "processes",
+        })
+    }
+}

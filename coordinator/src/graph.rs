@@ -1,0 +1,73 @@
+//! The task graph: collection-agnostic. DataFrame lowering produces it today; Bag, Array and
+//! Delayed lower to the same structure. A task is one partition of one stage; its key is a
+//! content hash of what it computes (inputs incl. object identity, pipeline, output).
+
+use shoal_protocol::{Input, Operator, Output, TaskKey};
+
+/// One task: what to run, and which tasks' committed outputs it reads.
+#[derive(Debug, Clone)]
+pub struct TaskNode {
+    pub key: TaskKey,
+    pub stage: usize,
+    /// Partition index within the stage.
+    pub index: usize,
+    /// Indices (into [`TaskGraph::tasks`]) of the tasks whose outputs this one reads, in the
+    /// order of its `Upstream` inputs.
+    pub deps: Vec<usize>,
+    pub inputs: Vec<Input>,
+    pub pipeline: Vec<Operator>,
+    pub output: Output,
+}
+
+/// A group of tasks doing the same work on different partitions.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub name: String,
+    /// One line per fused operator, for `explain`.
+    pub operators: Vec<String>,
+    pub tasks: Vec<usize>,
+    /// Bytes the stage reads, as far as planning can tell.
+    pub estimated_bytes: u64,
+}
+
+/// A DAG of tasks; dependencies always point to earlier tasks.
+#[derive(Debug, Clone, Default)]
+pub struct TaskGraph {
+    pub tasks: Vec<TaskNode>,
+    pub stages: Vec<Stage>,
+    /// The tasks whose outputs are the result, in partition order.
+    pub outputs: Vec<usize>,
+}
+
+impl TaskGraph {
+    /// Adds a task and returns its index.
+    pub fn push(&mut self, node: TaskNode) -> usize {
+        debug_assert!(node.deps.iter().all(|&d| d < self.tasks.len()));
+        let stage = node.stage;
+        self.tasks.push(node);
+        let id = self.tasks.len() - 1;
+        if let Some(s) = self.stages.get_mut(stage) {
+            s.tasks.push(id);
+        }
+        id
+    }
+
+    /// Starts a new stage and returns its index.
+    pub fn stage(&mut self, name: impl Into<String>, operators: Vec<String>, estimated_bytes: u64) -> usize {
+        self.stages.push(Stage { name: name.into(), operators, tasks: vec![], estimated_bytes });
+        self.stages.len() - 1
+    }
+
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+}
+
+/// Upstream input placeholder for a dependency; the scheduler fills in its objects.
+pub fn upstream(key: &TaskKey) -> Input {
+    Input::Upstream { task_key: key.clone(), objects: vec![] }
+}

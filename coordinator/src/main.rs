@@ -1,0 +1,203 @@
+//! `shoal`: run and explain job files.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use shoal::job::{Builder, JobFile};
+use shoal::scheduler::{Event, EventSink};
+use shoal::{Client, Config, ExecutorKind};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// shoal: lazy DataFrames over object storage, run as WebAssembly tasks on stateless workers.
+///
+/// A job file (TOML) names datasets — each read from storage or built from another by one
+/// operation — and outputs. Nothing runs until an output needs it. Tasks commit idempotently
+/// under the job root, so re-running a job resumes where it stopped.
+#[derive(Parser, Debug)]
+#[command(name = "shoal", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct RunArgs {
+    /// The job file (TOML).
+    job: PathBuf,
+    /// Where tasks run: in this process one at a time (sync), in a pool of threads (threads),
+    /// or in local `shoal-worker` processes (processes).
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Threads)]
+    executor: ExecutorKind,
+    /// Tasks running at once (default: the number of cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Job root for intermediate data and commit manifests: a local folder or s3://bucket/prefix.
+    #[arg(long, default_value = ".shoal", env = "SHOAL_ROOT")]
+    root: String,
+    /// S3 endpoint override (LocalStack, MinIO). Also read from AWS_ENDPOINT_URL.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    endpoint: Option<String>,
+    /// Attempts per task before a retryable failure fails the job.
+    #[arg(long, default_value_t = 3)]
+    max_attempts: u32,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a job file: compute its outputs, print `show` outputs as tables.
+    Run(RunArgs),
+    /// Print each output's logical plan, optimized plan and task graph (stages, task counts,
+    /// estimated bytes) without running anything.
+    Explain(RunArgs),
+}
+
+fn client(args: &RunArgs) -> anyhow::Result<Client> {
+    let mut config = Config {
+        root: args.root.clone(),
+        executor: args.executor,
+        max_attempts: args.max_attempts,
+        ..Config::default()
+    };
+    if let Some(w) = args.workers {
+        anyhow::ensure!(w > 0, "--workers must be at least 1");
+        config.workers = w;
+    }
+    config.storage.endpoint = args.endpoint.clone();
+    Ok(Client::new(config)?)
+}
+
+fn progress(label: &str) -> (ProgressBar, EventSink) {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} tasks {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    let b = bar.clone();
+    let sink: EventSink = Arc::new(move |e: &Event| match e {
+        Event::Started { tasks, already_committed } => {
+            b.set_length(*tasks as u64);
+            b.set_position(*already_committed as u64);
+            if *already_committed > 0 {
+                b.println(format!("resuming: {already_committed} of {tasks} tasks already committed"));
+            }
+        }
+        Event::TaskCommitted { .. } => b.inc(1),
+        Event::TaskRetrying { failure, delay, attempt, .. } => {
+            b.println(format!("retrying after attempt {attempt} in {delay:?}: {failure}"));
+        }
+        Event::TaskFailed { failure, .. } => b.println(format!("failed: {failure}")),
+        Event::Finished => b.finish_and_clear(),
+        Event::TaskStarted { .. } => {}
+    });
+    (bar, sink)
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let job = JobFile::load(&args.job)?;
+    let client = client(&args)?;
+    let mut builder = Builder::new(&job, &client);
+    for output in &job.outputs {
+        let df = builder.dataset(&output.dataset).await?;
+        let started = Instant::now();
+        let (_bar, events) = progress(&output.dataset);
+        if let Some(loc) = &output.to_parquet {
+            let loc = job.location(loc);
+            let written = df.to_parquet(&loc, Some(events.clone())).await?;
+            eprintln!(
+                "{}: wrote {} rows in {} parts to {loc} ({} tasks run, {} reused, {:.2}s)",
+                output.dataset,
+                written.rows,
+                written.parts.len(),
+                written.run.executed,
+                written.run.already_committed,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        if output.show {
+            let (batches, summary) = df.compute_with(Some(events)).await?;
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            let limit = output.rows.unwrap_or(20);
+            let shown = take_rows(&batches, limit)?;
+            println!(
+                "{}",
+                arrow::util::pretty::pretty_format_batches(&shown).context("formatting the table")?
+            );
+            if rows > limit {
+                println!("... {} more rows", rows - limit);
+            }
+            eprintln!(
+                "{}: {rows} rows ({} tasks run, {} reused, {:.2}s)",
+                output.dataset,
+                summary.executed,
+                summary.already_committed,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn take_rows(
+    batches: &[arrow::record_batch::RecordBatch],
+    n: usize,
+) -> anyhow::Result<Vec<arrow::record_batch::RecordBatch>> {
+    let mut out = Vec::new();
+    let mut left = n;
+    for b in batches {
+        if left == 0 {
+            break;
+        }
+        let take = b.num_rows().min(left);
+        out.push(b.slice(0, take));
+        left -= take;
+    }
+    Ok(out)
+}
+
+async fn explain(args: RunArgs) -> anyhow::Result<()> {
+    let job = JobFile::load(&args.job)?;
+    let client = client(&args)?;
+    let mut builder = Builder::new(&job, &client);
+    for output in &job.outputs {
+        let df = builder.dataset(&output.dataset).await?;
+        println!(
+            "#### output: {} ({})",
+            output.dataset,
+            output.to_parquet.as_deref().map(|p| format!("to_parquet {p}")).unwrap_or_else(|| "show".into())
+        );
+        println!("{}", df.explain()?);
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("SHOAL_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run(args).await,
+            Command::Explain(args) => explain(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! The scheduler core: task states (waiting → ready → running → committed | failed), depth-first
+//! ordering of ready tasks, a concurrency limit, retries with exponential backoff and jitter for
+//! retryable failures, and events for progress display. It knows executors only through
+//! [`Executor`].
+
+use crate::error::{Error, Result};
+use crate::executor::Executor;
+use crate::graph::TaskGraph;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use rand::Rng;
+use shoal_protocol::{
+    FailureKind, Input, Limits, Manifest, PROTOCOL_VERSION, StorageOptions, TaskFailure, TaskMetrics,
+    TaskSpec,
+};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the scheduler reports while it runs.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Planning is done: this many tasks, of which this many were committed already.
+    Started {
+        tasks: usize,
+        already_committed: usize,
+    },
+    TaskStarted {
+        task: usize,
+        attempt: u32,
+    },
+    TaskCommitted {
+        task: usize,
+        attempt: u32,
+        won: bool,
+        metrics: Box<TaskMetrics>,
+    },
+    TaskRetrying {
+        task: usize,
+        attempt: u32,
+        failure: TaskFailure,
+        delay: Duration,
+    },
+    TaskFailed {
+        task: usize,
+        attempt: u32,
+        failure: TaskFailure,
+    },
+    Finished,
+}
+
+/// A sink for events (progress bars, logs, the dashboard later).
+pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// Scheduling settings of one run.
+#[derive(Clone)]
+pub struct RunOptions {
+    pub job_id: String,
+    pub job_root: String,
+    pub storage: StorageOptions,
+    pub limits: Limits,
+    /// Attempts per task before a retryable failure fails the job.
+    pub max_attempts: u32,
+    /// Backoff before the first retry; doubles each time, with ±50% jitter, capped at 10 s.
+    pub base_backoff: Duration,
+    pub events: Option<EventSink>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("job_id", &self.job_id)
+            .field("job_root", &self.job_root)
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Totals of one run.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub tasks: usize,
+    pub executed: usize,
+    pub already_committed: usize,
+    pub attempts: u64,
+    pub retries: u64,
+    pub rows_written: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+}
+
+/// The result of a run: every task's committed manifest, and the totals.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    pub manifests: Vec<Manifest>,
+    pub summary: RunSummary,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Waiting,
+    Ready,
+    Running,
+    Committed,
+    Failed,
+}
+
+/// Ready-queue priority: depth first (later stages first, so results are consumed as soon as
+/// they exist and memory stays bounded), then partition order.
+type Priority = (usize, Reverse<usize>);
+
+enum Completion {
+    Done { task: usize, attempt: u32, outcome: shoal_protocol::TaskOutcome },
+    RetryDue { task: usize },
+}
+
+/// Runs a graph to completion. `committed` holds manifests already found under the job root
+/// (resume); those tasks are not run again.
+pub async fn run(
+    graph: &TaskGraph,
+    executor: &dyn Executor,
+    opts: &RunOptions,
+    mut committed: HashMap<usize, Manifest>,
+) -> Result<RunOutput> {
+    let n = graph.len();
+    let emit = |e: Event| {
+        if let Some(sink) = &opts.events {
+            sink(&e);
+        }
+    };
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut missing: Vec<usize> = vec![0; n];
+    for (i, t) in graph.tasks.iter().enumerate() {
+        missing[i] = t.deps.len();
+        for &d in &t.deps {
+            dependents[d].push(i);
+        }
+    }
+    let mut state = vec![State::Waiting; n];
+    let mut manifests: Vec<Option<Manifest>> = vec![None; n];
+    let mut attempts = vec![0u32; n];
+    let mut ready: BinaryHeap<(Priority, usize)> = BinaryHeap::new();
+    let mut summary = RunSummary { tasks: n, ..Default::default() };
+
+    // Tasks committed by an earlier run count as done; their dependents may become ready.
+    let already = committed.len();
+    for i in 0..n {
+        if let Some(m) = committed.remove(&i) {
+            state[i] = State::Committed;
+            manifests[i] = Some(m);
+            summary.already_committed += 1;
+        }
+    }
+    for i in 0..n {
+        if state[i] == State::Committed {
+            for &d in &dependents[i] {
+                missing[d] -= 1;
+            }
+        }
+    }
+    for i in 0..n {
+        if state[i] == State::Waiting && missing[i] == 0 {
+            state[i] = State::Ready;
+            ready.push((priority(graph, i), i));
+        }
+    }
+    emit(Event::Started { tasks: n, already_committed: already.min(n) });
+
+    let concurrency = executor.concurrency().max(1);
+    let mut in_flight: FuturesUnordered<BoxFuture<'_, Completion>> = FuturesUnordered::new();
+    let mut running = 0usize;
+    let mut done = summary.already_committed;
+    let mut failure: Option<(TaskFailure, u32)> = None;
+
+    while done < n {
+        while failure.is_none() && running < concurrency {
+            let Some((_, task)) = ready.pop() else { break };
+            attempts[task] += 1;
+            let attempt = attempts[task];
+            state[task] = State::Running;
+            running += 1;
+            summary.attempts += 1;
+            let spec = build_spec(graph, task, attempt, &manifests, opts);
+            emit(Event::TaskStarted { task, attempt });
+            in_flight.push(
+                executor
+                    .execute(spec)
+                    .map(move |outcome| Completion::Done { task, attempt, outcome })
+                    .boxed(),
+            );
+        }
+        let Some(completion) = in_flight.next().await else {
+            // Nothing running and nothing ready: only possible after a failure.
+            break;
+        };
+        match completion {
+            Completion::RetryDue { task } => {
+                if failure.is_none() {
+                    state[task] = State::Ready;
+                    ready.push((priority(graph, task), task));
+                }
+            }
+            Completion::Done { task, attempt, outcome } => {
+                running -= 1;
+                match outcome {
+                    Ok(result) => {
+                        state[task] = State::Committed;
+                        summary.executed += 1;
+                        summary.rows_written += result.manifest.rows;
+                        summary.bytes_read += result.metrics.bytes_read;
+                        summary.bytes_written += result.metrics.bytes_written;
+                        emit(Event::TaskCommitted {
+                            task,
+                            attempt,
+                            won: result.won_commit,
+                            metrics: Box::new(result.metrics),
+                        });
+                        manifests[task] = Some(result.manifest);
+                        done += 1;
+                        for &d in &dependents[task] {
+                            missing[d] -= 1;
+                            if missing[d] == 0 && state[d] == State::Waiting {
+                                state[d] = State::Ready;
+                                ready.push((priority(graph, d), d));
+                            }
+                        }
+                    }
+                    Err(f)
+                        if f.kind == FailureKind::Retryable
+                            && attempt < opts.max_attempts
+                            && failure.is_none() =>
+                    {
+                        let delay = backoff(opts.base_backoff, attempt);
+                        summary.retries += 1;
+                        emit(Event::TaskRetrying { task, attempt, failure: f, delay });
+                        state[task] = State::Waiting;
+                        in_flight.push(
+                            tokio::time::sleep(delay).map(move |()| Completion::RetryDue { task }).boxed(),
+                        );
+                    }
+                    Err(f) => {
+                        state[task] = State::Failed;
+                        emit(Event::TaskFailed { task, attempt, failure: f.clone() });
+                        // Report the first failure; let running tasks finish (they commit
+                        // idempotently, so a re-run reuses them), launch nothing new.
+                        if failure.is_none() {
+                            failure = Some((f, attempt));
+                        }
+                    }
+                }
+            }
+        }
+        if failure.is_some() && running == 0 {
+            break;
+        }
+    }
+    emit(Event::Finished);
+    if let Some((failure, attempts)) = failure {
+        return Err(Error::Task { failure, attempts });
+    }
+    let manifests = manifests
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            m.ok_or_else(|| Error::Executor(format!("task {} never committed", graph.tasks[i].key)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RunOutput { manifests, summary })
+}
+
+fn priority(graph: &TaskGraph, task: usize) -> Priority {
+    let t = &graph.tasks[task];
+    (t.stage, Reverse(t.index))
+}
+
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let capped = exp.min(Duration::from_secs(10));
+    let jitter: f64 = rand::rng().random_range(0.5..1.5);
+    capped.mul_f64(jitter)
+}
+
+/// The concrete spec for one attempt: upstream inputs resolved to the objects their committed
+/// manifests list.
+fn build_spec(
+    graph: &TaskGraph,
+    task: usize,
+    attempt: u32,
+    manifests: &[Option<Manifest>],
+    opts: &RunOptions,
+) -> TaskSpec {
+    let node = &graph.tasks[task];
+    let mut deps = node.deps.iter();
+    let inputs = node
+        .inputs
+        .iter()
+        .map(|input| match input {
+            Input::Upstream { task_key, .. } => {
+                let objects = deps
+                    .next()
+                    .and_then(|&d| manifests[d].as_ref())
+                    .map(|m| m.outputs.iter().map(|o| o.object.clone()).collect())
+                    .unwrap_or_default();
+                Input::Upstream { task_key: task_key.clone(), objects }
+            }
+            other => other.clone(),
+        })
+        .collect();
+    TaskSpec {
+        version: PROTOCOL_VERSION,
+        job_id: opts.job_id.clone(),
+        job_root: opts.job_root.clone(),
+        task_key: node.key.clone(),
+        attempt,
+        inputs,
+        pipeline: node.pipeline.clone(),
+        output: node.output.clone(),
+        limits: opts.limits.clone(),
+        storage: opts.storage.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_millis(100);
+        let first = backoff(base, 1);
+        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(150));
+        let fourth = backoff(base, 4);
+        assert!(fourth >= Duration::from_millis(400) && fourth <= Duration::from_millis(1200));
+        assert!(backoff(base, 40) <= Duration::from_secs(15));
+    }
+}

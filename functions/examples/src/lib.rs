@@ -1,0 +1,100 @@
+//! Example shoal functions, compiled to a `wasm32-wasip2` component (see `shoal-functions`).
+//!
+//! - `scale` — `{column, factor, output?}`: `output = float64(column) * factor`; nulls stay null.
+//! - `filter_range` — `{column, min?, max?}`: keeps rows whose numeric value is in
+//!   `[min, max]`; nulls are dropped.
+//! - `normalize_text` — `{column, output?}`: trims and lowercases a string column.
+//!
+//! The logic is in plain functions over Arrow arrays so it can be unit-tested on the host.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
+use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, StringArray};
+use arrow_schema::DataType;
+use shoal_guest::{Args, RecordBatch, column, with_column};
+
+shoal_guest::register! {
+    "scale" => ("multiply a numeric column by `factor` into `output` (Float64): {column, factor, output?}", scale),
+    "filter_range" => ("keep rows whose numeric `column` is within [min, max]; nulls dropped: {column, min?, max?}", filter_range),
+    "normalize_text" => ("trim and lowercase a string column: {column, output?}", normalize_text),
+}
+
+/// Casts a numeric column to Float64, refusing non-numeric columns.
+pub fn to_f64(name: &str, array: &ArrayRef) -> Result<Float64Array, String> {
+    if !array.data_type().is_numeric() {
+        return Err(format!("column '{name}' must be numeric, got {}", array.data_type()));
+    }
+    let cast = arrow_cast::cast(array, &DataType::Float64)
+        .map_err(|e| format!("casting column '{name}' to Float64: {e}"))?;
+    Ok(cast.as_primitive::<Float64Type>().clone())
+}
+
+/// `values * factor`, nulls preserved.
+pub fn scale_values(values: &Float64Array, factor: f64) -> Float64Array {
+    values.unary(|v| v * factor)
+}
+
+/// Rows whose value is in `[min, max]` (either bound optional); nulls are `false`.
+pub fn range_mask(values: &Float64Array, min: Option<f64>, max: Option<f64>) -> BooleanArray {
+    values
+        .iter()
+        .map(|v| Some(v.is_some_and(|v| min.is_none_or(|min| v >= min) && max.is_none_or(|max| v <= max))))
+        .collect()
+}
+
+/// Trimmed, lowercased strings; nulls preserved.
+pub fn normalize_strings(values: &StringArray) -> StringArray {
+    values.iter().map(|v| v.map(|s| s.trim().to_lowercase())).collect()
+}
+
+fn scale(batch: RecordBatch, args: &Args) -> Result<RecordBatch, String> {
+    let name = args.str("column")?;
+    let factor = args.f64("factor")?;
+    let output = args.opt_str("output")?.unwrap_or(name);
+    let values = to_f64(name, column(&batch, name)?)?;
+    with_column(&batch, output, Arc::new(scale_values(&values, factor)))
+}
+
+fn filter_range(batch: RecordBatch, args: &Args) -> Result<RecordBatch, String> {
+    let name = args.str("column")?;
+    let min = args.opt_f64("min")?;
+    let max = args.opt_f64("max")?;
+    let values = to_f64(name, column(&batch, name)?)?;
+    let mask = range_mask(&values, min, max);
+    arrow_select::filter::filter_record_batch(&batch, &mask)
+        .map_err(|e| format!("filtering on '{name}': {e}"))
+}
+
+fn normalize_text(batch: RecordBatch, args: &Args) -> Result<RecordBatch, String> {
+    let name = args.str("column")?;
+    let output = args.opt_str("output")?.unwrap_or(name);
+    let array = column(&batch, name)?;
+    let strings = match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().clone(),
+        DataType::LargeUtf8 | DataType::Utf8View => {
+            let cast = arrow_cast::cast(array, &DataType::Utf8)
+                .map_err(|e| format!("casting column '{name}' to Utf8: {e}"))?;
+            cast.as_string::<i32>().clone()
+        }
+        other => {
+            return Err(format!("column '{name}' must be a string column, got {other}"));
+        }
+    };
+    with_column(&batch, output, Arc::new(normalize_strings(&strings)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logic() {
+        let v = Float64Array::from(vec![Some(1.0), None, Some(5.0)]);
+        assert_eq!(scale_values(&v, 2.0), Float64Array::from(vec![Some(2.0), None, Some(10.0)]));
+        assert_eq!(range_mask(&v, Some(2.0), None), BooleanArray::from(vec![false, false, true]));
+        let s = StringArray::from(vec![Some("  Hi "), None]);
+        assert_eq!(normalize_strings(&s), StringArray::from(vec![Some("hi"), None]));
+    }
+}

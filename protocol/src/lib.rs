@@ -1,0 +1,430 @@
+//! The wire contract between the shoal coordinator and its workers, and nothing else.
+//!
+//! Layout:
+//! - [`TaskSpec`]: everything a stateless worker needs to run one partition task, as versioned
+//!   JSON small enough for a cloud-function payload. Inputs are references to objects, never data.
+//! - [`Operator`]: the per-partition operators a worker fuses into one pipeline. Expressions
+//!   travel as SQL expression strings, parsed by the worker against the input schema.
+//! - [`TaskResult`] / [`TaskFailure`]: what comes back. A failure is [`FailureKind::Retryable`]
+//!   (transient: storage hiccups, a killed worker) or [`FailureKind::Fatal`] (deterministic:
+//!   bad expression, user-code trap), and names the task and input it concerns.
+//! - [`Manifest`]: the commit record written create-if-absent at `commits/<task_key>.json`.
+//! - [`layout`]: the object names under a job root, shared by every writer and reader.
+//!
+//! This crate does no I/O.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Version of the JSON wire format. A worker refuses specs with another version.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Content-addressed identity of a task: hex SHA-256 of its canonical description.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskKey(pub String);
+
+impl TaskKey {
+    /// Hashes any serialisable value (canonical JSON: maps are ordered) into a key, prefixed
+    /// with a human-readable name such as `scan-filter`.
+    pub fn derive<T: Serialize>(name: &str, value: &T) -> Self {
+        let mut hasher = Sha256::new();
+        // serde_json on plain structs and BTreeMaps is deterministic.
+        let bytes = serde_json::to_vec(value).unwrap_or_default();
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(&bytes);
+        let digest = hasher.finalize();
+        TaskKey(format!("{name}-{}", &hex::encode(digest)[..32]))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TaskKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Identity of one stored object, as observed when the job was planned. The worker refuses to
+/// read an object whose size (or ETag, where known) has changed since.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ObjectRef {
+    /// Absolute URL: `file:///abs/path`, `s3://bucket/key` or `memory:///key`.
+    pub url: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e_tag: Option<String>,
+}
+
+/// Non-secret storage settings a worker needs to reach the job's stores. Credentials never
+/// travel in a task: workers take them from their own environment (or role).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StorageOptions {
+    /// Endpoint override for S3-compatible servers (LocalStack, MinIO).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+/// CSV reading options.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CsvOptions {
+    #[serde(default = "default_true")]
+    pub has_header: bool,
+    #[serde(default = "default_delimiter")]
+    pub delimiter: u8,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        Self { has_header: true, delimiter: b',' }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_delimiter() -> u8 {
+    b','
+}
+
+/// File formats a worker scans.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "format", rename_all = "snake_case")]
+pub enum FileFormat {
+    Parquet,
+    Csv(CsvOptions),
+    /// Arrow IPC file, the format of intermediates between stages.
+    ArrowIpc,
+}
+
+/// A field of a schema, as the coordinator inferred it when planning. Used to hold every
+/// partition of a dataset to one schema (CSV inference, empty partitions).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Field {
+    pub name: String,
+    /// Arrow data type in its `Display` form, e.g. `Int64`, `Utf8`, `Timestamp(µs, None)`.
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+/// One input of a task: a set of files (or row groups of files) read as one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Input {
+    /// Files in object storage.
+    Scan {
+        format: FileFormat,
+        files: Vec<FileSlice>,
+        /// Columns to read; `None` reads all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        projection: Option<Vec<String>>,
+        /// A predicate (SQL) used to prune row groups and pages; rows are still filtered by
+        /// the pipeline's `filter`, so pruning never changes the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        predicate: Option<String>,
+        /// Schema every file is read as (CSV); `None` uses the file's own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        schema: Option<Vec<Field>>,
+    },
+    /// The committed output of an upstream task. The coordinator resolves it to the objects
+    /// listed in that task's manifest before the spec is sent.
+    Upstream {
+        task_key: TaskKey,
+        #[serde(default)]
+        objects: Vec<ObjectRef>,
+    },
+}
+
+/// A file, or a subset of its Parquet row groups.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileSlice {
+    pub object: ObjectRef,
+    /// Row groups to read (Parquet); `None` reads the whole file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_groups: Option<Vec<usize>>,
+}
+
+/// A WebAssembly component holding user functions, stored content-addressed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ModuleRef {
+    pub object: ObjectRef,
+    /// Hex SHA-256 of the component bytes; the cache key of the compiled artifact.
+    pub sha256: String,
+}
+
+/// Per-partition operators, applied in order to the task's input.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Operator {
+    /// Keep rows where the SQL predicate is true (NULL counts as false).
+    Filter { predicate: String },
+    /// Keep these columns, in this order.
+    Select { columns: Vec<String> },
+    /// Add or replace columns computed from SQL expressions, evaluated in order (a later one
+    /// may use an earlier one).
+    Assign { columns: Vec<(String, String)> },
+    /// Run a user function from a WebAssembly component on the whole partition.
+    MapPartitions {
+        module: ModuleRef,
+        function: String,
+        #[serde(default)]
+        args: serde_json::Value,
+    },
+    /// Keep the first `n` rows.
+    Head { n: usize },
+}
+
+/// Where a task writes its output.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Output {
+    /// Compressed Arrow IPC under the job root, read by later stages or by `compute()`.
+    Intermediate,
+    /// A user-visible Parquet part with a deterministic name: `<url>/part-<index:05>.parquet`.
+    Parquet { url: String, part: usize },
+}
+
+/// Resource limits for one task.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Limits {
+    /// Linear-memory limit of a user-code sandbox, in bytes.
+    pub guest_memory_bytes: u64,
+    /// Wall-clock budget of user code in one task, in milliseconds.
+    pub guest_timeout_ms: u64,
+    /// Bytes of guest stdout/stderr kept for the task log.
+    pub guest_log_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { guest_memory_bytes: 512 << 20, guest_timeout_ms: 60_000, guest_log_bytes: 64 << 10 }
+    }
+}
+
+/// Everything a stateless worker needs to run one task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub version: u32,
+    pub job_id: String,
+    /// The job root URL: `data/` and `commits/` live under it.
+    pub job_root: String,
+    pub task_key: TaskKey,
+    /// Attempt number (1-based) as counted by the scheduler; informational.
+    pub attempt: u32,
+    pub inputs: Vec<Input>,
+    pub pipeline: Vec<Operator>,
+    pub output: Output,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub storage: StorageOptions,
+}
+
+impl TaskSpec {
+    /// Parses a spec, refusing other protocol versions.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
+        let spec: TaskSpec =
+            serde_json::from_slice(bytes).map_err(|e| format!("invalid task spec JSON: {e}"))?;
+        if spec.version != PROTOCOL_VERSION {
+            return Err(format!(
+                "task spec version {} is not supported (this worker speaks {PROTOCOL_VERSION})",
+                spec.version
+            ));
+        }
+        Ok(spec)
+    }
+}
+
+/// One object a task produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputObject {
+    pub object: ObjectRef,
+    pub rows: u64,
+}
+
+/// The commit record of a task, created at `commits/<task_key>.json` only if absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: u32,
+    pub task_key: TaskKey,
+    /// The attempt whose data this manifest points to.
+    pub attempt_id: String,
+    pub outputs: Vec<OutputObject>,
+    pub rows: u64,
+    pub bytes: u64,
+    /// Output schema as a list of fields.
+    pub schema: Vec<Field>,
+}
+
+/// Measurements of one task attempt.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskMetrics {
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub objects_read: u64,
+    pub objects_written: u64,
+    pub wall_ms: u64,
+    pub guest_ms: u64,
+    /// Captured guest stdout/stderr (bounded by [`Limits::guest_log_bytes`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub guest_log: String,
+}
+
+/// A successful task: the manifest that is committed (this attempt's or an earlier winner's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub task_key: TaskKey,
+    pub attempt: u32,
+    pub manifest: Manifest,
+    /// Whether this attempt's commit won (false: another attempt had committed first).
+    pub won_commit: bool,
+    pub metrics: TaskMetrics,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Transient: running the same task again may succeed.
+    Retryable,
+    /// Deterministic: running it again would fail the same way.
+    Fatal,
+}
+
+/// A failed task attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFailure {
+    pub kind: FailureKind,
+    pub task_key: TaskKey,
+    /// The input (URL) the failure concerns, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for TaskFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            FailureKind::Retryable => "retryable",
+            FailureKind::Fatal => "fatal",
+        };
+        write!(f, "task {} failed ({kind})", self.task_key)?;
+        if let Some(input) = &self.input {
+            write!(f, " reading {input}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for TaskFailure {}
+
+/// What a worker answers for one spec.
+pub type TaskOutcome = Result<TaskResult, TaskFailure>;
+
+/// Object names under a job root. Every reader and writer goes through these.
+pub mod layout {
+    use super::TaskKey;
+
+    /// `commits/<task_key>.json`: the create-if-absent manifest.
+    pub fn manifest(task_key: &TaskKey) -> String {
+        format!("commits/{task_key}.json")
+    }
+
+    /// `data/<task_key>/<attempt_id>/`: where one attempt writes its files.
+    pub fn attempt_dir(task_key: &TaskKey, attempt_id: &str) -> String {
+        format!("data/{task_key}/{attempt_id}")
+    }
+
+    /// `modules/<sha256>.wasm`: user components, content-addressed.
+    pub fn module(sha256: &str) -> String {
+        format!("modules/{sha256}.wasm")
+    }
+
+    /// Deterministic name of user-visible Parquet part `index`.
+    pub fn part_name(index: usize) -> String {
+        format!("part-{index:05}.parquet")
+    }
+
+    /// Name of the marker written last in a user-visible output directory.
+    pub const SUCCESS: &str = "_SUCCESS";
+}
+
+/// The `_SUCCESS` manifest of a user-visible output: written last, lists every part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuccessManifest {
+    pub version: u32,
+    pub job_id: String,
+    pub parts: Vec<OutputObject>,
+    pub rows: u64,
+    #[serde(default)]
+    pub extra: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> TaskSpec {
+        TaskSpec {
+            version: PROTOCOL_VERSION,
+            job_id: "j".into(),
+            job_root: "memory:///jobs/j".into(),
+            task_key: TaskKey("scan-abc".into()),
+            attempt: 1,
+            inputs: vec![Input::Scan {
+                format: FileFormat::Csv(CsvOptions::default()),
+                files: vec![FileSlice {
+                    object: ObjectRef { url: "file:///x.csv".into(), size: 10, e_tag: None },
+                    row_groups: None,
+                }],
+                projection: Some(vec!["a".into()]),
+                predicate: None,
+                schema: None,
+            }],
+            pipeline: vec![
+                Operator::Filter { predicate: "a > 1".into() },
+                Operator::Assign { columns: vec![("b".into(), "a * 2".into())] },
+            ],
+            output: Output::Intermediate,
+            limits: Limits::default(),
+            storage: StorageOptions::default(),
+        }
+    }
+
+    #[test]
+    fn spec_round_trips_through_json() {
+        let s = spec();
+        let json = serde_json::to_vec(&s).unwrap();
+        assert_eq!(TaskSpec::from_json(&json).unwrap(), s);
+    }
+
+    #[test]
+    fn other_versions_are_refused() {
+        let mut s = spec();
+        s.version = 99;
+        let json = serde_json::to_vec(&s).unwrap();
+        let err = TaskSpec::from_json(&json).unwrap_err();
+        assert!(err.contains("version 99"), "{err}");
+    }
+
+    #[test]
+    fn task_keys_are_stable_and_content_addressed() {
+        let a = TaskKey::derive("scan", &spec().pipeline);
+        let b = TaskKey::derive("scan", &spec().pipeline);
+        assert_eq!(a, b);
+        let mut other = spec().pipeline;
+        other.push(Operator::Head { n: 1 });
+        assert_ne!(a, TaskKey::derive("scan", &other));
+        assert!(a.as_str().starts_with("scan-"));
+        assert_eq!(a.as_str().len(), "scan-".len() + 32);
+    }
+}

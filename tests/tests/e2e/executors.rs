@@ -1,0 +1,130 @@
+//! Executor conformance: the same job cases on `sync`, `threads` and `processes` give identical
+//! results, equal to DuckDB's.
+
+use crate::client;
+use arrow::record_batch::RecordBatch;
+use serde_json::json;
+use shoal::{Client, Error, ExecutorKind};
+use shoal_protocol::FailureKind;
+use shoal_tests::data::{assert_same_table, trips_batch, write_csv, write_trips};
+use shoal_tests::python::duckdb_query;
+use shoal_tests::read_parquet_dir;
+use std::path::Path;
+
+/// The cases, run on one client. Returns each case's result for cross-executor comparison.
+async fn suite(c: &Client, data: &Path, csv: &Path) -> Vec<(String, Vec<RecordBatch>)> {
+    let mut results = Vec::new();
+    let trips = c.read_parquet(&format!("{}/*.parquet", data.display())).await.unwrap();
+    let examples = c.load_module("builtin:examples").await.unwrap();
+
+    let relational = trips
+        .filter("fare > 10 AND passengers IS NOT NULL")
+        .unwrap()
+        .assign("fare_per_pax", "fare / (passengers + 1)")
+        .unwrap()
+        .select(&["id", "vendor", "fare_per_pax", "pickup_date"])
+        .unwrap();
+    results.push(("relational".to_string(), relational.compute().await.unwrap()));
+
+    let wasm = trips
+        .map_partitions(&examples, "normalize_text", json!({"column": "note", "output": "clean"}))
+        .unwrap()
+        .filter("clean = 'airport'")
+        .unwrap();
+    results.push(("wasm".to_string(), wasm.compute().await.unwrap()));
+
+    // Two stages: per-partition heads, then one task reading them all.
+    let head = trips.filter("vendor = 'C'").unwrap().head(7);
+    results.push(("head".to_string(), head.compute().await.unwrap()));
+
+    let from_csv = c
+        .read_csv(&csv.display().to_string(), Default::default())
+        .await
+        .unwrap()
+        .filter("distance > 1000")
+        .unwrap();
+    results.push(("csv".to_string(), from_csv.compute().await.unwrap()));
+
+    // A failing user function fails the job once, with a fatal error naming the task.
+    let testing = c.load_module("builtin:testing").await.unwrap();
+    let err = trips
+        .map_partitions(&testing, "identity", json!({}))
+        .unwrap()
+        .map_partitions(&testing, "trap", json!({"when": "nonempty"}))
+        .unwrap()
+        .compute()
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Task { failure, attempts } => {
+            assert_eq!(failure.kind, FailureKind::Fatal, "{err}");
+            assert_eq!(*attempts, 1, "a fatal failure is not retried: {err}");
+            assert!(failure.task_key.as_str().starts_with("scan-map"), "{err}");
+        }
+        other => panic!("expected a task failure, got {other}"),
+    }
+    results
+}
+
+async fn reference(name: &str, sql: &str, tmp: &Path) -> Vec<RecordBatch> {
+    let out = tmp.join(format!("ref-{name}.parquet"));
+    duckdb_query(sql, &out).unwrap();
+    read_parquet_dir(&out).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executors_agree_with_each_other_and_duckdb() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_trips(&data, &[500, 0, 800, 300], 200).unwrap();
+    let csv = tmp.path().join("trips.csv");
+    write_csv(&csv, &trips_batch(0, 400, 99).unwrap()).unwrap();
+
+    let mut all = Vec::new();
+    for kind in [ExecutorKind::Sync, ExecutorKind::Threads, ExecutorKind::Processes] {
+        // A fresh job root per executor, so each one really runs every task.
+        let c = client(&tmp.path().join(format!("root-{kind}")), kind);
+        assert_eq!(c.executor().name(), kind.to_string());
+        all.push((kind, suite(&c, &data, &csv).await));
+    }
+
+    let glob = format!("read_parquet('{}/*.parquet')", data.display());
+    let expected = [
+        reference(
+            "relational",
+            &format!("SELECT id, vendor, fare / (passengers + 1) AS fare_per_pax, pickup_date FROM {glob} WHERE fare > 10 AND passengers IS NOT NULL"),
+            tmp.path(),
+        )
+        .await,
+        reference(
+            "wasm",
+            &format!("SELECT *, lower(trim(note)) AS clean FROM {glob} WHERE lower(trim(note)) = 'airport'"),
+            tmp.path(),
+        )
+        .await,
+        reference("head", &format!("SELECT * FROM {glob} WHERE vendor = 'C' ORDER BY id LIMIT 7"), tmp.path()).await,
+        reference(
+            "csv",
+            &format!("SELECT * FROM read_csv('{}', header = true) WHERE distance > 1000", csv.display()),
+            tmp.path(),
+        )
+        .await,
+    ];
+    for (kind, results) in &all {
+        for ((name, batches), reference) in results.iter().zip(&expected) {
+            if let Err(e) = assert_same_table(batches, reference, "id") {
+                panic!("{kind}/{name} differs from DuckDB: {e:#}");
+            }
+        }
+    }
+    // Identical, not just equivalent: same batches, same order, across executors.
+    let (_, first) = &all[0];
+    for (kind, results) in &all[1..] {
+        for ((name, a), (_, b)) in first.iter().zip(results) {
+            let concat = |x: &[RecordBatch]| {
+                x.first().map(|f| arrow::compute::concat_batches(&f.schema(), x).unwrap())
+            };
+            assert_eq!(concat(a), concat(b), "{kind}/{name} differs from sync");
+        }
+    }
+}

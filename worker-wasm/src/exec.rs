@@ -1,0 +1,296 @@
+//! Running one task: read inputs, run the fused pipeline, write the output, commit.
+//!
+//! Commit protocol (DESIGN.md): an attempt writes its files under
+//! `data/<task_key>/<attempt_id>/`, then creates `commits/<task_key>.json` only if absent. The
+//! first commit wins; a losing attempt returns the winner's manifest and deletes its own files.
+//! User-visible Parquet parts have deterministic names, so a retry rewrites identical bytes.
+
+use crate::error::{Error, Result};
+use crate::pipeline;
+use crate::sandbox::{Module, Sandbox, SandboxConfig};
+use crate::scan::{self, Loaded};
+use crate::storage::{Created, Storage};
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::CompressionType;
+use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use shoal_protocol::{
+    FailureKind, Manifest, ModuleRef, Operator, Output, OutputObject, PROTOCOL_VERSION, StorageOptions,
+    TaskFailure, TaskKey, TaskMetrics, TaskOutcome, TaskResult, TaskSpec, layout,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Settings of one worker process.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerConfig {
+    pub sandbox: SandboxConfig,
+}
+
+/// Runs tasks. Holds no state between tasks except caches (stores, compiled components).
+#[derive(Debug)]
+pub struct Worker {
+    sandbox: Arc<Sandbox>,
+    storages: Mutex<HashMap<StorageOptions, Arc<Storage>>>,
+    modules: Mutex<HashMap<String, Arc<Module>>>,
+}
+
+impl Worker {
+    pub fn new(config: WorkerConfig) -> Result<Self> {
+        Ok(Self {
+            sandbox: Arc::new(Sandbox::new(config.sandbox)?),
+            storages: Mutex::new(HashMap::new()),
+            modules: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
+    }
+
+    /// The (cached) storage client for a set of options.
+    pub fn storage(&self, options: &StorageOptions) -> Arc<Storage> {
+        let mut map = match self.storages.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.entry(options.clone()).or_insert_with(|| Arc::new(Storage::new(options.clone()))).clone()
+    }
+
+    /// Parses and runs a JSON task spec; a spec that cannot be parsed is a fatal failure.
+    pub async fn run_json(&self, bytes: &[u8]) -> TaskOutcome {
+        match TaskSpec::from_json(bytes) {
+            Ok(spec) => self.run(&spec).await,
+            Err(message) => Err(TaskFailure {
+                kind: FailureKind::Fatal,
+                task_key: TaskKey("unknown".into()),
+                input: None,
+                message,
+            }),
+        }
+    }
+
+    /// Runs one task to a committed manifest.
+    pub async fn run(&self, spec: &TaskSpec) -> TaskOutcome {
+        let started = Instant::now();
+        let mut metrics = TaskMetrics::default();
+        let result = self.run_inner(spec, &mut metrics).await;
+        metrics.wall_ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok((manifest, won_commit)) => Ok(TaskResult {
+                task_key: spec.task_key.clone(),
+                attempt: spec.attempt,
+                manifest,
+                won_commit,
+                metrics,
+            }),
+            Err(e) => Err(TaskFailure {
+                kind: e.kind(),
+                task_key: spec.task_key.clone(),
+                input: e.input().map(str::to_string),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    async fn run_inner(&self, spec: &TaskSpec, metrics: &mut TaskMetrics) -> Result<(Manifest, bool)> {
+        if spec.version != PROTOCOL_VERSION {
+            return Err(Error::InvalidTask(format!("unsupported spec version {}", spec.version)));
+        }
+        let storage = self.storage(&spec.storage);
+        let root = storage.resolve(&spec.job_root)?;
+        let manifest_url = root.join(&layout::manifest(&spec.task_key)).url;
+
+        // Already committed (a retry after a lost reply, a resumed job): nothing to do.
+        if let Some(existing) = read_manifest(&storage, &manifest_url).await? {
+            return Ok((existing, false));
+        }
+
+        let mut loaded: Option<Loaded> = None;
+        for input in &spec.inputs {
+            let part = scan::read_input(&storage, input).await?;
+            metrics.bytes_read += part.bytes_read;
+            metrics.objects_read += part.objects_read;
+            loaded = Some(match loaded {
+                None => part,
+                Some(mut acc) => {
+                    if acc.schema.fields() != part.schema.fields() {
+                        return Err(Error::Schema("inputs of one task differ in schema".into()));
+                    }
+                    acc.batches.extend(part.batches);
+                    acc
+                }
+            });
+        }
+        let Loaded { schema, batches, .. } =
+            loaded.ok_or_else(|| Error::InvalidTask("task has no inputs".into()))?;
+        metrics.rows_in = batches.iter().map(|b| b.num_rows() as u64).sum();
+
+        let (schema, batches) = self.run_pipeline(&storage, spec, schema, batches, metrics).await?;
+        metrics.rows_out = batches.iter().map(|b| b.num_rows() as u64).sum();
+
+        let attempt_id = uuid::Uuid::new_v4().simple().to_string();
+        let attempt_dir = root.join(&layout::attempt_dir(&spec.task_key, &attempt_id)).url;
+        let object = match &spec.output {
+            Output::Intermediate => {
+                let bytes = encode_ipc(&schema, &batches)?;
+                storage.put(&format!("{attempt_dir}/part-0.arrow"), bytes).await?
+            }
+            Output::Parquet { url, part } => {
+                let bytes = encode_parquet(&schema, &batches)?;
+                let dir = storage.resolve(url)?;
+                storage.put(&dir.join(&layout::part_name(*part)).url, bytes).await?
+            }
+        };
+        metrics.bytes_written += object.size;
+        metrics.objects_written += 1;
+
+        let manifest = Manifest {
+            version: PROTOCOL_VERSION,
+            task_key: spec.task_key.clone(),
+            attempt_id,
+            rows: metrics.rows_out,
+            bytes: object.size,
+            outputs: vec![OutputObject { object, rows: metrics.rows_out }],
+            schema: crate::schema::to_fields(&schema),
+        };
+        let body = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Execution(e.to_string()))?;
+        match storage.create_if_absent(&manifest_url, Bytes::from(body)).await? {
+            Created::Created => Ok((manifest, true)),
+            Created::AlreadyExists => {
+                let winner = read_manifest(&storage, &manifest_url).await?.ok_or_else(|| Error::Storage {
+                    url: manifest_url.clone(),
+                    message: "manifest vanished after a lost commit".into(),
+                })?;
+                // Our intermediate files are unreferenced: remove them. User-visible parts share
+                // their deterministic name with the winner's and hold identical bytes: keep.
+                if matches!(spec.output, Output::Intermediate)
+                    && winner.attempt_id != manifest.attempt_id
+                    && let Err(e) = storage.delete_prefix(&attempt_dir).await
+                {
+                    tracing::warn!(task = %spec.task_key, "cleanup of losing attempt failed: {e}");
+                }
+                Ok((winner, false))
+            }
+        }
+    }
+
+    async fn run_pipeline(
+        &self,
+        storage: &Storage,
+        spec: &TaskSpec,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        metrics: &mut TaskMetrics,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let ctx = pipeline::session();
+        let mut schema = schema;
+        let mut batches = batches;
+        let mut ops = spec.pipeline.iter().peekable();
+        while ops.peek().is_some() {
+            // Fuse a run of relational operators into one DataFusion plan.
+            let mut df = None;
+            while let Some(op) = ops.next_if(|op| pipeline::is_relational(op)) {
+                let current = match df.take() {
+                    Some(d) => d,
+                    None => pipeline::frame(&ctx, schema.clone(), std::mem::take(&mut batches))?,
+                };
+                df = Some(pipeline::apply(current, op)?);
+            }
+            if let Some(df) = df {
+                schema = Arc::new(df.schema().as_arrow().clone());
+                batches = df.collect().await.map_err(|e| Error::Execution(e.strip_backtrace()))?;
+            }
+            if let Some(Operator::MapPartitions { module, function, args }) = ops.next() {
+                let module = self.load_module(storage, module).await?;
+                let input = arrow::compute::concat_batches(&schema, &batches)
+                    .map_err(|e| Error::Execution(e.to_string()))?;
+                let sandbox = self.sandbox.clone();
+                let (function, args, limits) = (function.clone(), args.clone(), spec.limits.clone());
+                let out = tokio::task::spawn_blocking(move || {
+                    sandbox.call(&module, &function, &[input], &args, &limits)
+                })
+                .await
+                .map_err(|e| Error::Execution(format!("sandbox thread: {e}")))??;
+                metrics.guest_ms += out.elapsed.as_millis() as u64;
+                append_log(&mut metrics.guest_log, &out.log, spec.limits.guest_log_bytes);
+                schema = out.batch.schema();
+                batches = vec![out.batch];
+            }
+        }
+        Ok((schema, batches))
+    }
+
+    /// Fetches and compiles a component once per worker (and once per machine with a cache dir).
+    pub async fn load_module(&self, storage: &Storage, module: &ModuleRef) -> Result<Arc<Module>> {
+        if let Some(m) = self.modules.lock().ok().and_then(|m| m.get(&module.sha256).cloned()) {
+            return Ok(m);
+        }
+        let bytes = storage.get(&module.object).await?;
+        let sandbox = self.sandbox.clone();
+        let sha = module.sha256.clone();
+        let loaded = tokio::task::spawn_blocking(move || sandbox.load(&sha, &bytes))
+            .await
+            .map_err(|e| Error::Execution(format!("sandbox thread: {e}")))??;
+        if let Ok(mut m) = self.modules.lock() {
+            m.insert(module.sha256.clone(), loaded.clone());
+        }
+        Ok(loaded)
+    }
+}
+
+fn append_log(log: &mut String, more: &str, limit: usize) {
+    if more.is_empty() || log.len() >= limit {
+        return;
+    }
+    let room = limit - log.len();
+    let mut end = more.len().min(room);
+    while !more.is_char_boundary(end) {
+        end -= 1;
+    }
+    log.push_str(&more[..end]);
+}
+
+/// Reads a committed manifest, if there is one.
+pub async fn read_manifest(storage: &Storage, url: &str) -> Result<Option<Manifest>> {
+    match storage.get_url(url).await {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Corrupt { url: url.to_string(), message: format!("manifest: {e}") }),
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Compressed (zstd) Arrow IPC file: the format of intermediates.
+pub fn encode_ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Bytes> {
+    let options = IpcWriteOptions::default()
+        .try_with_compression(Some(CompressionType::ZSTD))
+        .map_err(|e| Error::Execution(e.to_string()))?;
+    let mut writer = FileWriter::try_new_with_options(Vec::new(), schema, options)
+        .map_err(|e| Error::Execution(e.to_string()))?;
+    for b in batches {
+        writer.write(b).map_err(|e| Error::Execution(e.to_string()))?;
+    }
+    writer.finish().map_err(|e| Error::Execution(e.to_string()))?;
+    Ok(Bytes::from(writer.into_inner().map_err(|e| Error::Execution(e.to_string()))?))
+}
+
+/// User-visible Parquet (zstd). Deterministic for the same input: a retry writes identical bytes.
+pub fn encode_parquet(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Bytes> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_created_by(format!("shoal {}", env!("CARGO_PKG_VERSION")))
+        .build();
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
+        .map_err(|e| Error::Execution(e.to_string()))?;
+    for b in batches {
+        writer.write(b).map_err(|e| Error::Execution(e.to_string()))?;
+    }
+    Ok(Bytes::from(writer.into_inner().map_err(|e| Error::Execution(e.to_string()))?))
+}

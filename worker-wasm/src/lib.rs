@@ -1,0 +1,25 @@
+//! shoal's worker: runs one [`TaskSpec`](shoal_protocol::TaskSpec) on a stateless worker.
+//!
+//! Layout:
+//! - [`exec`]: [`Worker::run`] — read inputs, run the fused pipeline, write, commit.
+//! - [`scan`]: Parquet (projection, row-group selection and pruning), CSV and Arrow IPC reads.
+//! - [`reader`]: a counting Parquet reader over `object_store`.
+//! - [`pipeline`]: relational operators as a DataFusion plan; also used to validate plans.
+//! - [`sandbox`]: the wasmtime sandbox that runs user functions (WebAssembly components).
+//! - [`storage`]: object storage by URL (local folder, `s3://`, `memory://`).
+//! - [`schema`]: Arrow schema ↔ wire field lists.
+//! - [`error`]: the worker's error type and its Retryable/Fatal classification.
+//!
+//! Binaries: `shoal-worker` serves tasks as JSON lines on stdin/stdout (the `processes`
+//! executor's worker).
+pub mod error;
+pub mod exec;
+pub mod pipeline;
+pub mod reader;
+pub mod sandbox;
+pub mod scan;
+pub mod schema;
+pub mod storage;
+
+pub use error::{Error, Result};
+pub use exec::{Worker, WorkerConfig};

@@ -1,0 +1,960 @@
+//! The wasmtime sandbox that runs user functions (WebAssembly components).
+//!
+//! One [`Sandbox`] per worker process: one [`Engine`] (pooling allocator, epoch interruption),
+//! a background thread that ticks the epoch every [`EPOCH_TICK`], and a cache of compiled
+//! components keyed by the SHA-256 of their bytes — in memory, and optionally on disk as
+//! precompiled `.cwasm` artifacts (`<cache_dir>/<wasmtime>-<config hash>-<sha256>.cwasm`).
+//!
+//! Every call gets a fresh [`Store`] whose WASI context has no preopened directories, no
+//! environment, no arguments and no network; stdout and stderr go to one bounded in-memory
+//! log. The store enforces the task's [`Limits`]: linear memory (a denied growth is reported
+//! as [`SandboxError::MemoryLimit`]) and wall-clock time (epoch deadline →
+//! [`SandboxError::Timeout`]).
+//!
+//! The component interface is `functions/wit/shoal.wit`: inputs cross as Arrow IPC streams,
+//! arguments as JSON text.
+//!
+//! Calls block the calling thread, and WASI's sync bindings use `Handle::block_on` when a
+//! Tokio runtime is current: call [`Sandbox::call`] from a plain thread or from
+//! `spawn_blocking`, never directly on an async worker thread.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use shoal_protocol::Limits;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap,
+};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../functions/wit",
+        world: "shoal-function",
+    });
+}
+
+use bindings::{ShoalFunction, ShoalFunctionPre};
+
+/// How often the epoch advances; timeouts are rounded up to a multiple of this.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Part of the on-disk artifact name. `Component::deserialize_file` refuses artifacts from
+/// another wasmtime version anyway (and we then recompile), so this only keeps names apart.
+const WASMTIME_TAG: &str = "wasmtime48";
+
+/// Engine-wide sandbox settings.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Where precompiled components are cached (`None`: in memory only).
+    pub cache_dir: Option<PathBuf>,
+    /// Upper bound of one linear memory (the pool's slot size); per-call limits
+    /// (`Limits::guest_memory_bytes`) are enforced below it.
+    pub max_memory_bytes: u64,
+    /// How many guest instances may be alive at once (concurrent calls).
+    pub max_instances: u32,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            // wasm32's whole address space; each slot is a virtual reservation only.
+            max_memory_bytes: 4 << 30,
+            // 16 instances × 2 memories × ~4 GiB ≈ 128 GiB of *virtual* address space, no
+            // resident memory: far below the 128 TiB a process may map.
+            max_instances: 16,
+        }
+    }
+}
+
+/// Errors from loading or running a component.
+#[derive(thiserror::Error, Debug)]
+pub enum SandboxError {
+    /// The bytes are not a valid component for this interface.
+    #[error("invalid function module: {0}")]
+    InvalidModule(String),
+    /// The bytes do not hash to the SHA-256 they were referenced by.
+    #[error("module bytes hash to {actual}, expected {expected}")]
+    HashMismatch { expected: String, actual: String },
+    /// The guest trapped (panicked, hit `unreachable`, ...).
+    #[error("user function trapped: {message}")]
+    Trap { message: String, log: String },
+    /// The guest ran longer than its wall-clock budget.
+    #[error("user function timed out after {limit_ms} ms")]
+    Timeout { limit_ms: u64, log: String },
+    /// The guest tried to grow its memory beyond the limit.
+    #[error("user function exceeded its memory limit of {limit_bytes} bytes")]
+    MemoryLimit { limit_bytes: u64, log: String },
+    /// The function ran and returned an error.
+    #[error("{message}")]
+    Guest { message: String, log: String },
+    /// The component has no function by that name.
+    #[error("unknown function '{name}'; available: {}", available.join(", "))]
+    UnknownFunction { name: String, available: Vec<String> },
+    /// Host-side I/O or resource trouble (cache files, instance pool exhausted); retryable.
+    #[error("sandbox: {0}")]
+    Io(String),
+    /// Encoding inputs or decoding the guest's output failed.
+    #[error("sandbox data encoding: {0}")]
+    Encode(String),
+}
+
+impl SandboxError {
+    /// The guest's captured stdout/stderr, when the error happened while it ran.
+    pub fn log(&self) -> Option<&str> {
+        match self {
+            SandboxError::Trap { log, .. }
+            | SandboxError::Timeout { log, .. }
+            | SandboxError::MemoryLimit { log, .. }
+            | SandboxError::Guest { log, .. } => Some(log),
+            _ => None,
+        }
+    }
+}
+
+/// A compiled component, ready to instantiate.
+pub struct Module {
+    sha256: String,
+    pre: ShoalFunctionPre<HostState>,
+    functions: OnceLock<Vec<(String, String)>>,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module").field("sha256", &self.sha256).finish_non_exhaustive()
+    }
+}
+
+impl Module {
+    /// The SHA-256 (hex) of the component bytes.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+}
+
+/// The result of a successful call.
+#[derive(Debug, Clone)]
+pub struct CallOutput {
+    pub batch: RecordBatch,
+    /// The guest's stdout and stderr, interleaved, bounded by `Limits::guest_log_bytes`.
+    pub log: String,
+    /// Wall-clock time of instantiation plus the call.
+    pub elapsed: Duration,
+}
+
+type Slot = Arc<Mutex<Option<Arc<Module>>>>;
+
+/// The per-process sandbox. See the module docs.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache_dir: Option<PathBuf>,
+    config_hash: String,
+    modules: Mutex<HashMap<String, Slot>>,
+    compiled: AtomicU64,
+    ticker_stop: Option<mpsc::Sender<()>>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("cache_dir", &self.cache_dir)
+            .field("config_hash", &self.config_hash)
+            .field("compiled", &self.compiled.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Disconnecting the channel wakes the ticker, which then exits.
+        self.ticker_stop.take();
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+    }
+}
+
+impl Sandbox {
+    /// Creates the engine, the WASI linker and the epoch ticker.
+    pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let instances = config.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::new();
+        // A Rust wasm32-wasip2 component is a handful of core instances (the program, shims,
+        // fixups) sharing one memory; leave headroom for components built by other tools.
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(8))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(4))
+            .total_stacks(instances)
+            .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX))
+            .table_elements(100_000);
+        let mut wasm_config = Config::new();
+        wasm_config
+            .epoch_interruption(true)
+            .wasm_component_model(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm_config)
+            .map_err(|e| SandboxError::Io(format!("creating the wasmtime engine: {e:#}")))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| SandboxError::Io(format!("linking WASI: {e:#}")))?;
+
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let config_hash = format!("{:016x}", hasher.finish());
+
+        if let Some(dir) = &config.cache_dir {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| SandboxError::Io(format!("creating cache dir {}: {e}", dir.display())))?;
+        }
+
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let ticker_engine = engine.clone();
+        let ticker = std::thread::Builder::new()
+            .name("shoal-epoch".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(EPOCH_TICK) {
+                    ticker_engine.increment_epoch();
+                }
+            })
+            .map_err(|e| SandboxError::Io(format!("starting the epoch ticker: {e}")))?;
+
+        Ok(Self {
+            engine,
+            linker,
+            cache_dir: config.cache_dir,
+            config_hash,
+            modules: Mutex::new(HashMap::new()),
+            compiled: AtomicU64::new(0),
+            ticker_stop: Some(stop_tx),
+            ticker: Some(ticker),
+        })
+    }
+
+    /// How many times a component was actually compiled (not loaded from a cache).
+    pub fn compiled_count(&self) -> u64 {
+        self.compiled.load(Ordering::Relaxed)
+    }
+
+    /// Returns the compiled component for `sha256`, compiling `bytes` at most once per hash
+    /// (per process, and once per cache dir when one is configured).
+    pub fn load(&self, sha256: &str, bytes: &[u8]) -> Result<Arc<Module>, SandboxError> {
+        let sha256 = sha256.to_ascii_lowercase();
+        let slot = {
+            let mut modules =
+                self.modules.lock().map_err(|_| SandboxError::Io("module cache lock poisoned".into()))?;
+            modules.entry(sha256.clone()).or_default().clone()
+        };
+        // One loader per hash; loads of other hashes proceed in parallel.
+        let mut slot = slot.lock().map_err(|_| SandboxError::Io("module cache lock poisoned".into()))?;
+        if let Some(module) = slot.as_ref() {
+            return Ok(module.clone());
+        }
+
+        let actual = hex::encode(Sha256::digest(bytes));
+        if actual != sha256 {
+            return Err(SandboxError::HashMismatch { expected: sha256, actual });
+        }
+        let component = match self.load_cached(&sha256) {
+            Some(component) => component,
+            None => {
+                let started = Instant::now();
+                let component = Component::new(&self.engine, bytes)
+                    .map_err(|e| SandboxError::InvalidModule(format!("{e:#}")))?;
+                self.compiled.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    sha256 = %sha256,
+                    bytes = bytes.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "compiled function component"
+                );
+                self.store_cached(&sha256, &component);
+                component
+            }
+        };
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| SandboxError::InvalidModule(format!("{e:#}")))?;
+        let pre = ShoalFunctionPre::new(instance_pre).map_err(|e| {
+            SandboxError::InvalidModule(format!(
+                "component does not export shoal:function/functions@0.1.0: {e:#}"
+            ))
+        })?;
+        let module = Arc::new(Module { sha256, pre, functions: OnceLock::new() });
+        *slot = Some(module.clone());
+        Ok(module)
+    }
+
+    fn cache_path(&self, sha256: &str) -> Option<PathBuf> {
+        self.cache_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{WASMTIME_TAG}-{}-{sha256}.cwasm", self.config_hash)))
+    }
+
+    fn load_cached(&self, sha256: &str) -> Option<Component> {
+        let path = self.cache_path(sha256)?;
+        if !path.exists() {
+            return None;
+        }
+        let started = Instant::now();
+        // SAFETY: the file is our own artifact: written by `store_cached` from
+        // `Component::serialize` of this engine's configuration (the name carries the wasmtime
+        // tag, the engine's compatibility hash and the content hash of the source), and
+        // written atomically (temp file + rename), so it is never a partial or foreign file.
+        // wasmtime additionally checks version and configuration compatibility.
+        #[allow(unsafe_code)]
+        let loaded = unsafe { Component::deserialize_file(&self.engine, &path) };
+        match loaded {
+            Ok(component) => {
+                tracing::debug!(
+                    path = %path.display(),
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "loaded precompiled component"
+                );
+                Some(component)
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached component");
+                None
+            }
+        }
+    }
+
+    fn store_cached(&self, sha256: &str, component: &Component) {
+        let Some(path) = self.cache_path(sha256) else {
+            return;
+        };
+        if let Err(e) = write_atomically(&path, || component.serialize()) {
+            // The cache is an optimisation: a failure to write it is not the task's problem.
+            tracing::warn!(path = %path.display(), error = %e, "could not cache compiled component");
+        }
+    }
+
+    /// The functions the component offers, as `(name, description)`.
+    pub fn list_functions(
+        &self,
+        module: &Module,
+        limits: &Limits,
+    ) -> Result<Vec<(String, String)>, SandboxError> {
+        if let Some(functions) = module.functions.get() {
+            return Ok(functions.clone());
+        }
+        let mut run = self.instantiate(module, limits)?;
+        let result = run.bindings.shoal_function_functions().call_list_functions(&mut run.store);
+        let functions: Vec<(String, String)> = match result {
+            Ok(list) => list.into_iter().map(|f| (f.name, f.description)).collect(),
+            Err(e) => return Err(run.classify(e, limits)),
+        };
+        let _ = module.functions.set(functions.clone());
+        Ok(functions)
+    }
+
+    /// Runs `function` of `module` on `inputs` with JSON `args`, within `limits`.
+    pub fn call(
+        &self,
+        module: &Module,
+        function: &str,
+        inputs: &[RecordBatch],
+        args: &serde_json::Value,
+        limits: &Limits,
+    ) -> Result<CallOutput, SandboxError> {
+        let functions = self.list_functions(module, limits)?;
+        if !functions.iter().any(|(name, _)| name == function) {
+            return Err(SandboxError::UnknownFunction {
+                name: function.to_string(),
+                available: functions.into_iter().map(|(name, _)| name).collect(),
+            });
+        }
+        let encoded = inputs.iter().map(encode_ipc_stream).collect::<Result<Vec<_>, _>>()?;
+        let args = serde_json::to_string(args)
+            .map_err(|e| SandboxError::Encode(format!("arguments to JSON: {e}")))?;
+
+        let started = Instant::now();
+        let mut run = self.instantiate(module, limits)?;
+        let result =
+            run.bindings.shoal_function_functions().call_call(&mut run.store, function, &encoded, &args);
+        let elapsed = started.elapsed();
+        match result {
+            Ok(Ok(bytes)) => {
+                let log = run.log.text();
+                let batch = decode_ipc_stream(&bytes)
+                    .map_err(|e| SandboxError::Encode(format!("output of '{function}': {e}")))?;
+                Ok(CallOutput { batch, log, elapsed })
+            }
+            Ok(Err(message)) => Err(SandboxError::Guest { message, log: run.log.text() }),
+            Err(e) => Err(run.classify(e, limits)),
+        }
+    }
+
+    fn instantiate(&self, module: &Module, limits: &Limits) -> Result<Run, SandboxError> {
+        let log = BoundedLog::new(limits.guest_log_bytes);
+        let mut wasi = WasiCtxBuilder::new();
+        // Nothing from the host: no preopened dirs, env, args or stdin (the builder's
+        // defaults), no network, no name lookups; only the bounded log as stdout/stderr.
+        wasi.stdout(log.clone())
+            .stderr(log.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }));
+        let state = HostState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: GuestLimiter { memory_limit: limits.guest_memory_bytes, memory_denied: false },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let ticks = limits.guest_timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1);
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        match module.pre.instantiate(&mut store) {
+            Ok(bindings) => Ok(Run { store, log, bindings }),
+            Err(e) => {
+                if store.data().limiter.memory_denied {
+                    return Err(SandboxError::MemoryLimit {
+                        limit_bytes: limits.guest_memory_bytes,
+                        log: log.text(),
+                    });
+                }
+                let message = format!("{e:#}");
+                if message.contains("maximum concurrent") || message.contains("pooling") {
+                    return Err(SandboxError::Io(format!("no free sandbox instance slot: {message}")));
+                }
+                Err(SandboxError::InvalidModule(format!("instantiating the component: {message}")))
+            }
+        }
+    }
+}
+
+/// A store with an instantiated component.
+struct Run {
+    store: Store<HostState>,
+    log: BoundedLog,
+    bindings: ShoalFunction,
+}
+
+impl Run {
+    /// Turns a wasmtime error from a guest call into a sandbox error.
+    fn classify(self, e: wasmtime::Error, limits: &Limits) -> SandboxError {
+        let log = self.log.text();
+        if self.store.data().limiter.memory_denied {
+            return SandboxError::MemoryLimit { limit_bytes: limits.guest_memory_bytes, log };
+        }
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => SandboxError::Timeout { limit_ms: limits.guest_timeout_ms, log },
+            Some(trap) => {
+                let mut message = trap.to_string();
+                if let Some(panic) = panic_message(&log) {
+                    message = format!("{panic} ({message})");
+                }
+                SandboxError::Trap { message, log }
+            }
+            None => SandboxError::Trap { message: format!("{e:#}"), log },
+        }
+    }
+}
+
+/// The message of the last Rust panic printed to the log (`thread '..' panicked at ..:`
+/// followed by the message lines), if any.
+fn panic_message(log: &str) -> Option<String> {
+    let start = log.rfind("panicked at ")?;
+    let rest = &log[start..];
+    let mut lines = rest.lines();
+    let location = lines.next()?.trim_start_matches("panicked at ").trim_end_matches(':');
+    let message: Vec<&str> = lines.take_while(|l| !l.starts_with("note: ") && !l.is_empty()).collect();
+    Some(format!("panicked at {location}: {}", message.join("\n")))
+}
+
+fn encode_ipc_stream(batch: &RecordBatch) -> Result<Vec<u8>, SandboxError> {
+    let encode = || -> Result<Vec<u8>, arrow::error::ArrowError> {
+        let mut writer = StreamWriter::try_new(Vec::new(), &batch.schema())?;
+        writer.write(batch)?;
+        writer.finish()?;
+        writer.into_inner()
+    };
+    encode().map_err(|e| SandboxError::Encode(format!("input to Arrow IPC: {e}")))
+}
+
+fn decode_ipc_stream(bytes: &[u8]) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let reader = StreamReader::try_new(Cursor::new(bytes), None)?;
+    let schema = reader.schema();
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    arrow::compute::concat_batches(&schema, &batches)
+}
+
+fn write_atomically(path: &Path, contents: impl FnOnce() -> wasmtime::Result<Vec<u8>>) -> Result<(), String> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let bytes = contents().map_err(|e| format!("serializing: {e:#}"))?;
+    let tmp = path.with_extension(format!(
+        "tmp-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&tmp, &bytes).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("renaming {} to {}: {e}", tmp.display(), path.display())
+    })
+}
+
+/// Per-call store state.
+struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: GuestLimiter,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Enforces the per-call memory limit and remembers whether it had to deny a growth.
+struct GuestLimiter {
+    memory_limit: u64,
+    memory_denied: bool,
+}
+
+impl ResourceLimiter for GuestLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let desired = desired as u64;
+        if desired > self.memory_limit || maximum.is_some_and(|max| desired > max as u64) {
+            self.memory_denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(maximum.is_none_or(|max| desired <= max) && desired <= 1_000_000)
+    }
+}
+
+/// Guest stdout+stderr: keeps the first `capacity` bytes, counts the rest. Never blocks or
+/// fails the guest's writes (a guest's `println!` panics if stdout errors).
+#[derive(Clone)]
+struct BoundedLog {
+    inner: Arc<Mutex<LogBuffer>>,
+}
+
+struct LogBuffer {
+    data: Vec<u8>,
+    capacity: usize,
+    dropped: u64,
+}
+
+impl BoundedLog {
+    fn new(capacity: usize) -> Self {
+        Self { inner: Arc::new(Mutex::new(LogBuffer { data: Vec::new(), capacity, dropped: 0 })) }
+    }
+
+    fn append(&self, bytes: &[u8]) {
+        if let Ok(mut buf) = self.inner.lock() {
+            let room = buf.capacity.saturating_sub(buf.data.len());
+            let keep = room.min(bytes.len());
+            buf.data.extend_from_slice(&bytes[..keep]);
+            buf.dropped += (bytes.len() - keep) as u64;
+        }
+    }
+
+    /// The captured text, with a note when output was dropped.
+    fn text(&self) -> String {
+        match self.inner.lock() {
+            Ok(buf) => {
+                let mut text = String::from_utf8_lossy(&buf.data).into_owned();
+                if buf.dropped > 0 {
+                    if !text.ends_with('\n') && !text.is_empty() {
+                        text.push('\n');
+                    }
+                    text.push_str(&format!(
+                        "[log truncated: {} more bytes dropped after {} bytes]",
+                        buf.dropped, buf.capacity
+                    ));
+                }
+                text
+            }
+            Err(_) => String::new(),
+        }
+    }
+}
+
+impl IsTerminal for BoundedLog {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for BoundedLog {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for BoundedLog {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        self.append(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(1 << 20)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for BoundedLog {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for BoundedLog {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.append(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use serde_json::json;
+
+    /// One sandbox for the functional tests, so each builtin component is compiled once.
+    fn shared() -> &'static Sandbox {
+        static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+        SANDBOX.get_or_init(|| Sandbox::new(SandboxConfig::default()).unwrap())
+    }
+
+    fn load(sandbox: &Sandbox, name: &str) -> Arc<Module> {
+        let bytes = shoal_functions::builtin(name).unwrap();
+        sandbox.load(&shoal_functions::sha256_hex(bytes), bytes).unwrap()
+    }
+
+    fn examples() -> Arc<Module> {
+        load(shared(), "examples")
+    }
+
+    fn testing() -> Arc<Module> {
+        load(shared(), "testing")
+    }
+
+    fn batch() -> RecordBatch {
+        let x: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), None, Some(5), Some(10)]));
+        let name: ArrayRef =
+            Arc::new(StringArray::from(vec![Some("  Alice "), Some("BOB"), None, Some("\tCarol Ann\n")]));
+        RecordBatch::try_from_iter([("x", x), ("name", name)]).unwrap()
+    }
+
+    fn limits() -> Limits {
+        Limits::default()
+    }
+
+    #[test]
+    fn examples_compute_correct_results_with_nulls() {
+        let sandbox = shared();
+        let module = examples();
+        let mut names: Vec<String> =
+            sandbox.list_functions(&module, &limits()).unwrap().into_iter().map(|(name, _)| name).collect();
+        names.sort();
+        assert_eq!(names, ["filter_range", "normalize_text", "scale"]);
+
+        let out = sandbox
+            .call(
+                &module,
+                "scale",
+                &[batch()],
+                &json!({"column": "x", "factor": 2.5, "output": "y"}),
+                &limits(),
+            )
+            .unwrap();
+        assert_eq!(out.batch.num_columns(), 3);
+        let y = out.batch.column_by_name("y").unwrap();
+        assert_eq!(y.data_type(), &DataType::Float64);
+        assert_eq!(
+            y.as_any().downcast_ref::<Float64Array>().unwrap(),
+            &Float64Array::from(vec![Some(2.5), None, Some(12.5), Some(25.0)])
+        );
+
+        let out = sandbox
+            .call(
+                &module,
+                "filter_range",
+                &[batch()],
+                &json!({"column": "x", "min": 2, "max": 10}),
+                &limits(),
+            )
+            .unwrap();
+        let x = out.batch.column_by_name("x").unwrap();
+        assert_eq!(x.as_any().downcast_ref::<Int64Array>().unwrap(), &Int64Array::from(vec![5, 10]));
+        let out = sandbox
+            .call(&module, "filter_range", &[batch()], &json!({"column": "x", "max": 4}), &limits())
+            .unwrap();
+        assert_eq!(out.batch.num_rows(), 1);
+
+        let out = sandbox
+            .call(&module, "normalize_text", &[batch()], &json!({"column": "name"}), &limits())
+            .unwrap();
+        let name = out.batch.column_by_name("name").unwrap();
+        assert_eq!(
+            name.as_any().downcast_ref::<StringArray>().unwrap(),
+            &StringArray::from(vec![Some("alice"), Some("bob"), None, Some("carol ann")])
+        );
+
+        // Zero-row input keeps the schema.
+        let empty = RecordBatch::new_empty(batch().schema());
+        let out = sandbox
+            .call(&module, "scale", &[empty], &json!({"column": "x", "factor": 2}), &limits())
+            .unwrap();
+        assert_eq!(out.batch.num_rows(), 0);
+        assert_eq!(out.batch.schema().field(0).data_type(), &DataType::Float64);
+    }
+
+    #[test]
+    fn guest_errors_and_unknown_functions() {
+        let sandbox = shared();
+        let module = examples();
+        let err = sandbox.call(&module, "nope", &[batch()], &json!({}), &limits()).unwrap_err();
+        assert!(matches!(err, SandboxError::UnknownFunction { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("nope") && text.contains("scale") && text.contains("filter_range"), "{text}");
+
+        let err = sandbox.call(&module, "scale", &[batch()], &json!({"factor": 2}), &limits()).unwrap_err();
+        match err {
+            SandboxError::Guest { message, .. } => {
+                assert_eq!(message, "argument 'column' is missing")
+            }
+            other => panic!("expected Guest error, got {other:?}"),
+        }
+        let err = sandbox
+            .call(&module, "scale", &[batch()], &json!({"column": "name", "factor": 2}), &limits())
+            .unwrap_err();
+        assert!(err.to_string().contains("must be numeric"), "{err}");
+    }
+
+    #[test]
+    fn identity_captures_stdout_and_stderr() {
+        let out = shared().call(&testing(), "identity", &[batch()], &json!({}), &limits()).unwrap();
+        assert_eq!(out.batch, batch());
+        assert!(out.log.contains("identity: 4 rows on stdout"), "{}", out.log);
+        assert!(out.log.contains("identity: 4 rows on stderr"), "{}", out.log);
+    }
+
+    #[test]
+    fn trap_reports_the_panic_message() {
+        let err = shared()
+            .call(&testing(), "trap", &[batch()], &json!({"message": "boom from the guest"}), &limits())
+            .unwrap_err();
+        match &err {
+            SandboxError::Trap { message, log } => {
+                assert!(message.contains("boom from the guest"), "{message}");
+                assert!(log.contains("boom from the guest"), "{log}");
+            }
+            other => panic!("expected Trap, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn spin_times_out() {
+        let module = testing();
+        let limits = Limits { guest_timeout_ms: 500, ..Limits::default() };
+        let started = Instant::now();
+        let err = shared().call(&module, "spin", &[batch()], &json!({}), &limits).unwrap_err();
+        let elapsed = started.elapsed();
+        assert!(matches!(err, SandboxError::Timeout { limit_ms: 500, .. }), "{err:?}");
+        assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+        assert!(elapsed >= Duration::from_millis(450), "took {elapsed:?}");
+    }
+
+    #[test]
+    fn alloc_bomb_hits_the_memory_limit() {
+        let module = testing();
+        let limits = Limits { guest_memory_bytes: 64 << 20, ..Limits::default() };
+        let err = shared().call(&module, "alloc_bomb", &[batch()], &json!({}), &limits).unwrap_err();
+        assert!(matches!(err, SandboxError::MemoryLimit { limit_bytes: 67_108_864, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn chatty_log_is_truncated() {
+        let limits = Limits { guest_log_bytes: 10_000, ..Limits::default() };
+        let out = shared().call(&testing(), "chatty", &[batch()], &json!({}), &limits).unwrap();
+        assert_eq!(out.batch, batch());
+        assert!(out.log.len() < 10_200, "log is {} bytes", out.log.len());
+        assert!(out.log.contains("[log truncated:"), "{}", &out.log[9_900..]);
+        assert!(out.log.starts_with("chatty chatty"));
+    }
+
+    fn probe(sandbox: &Sandbox, module: &Module) -> RecordBatch {
+        let out = sandbox.call(module, "probe_sandbox", &[batch()], &json!({}), &limits()).unwrap();
+        out.batch
+    }
+
+    fn probe_value(batch: &RecordBatch, column: &str) -> String {
+        batch
+            .column_by_name(column)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .value(0)
+            .to_string()
+    }
+
+    /// Runs in a child process that has `AWS_SECRET_ACCESS_KEY` set (setting it in this
+    /// multi-threaded test process would need `unsafe`); does nothing when run directly.
+    #[test]
+    fn probe_child() {
+        let Ok(cache_dir) = std::env::var("SHOAL_PROBE_CACHE_DIR") else {
+            return;
+        };
+        assert_eq!(std::env::var("AWS_SECRET_ACCESS_KEY").as_deref(), Ok("host-secret-do-not-leak"));
+        let sandbox =
+            Sandbox::new(SandboxConfig { cache_dir: Some(cache_dir.into()), ..SandboxConfig::default() })
+                .unwrap();
+        let module = load(&sandbox, "testing");
+        assert_eq!(sandbox.compiled_count(), 0, "child should load the cached artifact");
+        let seen = probe(&sandbox, &module);
+        println!(
+            "probe: fs={} file={} env_count={} secret={} net={}",
+            probe_value(&seen, "fs"),
+            probe_value(&seen, "file"),
+            probe_value(&seen, "env_count"),
+            probe_value(&seen, "secret"),
+            probe_value(&seen, "net")
+        );
+        assert!(probe_value(&seen, "fs").starts_with("error:"));
+        assert!(probe_value(&seen, "file").starts_with("error:"));
+        assert_eq!(probe_value(&seen, "env_count"), "0");
+        assert!(probe_value(&seen, "secret").starts_with("error:"));
+        assert!(!probe_value(&seen, "secret").contains("host-secret"));
+        assert!(probe_value(&seen, "net").starts_with("error:"));
+    }
+
+    #[test]
+    fn compiled_once_cached_on_disk_and_isolated() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = shoal_functions::TESTING;
+        let sha = shoal_functions::sha256_hex(bytes);
+
+        let first = Sandbox::new(SandboxConfig {
+            cache_dir: Some(dir.path().to_path_buf()),
+            ..SandboxConfig::default()
+        })
+        .unwrap();
+        let started = Instant::now();
+        let a = first.load(&sha, bytes).unwrap();
+        let compile_time = started.elapsed();
+        let b = first.load(&sha, bytes).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(first.compiled_count(), 1);
+        let artifacts: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+        assert!(artifacts[0].ends_with(&format!("-{sha}.cwasm")), "{artifacts:?}");
+        drop(first);
+
+        let second = Sandbox::new(SandboxConfig {
+            cache_dir: Some(dir.path().to_path_buf()),
+            ..SandboxConfig::default()
+        })
+        .unwrap();
+        let started = Instant::now();
+        let module = second.load(&sha, bytes).unwrap();
+        let cached_time = started.elapsed();
+        let started = Instant::now();
+        let _ = shoal_functions::sha256_hex(bytes);
+        let sha_time = started.elapsed();
+        assert_eq!(second.compiled_count(), 0);
+        println!("compile {compile_time:?}, cached load {cached_time:?} (of which sha256 ~{sha_time:?})");
+        let out = second.call(&module, "identity", &[batch()], &json!({}), &limits()).unwrap();
+        assert_eq!(out.batch, batch());
+
+        // Isolation probe in a child process whose environment holds a secret.
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["sandbox::tests::probe_child", "--exact", "--nocapture"])
+            .env("SHOAL_PROBE_CACHE_DIR", dir.path())
+            .env("AWS_SECRET_ACCESS_KEY", "host-secret-do-not-leak")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "{stdout}\n{stderr}");
+        assert!(stdout.contains("probe: fs=error:"), "{stdout}\n{stderr}");
+        if let Some(line) = stdout.lines().find(|l| l.starts_with("probe:")) {
+            println!("{line}");
+        }
+    }
+
+    #[test]
+    fn hash_mismatch_and_invalid_modules() {
+        let sandbox = shared();
+        let err = sandbox.load(&"0".repeat(64), shoal_functions::TESTING).unwrap_err();
+        assert!(matches!(err, SandboxError::HashMismatch { .. }), "{err:?}");
+
+        let garbage = b"definitely not a component".to_vec();
+        let err = sandbox.load(&shoal_functions::sha256_hex(&garbage), &garbage).unwrap_err();
+        assert!(matches!(err, SandboxError::InvalidModule(_)), "{err:?}");
+    }
+
+    #[test]
+    fn inputs_with_many_types_round_trip() {
+        let schema = Arc::new(Schema::new(vec![Field::new("f", DataType::Float64, true)]));
+        let f: ArrayRef = Arc::new(Float64Array::from(vec![Some(1.5), None]));
+        let input = RecordBatch::try_new(schema, vec![f]).unwrap();
+        let out = shared().call(&testing(), "identity", &[input.clone()], &json!(null), &limits()).unwrap();
+        assert_eq!(out.batch, input);
+    }
+}

@@ -1,0 +1,294 @@
+//! Reading a task's inputs: Parquet (projection, row-group selection and statistics pruning),
+//! CSV, and Arrow IPC intermediates.
+
+use crate::error::{Error, Result};
+use crate::pipeline;
+use crate::reader::{IoCounter, ObjectReader};
+use crate::storage::Storage;
+use arrow::array::{ArrayRef, BooleanArray, UInt64Array};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::common::pruning::PruningStatistics;
+use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
+use futures::TryStreamExt;
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+use parquet::file::metadata::ParquetMetaData;
+use shoal_protocol::{CsvOptions, FileFormat, FileSlice, Input};
+use std::collections::HashSet;
+use std::io::Cursor;
+use std::sync::Arc;
+
+/// One input read into memory.
+#[derive(Debug)]
+pub struct Loaded {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub bytes_read: u64,
+    pub objects_read: u64,
+}
+
+/// Reads one input.
+pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
+    match input {
+        Input::Scan { format, files, projection, predicate, schema } => {
+            let schema = schema.as_deref().map(crate::schema::from_fields).transpose()?;
+            let mut loaded: Option<Loaded> = None;
+            for file in files {
+                let part = match format {
+                    FileFormat::Parquet => {
+                        read_parquet(storage, file, projection.as_deref(), predicate.as_deref()).await?
+                    }
+                    FileFormat::Csv(opts) => {
+                        let schema = schema
+                            .clone()
+                            .ok_or_else(|| Error::InvalidTask("a CSV scan needs a schema".into()))?;
+                        read_csv(storage, file, opts, schema, projection.as_deref()).await?
+                    }
+                    FileFormat::ArrowIpc => read_ipc(storage, file, projection.as_deref()).await?,
+                };
+                loaded = Some(match loaded {
+                    None => part,
+                    Some(mut acc) => {
+                        if acc.schema.fields() != part.schema.fields() {
+                            return Err(Error::Schema(format!(
+                                "{}: schema differs from the other files of this dataset",
+                                file.object.url
+                            )));
+                        }
+                        acc.batches.extend(part.batches);
+                        acc.bytes_read += part.bytes_read;
+                        acc.objects_read += part.objects_read;
+                        acc
+                    }
+                });
+            }
+            loaded.ok_or_else(|| Error::InvalidTask("scan with no files".into()))
+        }
+        Input::Upstream { task_key, objects } => {
+            let mut acc: Option<Loaded> = None;
+            for object in objects {
+                let slice = FileSlice { object: object.clone(), row_groups: None };
+                let part = read_ipc(storage, &slice, None).await?;
+                acc = Some(match acc {
+                    None => part,
+                    Some(mut acc) => {
+                        acc.batches.extend(part.batches);
+                        acc.bytes_read += part.bytes_read;
+                        acc.objects_read += 1;
+                        acc
+                    }
+                });
+            }
+            acc.ok_or_else(|| {
+                Error::InvalidTask(format!("upstream {task_key} was not resolved to any object"))
+            })
+        }
+    }
+}
+
+async fn read_parquet(
+    storage: &Storage,
+    file: &FileSlice,
+    projection: Option<&[String]>,
+    predicate: Option<&str>,
+) -> Result<Loaded> {
+    let url = &file.object.url;
+    let loc = storage.resolve(url)?;
+    let counter = Arc::new(IoCounter::default());
+    let reader = ObjectReader::new(loc.store.clone(), loc.path.clone(), file.object.size, counter.clone());
+    let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| parquet_error(url, e))?;
+    let file_schema = builder.schema().clone();
+    let metadata = builder.metadata().clone();
+    let mut row_groups: Vec<usize> = match &file.row_groups {
+        Some(rgs) => rgs.clone(),
+        None => (0..metadata.num_row_groups()).collect(),
+    };
+    if let Some(&bad) = row_groups.iter().find(|&&rg| rg >= metadata.num_row_groups()) {
+        return Err(Error::Changed { url: url.clone(), detail: format!("row group {bad} does not exist") });
+    }
+    if let Some(predicate) = predicate {
+        let keep = prune_row_groups(&metadata, &file_schema, predicate, &row_groups)?;
+        row_groups = row_groups.into_iter().zip(keep).filter_map(|(rg, k)| k.then_some(rg)).collect();
+    }
+    let (indices, schema) = match projection {
+        Some(cols) => {
+            let mut indices = Vec::with_capacity(cols.len());
+            for c in cols {
+                let i =
+                    file_schema.index_of(c).map_err(|_| Error::Schema(format!("{url}: no column '{c}'")))?;
+                indices.push(i);
+            }
+            let schema = Arc::new(file_schema.project(&indices).map_err(|e| Error::Schema(e.to_string()))?);
+            (Some(indices), schema)
+        }
+        None => (None, file_schema.clone()),
+    };
+    if row_groups.is_empty() {
+        return Ok(Loaded { schema, batches: vec![], bytes_read: 0, objects_read: 1 });
+    }
+    let mask = match &indices {
+        Some(ix) => ProjectionMask::roots(builder.parquet_schema(), ix.iter().copied()),
+        None => ProjectionMask::all(),
+    };
+    let stream = builder
+        .with_row_groups(row_groups)
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| parquet_error(url, e))?;
+    let mut batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| parquet_error(url, e))?;
+    // The projected reader orders columns as in the file; reorder to the requested order.
+    if let Some(ix) = &indices {
+        let mut sorted = ix.clone();
+        sorted.sort_unstable();
+        if &sorted != ix {
+            let order: Vec<usize> =
+                ix.iter().map(|i| sorted.iter().position(|s| s == i).unwrap_or_default()).collect();
+            batches = batches
+                .into_iter()
+                .map(|b| b.project(&order).map_err(|e| Error::Execution(e.to_string())))
+                .collect::<Result<_>>()?;
+        }
+    }
+    Ok(Loaded { schema, batches, bytes_read: counter.bytes(), objects_read: 1 })
+}
+
+fn parquet_error(url: &str, e: parquet::errors::ParquetError) -> Error {
+    match e {
+        parquet::errors::ParquetError::External(inner) => match inner.downcast::<object_store::Error>() {
+            Ok(store) => Error::from_store(url, *store),
+            Err(other) => Error::Corrupt { url: url.to_string(), message: other.to_string() },
+        },
+        other => Error::Corrupt { url: url.to_string(), message: other.to_string() },
+    }
+}
+
+/// Row-group pruning from column statistics: `true` where a row group may hold matching rows.
+/// Uses DataFusion's `PruningPredicate`, so it never drops a row group that could match.
+pub fn prune_row_groups(
+    metadata: &ParquetMetaData,
+    schema: &SchemaRef,
+    predicate: &str,
+    row_groups: &[usize],
+) -> Result<Vec<bool>> {
+    let ctx = pipeline::session();
+    let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| Error::Schema(e.to_string()))?;
+    let expr = ctx
+        .parse_sql_expr(predicate, &df_schema)
+        .map_err(|e| Error::Schema(format!("predicate '{predicate}': {e}")))?;
+    let physical = ctx
+        .create_physical_expr(expr, &df_schema)
+        .map_err(|e| Error::Schema(format!("predicate '{predicate}': {e}")))?;
+    // `None`: the pruner cannot reason about this predicate; keep every row group.
+    let Some(pruning) = PruningPredicateBuilder::new().with_file_schema(schema.clone()).build(physical)
+    else {
+        return Ok(vec![true; row_groups.len()]);
+    };
+    let stats = RowGroupStats { metadata, schema, row_groups };
+    Ok(pruning.prune(&stats).unwrap_or_else(|_| vec![true; row_groups.len()]))
+}
+
+struct RowGroupStats<'a> {
+    metadata: &'a ParquetMetaData,
+    schema: &'a SchemaRef,
+    row_groups: &'a [usize],
+}
+
+impl RowGroupStats<'_> {
+    fn converter(&self, column: &Column) -> Option<StatisticsConverter<'_>> {
+        StatisticsConverter::try_new(&column.name, self.schema, self.metadata.file_metadata().schema_descr())
+            .ok()
+    }
+
+    fn groups(&self) -> impl Iterator<Item = &parquet::file::metadata::RowGroupMetaData> {
+        self.row_groups.iter().map(|&i| self.metadata.row_group(i))
+    }
+}
+
+impl PruningStatistics for RowGroupStats<'_> {
+    fn min_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.converter(column)?.row_group_mins(self.groups()).ok()
+    }
+    fn max_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.converter(column)?.row_group_maxes(self.groups()).ok()
+    }
+    fn num_containers(&self) -> usize {
+        self.row_groups.len()
+    }
+    fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
+        let counts = self.converter(column)?.row_group_null_counts(self.groups()).ok()?;
+        Some(Arc::new(counts))
+    }
+    fn row_counts(&self) -> Option<ArrayRef> {
+        let counts: UInt64Array = self.groups().map(|rg| Some(rg.num_rows().max(0) as u64)).collect();
+        Some(Arc::new(counts))
+    }
+    fn contained(&self, _column: &Column, _values: &HashSet<ScalarValue>) -> Option<BooleanArray> {
+        None
+    }
+}
+
+async fn read_csv(
+    storage: &Storage,
+    file: &FileSlice,
+    opts: &CsvOptions,
+    schema: SchemaRef,
+    projection: Option<&[String]>,
+) -> Result<Loaded> {
+    let url = &file.object.url;
+    let bytes = storage.get(&file.object).await?;
+    let size = bytes.len() as u64;
+    let mut builder = arrow::csv::ReaderBuilder::new(schema.clone())
+        .with_header(opts.has_header)
+        .with_delimiter(opts.delimiter)
+        .with_batch_size(64 * 1024);
+    let out_schema = match projection {
+        Some(cols) => {
+            let mut ix = Vec::with_capacity(cols.len());
+            for c in cols {
+                ix.push(schema.index_of(c).map_err(|_| Error::Schema(format!("{url}: no column '{c}'")))?);
+            }
+            let projected = Arc::new(schema.project(&ix).map_err(|e| Error::Schema(e.to_string()))?);
+            builder = builder.with_projection(ix);
+            projected
+        }
+        None => schema.clone(),
+    };
+    let reader = builder
+        .build(Cursor::new(bytes))
+        .map_err(|e| Error::Corrupt { url: url.clone(), message: e.to_string() })?;
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Corrupt { url: url.clone(), message: e.to_string() })?;
+    Ok(Loaded { schema: out_schema, batches, bytes_read: size, objects_read: 1 })
+}
+
+async fn read_ipc(storage: &Storage, file: &FileSlice, projection: Option<&[String]>) -> Result<Loaded> {
+    let url = &file.object.url;
+    let bytes = storage.get(&file.object).await?;
+    let size = bytes.len() as u64;
+    let reader = arrow::ipc::reader::FileReader::try_new(Cursor::new(bytes), None)
+        .map_err(|e| Error::Corrupt { url: url.clone(), message: e.to_string() })?;
+    let schema = reader.schema();
+    let mut batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Corrupt { url: url.clone(), message: e.to_string() })?;
+    let schema = match projection {
+        Some(cols) => {
+            let mut ix = Vec::with_capacity(cols.len());
+            for c in cols {
+                ix.push(schema.index_of(c).map_err(|_| Error::Schema(format!("{url}: no column '{c}'")))?);
+            }
+            batches = batches
+                .into_iter()
+                .map(|b| b.project(&ix).map_err(|e| Error::Execution(e.to_string())))
+                .collect::<Result<_>>()?;
+            Arc::new(schema.project(&ix).map_err(|e| Error::Schema(e.to_string()))?)
+        }
+        None => schema,
+    };
+    Ok(Loaded { schema, batches, bytes_read: size, objects_read: 1 })
+}

@@ -1,0 +1,381 @@
+//! Object storage by URL: local paths and `file://` (the embedded default), `s3://bucket/prefix`
+//! (S3, LocalStack, MinIO) and `memory://` (tests), all through `object_store`.
+//!
+//! A [`Storage`] caches one client per bucket. `memory://` stores are process-global, keyed by
+//! authority, so the coordinator and in-process workers see the same objects.
+
+use crate::error::{Error, Result};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use globset::GlobBuilder;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use shoal_protocol::{ObjectRef, StorageOptions};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use url::Url;
+
+/// A store and the path of one location inside it.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub store: Arc<dyn ObjectStore>,
+    pub path: Path,
+    /// Canonical URL of the location (`file:///abs`, `s3://b/k`, `memory://a/k`).
+    pub url: String,
+    /// `scheme://authority/` prefix used to turn store paths back into URLs.
+    base: String,
+}
+
+impl Location {
+    /// URL of another path in the same store.
+    pub fn url_of(&self, path: &Path) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A location below this one (`child` is `/`-separated).
+    pub fn join(&self, child: &str) -> Location {
+        let mut path = self.path.clone();
+        for part in child.split('/').filter(|p| !p.is_empty()) {
+            path = path.clone().join(part);
+        }
+        Location { store: self.store.clone(), url: self.url_of(&path), path, base: self.base.clone() }
+    }
+}
+
+/// Outcome of a create-if-absent put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// This call created the object.
+    Created,
+    /// The object already existed; it was left as it was.
+    AlreadyExists,
+}
+
+/// Resolves URLs to object stores.
+#[derive(Debug, Default)]
+pub struct Storage {
+    options: StorageOptions,
+    stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+fn memory_stores() -> &'static Mutex<HashMap<String, Arc<dyn ObjectStore>>> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
+    STORES.get_or_init(Default::default)
+}
+
+/// Turns a user-supplied location (plain path, relative or absolute, or URL) into a URL.
+pub fn to_url(location: &str) -> Result<Url> {
+    let invalid = |reason: String| Error::InvalidUrl { url: location.to_string(), reason };
+    if location.is_empty() {
+        return Err(invalid("empty location".into()));
+    }
+    if let Some((scheme, _)) = location.split_once("://") {
+        if !["file", "s3", "memory"].contains(&scheme) {
+            return Err(invalid(format!(
+                "unsupported scheme '{scheme}' (use a local path, file://, s3:// or memory://)"
+            )));
+        }
+        return Url::parse(location).map_err(|e| invalid(e.to_string()));
+    }
+    let path = std::path::Path::new(location);
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map_err(|e| invalid(e.to_string()))?.join(path)
+    };
+    // Normalise `.` and `..` lexically: the path need not exist yet.
+    let mut clean = std::path::PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => clean.push(other),
+        }
+    }
+    Url::from_file_path(&clean).map_err(|()| invalid("not an absolute path".into()))
+}
+
+impl Storage {
+    pub fn new(options: StorageOptions) -> Self {
+        Self { options, stores: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn options(&self) -> &StorageOptions {
+        &self.options
+    }
+
+    /// Resolves a location (path or URL) to its store and path.
+    pub fn resolve(&self, location: &str) -> Result<Location> {
+        let url = to_url(location)?;
+        let invalid = |reason: String| Error::InvalidUrl { url: location.to_string(), reason };
+        match url.scheme() {
+            "file" => {
+                let fs_path = url.to_file_path().map_err(|()| invalid("bad file URL".into()))?;
+                let path = Path::from_absolute_path(&fs_path).map_err(|e| invalid(e.to_string()))?;
+                let store = self.cached("file://", || Ok(Arc::new(LocalFileSystem::new())))?;
+                let base = "file:///".to_string();
+                Ok(Location { url: format!("{base}{path}"), store, path, base })
+            }
+            "s3" => {
+                let bucket = url.host_str().unwrap_or_default().to_string();
+                if bucket.is_empty() {
+                    return Err(invalid("missing bucket name (s3://bucket/prefix)".into()));
+                }
+                let path = Path::from_url_path(url.path()).map_err(|e| invalid(e.to_string()))?;
+                let store = self.cached(&format!("s3://{bucket}"), || self.build_s3(&bucket))?;
+                let base = format!("s3://{bucket}/");
+                Ok(Location { url: format!("{base}{path}"), store, path, base })
+            }
+            "memory" => {
+                let authority = url.host_str().unwrap_or_default().to_string();
+                let path = Path::from_url_path(url.path()).map_err(|e| invalid(e.to_string()))?;
+                let store = {
+                    let mut stores = memory_stores().lock().map_err(|_| invalid("lock".into()))?;
+                    stores.entry(authority.clone()).or_insert_with(|| Arc::new(InMemory::new())).clone()
+                };
+                let base = format!("memory://{authority}/");
+                Ok(Location { url: format!("{base}{path}"), store, path, base })
+            }
+            other => Err(invalid(format!("unsupported scheme '{other}'"))),
+        }
+    }
+
+    fn cached(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> Result<Arc<dyn ObjectStore>>,
+    ) -> Result<Arc<dyn ObjectStore>> {
+        let mut stores = self
+            .stores
+            .lock()
+            .map_err(|_| Error::InvalidUrl { url: key.to_string(), reason: "store cache poisoned".into() })?;
+        if let Some(store) = stores.get(key) {
+            return Ok(store.clone());
+        }
+        let store = make()?;
+        stores.insert(key.to_string(), store.clone());
+        Ok(store)
+    }
+
+    fn build_s3(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>> {
+        // Credentials and region come from the standard AWS environment variables (and the
+        // container/instance/web-identity providers object_store supports).
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let endpoint = self.options.endpoint.clone();
+        if let Some(endpoint) = &endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        let effective_endpoint = endpoint.or_else(|| {
+            std::env::var("AWS_ENDPOINT_URL_S3")
+                .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+                .or_else(|_| std::env::var("AWS_ENDPOINT"))
+                .ok()
+        });
+        if let Some(endpoint) = effective_endpoint {
+            // Path-style addressing and plain HTTP for local S3-compatible servers.
+            builder = builder
+                .with_endpoint(&endpoint)
+                .with_virtual_hosted_style_request(false)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        if let Some(region) = &self.options.region {
+            builder = builder.with_region(region);
+        } else if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+            builder = builder.with_region("us-east-1");
+        }
+        let store = builder
+            .build()
+            .map_err(|e| Error::InvalidUrl { url: format!("s3://{bucket}"), reason: e.to_string() })?;
+        Ok(Arc::new(store))
+    }
+
+    /// Expands a location into the objects it names, sorted by URL. A glob pattern
+    /// (`data/*.parquet`, `s3://b/logs/**/*.json`) matches objects below its literal prefix; a
+    /// plain location names one object, or every object below it when it is a directory.
+    pub async fn list(&self, pattern: &str) -> Result<Vec<ObjectRef>> {
+        let glob_at = pattern.find(['*', '?', '[', '{']);
+        let (literal, glob) = match glob_at {
+            Some(i) => {
+                let slash = pattern[..i].rfind('/').map(|s| s + 1).unwrap_or(0);
+                (&pattern[..slash], Some(&pattern[slash..]))
+            }
+            None => (pattern, None),
+        };
+        let base = self.resolve(if literal.is_empty() { "." } else { literal })?;
+        let mut found = Vec::new();
+        match glob {
+            Some(glob) => {
+                let matcher = GlobBuilder::new(glob)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| Error::InvalidUrl { url: pattern.to_string(), reason: e.to_string() })?
+                    .compile_matcher();
+                let prefix = base.path.clone();
+                let mut stream = base.store.list(Some(&prefix));
+                while let Some(meta) = stream.try_next().await.map_err(|e| Error::from_store(pattern, e))? {
+                    let rel = relative(&prefix, &meta.location);
+                    if matcher.is_match(rel) && !is_hidden(rel) {
+                        found.push(base_ref(&base, &meta));
+                    }
+                }
+            }
+            None => match base.store.head(&base.path).await {
+                Ok(meta) => found.push(base_ref(&base, &meta)),
+                Err(object_store::Error::NotFound { .. }) => {
+                    let mut stream = base.store.list(Some(&base.path));
+                    while let Some(meta) =
+                        stream.try_next().await.map_err(|e| Error::from_store(pattern, e))?
+                    {
+                        if !is_hidden(relative(&base.path, &meta.location)) {
+                            found.push(base_ref(&base, &meta));
+                        }
+                    }
+                }
+                // A local directory answers HEAD with an error other than NotFound.
+                Err(_) if base.url.starts_with("file://") => {
+                    let mut stream = base.store.list(Some(&base.path));
+                    while let Some(meta) =
+                        stream.try_next().await.map_err(|e| Error::from_store(pattern, e))?
+                    {
+                        if !is_hidden(relative(&base.path, &meta.location)) {
+                            found.push(base_ref(&base, &meta));
+                        }
+                    }
+                }
+                Err(e) => return Err(Error::from_store(pattern, e)),
+            },
+        }
+        found.sort_by(|a, b| a.url.cmp(&b.url));
+        if found.is_empty() {
+            return Err(Error::NotFound { url: pattern.to_string() });
+        }
+        Ok(found)
+    }
+
+    /// Current identity of one object.
+    pub async fn head(&self, location: &str) -> Result<ObjectRef> {
+        let loc = self.resolve(location)?;
+        let meta = loc.store.head(&loc.path).await.map_err(|e| Error::from_store(location, e))?;
+        Ok(base_ref(&loc, &meta))
+    }
+
+    /// Reads a whole object, checking it is still the object the job was planned against.
+    pub async fn get(&self, object: &ObjectRef) -> Result<Bytes> {
+        let loc = self.resolve(&object.url)?;
+        let result = loc.store.get(&loc.path).await.map_err(|e| Error::from_store(&object.url, e))?;
+        check_identity(object, result.meta.size, result.meta.e_tag.as_deref())?;
+        result.bytes().await.map_err(|e| Error::from_store(&object.url, e))
+    }
+
+    /// Reads a whole object by URL, without an identity check.
+    pub async fn get_url(&self, location: &str) -> Result<Bytes> {
+        let loc = self.resolve(location)?;
+        let result = loc.store.get(&loc.path).await.map_err(|e| Error::from_store(location, e))?;
+        result.bytes().await.map_err(|e| Error::from_store(location, e))
+    }
+
+    /// Writes a whole object (atomic: a reader sees all of it or none of it).
+    pub async fn put(&self, location: &str, bytes: Bytes) -> Result<ObjectRef> {
+        let loc = self.resolve(location)?;
+        let size = bytes.len() as u64;
+        let put = loc
+            .store
+            .put(&loc.path, PutPayload::from_bytes(bytes))
+            .await
+            .map_err(|e| Error::from_store(location, e))?;
+        Ok(ObjectRef { url: loc.url, size, e_tag: put.e_tag })
+    }
+
+    /// Creates an object only if it does not exist yet (S3 `If-None-Match: *`, a hard link on
+    /// a local folder). Exactly one of several racing callers gets [`Created::Created`].
+    pub async fn create_if_absent(&self, location: &str, bytes: Bytes) -> Result<Created> {
+        let loc = self.resolve(location)?;
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match loc.store.put_opts(&loc.path, PutPayload::from_bytes(bytes), opts).await {
+            Ok(_) => Ok(Created::Created),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(Created::AlreadyExists),
+            // Some S3 implementations answer a lost race with 409 ConditionalRequestConflict
+            // or 412; both mean another writer got there first.
+            Err(object_store::Error::Precondition { .. }) => Ok(Created::AlreadyExists),
+            Err(e) => Err(Error::from_store(location, e)),
+        }
+    }
+
+    /// Deletes every object below a location (best effort cleanup of a losing attempt).
+    pub async fn delete_prefix(&self, location: &str) -> Result<u64> {
+        let loc = self.resolve(location)?;
+        let metas: Vec<_> = loc
+            .store
+            .list(Some(&loc.path))
+            .try_collect()
+            .await
+            .map_err(|e| Error::from_store(location, e))?;
+        let mut deleted = 0;
+        for meta in metas {
+            match loc.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Err(e) => return Err(Error::from_store(&loc.url_of(&meta.location), e)),
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+fn relative<'a>(prefix: &Path, location: &'a Path) -> &'a str {
+    let prefix = prefix.as_ref();
+    let loc = location.as_ref();
+    let rest = loc.strip_prefix(prefix).unwrap_or(loc);
+    rest.trim_start_matches('/')
+}
+
+/// Hidden files (`_SUCCESS`, `.part` temporaries) are never data.
+fn is_hidden(relative: &str) -> bool {
+    relative.split('/').any(|seg| seg.starts_with('_') || seg.starts_with('.'))
+}
+
+fn base_ref(loc: &Location, meta: &object_store::ObjectMeta) -> ObjectRef {
+    ObjectRef { url: loc.url_of(&meta.location), size: meta.size, e_tag: meta.e_tag.clone() }
+}
+
+fn check_identity(expected: &ObjectRef, size: u64, e_tag: Option<&str>) -> Result<()> {
+    if expected.size != size {
+        return Err(Error::Changed {
+            url: expected.url.clone(),
+            detail: format!("size was {} bytes, now {size}", expected.size),
+        });
+    }
+    if let (Some(want), Some(have)) = (expected.e_tag.as_deref(), e_tag)
+        && want != have
+    {
+        return Err(Error::Changed {
+            url: expected.url.clone(),
+            detail: format!("ETag was {want}, now {have}"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_paths_become_file_urls() {
+        let url = to_url("/tmp/a/../b/x.parquet").unwrap();
+        assert_eq!(url.as_str(), "file:///tmp/b/x.parquet");
+        assert!(to_url("ftp://x/y").unwrap_err().to_string().contains("unsupported scheme"));
+        assert!(to_url("").is_err());
+    }
+
+    #[test]
+    fn hidden_files_are_skipped() {
+        assert!(is_hidden("_SUCCESS"));
+        assert!(is_hidden("x/.tmp"));
+        assert!(!is_hidden("part-00000.parquet"));
+    }
+}
