@@ -49,6 +49,9 @@ cargo fmt --check
 section "cargo clippy --all-targets -- -D warnings (default members)"
 cargo clippy --all-targets -- -D warnings
 
+section "cargo build --bins (the processes executor runs the shoal-worker binary)"
+cargo build --bins
+
 section "cargo test (default members)"
 cargo test
 

@@ -273,7 +273,12 @@ impl Client {
         })
         .await
         .map_err(|e| Error::Executor(e.to_string()))?
-        .map_err(|e| Error::Invalid(format!("{location}: {e}")))?;
+        .map_err(|e| {
+            // wasmparser's messages continue with a multi-line dump of the bytes; keep the gist.
+            let msg = e.to_string();
+            let gist = msg.split(" - expected").next().unwrap_or(&msg).lines().next().unwrap_or_default();
+            Error::Invalid(format!("{location}: {gist}"))
+        })?;
         Ok(FunctionModule { bytes, reference, module, functions })
     }
 
@@ -317,10 +322,10 @@ impl Client {
         let mut found = HashMap::new();
         for (i, t) in graph.tasks.iter().enumerate() {
             let url = root.join(&layout::manifest(&t.key)).url;
-            if present.contains(&url) {
-                if let Some(m) = shoal_worker::exec::read_manifest(&self.inner.storage, &url).await? {
-                    found.insert(i, m);
-                }
+            if present.contains(&url)
+                && let Some(m) = shoal_worker::exec::read_manifest(&self.inner.storage, &url).await?
+            {
+                found.insert(i, m);
             }
         }
         Ok(found)

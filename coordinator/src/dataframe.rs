@@ -115,12 +115,15 @@ impl DataFrame {
         }
         let input = self.plan.schema()?;
         let empty = RecordBatch::new_empty(input);
-        let out = self
-            .client
-            .worker()
-            .sandbox()
-            .call(&module.module, function, &[empty], &args, &self.client.config().limits)
-            .map_err(|e| Error::Invalid(format!("map_partitions {function}: {e}")))?;
+        // On a thread of its own: a guest that writes to stdout makes WASI block on the tokio
+        // runtime, which must not happen on a thread that is driving async code.
+        let sandbox = self.client.worker().sandbox();
+        let limits = &self.client.config().limits;
+        let out = std::thread::scope(|s| {
+            s.spawn(|| sandbox.call(&module.module, function, &[empty], &args, limits)).join()
+        })
+        .map_err(|_| Error::Invalid(format!("map_partitions {function}: the sandbox thread panicked")))?
+        .map_err(|e| Error::Invalid(format!("map_partitions {function}: {e}")))?;
         let op = Operator::MapPartitions {
             module: module.reference.clone(),
             function: function.to_string(),

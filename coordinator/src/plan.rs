@@ -181,7 +181,7 @@ fn referenced_columns(sql: &str, schema: &SchemaRef) -> Result<BTreeSet<String>>
 pub fn optimize(plan: &Plan) -> Result<Plan> {
     let all: Option<BTreeSet<String>> = None;
     let plan = push_projection(plan, all)?;
-    Ok(push_predicates(&plan, &mut Vec::new()))
+    Ok(push_predicates(&plan, &[]))
 }
 
 /// `needed`: columns required from this node's output (`None`: all of them).
@@ -247,7 +247,7 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
 /// Collects filters on the way down; a scan directly below them (through selects and other
 /// filters only) prunes by their conjunction. The filters stay in place: pruning only skips row
 /// groups that cannot match, it never changes the answer.
-fn push_predicates(plan: &Plan, pending: &mut Vec<String>) -> Plan {
+fn push_predicates(plan: &Plan, pending: &[String]) -> Plan {
     match plan {
         Plan::Scan(scan) => {
             let mut scan = scan.clone();
@@ -259,23 +259,21 @@ fn push_predicates(plan: &Plan, pending: &mut Vec<String>) -> Plan {
             Plan::Scan(scan)
         }
         Plan::Map { input, op, schema } => {
-            let mut below = match op {
+            let below = match op {
                 Operator::Filter { predicate } => {
-                    let mut v = pending.clone();
+                    let mut v = pending.to_vec();
                     v.push(predicate.clone());
                     v
                 }
-                Operator::Select { .. } => pending.clone(),
+                Operator::Select { .. } => pending.to_vec(),
                 _ => Vec::new(),
             };
             Plan::Map {
-                input: Arc::new(push_predicates(input, &mut below)),
+                input: Arc::new(push_predicates(input, &below)),
                 op: op.clone(),
                 schema: schema.clone(),
             }
         }
-        Plan::Head { input, n } => {
-            Plan::Head { input: Arc::new(push_predicates(input, &mut Vec::new())), n: *n }
-        }
+        Plan::Head { input, n } => Plan::Head { input: Arc::new(push_predicates(input, &[])), n: *n },
     }
 }

@@ -112,7 +112,7 @@ enum State {
 type Priority = (usize, Reverse<usize>);
 
 enum Completion {
-    Done { task: usize, attempt: u32, outcome: shoal_protocol::TaskOutcome },
+    Done { task: usize, attempt: u32, outcome: Box<shoal_protocol::TaskOutcome> },
     RetryDue { task: usize },
 }
 
@@ -187,7 +187,7 @@ pub async fn run(
             in_flight.push(
                 executor
                     .execute(spec)
-                    .map(move |outcome| Completion::Done { task, attempt, outcome })
+                    .map(move |outcome| Completion::Done { task, attempt, outcome: Box::new(outcome) })
                     .boxed(),
             );
         }
@@ -204,7 +204,7 @@ pub async fn run(
             }
             Completion::Done { task, attempt, outcome } => {
                 running -= 1;
-                match outcome {
+                match *outcome {
                     Ok(result) => {
                         state[task] = State::Committed;
                         summary.executed += 1;

@@ -67,7 +67,8 @@ pub fn apply(df: DataFrame, op: &Operator) -> Result<DataFrame> {
 
 fn expr_error(what: &str, sql: &str, e: datafusion::error::DataFusionError) -> Error {
     // DataFusion's messages carry a backtrace-free context chain; keep the first line.
-    let msg = e.strip_backtrace();
+    // DataFusion names columns of an anonymous table `"?table?".x`; users never see that name.
+    let msg = e.strip_backtrace().replace("\"?table?\".", "").replace("'?table?'.", "");
     Error::Schema(format!("{what}: invalid expression '{sql}': {msg}"))
 }
 

@@ -439,7 +439,7 @@ impl Sandbox {
                     });
                 }
                 let message = format!("{e:#}");
-                if message.contains("maximum concurrent") || message.contains("pooling") {
+                if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
                     return Err(SandboxError::Io(format!("no free sandbox instance slot: {message}")));
                 }
                 Err(SandboxError::InvalidModule(format!("instantiating the component: {message}")))
@@ -950,11 +950,34 @@ mod tests {
     }
 
     #[test]
-    fn inputs_with_many_types_round_trip() {
+    fn float_input_with_nulls_round_trips() {
         let schema = Arc::new(Schema::new(vec![Field::new("f", DataType::Float64, true)]));
         let f: ArrayRef = Arc::new(Float64Array::from(vec![Some(1.5), None]));
         let input = RecordBatch::try_new(schema, vec![f]).unwrap();
-        let out = shared().call(&testing(), "identity", &[input.clone()], &json!(null), &limits()).unwrap();
+        let out = shared()
+            .call(&testing(), "identity", std::slice::from_ref(&input), &json!(null), &limits())
+            .unwrap();
         assert_eq!(out.batch, input);
+    }
+
+    /// Timing of compile vs cached load of the examples component:
+    /// `cargo test -p shoal-worker --lib measure_examples -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "measurement, not a check"]
+    fn measure_examples_compile_and_cached_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            || SandboxConfig { cache_dir: Some(dir.path().to_path_buf()), ..SandboxConfig::default() };
+        let bytes = shoal_functions::EXAMPLES;
+        let sha = shoal_functions::sha256_hex(bytes);
+        let started = Instant::now();
+        Sandbox::new(config()).unwrap().load(&sha, bytes).unwrap();
+        let compile = started.elapsed();
+        let sandbox = Sandbox::new(config()).unwrap();
+        let started = Instant::now();
+        sandbox.load(&sha, bytes).unwrap();
+        let cached = started.elapsed();
+        assert_eq!(sandbox.compiled_count(), 0);
+        println!("examples: {} bytes, compile {compile:?}, cached load {cached:?}", bytes.len());
     }
 }

@@ -1,6 +1,10 @@
 //! Sandbox test guests: functions that misbehave on purpose, so the host's limits and
 //! isolation can be tested for real. Not for production jobs.
 //!
+//! `trap`, `spin` and `alloc_bomb` misbehave only on a partition with rows: on an empty one
+//! (what the coordinator passes to learn a function's output schema) they return it unchanged,
+//! like real code that fails on some data.
+//!
 //! - `identity` — returns its input; prints one line to stdout and one to stderr.
 //! - `chatty` — prints about 1 MB to stdout (`{bytes?}`), then returns its input.
 //! - `trap` — panics (`{message?}`), which traps the instance.
@@ -45,19 +49,28 @@ fn chatty(batch: RecordBatch, args: &Args) -> Result<RecordBatch, String> {
     Ok(batch)
 }
 
-fn trap(_batch: RecordBatch, args: &Args) -> Result<RecordBatch, String> {
+fn trap(batch: RecordBatch, args: &Args) -> Result<RecordBatch, String> {
+    if batch.num_rows() == 0 {
+        return Ok(batch);
+    }
     let message = args.opt_str("message")?.unwrap_or("trap requested");
     panic!("{message}");
 }
 
-fn spin(_batch: RecordBatch, _args: &Args) -> Result<RecordBatch, String> {
+fn spin(batch: RecordBatch, _args: &Args) -> Result<RecordBatch, String> {
+    if batch.num_rows() == 0 {
+        return Ok(batch);
+    }
     let mut n: u64 = 0;
     loop {
         n = std::hint::black_box(n.wrapping_add(1));
     }
 }
 
-fn alloc_bomb(_batch: RecordBatch, _args: &Args) -> Result<RecordBatch, String> {
+fn alloc_bomb(batch: RecordBatch, _args: &Args) -> Result<RecordBatch, String> {
+    if batch.num_rows() == 0 {
+        return Ok(batch);
+    }
     let mut hoard: Vec<Vec<u8>> = Vec::new();
     loop {
         let mut chunk = vec![0u8; 8 << 20];

@@ -185,19 +185,19 @@ async fn projection_and_predicate_pushdown_read_less_and_agree() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     // ids ascend through the file, so row-group statistics on id are selective.
-    write_trips(&data, &[4000], 500).unwrap();
+    write_trips(&data, &[40_000], 5_000).unwrap();
     let c = client(&tmp.path().join("root"), ExecutorKind::Sync);
     let df = c
         .read_parquet(&data.display().to_string())
         .await
         .unwrap()
-        .filter("id >= 3600")
+        .filter("id >= 36000")
         .unwrap()
         .select(&["id", "fare"])
         .unwrap();
     let plan = df.explain().unwrap();
     assert!(plan.contains("columns=[id, fare]"), "projection pushed into the scan:\n{plan}");
-    assert!(plan.contains("prune_by=((id >= 3600))"), "predicate pushed into the scan:\n{plan}");
+    assert!(plan.contains("prune_by=((id >= 36000))"), "predicate pushed into the scan:\n{plan}");
     let (batches, summary) = df.compute_with(None).await.unwrap();
     let all_bytes = std::fs::metadata(data.join("trips-000.parquet")).unwrap().len();
     assert!(
@@ -207,7 +207,7 @@ async fn projection_and_predicate_pushdown_read_less_and_agree() {
     );
     let ref_out = tmp.path().join("ref.parquet");
     duckdb_query(
-        &format!("SELECT id, fare FROM read_parquet('{}/*.parquet') WHERE id >= 3600", data.display()),
+        &format!("SELECT id, fare FROM read_parquet('{}/*.parquet') WHERE id >= 36000", data.display()),
         &ref_out,
     )
     .unwrap();

@@ -1,7 +1,6 @@
 //! The sandbox seen from a task: traps, infinite loops and memory bombs become fatal task
 //! failures naming the task; a guest sees no files, environment or network.
 
-use crate::client;
 use serde_json::json;
 use shoal::{Error, ExecutorKind};
 use shoal_protocol::{FailureKind, Limits};
