@@ -53,6 +53,12 @@ section "cargo build --bins (the processes executor runs the shoal-worker binary
 cargo build --bins
 
 section "cargo test (default members)"
-cargo test
+log="$(mktemp)"
+cargo test 2>&1 | tee "$log"
+# One closing line for the whole suite: the sum over every test binary.
+passed=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
+failed=$(grep -oE '[0-9]+ failed;' "$log" | awk '{s += $1} END {print s + 0}')
+rm -f "$log"
 
 section "all checks passed in $((SECONDS - started))s"
+echo "tests: ${passed} passed, ${failed} failed"

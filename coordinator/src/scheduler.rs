@@ -325,6 +325,212 @@ fn build_spec(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graph::{TaskNode, upstream};
+    use async_trait::async_trait;
+    use shoal_protocol::{Output, TaskKey, TaskResult, TaskSpec};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Fails each task `fail_first` times with `kind`, then succeeds; records the order in
+    /// which tasks start and the peak concurrency.
+    #[derive(Debug)]
+    struct Flaky {
+        fail_first: u32,
+        kind: FailureKind,
+        started: Mutex<Vec<String>>,
+        running: AtomicUsize,
+        peak: AtomicUsize,
+        concurrency: usize,
+    }
+
+    impl Flaky {
+        fn new(fail_first: u32, kind: FailureKind, concurrency: usize) -> Self {
+            Self {
+                fail_first,
+                kind,
+                started: Mutex::new(vec![]),
+                running: AtomicUsize::new(0),
+                peak: AtomicUsize::new(0),
+                concurrency,
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Executor for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        fn concurrency(&self) -> usize {
+            self.concurrency
+        }
+        async fn execute(&self, spec: TaskSpec) -> shoal_protocol::TaskOutcome {
+            self.started.lock().unwrap().push(spec.task_key.to_string());
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            if spec.attempt <= self.fail_first {
+                return Err(TaskFailure {
+                    kind: self.kind,
+                    task_key: spec.task_key,
+                    input: None,
+                    message: "injected".into(),
+                });
+            }
+            // Upstream inputs must arrive resolved to the objects of their manifests.
+            for input in &spec.inputs {
+                if let Input::Upstream { objects, .. } = input {
+                    assert_eq!(objects.len(), 1, "upstream resolved");
+                }
+            }
+            let object = shoal_protocol::ObjectRef {
+                url: format!("memory:///{}", spec.task_key),
+                size: 1,
+                e_tag: None,
+            };
+            Ok(TaskResult {
+                task_key: spec.task_key.clone(),
+                attempt: spec.attempt,
+                manifest: Manifest {
+                    version: PROTOCOL_VERSION,
+                    task_key: spec.task_key,
+                    attempt_id: "a".into(),
+                    outputs: vec![shoal_protocol::OutputObject { object, rows: 1 }],
+                    rows: 1,
+                    bytes: 1,
+                    schema: vec![],
+                },
+                won_commit: true,
+                metrics: TaskMetrics::default(),
+            })
+        }
+    }
+
+    /// Two stages: `width` independent tasks, then one task reading all of them.
+    fn two_stage(width: usize) -> TaskGraph {
+        let mut g = TaskGraph::default();
+        let s0 = g.stage("a", vec![], 0);
+        for i in 0..width {
+            g.push(TaskNode {
+                key: TaskKey(format!("a-{i}")),
+                stage: s0,
+                index: i,
+                deps: vec![],
+                inputs: vec![],
+                pipeline: vec![],
+                output: Output::Intermediate,
+            });
+        }
+        let s1 = g.stage("b", vec![], 0);
+        let deps: Vec<usize> = (0..width).collect();
+        let inputs = deps.iter().map(|&d| upstream(&g.tasks[d].key)).collect();
+        g.push(TaskNode {
+            key: TaskKey("b-0".into()),
+            stage: s1,
+            index: 0,
+            deps,
+            inputs,
+            pipeline: vec![],
+            output: Output::Intermediate,
+        });
+        g.outputs = vec![width];
+        g
+    }
+
+    fn opts(max_attempts: u32) -> RunOptions {
+        RunOptions {
+            job_id: "t".into(),
+            job_root: "memory:///t".into(),
+            storage: StorageOptions::default(),
+            limits: Limits::default(),
+            max_attempts,
+            base_backoff: Duration::from_millis(1),
+            events: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn retryable_failures_are_retried_until_they_succeed() {
+        let g = two_stage(6);
+        let ex = Flaky::new(2, FailureKind::Retryable, 3);
+        let out = run(&g, &ex, &opts(3), HashMap::new()).await.unwrap();
+        assert_eq!(out.manifests.len(), 7);
+        assert_eq!(out.summary.attempts, 21, "three attempts per task");
+        assert_eq!(out.summary.retries, 14);
+        assert!(ex.peak.load(Ordering::SeqCst) <= 3, "concurrency limit respected");
+        // The reducer starts only after all its inputs committed.
+        let started = ex.started.lock().unwrap();
+        assert_eq!(started.iter().position(|k| k == "b-0"), Some(started.len() - 3));
+    }
+
+    #[tokio::test]
+    async fn retries_stop_at_the_attempt_limit() {
+        let g = two_stage(2);
+        let ex = Flaky::new(5, FailureKind::Retryable, 1);
+        let err = run(&g, &ex, &opts(3), HashMap::new()).await.unwrap_err();
+        match err {
+            Error::Task { failure, attempts } => {
+                assert_eq!(attempts, 3);
+                assert_eq!(failure.kind, FailureKind::Retryable);
+            }
+            other => panic!("{other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn fatal_failures_fail_once_without_retries() {
+        let g = two_stage(4);
+        let ex = Flaky::new(1, FailureKind::Fatal, 1);
+        let err = run(&g, &ex, &opts(5), HashMap::new()).await.unwrap_err();
+        assert!(matches!(err, Error::Task { attempts: 1, .. }), "{err}");
+        assert_eq!(ex.started.lock().unwrap().len(), 1, "nothing new launched after a fatal failure");
+    }
+
+    #[tokio::test]
+    async fn committed_tasks_are_not_run_again() {
+        let g = two_stage(3);
+        let ex = Flaky::new(0, FailureKind::Retryable, 2);
+        let first = run(&g, &ex, &opts(3), HashMap::new()).await.unwrap();
+        let committed: HashMap<usize, Manifest> =
+            first.manifests.iter().cloned().enumerate().take(3).collect();
+        let again = Flaky::new(0, FailureKind::Retryable, 2);
+        let out = run(&g, &again, &opts(3), committed).await.unwrap();
+        assert_eq!(out.summary.already_committed, 3);
+        assert_eq!(*again.started.lock().unwrap(), vec!["b-0".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn ready_tasks_run_depth_first() {
+        // Two independent chains a-i -> b-i: with one slot, each b runs right after its a.
+        let mut g = TaskGraph::default();
+        let s0 = g.stage("a", vec![], 0);
+        let s1 = g.stage("b", vec![], 0);
+        for i in 0..3 {
+            let a = g.push(TaskNode {
+                key: TaskKey(format!("a-{i}")),
+                stage: s0,
+                index: i,
+                deps: vec![],
+                inputs: vec![],
+                pipeline: vec![],
+                output: Output::Intermediate,
+            });
+            let key = g.tasks[a].key.clone();
+            g.push(TaskNode {
+                key: TaskKey(format!("b-{i}")),
+                stage: s1,
+                index: i,
+                deps: vec![a],
+                inputs: vec![upstream(&key)],
+                pipeline: vec![],
+                output: Output::Intermediate,
+            });
+        }
+        let ex = Flaky::new(0, FailureKind::Retryable, 1);
+        run(&g, &ex, &opts(1), HashMap::new()).await.unwrap();
+        assert_eq!(*ex.started.lock().unwrap(), ["a-0", "b-0", "a-1", "b-1", "a-2", "b-2"]);
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

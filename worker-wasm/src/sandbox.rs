@@ -959,25 +959,4 @@ mod tests {
             .unwrap();
         assert_eq!(out.batch, input);
     }
-
-    /// Timing of compile vs cached load of the examples component:
-    /// `cargo test -p shoal-worker --lib measure_examples -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "measurement, not a check"]
-    fn measure_examples_compile_and_cached_load() {
-        let dir = tempfile::tempdir().unwrap();
-        let config =
-            || SandboxConfig { cache_dir: Some(dir.path().to_path_buf()), ..SandboxConfig::default() };
-        let bytes = shoal_functions::EXAMPLES;
-        let sha = shoal_functions::sha256_hex(bytes);
-        let started = Instant::now();
-        Sandbox::new(config()).unwrap().load(&sha, bytes).unwrap();
-        let compile = started.elapsed();
-        let sandbox = Sandbox::new(config()).unwrap();
-        let started = Instant::now();
-        sandbox.load(&sha, bytes).unwrap();
-        let cached = started.elapsed();
-        assert_eq!(sandbox.compiled_count(), 0);
-        println!("examples: {} bytes, compile {compile:?}, cached load {cached:?}", bytes.len());
-    }
 }

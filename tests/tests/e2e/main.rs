@@ -2,6 +2,7 @@
 //! correctness against DuckDB, the sandbox seen from a task, and commit races.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cli;
 mod commit;
 mod differential;
 mod executors;
