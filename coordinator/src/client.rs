@@ -212,7 +212,7 @@ impl Client {
     /// file's first rows and held for all files.
     pub async fn read_csv(&self, location: &str, options: CsvOptions) -> Result<DataFrame> {
         let objects = self.inner.storage.list(location).await?;
-        let first = &objects[0];
+        let first = objects.first().ok_or_else(|| Error::NotFound(location.to_string()))?;
         let loc = self.inner.storage.resolve(&first.url)?;
         let sample_len = first.size.min(1 << 20);
         let sample = loc

@@ -145,7 +145,6 @@ pub async fn run(
     let mut summary = RunSummary { tasks: n, ..Default::default() };
 
     // Tasks committed by an earlier run count as done; their dependents may become ready.
-    let already = committed.len();
     for i in 0..n {
         if let Some(m) = committed.remove(&i) {
             state[i] = State::Committed;
@@ -166,7 +165,7 @@ pub async fn run(
             ready.push((priority(graph, i), i));
         }
     }
-    emit(Event::Started { tasks: n, already_committed: already.min(n) });
+    emit(Event::Started { tasks: n, already_committed: summary.already_committed });
 
     let concurrency = executor.concurrency().max(1);
     let mut in_flight: FuturesUnordered<BoxFuture<'_, Completion>> = FuturesUnordered::new();

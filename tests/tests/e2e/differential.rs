@@ -213,3 +213,25 @@ async fn projection_and_predicate_pushdown_read_less_and_agree() {
     .unwrap();
     assert_same_table(&batches, &read_parquet_dir(&ref_out).unwrap(), "id").unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_files_split_by_row_groups_give_the_same_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // Two files of 8 and 3 row groups.
+    write_trips(&data, &[4000, 1500], 500).unwrap();
+    let config = shoal::Config {
+        root: tmp.path().join("root").display().to_string(),
+        // About two row groups per partition.
+        partition_bytes: 40_000,
+        ..shoal::Config::default()
+    };
+    let c = shoal::Client::new(config).unwrap();
+    let df = c.read_parquet(&data.display().to_string()).await.unwrap();
+    assert!(df.npartitions() > 4, "split into {} partitions", df.npartitions());
+    let filtered = df.filter("passengers > 2 OR fare IS NULL").unwrap();
+    check("split", &filtered, &data, "SELECT * FROM t WHERE passengers > 2 OR fare IS NULL", tmp.path())
+        .await;
+    // Head reads partitions in order across the split.
+    check("split_head", &df.head(1200), &data, "SELECT * FROM t ORDER BY id LIMIT 1200", tmp.path()).await;
+}
