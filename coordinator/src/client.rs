@@ -13,7 +13,8 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use parquet::arrow::async_reader::AsyncFileReader;
 use shoal_protocol::{
-    CsvOptions, FileFormat, FileSlice, Limits, Manifest, ModuleRef, ObjectRef, StorageOptions, layout,
+    CsvOptions, FileFormat, FileSlice, JobRecord, JobTask, Limits, Manifest, ModuleRef, ObjectRef,
+    PROTOCOL_VERSION, StorageOptions, layout,
 };
 use shoal_worker::Worker;
 use shoal_worker::reader::{IoCounter, ObjectReader};
@@ -297,8 +298,23 @@ impl Client {
         }
         let committed = self.committed(graph).await?;
         let job_id = graph.outputs.iter().map(|&t| graph.tasks[t].key.as_str()).collect::<Vec<_>>().join(",");
+        let job_id = shoal_functions::sha256_hex(job_id.as_bytes())[..16].to_string();
+        let record = JobRecord {
+            version: PROTOCOL_VERSION,
+            job_id: job_id.clone(),
+            stages: graph.stages.iter().map(|s| s.name.clone()).collect(),
+            tasks: graph
+                .tasks
+                .iter()
+                .map(|t| JobTask { key: t.key.clone(), stage: t.stage, index: t.index })
+                .collect(),
+            outputs: graph.outputs.clone(),
+        };
+        let body = serde_json::to_vec(&record).map_err(|e| Error::Invalid(e.to_string()))?;
+        let root = storage.resolve(&self.inner.root)?;
+        storage.put(&root.join(&layout::job(&job_id)).url, Bytes::from(body)).await?;
         let opts = RunOptions {
-            job_id: shoal_functions::sha256_hex(job_id.as_bytes())[..16].to_string(),
+            job_id,
             job_root: self.inner.root.clone(),
             storage: self.inner.config.storage.clone(),
             limits: self.inner.config.limits.clone(),
@@ -329,6 +345,58 @@ impl Client {
             }
         }
         Ok(found)
+    }
+}
+
+/// Committed and missing tasks of one recorded job.
+#[derive(Debug, Clone)]
+pub struct JobStatus {
+    pub job_id: String,
+    /// Per stage: name, committed tasks, total tasks.
+    pub stages: Vec<(String, usize, usize)>,
+    pub missing: Vec<shoal_protocol::TaskKey>,
+    pub tasks: usize,
+}
+
+impl Client {
+    /// The jobs recorded under the job root, with their committed and missing tasks.
+    pub async fn status(&self) -> Result<Vec<JobStatus>> {
+        let storage = &self.inner.storage;
+        let root = storage.resolve(&self.inner.root)?;
+        let list = |prefix: &str| {
+            let loc = root.join(prefix);
+            async move {
+                match loc.store.list(Some(&loc.path)).try_collect::<Vec<_>>().await {
+                    Ok(metas) => Ok(metas),
+                    Err(object_store::Error::NotFound { .. }) => Ok(vec![]),
+                    Err(e) => Err(Error::from(shoal_worker::Error::from_store(&loc.url, e))),
+                }
+            }
+        };
+        let committed: std::collections::HashSet<String> =
+            list("commits").await?.into_iter().map(|m| root.url_of(&m.location)).collect();
+        let mut jobs = Vec::new();
+        for meta in list("jobs").await? {
+            let url = root.url_of(&meta.location);
+            let bytes = storage.get_url(&url).await?;
+            let record: JobRecord = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Input { url: url.clone(), message: format!("not a job record: {e}") })?;
+            let mut stages: Vec<(String, usize, usize)> =
+                record.stages.iter().map(|s| (s.clone(), 0, 0)).collect();
+            let mut missing = Vec::new();
+            for t in &record.tasks {
+                let done = committed.contains(&root.join(&layout::manifest(&t.key)).url);
+                if let Some(s) = stages.get_mut(t.stage) {
+                    s.2 += 1;
+                    s.1 += usize::from(done);
+                }
+                if !done {
+                    missing.push(t.key.clone());
+                }
+            }
+            jobs.push(JobStatus { job_id: record.job_id, stages, missing, tasks: record.tasks.len() });
+        }
+        Ok(jobs)
     }
 }
 

@@ -51,6 +51,22 @@ enum Command {
     /// Print each output's logical plan, optimized plan and task graph (stages, task counts,
     /// estimated bytes) without running anything.
     Explain(RunArgs),
+    /// Show the jobs recorded under a job root: per stage, committed and missing tasks. A job
+    /// that was interrupted resumes by running it again with the same root.
+    Status(StatusArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct StatusArgs {
+    /// The job root (a local folder or s3://bucket/prefix).
+    #[arg(default_value = ".shoal")]
+    root: String,
+    /// S3 endpoint override (LocalStack, MinIO). Also read from AWS_ENDPOINT_URL.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    endpoint: Option<String>,
+    /// List every missing task key.
+    #[arg(long, short)]
+    verbose: bool,
 }
 
 fn client(args: &RunArgs) -> anyhow::Result<Client> {
@@ -81,15 +97,17 @@ fn progress(label: &str) -> (ProgressBar, EventSink) {
         Event::Started { tasks, already_committed } => {
             b.set_length(*tasks as u64);
             b.set_position(*already_committed as u64);
+            // `suspend` + eprintln rather than `println`: these lines must show up even when
+            // stderr is not a terminal and the bar itself is hidden.
             if *already_committed > 0 {
-                b.println(format!("resuming: {already_committed} of {tasks} tasks already committed"));
+                b.suspend(|| eprintln!("resuming: {already_committed} of {tasks} tasks already committed"));
             }
         }
         Event::TaskCommitted { .. } => b.inc(1),
         Event::TaskRetrying { failure, delay, attempt, .. } => {
-            b.println(format!("retrying after attempt {attempt} in {delay:?}: {failure}"));
+            b.suspend(|| eprintln!("retrying after attempt {attempt} in {delay:?}: {failure}"));
         }
-        Event::TaskFailed { failure, .. } => b.println(format!("failed: {failure}")),
+        Event::TaskFailed { failure, .. } => b.suspend(|| eprintln!("failed: {failure}")),
         Event::Finished => b.finish_and_clear(),
         Event::TaskStarted { .. } => {}
     });
@@ -174,6 +192,32 @@ async fn explain(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let mut config = Config { root: args.root.clone(), ..Config::default() };
+    config.storage.endpoint = args.endpoint.clone();
+    let client = Client::new(config)?;
+    let jobs = client.status().await?;
+    if jobs.is_empty() {
+        println!("no jobs recorded under {}", client.root());
+    }
+    for job in jobs {
+        let done = job.tasks - job.missing.len();
+        let state = if job.missing.is_empty() { "complete" } else { "incomplete" };
+        println!("job {}: {done}/{} tasks committed ({state})", job.job_id, job.tasks);
+        for (name, committed, total) in &job.stages {
+            println!("  stage {name}: {committed}/{total}");
+        }
+        let shown = if args.verbose { job.missing.len() } else { job.missing.len().min(5) };
+        for key in &job.missing[..shown] {
+            println!("  missing {key}");
+        }
+        if shown < job.missing.len() {
+            println!("  ... {} more missing (--verbose lists all)", job.missing.len() - shown);
+        }
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -191,6 +235,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Run(args) => run(args).await,
             Command::Explain(args) => explain(args).await,
+            Command::Status(args) => status(args).await,
         }
     });
     match result {

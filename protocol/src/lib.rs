@@ -356,6 +356,32 @@ pub mod layout {
 
     /// Name of the marker written last in a user-visible output directory.
     pub const SUCCESS: &str = "_SUCCESS";
+
+    /// `jobs/<job_id>.json`: the task list of a job, written when it starts (`shoal status`).
+    pub fn job(job_id: &str) -> String {
+        format!("jobs/{job_id}.json")
+    }
+}
+
+/// What a job is made of, recorded under the job root when it starts so that `shoal status`
+/// can tell committed tasks from missing ones without the job file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub version: u32,
+    pub job_id: String,
+    /// Stage names, in order.
+    pub stages: Vec<String>,
+    pub tasks: Vec<JobTask>,
+    /// Indices of the tasks whose outputs are the job's result.
+    pub outputs: Vec<usize>,
+}
+
+/// One task of a [`JobRecord`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobTask {
+    pub key: TaskKey,
+    pub stage: usize,
+    pub index: usize,
 }
 
 /// The `_SUCCESS` manifest of a user-visible output: written last, lists every part.

@@ -6,6 +6,7 @@
 //! like real code that fails on some data.
 //!
 //! - `identity` — returns its input; prints one line to stdout and one to stderr.
+//! - `slow` — sleeps `{ms}` milliseconds, then returns its input (for kill-and-resume tests).
 //! - `chatty` — prints about 1 MB to stdout (`{bytes?}`), then returns its input.
 //! - `trap` — panics (`{message?}`), which traps the instance.
 //! - `spin` — loops forever (for epoch-deadline tests).
@@ -22,6 +23,7 @@ use shoal_guest::{Args, RecordBatch};
 
 shoal_guest::register! {
     "identity" => ("returns its input; logs one line to stdout and stderr", identity),
+    "slow" => ("sleeps {ms} milliseconds, then returns its input", slow),
     "chatty" => ("prints about 1 MB to stdout, then returns its input: {bytes?}", chatty),
     "trap" => ("panics: {message?}", trap),
     "spin" => ("loops forever", spin),
@@ -32,6 +34,14 @@ shoal_guest::register! {
 fn identity(batch: RecordBatch, _args: &Args) -> Result<RecordBatch, String> {
     println!("identity: {} rows on stdout", batch.num_rows());
     eprintln!("identity: {} rows on stderr", batch.num_rows());
+    Ok(batch)
+}
+
+fn slow(batch: RecordBatch, args: &Args) -> Result<RecordBatch, String> {
+    let ms = args.opt_i64("ms")?.unwrap_or(100).max(0) as u64;
+    if batch.num_rows() > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     Ok(batch)
 }
 

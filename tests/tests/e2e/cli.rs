@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The `shoal` binary built next to this test binary (`target/debug/shoal`).
-fn shoal_bin() -> PathBuf {
+pub fn shoal_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let bin = dir.join("shoal");
@@ -19,7 +19,7 @@ fn shoal_bin() -> PathBuf {
     bin
 }
 
-fn shoal(args: &[&str], cwd: &Path) -> Output {
+pub fn shoal(args: &[&str], cwd: &Path) -> Output {
     Command::new(shoal_bin()).args(args).current_dir(cwd).output().unwrap()
 }
 

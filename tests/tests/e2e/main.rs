@@ -1,11 +1,13 @@
 //! End-to-end tests, one binary: storage conformance, executor conformance, differential
-//! correctness against DuckDB, the sandbox seen from a task, and commit races.
+//! correctness against DuckDB, the sandbox seen from a task, commit races, the CLI, and
+//! kill-and-resume.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
 mod commit;
 mod differential;
 mod executors;
+mod resume;
 mod sandbox;
 mod storage;
 
