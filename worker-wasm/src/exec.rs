@@ -116,16 +116,7 @@ impl Worker {
             let part = scan::read_input(&storage, input).await?;
             metrics.bytes_read += part.bytes_read;
             metrics.objects_read += part.objects_read;
-            loaded = Some(match loaded {
-                None => part,
-                Some(mut acc) => {
-                    if acc.schema.fields() != part.schema.fields() {
-                        return Err(Error::Schema("inputs of one task differ in schema".into()));
-                    }
-                    acc.batches.extend(part.batches);
-                    acc
-                }
-            });
+            Loaded::append(&mut loaded, part, || "inputs of one task differ in schema".into())?;
         }
         let Loaded { schema, batches, .. } =
             loaded.ok_or_else(|| Error::InvalidTask("task has no inputs".into()))?;

@@ -30,6 +30,24 @@ pub struct Loaded {
     pub objects_read: u64,
 }
 
+impl Loaded {
+    /// Adds `part` to the accumulated input; `what` describes a schema mismatch.
+    pub fn append(acc: &mut Option<Loaded>, part: Loaded, what: impl FnOnce() -> String) -> Result<()> {
+        match acc {
+            None => *acc = Some(part),
+            Some(acc) => {
+                if acc.schema.fields() != part.schema.fields() {
+                    return Err(Error::Schema(what()));
+                }
+                acc.batches.extend(part.batches);
+                acc.bytes_read += part.bytes_read;
+                acc.objects_read += part.objects_read;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Reads one input.
 pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
     match input {
@@ -49,21 +67,8 @@ pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
                     }
                     FileFormat::ArrowIpc => read_ipc(storage, file, projection.as_deref()).await?,
                 };
-                loaded = Some(match loaded {
-                    None => part,
-                    Some(mut acc) => {
-                        if acc.schema.fields() != part.schema.fields() {
-                            return Err(Error::Schema(format!(
-                                "{}: schema differs from the other files of this dataset",
-                                file.object.url
-                            )));
-                        }
-                        acc.batches.extend(part.batches);
-                        acc.bytes_read += part.bytes_read;
-                        acc.objects_read += part.objects_read;
-                        acc
-                    }
-                });
+                let url = &file.object.url;
+                Loaded::append(&mut loaded, part, || format!("{url}: schema differs from the other files"))?;
             }
             loaded.ok_or_else(|| Error::InvalidTask("scan with no files".into()))
         }
@@ -72,15 +77,9 @@ pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
             for object in objects {
                 let slice = FileSlice { object: object.clone(), row_groups: None };
                 let part = read_ipc(storage, &slice, None).await?;
-                acc = Some(match acc {
-                    None => part,
-                    Some(mut acc) => {
-                        acc.batches.extend(part.batches);
-                        acc.bytes_read += part.bytes_read;
-                        acc.objects_read += 1;
-                        acc
-                    }
-                });
+                Loaded::append(&mut acc, part, || {
+                    format!("{}: schema differs from the other inputs", object.url)
+                })?;
             }
             acc.ok_or_else(|| {
                 Error::InvalidTask(format!("upstream {task_key} was not resolved to any object"))
