@@ -226,18 +226,12 @@ impl Storage {
             }
             None => match base.store.head(&base.path).await {
                 Ok(meta) => found.push(base_ref(&base, &meta)),
-                Err(object_store::Error::NotFound { .. }) => {
-                    let mut stream = base.store.list(Some(&base.path));
-                    while let Some(meta) =
-                        stream.try_next().await.map_err(|e| Error::from_store(pattern, e))?
-                    {
-                        if !is_hidden(relative(&base.path, &meta.location)) {
-                            found.push(base_ref(&base, &meta));
-                        }
-                    }
-                }
-                // A local directory answers HEAD with an error other than NotFound.
-                Err(_) if base.url.starts_with("file://") => {
+                // Not an object: list below it. A local directory answers HEAD with an error
+                // other than NotFound.
+                Err(e)
+                    if matches!(e, object_store::Error::NotFound { .. })
+                        || base.url.starts_with("file://") =>
+                {
                     let mut stream = base.store.list(Some(&base.path));
                     while let Some(meta) =
                         stream.try_next().await.map_err(|e| Error::from_store(pattern, e))?
