@@ -44,6 +44,7 @@ impl Executor for Noop {
                 rows: 0,
                 bytes: 0,
                 schema: vec![],
+                buckets: vec![],
             },
             won_commit: true,
             metrics: TaskMetrics::default(),
@@ -108,8 +109,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
 
     // 1. Scheduler core, no-op executor.
-    let g =
-        graph(n_core, |i| Input::Upstream { task_key: TaskKey(format!("src-{i}")), objects: vec![] }, vec![]);
+    let g = graph(n_core, |i| upstream(&TaskKey(format!("src-{i}"))), vec![]);
     let opts = options("memory://bench-core/");
     let started = Instant::now();
     let out = rt.block_on(scheduler::run(&g, &Noop, &opts, HashMap::new()))?;

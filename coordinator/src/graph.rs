@@ -69,5 +69,15 @@ impl TaskGraph {
 
 /// Upstream input placeholder for a dependency; the scheduler fills in its objects.
 pub fn upstream(key: &TaskKey) -> Input {
-    Input::Upstream { task_key: key.clone(), objects: vec![] }
+    Input::Upstream { task_key: key.clone(), objects: vec![], bucket: None, ranges: vec![], port: 0 }
+}
+
+/// One bucket of a shuffle map task's output, feeding table `port` of the reader.
+pub fn upstream_bucket(key: &TaskKey, bucket: u32, port: u32) -> Input {
+    Input::Upstream { task_key: key.clone(), objects: vec![], bucket: Some(bucket), ranges: vec![], port }
+}
+
+/// The whole output of a task, feeding side table `port` of the reader.
+pub fn upstream_port(key: &TaskKey, port: u32) -> Input {
+    Input::Upstream { task_key: key.clone(), objects: vec![], bucket: None, ranges: vec![], port }
 }

@@ -296,13 +296,21 @@ fn build_spec(
         .inputs
         .iter()
         .map(|input| match input {
-            Input::Upstream { task_key, .. } => {
-                let objects = deps
-                    .next()
-                    .and_then(|&d| manifests[d].as_ref())
-                    .map(|m| m.outputs.iter().map(|o| o.object.clone()).collect())
-                    .unwrap_or_default();
-                Input::Upstream { task_key: task_key.clone(), objects }
+            Input::Upstream { task_key, bucket, port, .. } => {
+                let manifest = deps.next().and_then(|&d| manifests[d].as_ref());
+                let objects = manifest.map(|m| m.outputs.iter().map(|o| o.object.clone()).collect());
+                // A shuffle reader fetches only its bucket's byte range of each map output.
+                let ranges = match (bucket, manifest) {
+                    (Some(b), Some(m)) => m.buckets.get(*b as usize).copied().into_iter().collect(),
+                    _ => vec![],
+                };
+                Input::Upstream {
+                    task_key: task_key.clone(),
+                    objects: objects.unwrap_or_default(),
+                    bucket: *bucket,
+                    ranges,
+                    port: *port,
+                }
             }
             other => other.clone(),
         })
@@ -399,6 +407,7 @@ mod tests {
                     rows: 1,
                     bytes: 1,
                     schema: vec![],
+                    buckets: vec![],
                 },
                 won_commit: true,
                 metrics: TaskMetrics::default(),

@@ -140,7 +140,41 @@ pub enum Input {
         task_key: TaskKey,
         #[serde(default)]
         objects: Vec<ObjectRef>,
+        /// Read only this bucket of a shuffle map task's output ([`Output::Shuffle`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bucket: Option<u32>,
+        /// The bucket's byte range in each of `objects` (resolved with them, from the
+        /// manifest's [`Manifest::buckets`]); the worker fetches only these ranges.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ranges: Vec<ByteRange>,
+        /// The table this input feeds: 0 is the task's main input, others are side tables
+        /// (the right side of a join, the boundaries of a range shuffle).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        port: u32,
     },
+}
+
+impl Input {
+    /// The table this input feeds (see [`Input::Upstream::port`]); scans feed the main one.
+    pub fn port(&self) -> u32 {
+        match self {
+            Input::Scan { .. } => 0,
+            Input::Upstream { port, .. } => *port,
+        }
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A contiguous byte range of an object holding one shuffle bucket (a self-contained,
+/// compressed Arrow IPC stream). `len == 0` means the bucket is empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ByteRange {
+    pub offset: u64,
+    pub len: u64,
+    pub rows: u64,
 }
 
 /// A file, or a subset of its Parquet row groups.
@@ -180,6 +214,123 @@ pub enum Operator {
     },
     /// Keep the first `n` rows.
     Head { n: usize },
+    /// Sort the partition.
+    Sort { keys: Vec<SortKey> },
+    /// Group and aggregate. One logical aggregation runs as one or more of these: `Partial` on
+    /// raw rows, `Combine` merging partial states into partial states (tree levels), `Final`
+    /// merging states into results; or `Single` when one task sees all rows of its groups.
+    Aggregate {
+        mode: AggregateMode,
+        /// Grouping columns (none: one group, a whole-table reduction).
+        keys: Vec<String>,
+        /// `(output name, SQL aggregate expression)`, e.g. `("total", "sum(fare)")`.
+        aggs: Vec<(String, String)>,
+        /// Schema of the rows being aggregated (the `Partial` input). Later modes see only
+        /// states, so the expressions are planned against this.
+        input: Vec<Field>,
+    },
+    /// Join the main table with a side table (`port`) on equal keys.
+    Join {
+        port: u32,
+        how: JoinHow,
+        left_on: Vec<String>,
+        right_on: Vec<String>,
+        /// Appended to column names present on both sides (other than shared keys).
+        suffixes: (String, String),
+    },
+    /// Keep `columns` of at most `rows` evenly spaced rows: the sample from which range
+    /// boundaries are computed.
+    Sample { columns: Vec<String>, rows: usize },
+    /// From samples, the `n - 1` rows that split the sorted sample into `n` equal parts: the
+    /// boundaries of a range shuffle (and the divisions of its output).
+    Boundaries { keys: Vec<SortKey>, n: u32 },
+}
+
+/// Modes of a distributed aggregation (see [`Operator::Aggregate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregateMode {
+    Single,
+    Partial,
+    Combine,
+    Final,
+}
+
+/// One sort key, pandas-style: ascending with nulls last by default.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SortKey {
+    pub column: String,
+    #[serde(default = "default_true")]
+    pub ascending: bool,
+    #[serde(default)]
+    pub nulls_first: bool,
+}
+
+impl SortKey {
+    pub fn asc(column: impl Into<String>) -> Self {
+        Self { column: column.into(), ascending: true, nulls_first: false }
+    }
+}
+
+/// Join types, as in `pandas.merge(how=...)` plus semi and anti joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinHow {
+    Inner,
+    Left,
+    Right,
+    Outer,
+    /// Rows of the left side that have a match (left columns only).
+    Semi,
+    /// Rows of the left side that have no match (left columns only).
+    Anti,
+}
+
+impl JoinHow {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "inner" => Self::Inner,
+            "left" => Self::Left,
+            "right" => Self::Right,
+            "outer" | "full" => Self::Outer,
+            "semi" | "leftsemi" => Self::Semi,
+            "anti" | "leftanti" => Self::Anti,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inner => "inner",
+            Self::Left => "left",
+            Self::Right => "right",
+            Self::Outer => "outer",
+            Self::Semi => "semi",
+            Self::Anti => "anti",
+        }
+    }
+}
+
+/// How a shuffle map task splits its rows into buckets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum Partitioning {
+    /// Bucket `hash(keys) % n`; equal keys of equal logical type land in the same bucket on
+    /// every task (integers hash as 64-bit, strings as UTF-8).
+    Hash { keys: Vec<String>, n: u32 },
+    /// Bucket `i` holds rows between boundary rows `i - 1` and `i`, read from side table
+    /// `port` (the output of [`Operator::Boundaries`]); `n` is one more than the boundaries.
+    Range { keys: Vec<SortKey>, port: u32, n: u32 },
+    /// `n` contiguous, nearly equal row ranges, in order (splitting a partition).
+    Split { n: u32 },
+}
+
+impl Partitioning {
+    pub fn buckets(&self) -> u32 {
+        match self {
+            Partitioning::Hash { n, .. } | Partitioning::Range { n, .. } | Partitioning::Split { n } => *n,
+        }
+    }
 }
 
 /// Where a task writes its output.
@@ -190,6 +341,9 @@ pub enum Output {
     Intermediate,
     /// A user-visible Parquet part with a deterministic name: `<url>/part-<index:05>.parquet`.
     Parquet { url: String, part: usize },
+    /// A shuffle map output: one object holding every bucket as its own compressed Arrow IPC
+    /// stream, with the byte range of each in the manifest ([`Manifest::buckets`]).
+    Shuffle { partitioning: Partitioning },
 }
 
 /// Resource limits for one task.
@@ -262,6 +416,9 @@ pub struct Manifest {
     pub bytes: u64,
     /// Output schema as a list of fields.
     pub schema: Vec<Field>,
+    /// For a shuffle map task: the byte range of each bucket in the single output object.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<ByteRange>,
 }
 
 /// Measurements of one task attempt.

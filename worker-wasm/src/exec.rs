@@ -5,16 +5,20 @@
 //! first commit wins; a losing attempt returns the winner's manifest and deletes its own files.
 //! User-visible Parquet parts have deterministic names, so a retry rewrites identical bytes.
 
+use crate::aggregate;
 use crate::error::{Error, Result};
-use crate::pipeline;
+use crate::pipeline::{self, Sides};
 use crate::sandbox::{Module, Sandbox, SandboxConfig};
 use crate::scan::{self, Loaded};
+use crate::shuffle;
 use crate::storage::{Created, Storage};
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::CompressionType;
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
+use datafusion::prelude::{DataFrame, SessionContext};
+use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -22,7 +26,7 @@ use shoal_protocol::{
     FailureKind, Manifest, ModuleRef, Operator, Output, OutputObject, PROTOCOL_VERSION, StorageOptions,
     TaskFailure, TaskKey, TaskMetrics, TaskOutcome, TaskResult, TaskSpec, layout,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -111,26 +115,46 @@ impl Worker {
             return Ok((existing, false));
         }
 
-        let mut loaded: Option<Loaded> = None;
-        for input in &spec.inputs {
-            let part = scan::read_input(&storage, input).await?;
+        // Inputs are fetched concurrently (a shuffle reducer's range reads above all), then
+        // grouped by port: port 0 is the main table, the others are side tables.
+        let store = &storage;
+        let reads = futures::stream::iter(spec.inputs.iter().map(|input| async move {
+            scan::read_input(store, input).await.map(|loaded| (input.port(), loaded))
+        }))
+        .buffered(INPUT_CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
+        let mut tables: BTreeMap<u32, Option<Loaded>> = BTreeMap::new();
+        for (port, part) in reads {
             metrics.bytes_read += part.bytes_read;
             metrics.objects_read += part.objects_read;
-            Loaded::append(&mut loaded, part, || "inputs of one task differ in schema".into())?;
+            let acc = tables.entry(port).or_default();
+            Loaded::append(acc, part, || format!("inputs of table {port} of one task differ in schema"))?;
         }
-        let Loaded { schema, batches, .. } =
-            loaded.ok_or_else(|| Error::InvalidTask("task has no inputs".into()))?;
+        let Some(Loaded { schema, batches, .. }) = tables.remove(&0).flatten() else {
+            return Err(Error::InvalidTask("task has no main input".into()));
+        };
+        let sides: Sides =
+            tables.into_iter().filter_map(|(p, l)| l.map(|l| (p, (l.schema, l.batches)))).collect();
         metrics.rows_in = batches.iter().map(|b| b.num_rows() as u64).sum();
 
-        let (schema, batches) = self.run_pipeline(&storage, spec, schema, batches, metrics).await?;
+        let (schema, batches) = self.run_pipeline(&storage, spec, schema, batches, &sides, metrics).await?;
         metrics.rows_out = batches.iter().map(|b| b.num_rows() as u64).sum();
 
         let attempt_id = uuid::Uuid::new_v4().simple().to_string();
         let attempt_dir = root.join(&layout::attempt_dir(&spec.task_key, &attempt_id)).url;
+        let mut buckets = Vec::new();
         let object = match &spec.output {
             Output::Intermediate => {
                 let bytes = encode_ipc(&schema, &batches)?;
                 storage.put(&format!("{attempt_dir}/part-0.arrow"), bytes).await?
+            }
+            Output::Shuffle { partitioning } => {
+                let split = shuffle::split(partitioning, &schema, &batches, &sides)?;
+                drop(batches);
+                let (bytes, ranges) = shuffle::encode(&schema, &split)?;
+                buckets = ranges;
+                storage.put(&format!("{attempt_dir}/shuffle.arrows"), bytes).await?
             }
             Output::Parquet { url, part } => {
                 let bytes = encode_parquet(&schema, &batches)?;
@@ -149,6 +173,7 @@ impl Worker {
             bytes: object.size,
             outputs: vec![OutputObject { object, rows: metrics.rows_out }],
             schema: crate::schema::to_fields(&schema),
+            buckets,
         };
         let body = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Execution(e.to_string()))?;
         match storage.create_if_absent(&manifest_url, Bytes::from(body)).await? {
@@ -160,7 +185,7 @@ impl Worker {
                 })?;
                 // Our intermediate files are unreferenced: remove them. User-visible parts share
                 // their deterministic name with the winner's and hold identical bytes: keep.
-                if matches!(spec.output, Output::Intermediate)
+                if !matches!(spec.output, Output::Parquet { .. })
                     && winner.attempt_id != manifest.attempt_id
                     && let Err(e) = storage.delete_prefix(&attempt_dir).await
                 {
@@ -177,44 +202,54 @@ impl Worker {
         spec: &TaskSpec,
         schema: SchemaRef,
         batches: Vec<RecordBatch>,
+        sides: &Sides,
         metrics: &mut TaskMetrics,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let ctx = pipeline::session();
-        let mut schema = schema;
-        let mut batches = batches;
-        let mut ops = spec.pipeline.iter().peekable();
-        while ops.peek().is_some() {
-            // Fuse a run of relational operators into one DataFusion plan.
-            let mut df = None;
-            while let Some(op) = ops.next_if(|op| pipeline::is_relational(op)) {
-                let current = match df.take() {
-                    Some(d) => d,
-                    None => pipeline::frame(&ctx, schema.clone(), std::mem::take(&mut batches))?,
-                };
-                df = Some(pipeline::apply(current, op)?);
+        let mut current = Current::Table(schema, batches);
+        for op in &spec.pipeline {
+            // Runs of relational operators fuse into one DataFusion plan, executed only when
+            // something that is not a plan step needs the rows.
+            if pipeline::is_relational(op) {
+                current = Current::Frame(pipeline::apply(current.into_frame(&ctx)?, op, sides)?);
+                continue;
             }
-            if let Some(df) = df {
-                schema = Arc::new(df.schema().as_arrow().clone());
-                batches = df.collect().await.map_err(|e| Error::Execution(e.strip_backtrace()))?;
-            }
-            if let Some(Operator::MapPartitions { module, function, args }) = ops.next() {
-                let module = self.load_module(storage, module).await?;
-                let input = arrow::compute::concat_batches(&schema, &batches)
-                    .map_err(|e| Error::Execution(e.to_string()))?;
-                let sandbox = self.sandbox.clone();
-                let (function, args, limits) = (function.clone(), args.clone(), spec.limits.clone());
-                let out = tokio::task::spawn_blocking(move || {
-                    sandbox.call(&module, &function, &[input], &args, &limits)
-                })
-                .await
-                .map_err(|e| Error::Execution(format!("sandbox thread: {e}")))??;
-                metrics.guest_ms += out.elapsed.as_millis() as u64;
-                append_log(&mut metrics.guest_log, &out.log, spec.limits.guest_log_bytes);
-                schema = out.batch.schema();
-                batches = vec![out.batch];
-            }
+            current = match op {
+                Operator::Aggregate { mode, keys, aggs, input } => {
+                    let raw = crate::schema::from_fields(input)?;
+                    let (s, b) = aggregate::run(current.into_frame(&ctx)?, *mode, keys, aggs, raw).await?;
+                    Current::Table(s, b)
+                }
+                Operator::Sample { columns, rows } => {
+                    let (s, b) = current.into_table().await?;
+                    let (s, b) = shuffle::sample(&s, &b, columns, *rows)?;
+                    Current::Table(s, b)
+                }
+                Operator::Boundaries { keys, n } => {
+                    let (s, b) = current.into_table().await?;
+                    let (s, b) = shuffle::boundaries(&s, &b, keys, *n)?;
+                    Current::Table(s, b)
+                }
+                Operator::MapPartitions { module, function, args } => {
+                    let (schema, batches) = current.into_table().await?;
+                    let module = self.load_module(storage, module).await?;
+                    let input = arrow::compute::concat_batches(&schema, &batches)
+                        .map_err(|e| Error::Execution(e.to_string()))?;
+                    let sandbox = self.sandbox.clone();
+                    let (function, args, limits) = (function.clone(), args.clone(), spec.limits.clone());
+                    let out = tokio::task::spawn_blocking(move || {
+                        sandbox.call(&module, &function, &[input], &args, &limits)
+                    })
+                    .await
+                    .map_err(|e| Error::Execution(format!("sandbox thread: {e}")))??;
+                    metrics.guest_ms += out.elapsed.as_millis() as u64;
+                    append_log(&mut metrics.guest_log, &out.log, spec.limits.guest_log_bytes);
+                    Current::Table(out.batch.schema(), vec![out.batch])
+                }
+                other => return Err(Error::InvalidTask(format!("operator {other:?} cannot run here"))),
+            };
         }
-        Ok((schema, batches))
+        current.into_table().await
     }
 
     /// Fetches and compiles a component once per worker (and once per machine with a cache dir).
@@ -232,6 +267,35 @@ impl Worker {
             m.insert(module.sha256.clone(), loaded.clone());
         }
         Ok(loaded)
+    }
+}
+
+/// Bound on concurrent input reads of one task.
+const INPUT_CONCURRENCY: usize = 16;
+
+/// The rows between two pipeline steps: a pending DataFusion plan, or materialized batches.
+enum Current {
+    Frame(DataFrame),
+    Table(SchemaRef, Vec<RecordBatch>),
+}
+
+impl Current {
+    fn into_frame(self, ctx: &SessionContext) -> Result<DataFrame> {
+        match self {
+            Current::Frame(df) => Ok(df),
+            Current::Table(schema, batches) => pipeline::frame(ctx, schema, batches),
+        }
+    }
+
+    async fn into_table(self) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        match self {
+            Current::Table(schema, batches) => Ok((schema, batches)),
+            Current::Frame(df) => {
+                let schema = Arc::new(df.schema().as_arrow().clone());
+                let batches = df.collect().await.map_err(|e| Error::Execution(e.strip_backtrace()))?;
+                Ok((schema, batches))
+            }
+        }
     }
 }
 

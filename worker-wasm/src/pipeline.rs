@@ -5,12 +5,19 @@
 //! any task runs) and execute it inside a task.
 
 use crate::error::{Error, Result};
+use crate::shuffle::Table;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use datafusion::common::{Column, JoinType};
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
-use shoal_protocol::Operator;
+use datafusion::functions::core::expr_fn::coalesce;
+use datafusion::prelude::{DataFrame, Expr, SessionConfig, SessionContext};
+use shoal_protocol::{AggregateMode, JoinHow, Operator};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+
+/// A task's side tables by port (the right side of a join, range boundaries).
+pub type Sides = BTreeMap<u32, Table>;
 
 /// A DataFusion session for one task: single partition, no catalog, no object stores.
 pub fn session() -> SessionContext {
@@ -24,13 +31,27 @@ pub fn frame(ctx: &SessionContext, schema: SchemaRef, batches: Vec<RecordBatch>)
     ctx.read_table(Arc::new(table)).map_err(|e| Error::Execution(e.to_string()))
 }
 
-/// Whether `op` runs as part of a DataFusion plan (everything but user functions).
+/// Whether `op` is one step of a DataFusion logical plan, so that a run of them fuses into one
+/// plan. User functions, multi-step aggregations and the sampling kernels are not.
 pub fn is_relational(op: &Operator) -> bool {
-    !matches!(op, Operator::MapPartitions { .. })
+    match op {
+        Operator::Filter { .. }
+        | Operator::Select { .. }
+        | Operator::Assign { .. }
+        | Operator::Head { .. }
+        | Operator::Sort { .. }
+        | Operator::Join { .. } => true,
+        Operator::Aggregate { mode, .. } => *mode == AggregateMode::Single,
+        Operator::MapPartitions { .. } | Operator::Sample { .. } | Operator::Boundaries { .. } => false,
+    }
 }
 
-/// Applies one relational operator to a DataFrame.
-pub fn apply(df: DataFrame, op: &Operator) -> Result<DataFrame> {
+fn column(name: &str) -> Expr {
+    Expr::Column(Column::new_unqualified(name))
+}
+
+/// Applies one relational operator to a DataFrame; `sides` holds the task's side tables.
+pub fn apply(df: DataFrame, op: &Operator, sides: &Sides) -> Result<DataFrame> {
     match op {
         Operator::Filter { predicate } => {
             let expr = df.parse_sql_expr(predicate).map_err(|e| expr_error("filter", predicate, e))?;
@@ -59,13 +80,114 @@ pub fn apply(df: DataFrame, op: &Operator) -> Result<DataFrame> {
             Ok(df)
         }
         Operator::Head { n } => df.limit(0, Some(*n)).map_err(|e| Error::Execution(e.to_string())),
-        Operator::MapPartitions { function, .. } => {
-            Err(Error::InvalidTask(format!("map_partitions({function}) is not a relational operator")))
+        Operator::Sort { keys } => {
+            check_columns(&df, "sort", keys.iter().map(|k| k.column.as_str()))?;
+            let exprs = keys.iter().map(|k| column(&k.column).sort(k.ascending, k.nulls_first)).collect();
+            df.sort(exprs).map_err(|e| Error::Schema(format!("sort: {}", e.strip_backtrace())))
+        }
+        Operator::Aggregate { mode: AggregateMode::Single, keys, aggs, .. } => {
+            crate::aggregate::logical(df, keys, aggs)
+        }
+        Operator::Join { port, how, left_on, right_on, suffixes } => {
+            let (schema, batches) = sides
+                .get(port)
+                .ok_or_else(|| Error::InvalidTask(format!("join: no side table on port {port}")))?;
+            let ctx = session();
+            let right = frame(&ctx, schema.clone(), batches.clone())?;
+            join(df, right, *how, left_on, right_on, suffixes)
+        }
+        Operator::Aggregate { .. }
+        | Operator::MapPartitions { .. }
+        | Operator::Sample { .. }
+        | Operator::Boundaries { .. } => {
+            Err(Error::InvalidTask(format!("{op:?} is not a single relational step")))
         }
     }
 }
 
-fn expr_error(what: &str, sql: &str, e: datafusion::error::DataFusionError) -> Error {
+fn check_columns<'a>(df: &DataFrame, what: &str, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    for name in names {
+        if df.schema().field_with_unqualified_name(name).is_err() {
+            let available: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+            return Err(Error::Schema(format!(
+                "{what}: unknown column '{name}' (available: {})",
+                available.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// An equi-join with pandas `merge` naming: a key with the same name on both sides appears once
+/// (for an outer join, the non-null of the two); other columns present on both sides get the
+/// suffixes. Null keys never match, as in SQL and DuckDB.
+pub fn join(
+    left: DataFrame,
+    right: DataFrame,
+    how: JoinHow,
+    left_on: &[String],
+    right_on: &[String],
+    suffixes: &(String, String),
+) -> Result<DataFrame> {
+    if left_on.len() != right_on.len() || left_on.is_empty() {
+        return Err(Error::Schema(format!(
+            "merge: left_on has {} columns and right_on {}; they must match and not be empty",
+            left_on.len(),
+            right_on.len()
+        )));
+    }
+    check_columns(&left, "merge (left side)", left_on.iter().map(String::as_str))?;
+    check_columns(&right, "merge (right side)", right_on.iter().map(String::as_str))?;
+    let names =
+        |df: &DataFrame| -> Vec<String> { df.schema().fields().iter().map(|f| f.name().clone()).collect() };
+    let (lnames, rnames) = (names(&left), names(&right));
+    let shared: HashSet<&str> =
+        left_on.iter().zip(right_on).filter(|(l, r)| l == r).map(|(l, _)| l.as_str()).collect();
+    let lcol = |n: &str| Expr::Column(Column::new(Some("l"), n));
+    let rcol = |n: &str| Expr::Column(Column::new(Some("r"), n));
+    let on: Vec<Expr> = left_on.iter().zip(right_on).map(|(l, r)| lcol(l).eq(rcol(r))).collect();
+    let join_type = match how {
+        JoinHow::Inner => JoinType::Inner,
+        JoinHow::Left => JoinType::Left,
+        JoinHow::Right => JoinType::Right,
+        JoinHow::Outer => JoinType::Full,
+        JoinHow::Semi => JoinType::LeftSemi,
+        JoinHow::Anti => JoinType::LeftAnti,
+    };
+    let alias_err = |e: datafusion::error::DataFusionError| Error::Execution(e.strip_backtrace());
+    let joined = left
+        .alias("l")
+        .map_err(alias_err)?
+        .join_on(right.alias("r").map_err(alias_err)?, join_type, on)
+        .map_err(|e| Error::Schema(format!("merge: {}", e.strip_backtrace())))?;
+    let mut exprs = Vec::new();
+    for n in &lnames {
+        if shared.contains(n.as_str()) {
+            let e = match how {
+                JoinHow::Right => rcol(n),
+                JoinHow::Outer => coalesce(vec![lcol(n), rcol(n)]),
+                _ => lcol(n),
+            };
+            exprs.push(e.alias(n));
+        } else if matches!(how, JoinHow::Semi | JoinHow::Anti) || !rnames.contains(n) {
+            exprs.push(lcol(n).alias(n));
+        } else {
+            exprs.push(lcol(n).alias(format!("{n}{}", suffixes.0)));
+        }
+    }
+    if !matches!(how, JoinHow::Semi | JoinHow::Anti) {
+        for n in &rnames {
+            if shared.contains(n.as_str()) {
+                continue;
+            }
+            let name = if lnames.contains(n) { format!("{n}{}", suffixes.1) } else { n.clone() };
+            exprs.push(rcol(n).alias(name));
+        }
+    }
+    joined.select(exprs).map_err(|e| Error::Schema(format!("merge: {}", e.strip_backtrace())))
+}
+
+pub fn expr_error(what: &str, sql: &str, e: datafusion::error::DataFusionError) -> Error {
     // DataFusion's messages carry a backtrace-free context chain; keep the first line.
     // DataFusion names columns of an anonymous table `"?table?".x`; users never see that name.
     let msg = e.strip_backtrace().replace("\"?table?\".", "").replace("'?table?'.", "");
@@ -73,11 +195,27 @@ fn expr_error(what: &str, sql: &str, e: datafusion::error::DataFusionError) -> E
 }
 
 /// The output schema of relational operators applied to `schema`, validating every expression.
-pub fn output_schema(schema: SchemaRef, ops: &[Operator]) -> Result<SchemaRef> {
+/// `sides` are the schemas of side tables (a join's right side). An aggregation is validated as
+/// the single-step aggregation whose result its steps produce together.
+pub fn output_schema(
+    schema: SchemaRef,
+    ops: &[Operator],
+    sides: &BTreeMap<u32, SchemaRef>,
+) -> Result<SchemaRef> {
     let ctx = session();
+    let sides: Sides = sides.iter().map(|(p, s)| (*p, (s.clone(), vec![]))).collect();
     let mut df = frame(&ctx, schema, vec![])?;
     for op in ops {
-        df = apply(df, op)?;
+        let op = match op {
+            Operator::Aggregate { keys, aggs, input, .. } => Operator::Aggregate {
+                mode: AggregateMode::Single,
+                keys: keys.clone(),
+                aggs: aggs.clone(),
+                input: input.clone(),
+            },
+            other => other.clone(),
+        };
+        df = apply(df, &op, &sides)?;
     }
     Ok(Arc::new(df.schema().as_arrow().clone()))
 }
@@ -101,7 +239,7 @@ mod tests {
             Operator::Assign { columns: vec![("tip".into(), "fare * 0.2".into())] },
             Operator::Select { columns: vec!["tip".into(), "vendor".into()] },
         ];
-        let out = output_schema(schema(), &ops).unwrap();
+        let out = output_schema(schema(), &ops, &BTreeMap::new()).unwrap();
         let names: Vec<_> = out.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, ["tip", "vendor"]);
         assert_eq!(out.field(0).data_type(), &DataType::Float64);
@@ -109,18 +247,23 @@ mod tests {
 
     #[test]
     fn unknown_columns_and_bad_expressions_are_named() {
-        let err = output_schema(schema(), &[Operator::Filter { predicate: "nope > 1".into() }])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("nope"), "{err}");
         let err =
-            output_schema(schema(), &[Operator::Assign { columns: vec![("x".into(), "fare +* 2".into())] }])
+            output_schema(schema(), &[Operator::Filter { predicate: "nope > 1".into() }], &BTreeMap::new())
                 .unwrap_err()
                 .to_string();
+        assert!(err.contains("nope"), "{err}");
+        let err = output_schema(
+            schema(),
+            &[Operator::Assign { columns: vec![("x".into(), "fare +* 2".into())] }],
+            &BTreeMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("fare +* 2"), "{err}");
-        let err = output_schema(schema(), &[Operator::Select { columns: vec!["zzz".into()] }])
-            .unwrap_err()
-            .to_string();
+        let err =
+            output_schema(schema(), &[Operator::Select { columns: vec!["zzz".into()] }], &BTreeMap::new())
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("'zzz'") && err.contains("fare"), "{err}");
     }
 }

@@ -72,7 +72,10 @@ pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
             }
             loaded.ok_or_else(|| Error::InvalidTask("scan with no files".into()))
         }
-        Input::Upstream { task_key, objects } => {
+        Input::Upstream { task_key, objects, ranges, .. } if !ranges.is_empty() => {
+            read_buckets(storage, task_key, objects, ranges).await
+        }
+        Input::Upstream { task_key, objects, .. } => {
             let mut acc: Option<Loaded> = None;
             for object in objects {
                 let slice = FileSlice { object: object.clone(), row_groups: None };
@@ -86,6 +89,36 @@ pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
             })
         }
     }
+}
+
+/// One shuffle bucket of an upstream map task: a range read per object. Empty buckets are not
+/// fetched, except one to learn the schema when every bucket is empty.
+async fn read_buckets(
+    storage: &Storage,
+    task_key: &shoal_protocol::TaskKey,
+    objects: &[shoal_protocol::ObjectRef],
+    ranges: &[shoal_protocol::ByteRange],
+) -> Result<Loaded> {
+    if objects.len() != ranges.len() {
+        return Err(Error::InvalidTask(format!(
+            "upstream {task_key}: {} objects but {} bucket ranges",
+            objects.len(),
+            ranges.len()
+        )));
+    }
+    let mut acc: Option<Loaded> = None;
+    let all_empty = ranges.iter().all(|r| r.rows == 0);
+    for (i, (object, range)) in objects.iter().zip(ranges).enumerate() {
+        if range.rows == 0 && !(all_empty && i == 0) {
+            continue;
+        }
+        let bytes = storage.get_range(object, range.offset..range.offset + range.len).await?;
+        let size = bytes.len() as u64;
+        let (schema, batches) = crate::shuffle::decode(&object.url, bytes)?;
+        let part = Loaded { schema, batches, bytes_read: size, objects_read: 1 };
+        Loaded::append(&mut acc, part, || format!("{}: schema differs from the other inputs", object.url))?;
+    }
+    acc.ok_or_else(|| Error::InvalidTask(format!("upstream {task_key} was not resolved to any object")))
 }
 
 async fn read_parquet(

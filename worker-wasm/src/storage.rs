@@ -12,7 +12,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use shoal_protocol::{ObjectRef, StorageOptions};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -262,6 +262,16 @@ impl Storage {
     pub async fn get(&self, object: &ObjectRef) -> Result<Bytes> {
         let loc = self.resolve(&object.url)?;
         let result = loc.store.get(&loc.path).await.map_err(|e| Error::from_store(&object.url, e))?;
+        check_identity(object, result.meta.size, result.meta.e_tag.as_deref())?;
+        result.bytes().await.map_err(|e| Error::from_store(&object.url, e))
+    }
+
+    /// Reads `range` of an object (one HTTP range GET on S3), checking the object's identity.
+    pub async fn get_range(&self, object: &ObjectRef, range: std::ops::Range<u64>) -> Result<Bytes> {
+        let loc = self.resolve(&object.url)?;
+        let opts = GetOptions { range: Some(range.into()), ..Default::default() };
+        let result =
+            loc.store.get_opts(&loc.path, opts).await.map_err(|e| Error::from_store(&object.url, e))?;
         check_identity(object, result.meta.size, result.meta.e_tag.as_deref())?;
         result.bytes().await.map_err(|e| Error::from_store(&object.url, e))
     }

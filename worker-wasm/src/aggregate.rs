@@ -1,0 +1,208 @@
+//! Distributed aggregation with DataFusion's own accumulator states.
+//!
+//! One logical `groupby(keys).agg(...)` runs as DataFusion `AggregateExec`s in several tasks:
+//! `Partial` on raw rows (per input partition) emits accumulator *states*; `Combine`
+//! (DataFusion's `PartialReduce`) merges states into states, for the inner levels of a tree
+//! reduction; `Final` merges states into results. States are exact (Welford for `var`/`std`,
+//! distinct sets for `nunique`, t-digests for `quantile`), so any split of the rows over tasks
+//! gives the answer one task would.
+//!
+//! The `AggregateExec` of every mode is built from the same template: the logical aggregate
+//! planned (analyzed and type-coerced, but not rewritten by the optimizer) against the raw input
+//! schema. Later modes swap in the states they were sent as input.
+
+use crate::error::{Error, Result};
+use crate::pipeline;
+use crate::shuffle::Table;
+use arrow::datatypes::SchemaRef;
+use datafusion::common::Column;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode as DfMode};
+use datafusion::prelude::{DataFrame, Expr, SessionConfig};
+use shoal_protocol::AggregateMode;
+use std::sync::Arc;
+
+/// The logical aggregate `keys` / `aggs` over `df`, output columns named as asked.
+pub fn logical(df: DataFrame, keys: &[String], aggs: &[(String, String)]) -> Result<DataFrame> {
+    let available: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let mut groups = Vec::with_capacity(keys.len());
+    for k in keys {
+        if !available.contains(k) {
+            return Err(Error::Schema(format!(
+                "groupby: unknown column '{k}' (available: {})",
+                available.join(", ")
+            )));
+        }
+        groups.push(Expr::Column(Column::new_unqualified(k)));
+    }
+    let mut exprs = Vec::with_capacity(aggs.len());
+    for (name, sql) in aggs {
+        let expr = df
+            .parse_sql_expr(sql)
+            .map_err(|e| pipeline::expr_error(&format!("agg {name}"), sql, e))?
+            .unalias_nested()
+            .data;
+        if !matches!(expr, Expr::AggregateFunction(_)) {
+            return Err(Error::Schema(format!(
+                "agg {name}: '{sql}' is not an aggregate function call (such as sum(x) or count(*))"
+            )));
+        }
+        exprs.push(expr.alias(name));
+    }
+    df.aggregate(groups, exprs).map_err(|e| Error::Schema(format!("groupby: {}", e.strip_backtrace())))
+}
+
+/// Runs an aggregation step over `input` (raw rows for `Single`/`Partial`, states otherwise).
+pub async fn run(
+    input: DataFrame,
+    mode: AggregateMode,
+    keys: &[String],
+    aggs: &[(String, String)],
+    raw: SchemaRef,
+) -> Result<Table> {
+    let exec: Arc<dyn ExecutionPlan> = match mode {
+        AggregateMode::Single => {
+            let df = logical(input, keys, aggs)?;
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            let batches = df.collect().await.map_err(exec_error)?;
+            return Ok((schema, batches));
+        }
+        AggregateMode::Partial => {
+            let (_, plan) = logical(input, keys, aggs)?.into_parts();
+            partial_exec(plan).await?
+        }
+        AggregateMode::Combine | AggregateMode::Final => {
+            let states = input.collect().await.map_err(exec_error)?;
+            let template = pipeline::frame(&pipeline::session(), raw, vec![])?;
+            let (_, plan) = logical(template, keys, aggs)?.into_parts();
+            let partial = partial_exec(plan).await?;
+            let partial = partial
+                .downcast_ref::<AggregateExec>()
+                .ok_or_else(|| Error::Execution("aggregate template has no partial step".into()))?;
+            let source = MemorySourceConfig::try_new_exec(&[states], partial.schema(), None)
+                .map_err(|e| Error::Schema(format!("aggregate states: {}", e.strip_backtrace())))?;
+            let df_mode = if mode == AggregateMode::Final { DfMode::Final } else { DfMode::PartialReduce };
+            Arc::new(
+                AggregateExec::try_new(
+                    df_mode,
+                    partial.group_expr().as_final(),
+                    partial.aggr_expr().to_vec(),
+                    partial.filter_expr().to_vec(),
+                    source,
+                    partial.input_schema(),
+                )
+                .map_err(exec_error)?,
+            )
+        }
+    };
+    let schema = exec.schema();
+    let ctx = pipeline::session();
+    let batches = datafusion::physical_plan::collect(exec, ctx.task_ctx()).await.map_err(exec_error)?;
+    Ok((schema, batches))
+}
+
+/// Plans `plan` (an aggregate over some input) without optimizer rewrites, so it keeps the plain
+/// `Partial` → `Final` shape, and returns the `Partial` node with its input subtree.
+async fn partial_exec(plan: datafusion::logical_expr::LogicalPlan) -> Result<Arc<dyn ExecutionPlan>> {
+    let config = SessionConfig::new().with_target_partitions(1);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_optimizer_rules(vec![])
+        .with_physical_optimizer_rules(vec![])
+        .build();
+    let physical = state.create_physical_plan(&plan).await.map_err(exec_error)?;
+    let mut stack = vec![physical];
+    while let Some(node) = stack.pop() {
+        if let Some(agg) = node.downcast_ref::<AggregateExec>()
+            && *agg.mode() == DfMode::Partial
+        {
+            return Ok(node);
+        }
+        stack.extend(node.children().into_iter().cloned());
+    }
+    Err(Error::Execution("aggregate plan has no partial step".into()))
+}
+
+fn exec_error(e: datafusion::error::DataFusionError) -> Error {
+    Error::Execution(e.strip_backtrace())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn table(rows: std::ops::Range<i64>) -> (SchemaRef, Vec<RecordBatch>) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("g", DataType::Utf8, true),
+            Field::new("x", DataType::Float64, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let g: StringArray = rows.clone().map(|i| Some(if i % 3 == 0 { "a" } else { "b" })).collect();
+        let x: Float64Array = rows.clone().map(|i| Some(i as f64 * 1.5)).collect();
+        let n: Int64Array = rows.map(|i| Some(i % 5)).collect();
+        let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(g), Arc::new(x), Arc::new(n)]).unwrap();
+        (schema, vec![b])
+    }
+
+    const AGGS: [(&str, &str); 5] = [
+        ("total", "sum(x)"),
+        ("sd", "stddev(x)"),
+        ("distinct", "count(DISTINCT n)"),
+        ("rows", "count(*)"),
+        ("med", "approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY x)"),
+    ];
+
+    async fn step(t: Table, mode: AggregateMode, raw: &SchemaRef) -> Table {
+        let aggs: Vec<(String, String)> = AGGS.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let df = pipeline::frame(&pipeline::session(), t.0, t.1).unwrap();
+        run(df, mode, &["g".to_string()], &aggs, raw.clone()).await.unwrap()
+    }
+
+    /// The exact columns (all but the approximate median), as sorted lines.
+    fn sorted(t: &Table) -> String {
+        let b = arrow::compute::concat_batches(&t.0, &t.1).unwrap().project(&[0, 1, 2, 3, 4]).unwrap();
+        let mut lines: Vec<String> = arrow::util::pretty::pretty_format_batches(&[b])
+            .unwrap()
+            .to_string()
+            .lines()
+            .map(String::from)
+            .collect();
+        lines.sort();
+        lines.join("\n")
+    }
+
+    #[tokio::test]
+    async fn partial_combine_final_equals_single() {
+        let raw = table(0..0).0;
+        let single = step(table(0..1000), AggregateMode::Single, &raw).await;
+        // Four partitions, combined in two pairs, then finalized.
+        let mut parts = Vec::new();
+        for r in [0..100, 100..500, 500..501, 501..1000] {
+            parts.push(step(table(r), AggregateMode::Partial, &raw).await);
+        }
+        let mut level = Vec::new();
+        for pair in parts.chunks(2) {
+            let schema = pair[0].0.clone();
+            let batches = pair.iter().flat_map(|t| t.1.clone()).collect();
+            level.push(step((schema, batches), AggregateMode::Combine, &raw).await);
+        }
+        let schema = level[0].0.clone();
+        let states = level.into_iter().flat_map(|t| t.1).collect();
+        let fin = step((schema, states), AggregateMode::Final, &raw).await;
+        assert_eq!(fin.0.fields().len(), 6);
+        assert_eq!(sorted(&fin), sorted(&single));
+        // The t-digest median is approximate, but close to the exact one on either path.
+        for t in [&fin, &single] {
+            let b = arrow::compute::concat_batches(&t.0, &t.1).unwrap();
+            let med = b.column(5).as_any().downcast_ref::<Float64Array>().unwrap();
+            for (i, m) in med.iter().enumerate() {
+                assert!((m.unwrap() - 749.25).abs() < 749.25 * 0.01, "row {i}: median {m:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Shuffles through object storage.
+//!
+//! A map task splits its output rows into buckets ([`Partitioning`]) and writes **one** object
+//! holding every bucket as its own self-contained, zstd-compressed Arrow IPC stream; the byte
+//! range of each bucket goes into the task's manifest. A reducer fetches its bucket from every
+//! map output with range reads, so a shuffle of M maps into N buckets costs M objects, not M×N.
+//! Every bucket stream carries the schema, so even an empty bucket decodes to a typed table.
+
+use crate::error::{Error, Result};
+use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow::compute::{cast, take_record_batch};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::ipc::CompressionType;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use arrow::row::{RowConverter, SortField};
+use bytes::Bytes;
+use datafusion::common::hash_utils::create_hashes;
+use datafusion::physical_plan::repartition::REPARTITION_RANDOM_STATE;
+use shoal_protocol::{ByteRange, Partitioning, SortKey};
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::Arc;
+
+/// A table by value: schema and batches.
+pub type Table = (SchemaRef, Vec<RecordBatch>);
+
+/// Splits `batches` into `partitioning.buckets()` buckets. `sides` are the task's side tables
+/// (range boundaries live there).
+pub fn split(
+    partitioning: &Partitioning,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    sides: &BTreeMap<u32, Table>,
+) -> Result<Vec<Vec<RecordBatch>>> {
+    let n = partitioning.buckets().max(1) as usize;
+    let mut buckets: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
+    match partitioning {
+        Partitioning::Hash { keys, .. } => {
+            for batch in batches {
+                let arrays = keys
+                    .iter()
+                    .map(|k| column(batch, k).and_then(|a| canonical(&a)))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut hashes = vec![0u64; batch.num_rows()];
+                create_hashes(&arrays, REPARTITION_RANDOM_STATE.random_state(), &mut hashes)
+                    .map_err(|e| Error::Execution(e.to_string()))?;
+                let assign = hashes.iter().map(|h| (h % n as u64) as usize);
+                scatter(batch, assign, &mut buckets)?;
+            }
+        }
+        Partitioning::Range { keys, port, .. } => {
+            let (bounds_schema, bounds) = sides.get(port).ok_or_else(|| {
+                Error::InvalidTask(format!("range shuffle: no boundaries table on port {port}"))
+            })?;
+            let bounds = arrow::compute::concat_batches(bounds_schema, bounds)
+                .map_err(|e| Error::Execution(e.to_string()))?;
+            let converter = sort_converter(keys, schema)?;
+            let bound_cols = key_columns(&bounds, keys, Some(schema))?;
+            let bound_rows =
+                converter.convert_columns(&bound_cols).map_err(|e| Error::Execution(e.to_string()))?;
+            let bounds: Vec<_> = bound_rows.iter().collect();
+            for batch in batches {
+                let cols = key_columns(batch, keys, None)?;
+                let rows = converter.convert_columns(&cols).map_err(|e| Error::Execution(e.to_string()))?;
+                // Bucket i holds rows in (bound[i-1], bound[i]]: equal keys share a bucket.
+                let assign = rows.iter().map(|r| bounds.partition_point(|b| *b < r).min(n - 1));
+                scatter(batch, assign, &mut buckets)?;
+            }
+        }
+        Partitioning::Split { .. } => {
+            let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            let mut start = 0usize;
+            for batch in batches {
+                let assign = (start..start + batch.num_rows()).map(|i| i * n / total.max(1));
+                scatter(batch, assign, &mut buckets)?;
+                start += batch.num_rows();
+            }
+        }
+    }
+    Ok(buckets)
+}
+
+/// Appends the rows of `batch` to the buckets `assign` names, one per row, keeping row order.
+fn scatter(
+    batch: &RecordBatch,
+    assign: impl Iterator<Item = usize>,
+    buckets: &mut [Vec<RecordBatch>],
+) -> Result<()> {
+    let mut indices: Vec<Vec<u32>> = vec![Vec::new(); buckets.len()];
+    for (row, b) in assign.enumerate() {
+        indices[b].push(row as u32);
+    }
+    for (b, ix) in indices.into_iter().enumerate() {
+        if ix.is_empty() {
+            continue;
+        }
+        let taken = if ix.len() == batch.num_rows() {
+            batch.clone()
+        } else {
+            take_record_batch(batch, &UInt32Array::from(ix)).map_err(|e| Error::Execution(e.to_string()))?
+        };
+        buckets[b].push(taken);
+    }
+    Ok(())
+}
+
+fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
+    batch.column_by_name(name).cloned().ok_or_else(|| Error::Schema(format!("shuffle: no column '{name}'")))
+}
+
+/// Casts a key column to the type it hashes as, so that equal values of different widths or
+/// encodings (`Int32` and `Int64`, `Utf8` and `Utf8View`) land in the same bucket.
+fn canonical(array: &ArrayRef) -> Result<ArrayRef> {
+    let target = match array.data_type() {
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => {
+            DataType::Int64
+        }
+        DataType::UInt32 => DataType::Int64,
+        DataType::Float16 | DataType::Float32 => DataType::Float64,
+        DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
+        DataType::LargeBinary | DataType::BinaryView => DataType::Binary,
+        DataType::Dictionary(_, value) => match value.as_ref() {
+            DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
+            other => other.clone(),
+        },
+        _ => return Ok(array.clone()),
+    };
+    cast(array, &target).map_err(|e| Error::Execution(e.to_string()))
+}
+
+/// A row converter whose byte order is the sort order of `keys` over `schema`.
+pub fn sort_converter(keys: &[SortKey], schema: &SchemaRef) -> Result<RowConverter> {
+    let fields = keys
+        .iter()
+        .map(|k| {
+            let field = schema
+                .field_with_name(&k.column)
+                .map_err(|_| Error::Schema(format!("sort: no column '{}'", k.column)))?;
+            let options =
+                arrow::compute::SortOptions { descending: !k.ascending, nulls_first: k.nulls_first };
+            Ok(SortField::new_with_options(field.data_type().clone(), options))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RowConverter::new(fields).map_err(|e| Error::Execution(e.to_string()))
+}
+
+/// The sort-key columns of `batch`, cast to the types they have in `like` when given.
+fn key_columns(batch: &RecordBatch, keys: &[SortKey], like: Option<&SchemaRef>) -> Result<Vec<ArrayRef>> {
+    keys.iter()
+        .map(|k| {
+            let array = column(batch, &k.column)?;
+            match like.and_then(|s| s.field_with_name(&k.column).ok()) {
+                Some(f) if f.data_type() != array.data_type() => {
+                    cast(&array, f.data_type()).map_err(|e| Error::Execution(e.to_string()))
+                }
+                _ => Ok(array),
+            }
+        })
+        .collect()
+}
+
+/// At most `rows` evenly spaced rows of `columns`: a deterministic sample of a partition's sort
+/// keys, from which [`boundaries`] are computed.
+pub fn sample(schema: &SchemaRef, batches: &[RecordBatch], columns: &[String], rows: usize) -> Result<Table> {
+    let ix = columns
+        .iter()
+        .map(|c| schema.index_of(c).map_err(|_| Error::Schema(format!("sample: no column '{c}'"))))
+        .collect::<Result<Vec<_>>>()?;
+    let projected = Arc::new(schema.project(&ix).map_err(|e| Error::Schema(e.to_string()))?);
+    let all = arrow::compute::concat_batches(schema, batches).map_err(|e| Error::Execution(e.to_string()))?;
+    let all = all.project(&ix).map_err(|e| Error::Execution(e.to_string()))?;
+    let total = all.num_rows();
+    let step = total.div_ceil(rows.max(1)).max(1);
+    let picks: UInt32Array = (0..total).step_by(step).map(|i| i as u32).collect();
+    let taken = take_record_batch(&all, &picks).map_err(|e| Error::Execution(e.to_string()))?;
+    Ok((projected, vec![taken]))
+}
+
+/// The `n - 1` rows splitting the sorted sample rows into `n` equal parts: the boundaries of a
+/// range shuffle into `n` buckets (fewer rows when the sample is smaller than `n`).
+pub fn boundaries(schema: &SchemaRef, batches: &[RecordBatch], keys: &[SortKey], n: u32) -> Result<Table> {
+    let all = arrow::compute::concat_batches(schema, batches).map_err(|e| Error::Execution(e.to_string()))?;
+    let converter = sort_converter(keys, schema)?;
+    let rows = converter
+        .convert_columns(&key_columns(&all, keys, None)?)
+        .map_err(|e| Error::Execution(e.to_string()))?;
+    let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
+    order.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
+    let len = order.len();
+    let n = n.max(1) as usize;
+    let picks: UInt32Array = if len == 0 {
+        UInt32Array::from(Vec::<u32>::new())
+    } else {
+        (1..n).map(|i| order[(i * len / n).min(len - 1)]).collect()
+    };
+    let taken = take_record_batch(&all, &picks).map_err(|e| Error::Execution(e.to_string()))?;
+    Ok((schema.clone(), vec![taken]))
+}
+
+/// Encodes the buckets into one object: each bucket a compressed IPC stream, back to back.
+pub fn encode(schema: &SchemaRef, buckets: &[Vec<RecordBatch>]) -> Result<(Bytes, Vec<ByteRange>)> {
+    let options = IpcWriteOptions::default()
+        .try_with_compression(Some(CompressionType::ZSTD))
+        .map_err(|e| Error::Execution(e.to_string()))?;
+    let mut out = Vec::new();
+    let mut ranges = Vec::with_capacity(buckets.len());
+    for bucket in buckets {
+        let offset = out.len() as u64;
+        let mut writer = StreamWriter::try_new_with_options(&mut out, schema, options.clone())
+            .map_err(|e| Error::Execution(e.to_string()))?;
+        for b in bucket {
+            writer.write(b).map_err(|e| Error::Execution(e.to_string()))?;
+        }
+        writer.finish().map_err(|e| Error::Execution(e.to_string()))?;
+        drop(writer);
+        let rows = bucket.iter().map(|b| b.num_rows() as u64).sum();
+        ranges.push(ByteRange { offset, len: out.len() as u64 - offset, rows });
+    }
+    Ok((Bytes::from(out), ranges))
+}
+
+/// Decodes one bucket (an IPC stream) read from `url`.
+pub fn decode(url: &str, bytes: Bytes) -> Result<Table> {
+    let reader = StreamReader::try_new(Cursor::new(bytes), None)
+        .map_err(|e| Error::Corrupt { url: url.to_string(), message: e.to_string() })?;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Corrupt { url: url.to_string(), message: e.to_string() })?;
+    Ok((schema, batches))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int32Array, Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+
+    fn batch(keys: Vec<Option<i64>>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let s: StringArray = keys.iter().map(|k| k.map(|v| format!("v{v}"))).collect();
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(keys)), Arc::new(s)]).unwrap()
+    }
+
+    fn rows(buckets: &[Vec<RecordBatch>]) -> Vec<usize> {
+        buckets.iter().map(|b| b.iter().map(RecordBatch::num_rows).sum()).collect()
+    }
+
+    #[test]
+    fn hash_buckets_agree_across_integer_widths_and_keep_every_row() {
+        let b = batch((0..1000).map(|i| Some(i % 37)).chain([None]).collect());
+        let p = Partitioning::Hash { keys: vec!["k".into()], n: 7 };
+        let buckets = split(&p, &b.schema(), std::slice::from_ref(&b), &BTreeMap::new()).unwrap();
+        assert_eq!(rows(&buckets).iter().sum::<usize>(), 1001);
+        // The same keys as Int32 land in the same buckets.
+        let narrow: Int32Array = (0..37).map(Some).collect();
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int32, true)]));
+        let nb = RecordBatch::try_new(schema.clone(), vec![Arc::new(narrow)]).unwrap();
+        let nbuckets = split(&p, &schema, &[nb], &BTreeMap::new()).unwrap();
+        for (wide, narrow) in buckets.iter().zip(&nbuckets) {
+            let mut w: Vec<i64> = wide
+                .iter()
+                .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().iter().flatten())
+                .collect();
+            w.sort();
+            w.dedup();
+            let n: Vec<i64> = narrow
+                .iter()
+                .flat_map(|b| b.column(0).as_any().downcast_ref::<Int32Array>().unwrap().iter())
+                .map(|v| v.unwrap() as i64)
+                .collect();
+            assert_eq!(w, n);
+        }
+    }
+
+    #[test]
+    fn range_buckets_are_ordered_and_split_is_contiguous() {
+        let b = batch((0..100).rev().map(Some).collect());
+        let schema = b.schema();
+        let bounds = batch(vec![Some(24), Some(49), Some(74)]);
+        let sides = BTreeMap::from([(1, (bounds.schema(), vec![bounds]))]);
+        let p = Partitioning::Range { keys: vec![SortKey::asc("k")], port: 1, n: 4 };
+        let buckets = split(&p, &schema, std::slice::from_ref(&b), &sides).unwrap();
+        assert_eq!(rows(&buckets), [25, 25, 25, 25]);
+        let max0 =
+            arrow::compute::max(buckets[0][0].column(0).as_any().downcast_ref::<Int64Array>().unwrap());
+        assert_eq!(max0, Some(24));
+        let split3 = split(&Partitioning::Split { n: 3 }, &schema, &[b], &BTreeMap::new()).unwrap();
+        assert_eq!(rows(&split3), [34, 33, 33]);
+        let first = split3[1][0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
+        assert_eq!(first, 65);
+    }
+
+    #[test]
+    fn samples_give_even_boundaries() {
+        let b = batch((0..1000).rev().map(Some).collect());
+        let (schema, s) = sample(&b.schema(), &[b], &["k".to_string()], 100).unwrap();
+        assert_eq!(s[0].num_rows(), 100);
+        assert_eq!(schema.fields().len(), 1);
+        let desc = SortKey { column: "k".into(), ascending: false, nulls_first: false };
+        let (_, bounds) = boundaries(&schema, &s, &[desc], 4).unwrap();
+        let v: Vec<i64> =
+            bounds[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().iter().flatten().collect();
+        assert_eq!(v, [749, 499, 249]);
+    }
+
+    #[test]
+    fn buckets_round_trip_through_one_object() {
+        let b = batch((0..50).map(Some).collect());
+        let p = Partitioning::Hash { keys: vec!["s".into()], n: 4 };
+        let mut buckets = split(&p, &b.schema(), &[b.clone()], &BTreeMap::new()).unwrap();
+        buckets.push(vec![]);
+        let (bytes, ranges) = encode(&b.schema(), &buckets).unwrap();
+        assert_eq!(ranges.len(), 5);
+        for (r, bucket) in ranges.iter().zip(&buckets) {
+            let slice = bytes.slice(r.offset as usize..(r.offset + r.len) as usize);
+            let (schema, back) = decode("mem", slice).unwrap();
+            assert_eq!(schema, b.schema());
+            assert_eq!(back, *bucket);
+            assert_eq!(r.rows as usize, bucket.iter().map(RecordBatch::num_rows).sum::<usize>());
+        }
+    }
+}
