@@ -5,7 +5,7 @@ use crate::dataframe::DataFrame;
 use crate::error::{Error, Result};
 use crate::executor::{Executor, ExecutorKind, InProcess, Processes, find_worker_binary};
 use crate::graph::TaskGraph;
-use crate::plan::{FileInfo, Plan, ScanNode};
+use crate::plan::{FileInfo, Plan, PlanConfig, ScanNode};
 use crate::scheduler::{self, EventSink, RunOptions, RunOutput};
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
@@ -37,6 +37,8 @@ pub struct Config {
     pub max_attempts: u32,
     /// Target bytes per partition when splitting large Parquet files by row groups.
     pub partition_bytes: u64,
+    /// Thresholds steering the optimizer's strategy choices (broadcast, tree reduction).
+    pub plan: PlanConfig,
     /// Directory for precompiled WebAssembly components (`None`: in-memory cache only).
     pub cache_dir: Option<std::path::PathBuf>,
 }
@@ -54,6 +56,7 @@ impl Default for Config {
             limits: Limits::default(),
             max_attempts: 3,
             partition_bytes: 100_000_000,
+            plan: PlanConfig::default(),
             cache_dir: cache,
         }
     }
@@ -158,6 +161,8 @@ impl Client {
         let objects = self.inner.storage.list(location).await?;
         let mut files = Vec::with_capacity(objects.len());
         let mut schema: Option<SchemaRef> = None;
+        // Integer columns' (min, max, files with statistics).
+        let mut ranges: HashMap<String, (i64, i64, usize)> = HashMap::new();
         for object in objects {
             let loc = self.inner.storage.resolve(&object.url)?;
             let mut reader = ObjectReader::new(
@@ -194,10 +199,20 @@ impl Client {
                 .iter()
                 .map(|rg| (rg.compressed_size().max(0) as u64, rg.num_rows().max(0) as u64))
                 .collect();
+            for (name, (lo, hi)) in int_ranges(&meta) {
+                let range = ranges.entry(name).or_insert((lo, hi, 0));
+                *range = (range.0.min(lo), range.1.max(hi), range.2 + 1);
+            }
             files.push(FileInfo { object, row_groups });
         }
         let schema = schema.ok_or_else(|| Error::NotFound(location.to_string()))?;
         let partitions = partition_parquet(&files, self.inner.config.partition_bytes);
+        // A range is a bound only if every file had statistics for the column.
+        let int_ranges = ranges
+            .into_iter()
+            .filter(|(_, (_, _, n))| *n == files.len())
+            .map(|(name, (lo, hi, _))| (name, (lo, hi)))
+            .collect();
         Ok(self.scan(ScanNode {
             source: location.to_string(),
             format: FileFormat::Parquet,
@@ -206,6 +221,7 @@ impl Client {
             partitions,
             projection: None,
             predicate: None,
+            int_ranges,
         }))
     }
 
@@ -239,6 +255,7 @@ impl Client {
             partitions,
             projection: None,
             predicate: None,
+            int_ranges: HashMap::new(),
         }))
     }
 
@@ -406,6 +423,45 @@ fn field_list(schema: &SchemaRef) -> String {
 
 /// One partition per file; files larger than `target` split into runs of row groups of about
 /// `target` compressed bytes.
+/// `(min, max)` of each top-level integer column (INT32/INT64 physical type, so also dates and
+/// small decimals as their integer encoding) whose every row group has statistics.
+fn int_ranges(meta: &parquet::file::metadata::ParquetMetaData) -> Vec<(String, (i64, i64))> {
+    use parquet::file::statistics::Statistics;
+    let descr = meta.file_metadata().schema_descr();
+    let mut out = Vec::new();
+    for (i, column) in descr.columns().iter().enumerate() {
+        if column.path().parts().len() != 1 {
+            continue;
+        }
+        let mut range: Option<(i64, i64)> = None;
+        let mut complete = meta.num_row_groups() > 0;
+        for rg in meta.row_groups() {
+            let bounds = match rg.column(i).statistics() {
+                Some(Statistics::Int32(s)) => {
+                    s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a as i64, *b as i64))
+                }
+                Some(Statistics::Int64(s)) => s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a, *b)),
+                _ => None,
+            };
+            match (bounds, rg.num_rows()) {
+                (Some((lo, hi)), _) => {
+                    range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+                }
+                // An empty or all-null row group has no bounds and adds no values.
+                (None, 0) => {}
+                (None, _)
+                    if rg.column(i).statistics().and_then(|s| s.null_count_opt())
+                        == Some(rg.num_rows() as u64) => {}
+                (None, _) => complete = false,
+            }
+        }
+        if let (true, Some(r)) = (complete, range) {
+            out.push((column.name().to_string(), r));
+        }
+    }
+    out
+}
+
 fn partition_parquet(files: &[FileInfo], target: u64) -> Vec<Vec<FileSlice>> {
     let mut partitions = Vec::new();
     for f in files {

@@ -5,12 +5,14 @@
 use crate::client::{Client, FunctionModule};
 use crate::error::{Error, Result};
 use crate::lower::{Target, lower};
-use crate::plan::{Plan, optimize};
+use crate::plan::{AggregateNode, JoinHint, JoinNode, Plan, join_schema, optimize};
 use crate::scheduler::{EventSink, RunSummary};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
-use shoal_protocol::{Operator, OutputObject, PROTOCOL_VERSION, SuccessManifest, layout};
+use shoal_protocol::{
+    AggregateMode, JoinHow, Operator, OutputObject, PROTOCOL_VERSION, SortKey, SuccessManifest, layout,
+};
 use std::sync::Arc;
 
 /// An expression: an SQL expression string (`"fare > 10 AND vendor = 'A'"`) or a DataFusion
@@ -37,6 +39,150 @@ impl From<datafusion::prelude::Expr> for ExprArg {
             Ok(sql) => ExprArg(sql.to_string()),
             Err(_) => ExprArg(e.to_string()),
         }
+    }
+}
+
+/// One named aggregation: an output column name and an SQL aggregate expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agg {
+    pub name: String,
+    pub sql: String,
+}
+
+impl Agg {
+    /// `func` of `column`, pandas-style: `sum`, `mean`, `count` (non-null values), `size` (rows),
+    /// `min`, `max`, `std` and `var` (sample, ddof=1), `nunique`, `first`, `last`, `median` and
+    /// `quantile(q)` (approximate, t-digest).
+    pub fn new(name: &str, column: &str, func: &str) -> Result<Agg> {
+        Ok(Agg { name: name.to_string(), sql: agg_sql(column, func)? })
+    }
+
+    /// Any SQL aggregate expression, e.g. `sum(price * quantity)`.
+    pub fn sql(name: &str, sql: &str) -> Agg {
+        Agg { name: name.to_string(), sql: sql.to_string() }
+    }
+}
+
+/// Quotes an identifier for SQL (`"Fare"` keeps its case; `"` doubles).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The SQL of a pandas-style aggregation of a column.
+pub fn agg_sql(column: &str, func: &str) -> Result<String> {
+    let c = quote_ident(column);
+    let quantile = |q: &str| -> Result<String> {
+        let q: f64 =
+            q.trim().parse().map_err(|_| Error::Invalid(format!("quantile: '{q}' is not a number")))?;
+        if !(0.0..=1.0).contains(&q) {
+            return Err(Error::Invalid(format!("quantile: {q} is not between 0 and 1")));
+        }
+        Ok(format!("approx_percentile_cont({q}) WITHIN GROUP (ORDER BY {c})"))
+    };
+    Ok(match func.trim() {
+        "sum" => format!("sum({c})"),
+        "mean" | "avg" => format!("avg({c})"),
+        "count" => format!("count({c})"),
+        "size" => "count(*)".to_string(),
+        "min" => format!("min({c})"),
+        "max" => format!("max({c})"),
+        "std" => format!("stddev_samp({c})"),
+        "var" => format!("var_samp({c})"),
+        "nunique" => format!("count(DISTINCT {c})"),
+        "first" => format!("first_value({c})"),
+        "last" => format!("last_value({c})"),
+        "median" => quantile("0.5")?,
+        f => match f.strip_prefix("quantile(").and_then(|r| r.strip_suffix(')')) {
+            Some(q) => quantile(q)?,
+            None => {
+                return Err(Error::Invalid(format!(
+                    "unknown aggregation '{f}' (use sum, mean, count, size, min, max, std, var, nunique, \
+                     first, last, median, quantile(q), or an SQL aggregate expression)"
+                )));
+            }
+        },
+    })
+}
+
+/// A pending `groupby`: call [`GroupBy::agg`] to get a DataFrame.
+#[derive(Debug, Clone)]
+pub struct GroupBy {
+    df: DataFrame,
+    keys: Vec<String>,
+    split_out: Option<usize>,
+    split_every: Option<usize>,
+}
+
+impl GroupBy {
+    /// Output partitions: more than 1 hash-shuffles partial aggregates on the keys (for many
+    /// groups); 1 forces a tree reduction. Default: chosen from the estimated group count.
+    pub fn split_out(mut self, n: usize) -> Self {
+        self.split_out = Some(n.max(1));
+        self
+    }
+
+    /// Inputs per combine task of a tree reduction (default 8).
+    pub fn split_every(mut self, n: usize) -> Self {
+        self.split_every = Some(n.max(2));
+        self
+    }
+
+    /// The aggregations, one output column each, after the key columns.
+    pub fn agg(&self, aggs: &[Agg]) -> Result<DataFrame> {
+        self.df.aggregate(&self.keys, aggs, self.split_out, self.split_every)
+    }
+}
+
+/// How to `merge` two DataFrames (pandas' arguments).
+#[derive(Debug, Clone)]
+pub struct Merge {
+    pub how: JoinHow,
+    pub left_on: Vec<String>,
+    pub right_on: Vec<String>,
+    pub suffixes: (String, String),
+    /// Force a strategy (default: chosen from sizes and partitioning).
+    pub strategy: Option<JoinHint>,
+    /// Output partitions of a hash join (default: the larger side's).
+    pub npartitions: Option<usize>,
+}
+
+impl Merge {
+    /// Join on columns with the same names on both sides.
+    pub fn on<S: AsRef<str>>(columns: &[S]) -> Self {
+        let cols: Vec<String> = columns.iter().map(|c| c.as_ref().to_string()).collect();
+        Self::left_right(&cols, &cols)
+    }
+
+    /// Join `left_on` columns of the left side with `right_on` of the right.
+    pub fn left_right<S: AsRef<str>>(left_on: &[S], right_on: &[S]) -> Self {
+        Merge {
+            how: JoinHow::Inner,
+            left_on: left_on.iter().map(|c| c.as_ref().to_string()).collect(),
+            right_on: right_on.iter().map(|c| c.as_ref().to_string()).collect(),
+            suffixes: ("_x".into(), "_y".into()),
+            strategy: None,
+            npartitions: None,
+        }
+    }
+
+    pub fn how(mut self, how: JoinHow) -> Self {
+        self.how = how;
+        self
+    }
+
+    pub fn suffixes(mut self, left: &str, right: &str) -> Self {
+        self.suffixes = (left.to_string(), right.to_string());
+        self
+    }
+
+    pub fn strategy(mut self, hint: JoinHint) -> Self {
+        self.strategy = Some(hint);
+        self
+    }
+
+    pub fn npartitions(mut self, n: usize) -> Self {
+        self.npartitions = Some(n.max(1));
+        self
     }
 }
 
@@ -75,7 +221,8 @@ impl DataFrame {
 
     fn map(&self, op: Operator) -> Result<DataFrame> {
         let input = self.plan.schema()?;
-        let schema = shoal_worker::pipeline::output_schema(input, std::slice::from_ref(&op))?;
+        let schema =
+            shoal_worker::pipeline::output_schema(input, std::slice::from_ref(&op), &Default::default())?;
         Ok(self.with_plan(Plan::Map { input: self.plan.clone(), op, schema }))
     }
 
@@ -141,9 +288,220 @@ impl DataFrame {
         self.with_plan(Plan::Head { input: self.plan.clone(), n })
     }
 
+    /// Groups rows by `keys`, for [`GroupBy::agg`].
+    pub fn groupby<S: AsRef<str>>(&self, keys: &[S]) -> GroupBy {
+        GroupBy {
+            df: self.clone(),
+            keys: keys.iter().map(|k| k.as_ref().to_string()).collect(),
+            split_out: None,
+            split_every: None,
+        }
+    }
+
+    /// Whole-table reductions: one row, one column per aggregation.
+    pub fn agg(&self, aggs: &[Agg]) -> Result<DataFrame> {
+        self.aggregate(&[], aggs, None, None)
+    }
+
+    fn aggregate(
+        &self,
+        keys: &[String],
+        aggs: &[Agg],
+        split_out: Option<usize>,
+        split_every: Option<usize>,
+    ) -> Result<DataFrame> {
+        let mut seen = std::collections::HashSet::new();
+        for name in keys.iter().chain(aggs.iter().map(|a| &a.name)) {
+            if !seen.insert(name) {
+                return Err(Error::Invalid(format!("groupby: output column '{name}' appears twice")));
+            }
+        }
+        let aggs: Vec<(String, String)> = aggs.iter().map(|a| (a.name.clone(), a.sql.clone())).collect();
+        let input = self.plan.schema()?;
+        let op = Operator::Aggregate {
+            mode: AggregateMode::Single,
+            keys: keys.to_vec(),
+            aggs: aggs.clone(),
+            input: vec![],
+        };
+        let schema = shoal_worker::pipeline::output_schema(input, &[op], &Default::default())?;
+        Ok(self.with_plan(Plan::Aggregate(AggregateNode {
+            input: self.plan.clone(),
+            keys: keys.to_vec(),
+            aggs,
+            schema,
+            split_out,
+            split_every,
+            strategy: None,
+        })))
+    }
+
+    /// Counts of each distinct value of `column`, most frequent first: columns `column`, `count`.
+    pub fn value_counts(&self, column: &str) -> Result<DataFrame> {
+        let counts = self.groupby(&[column]).agg(&[Agg::sql("count", "count(*)")])?;
+        counts
+            .sort_values_into(&[SortKey { column: "count".into(), ascending: false, nulls_first: false }], 1)
+    }
+
+    /// Distinct rows; with `subset`, one row per distinct combination of those columns (the
+    /// other columns from the first row met, as Dask does per partition).
+    pub fn drop_duplicates(&self, subset: Option<&[&str]>) -> Result<DataFrame> {
+        let all: Vec<String> = self.schema()?.fields().iter().map(|f| f.name().clone()).collect();
+        let keys: Vec<String> = match subset {
+            Some(cols) => cols.iter().map(|c| c.to_string()).collect(),
+            None => all.clone(),
+        };
+        let aggs: Vec<Agg> = all
+            .iter()
+            .filter(|c| !keys.contains(c))
+            .map(|c| Ok(Agg { name: c.clone(), sql: agg_sql(c, "first")? }))
+            .collect::<Result<_>>()?;
+        let deduped = self.groupby(&keys).agg(&aggs)?;
+        if subset.is_some() { deduped.select(&all) } else { Ok(deduped) }
+    }
+
+    /// The `n` rows with the largest values of `columns` (in order), nulls last.
+    pub fn nlargest<S: AsRef<str>>(&self, n: usize, columns: &[S]) -> Result<DataFrame> {
+        self.top_k(n, columns, false)
+    }
+
+    /// The `n` rows with the smallest values of `columns` (in order), nulls last.
+    pub fn nsmallest<S: AsRef<str>>(&self, n: usize, columns: &[S]) -> Result<DataFrame> {
+        self.top_k(n, columns, true)
+    }
+
+    fn top_k<S: AsRef<str>>(&self, n: usize, columns: &[S], ascending: bool) -> Result<DataFrame> {
+        let keys: Vec<SortKey> = columns
+            .iter()
+            .map(|c| SortKey { column: c.as_ref().to_string(), ascending, nulls_first: false })
+            .collect();
+        self.check_sort_keys(&keys)?;
+        Ok(self.with_plan(Plan::TopK { input: self.plan.clone(), keys, n }))
+    }
+
+    fn check_sort_keys(&self, keys: &[SortKey]) -> Result<()> {
+        if keys.is_empty() {
+            return Err(Error::Invalid("sort: no columns given".into()));
+        }
+        shoal_worker::pipeline::output_schema(
+            self.schema()?,
+            &[Operator::Sort { keys: keys.to_vec() }],
+            &Default::default(),
+        )?;
+        Ok(())
+    }
+
+    /// A global sort: the result's partitions are ranges of the sort order (boundaries from a
+    /// sample of the keys), each sorted; as many partitions as the input.
+    pub fn sort_values(&self, keys: &[SortKey]) -> Result<DataFrame> {
+        self.sort_values_into(keys, self.npartitions_hint())
+    }
+
+    /// [`sort_values`](Self::sort_values) into `npartitions` partitions.
+    pub fn sort_values_into(&self, keys: &[SortKey], npartitions: usize) -> Result<DataFrame> {
+        self.check_sort_keys(keys)?;
+        Ok(self.with_plan(Plan::Sort {
+            input: self.plan.clone(),
+            keys: keys.to_vec(),
+            npartitions: npartitions.max(1),
+            index: false,
+        }))
+    }
+
+    /// Sorts by `column` and makes it the index: partitions are ranges of it, whose boundaries
+    /// (divisions, from sampled quantiles) are recorded in the boundaries task's manifest.
+    pub fn set_index(&self, column: &str) -> Result<DataFrame> {
+        let keys = vec![SortKey::asc(column)];
+        self.check_sort_keys(&keys)?;
+        Ok(self.with_plan(Plan::Sort {
+            input: self.plan.clone(),
+            keys,
+            npartitions: self.npartitions_hint(),
+            index: true,
+        }))
+    }
+
+    /// The same rows, in order, in `npartitions` partitions (adjacent partitions concatenated,
+    /// or each split into contiguous pieces).
+    pub fn repartition(&self, npartitions: usize) -> DataFrame {
+        self.with_plan(Plan::Repartition { input: self.plan.clone(), npartitions: npartitions.max(1) })
+    }
+
+    /// [`repartition`](Self::repartition) into partitions of about `bytes` each, from the
+    /// planner's size estimate (Parquet bytes read; no data is computed to measure it).
+    pub fn repartition_size(&self, bytes: u64) -> DataFrame {
+        let n = self.plan.estimated_bytes().div_ceil(bytes.max(1)).max(1) as usize;
+        self.repartition(n)
+    }
+
+    /// Partitions of this frame, as far as planning can tell before strategies are chosen.
+    fn npartitions_hint(&self) -> usize {
+        optimize(&self.plan, &self.client.config().plan).map(|p| p.partitions()).unwrap_or(1).max(1)
+    }
+
+    /// Joins with `other`, pandas `merge`-style. Null keys never match (as in SQL and DuckDB;
+    /// pandas matches them).
+    pub fn merge(&self, other: &DataFrame, how: &Merge) -> Result<DataFrame> {
+        let (ls, rs) = (self.schema()?, other.schema()?);
+        if how.left_on.len() != how.right_on.len() || how.left_on.is_empty() {
+            return Err(Error::Invalid(format!(
+                "merge: {} left keys and {} right keys; give the same number, at least one",
+                how.left_on.len(),
+                how.right_on.len()
+            )));
+        }
+        for (l, r) in how.left_on.iter().zip(&how.right_on) {
+            let lt = ls.field_with_name(l).map_err(|_| {
+                Error::Schema(format!("merge: the left side has no column '{l}' (available: {})", names(&ls)))
+            })?;
+            let rt = rs.field_with_name(r).map_err(|_| {
+                Error::Schema(format!(
+                    "merge: the right side has no column '{r}' (available: {})",
+                    names(&rs)
+                ))
+            })?;
+            let (lh, rh) = (
+                shoal_worker::shuffle::hash_type(lt.data_type()),
+                shoal_worker::shuffle::hash_type(rt.data_type()),
+            );
+            if lh != rh {
+                return Err(Error::Schema(format!(
+                    "merge: key '{l}' is {} on the left but '{r}' is {} on the right; cast one side \
+                     (assign) so that they match",
+                    lt.data_type(),
+                    rt.data_type()
+                )));
+            }
+        }
+        let mut node = JoinNode {
+            left: self.plan.clone(),
+            right: other.plan.clone(),
+            how: how.how,
+            left_on: how.left_on.clone(),
+            right_on: how.right_on.clone(),
+            suffixes: how.suffixes.clone(),
+            schema: ls.clone(),
+            hint: how.strategy,
+            npartitions: how.npartitions,
+            strategy: None,
+        };
+        node.schema = join_schema(&node)?;
+        let mut df = self.with_plan(Plan::Join(node));
+        for m in &other.modules {
+            if !df.modules.iter().any(|x| x.reference.sha256 == m.reference.sha256) {
+                df.modules.push(m.clone());
+            }
+        }
+        Ok(df)
+    }
+
+    fn optimized(&self) -> Result<Plan> {
+        optimize(&self.plan, &self.client.config().plan)
+    }
+
     /// The optimized plan and its task graph, per stage.
     pub fn explain(&self) -> Result<String> {
-        let optimized = optimize(&self.plan)?;
+        let optimized = self.optimized()?;
         let graph = lower(&optimized, &Target::Collect)?;
         let mut out = String::new();
         out.push_str("== logical plan ==\n");
@@ -161,7 +519,7 @@ impl DataFrame {
 
     /// [`compute`](Self::compute) with progress events; also returns the run's totals.
     pub async fn compute_with(&self, events: Option<EventSink>) -> Result<(Vec<RecordBatch>, RunSummary)> {
-        let graph = lower(&optimize(&self.plan)?, &Target::Collect)?;
+        let graph = lower(&self.optimized()?, &Target::Collect)?;
         let run = self.client.run_graph(&graph, &self.modules, events).await?;
         let storage = self.client.storage();
         let mut batches = Vec::new();
@@ -186,7 +544,7 @@ impl DataFrame {
     pub async fn to_parquet(&self, location: &str, events: Option<EventSink>) -> Result<WriteSummary> {
         let storage = self.client.storage();
         let dir = storage.resolve(location)?;
-        let graph = lower(&optimize(&self.plan)?, &Target::Parquet { url: dir.url.clone() })?;
+        let graph = lower(&self.optimized()?, &Target::Parquet { url: dir.url.clone() })?;
         let run = self.client.run_graph(&graph, &self.modules, events).await?;
         let parts: Vec<OutputObject> =
             graph.outputs.iter().flat_map(|&t| run.manifests[t].outputs.iter().cloned()).collect();
@@ -202,6 +560,10 @@ impl DataFrame {
         storage.put(&dir.join(layout::SUCCESS).url, Bytes::from(body)).await?;
         Ok(WriteSummary { parts, rows, run: run.summary })
     }
+}
+
+fn names(schema: &SchemaRef) -> String {
+    schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// The task graph per stage, for `explain`.

@@ -117,13 +117,9 @@ impl Worker {
 
         // Inputs are fetched concurrently (a shuffle reducer's range reads above all), then
         // grouped by port: port 0 is the main table, the others are side tables.
-        let store = &storage;
-        let reads = futures::stream::iter(spec.inputs.iter().map(|input| async move {
-            scan::read_input(store, input).await.map(|loaded| (input.port(), loaded))
-        }))
-        .buffered(INPUT_CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await?;
+        let pending: Vec<_> = spec.inputs.iter().map(|input| read_port(&storage, input)).collect();
+        let reads =
+            futures::stream::iter(pending).buffered(INPUT_CONCURRENCY).try_collect::<Vec<_>>().await?;
         let mut tables: BTreeMap<u32, Option<Loaded>> = BTreeMap::new();
         for (port, part) in reads {
             metrics.bytes_read += part.bytes_read;
@@ -268,6 +264,10 @@ impl Worker {
         }
         Ok(loaded)
     }
+}
+
+async fn read_port(storage: &Storage, input: &shoal_protocol::Input) -> Result<(u32, Loaded)> {
+    Ok((input.port(), scan::read_input(storage, input).await?))
 }
 
 /// Bound on concurrent input reads of one task.

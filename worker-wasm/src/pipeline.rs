@@ -140,9 +140,7 @@ pub fn join(
     check_columns(&right, "merge (right side)", right_on.iter().map(String::as_str))?;
     let names =
         |df: &DataFrame| -> Vec<String> { df.schema().fields().iter().map(|f| f.name().clone()).collect() };
-    let (lnames, rnames) = (names(&left), names(&right));
-    let shared: HashSet<&str> =
-        left_on.iter().zip(right_on).filter(|(l, r)| l == r).map(|(l, _)| l.as_str()).collect();
+    let columns = join_columns(&names(&left), &names(&right), how, left_on, right_on, suffixes);
     let lcol = |n: &str| Expr::Column(Column::new(Some("l"), n));
     let rcol = |n: &str| Expr::Column(Column::new(Some("r"), n));
     let on: Vec<Expr> = left_on.iter().zip(right_on).map(|(l, r)| lcol(l).eq(rcol(r))).collect();
@@ -160,31 +158,64 @@ pub fn join(
         .map_err(alias_err)?
         .join_on(right.alias("r").map_err(alias_err)?, join_type, on)
         .map_err(|e| Error::Schema(format!("merge: {}", e.strip_backtrace())))?;
-    let mut exprs = Vec::new();
-    for n in &lnames {
-        if shared.contains(n.as_str()) {
-            let e = match how {
-                JoinHow::Right => rcol(n),
-                JoinHow::Outer => coalesce(vec![lcol(n), rcol(n)]),
-                _ => lcol(n),
+    let exprs: Vec<Expr> = columns
+        .iter()
+        .filter_map(|c| {
+            let e = match (&c.left, &c.right) {
+                (Some(l), Some(r)) => match how {
+                    JoinHow::Right => rcol(r),
+                    JoinHow::Outer => coalesce(vec![lcol(l), rcol(r)]),
+                    _ => lcol(l),
+                },
+                (Some(l), None) => lcol(l),
+                (None, Some(r)) => rcol(r),
+                (None, None) => return None,
             };
-            exprs.push(e.alias(n));
-        } else if matches!(how, JoinHow::Semi | JoinHow::Anti) || !rnames.contains(n) {
-            exprs.push(lcol(n).alias(n));
-        } else {
-            exprs.push(lcol(n).alias(format!("{n}{}", suffixes.0)));
-        }
-    }
-    if !matches!(how, JoinHow::Semi | JoinHow::Anti) {
-        for n in &rnames {
-            if shared.contains(n.as_str()) {
-                continue;
-            }
-            let name = if lnames.contains(n) { format!("{n}{}", suffixes.1) } else { n.clone() };
-            exprs.push(rcol(n).alias(name));
-        }
-    }
+            Some(e.alias(&c.name))
+        })
+        .collect();
     joined.select(exprs).map_err(|e| Error::Schema(format!("merge: {}", e.strip_backtrace())))
+}
+
+/// One output column of a join: its name and the column(s) it comes from (both for a key with
+/// the same name on both sides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinColumn {
+    pub name: String,
+    pub left: Option<String>,
+    pub right: Option<String>,
+}
+
+/// The output columns of a join, in order, with pandas `merge` naming.
+pub fn join_columns(
+    left: &[String],
+    right: &[String],
+    how: JoinHow,
+    left_on: &[String],
+    right_on: &[String],
+    suffixes: &(String, String),
+) -> Vec<JoinColumn> {
+    let shared: HashSet<&str> =
+        left_on.iter().zip(right_on).filter(|(l, r)| l == r).map(|(l, _)| l.as_str()).collect();
+    let left_only = matches!(how, JoinHow::Semi | JoinHow::Anti);
+    let mut out = Vec::with_capacity(left.len() + right.len());
+    for n in left {
+        let (name, right_col) = if shared.contains(n.as_str()) && !left_only {
+            (n.clone(), Some(n.clone()))
+        } else if left_only || !right.contains(n) {
+            (n.clone(), None)
+        } else {
+            (format!("{n}{}", suffixes.0), None)
+        };
+        out.push(JoinColumn { name, left: Some(n.clone()), right: right_col });
+    }
+    if !left_only {
+        for n in right.iter().filter(|n| !shared.contains(n.as_str())) {
+            let name = if left.contains(n) { format!("{n}{}", suffixes.1) } else { n.clone() };
+            out.push(JoinColumn { name, left: None, right: Some(n.clone()) });
+        }
+    }
+    out
 }
 
 pub fn expr_error(what: &str, sql: &str, e: datafusion::error::DataFusionError) -> Error {

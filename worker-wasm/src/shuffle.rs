@@ -109,10 +109,20 @@ fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
     batch.column_by_name(name).cloned().ok_or_else(|| Error::Schema(format!("shuffle: no column '{name}'")))
 }
 
-/// Casts a key column to the type it hashes as, so that equal values of different widths or
-/// encodings (`Int32` and `Int64`, `Utf8` and `Utf8View`) land in the same bucket.
+/// Casts a key column to the type it hashes as ([`hash_type`]).
 fn canonical(array: &ArrayRef) -> Result<ArrayRef> {
-    let target = match array.data_type() {
+    let target = hash_type(array.data_type());
+    if &target == array.data_type() {
+        return Ok(array.clone());
+    }
+    cast(array, &target).map_err(|e| Error::Execution(e.to_string()))
+}
+
+/// The type a key column hashes as, so that equal values of different widths or encodings
+/// (`Int32` and `Int64`, `Utf8` and `Utf8View`) land in the same bucket. Two sides of a hash
+/// join must agree on it.
+pub fn hash_type(data_type: &DataType) -> DataType {
+    match data_type {
         DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => {
             DataType::Int64
         }
@@ -120,13 +130,9 @@ fn canonical(array: &ArrayRef) -> Result<ArrayRef> {
         DataType::Float16 | DataType::Float32 => DataType::Float64,
         DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
         DataType::LargeBinary | DataType::BinaryView => DataType::Binary,
-        DataType::Dictionary(_, value) => match value.as_ref() {
-            DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
-            other => other.clone(),
-        },
-        _ => return Ok(array.clone()),
-    };
-    cast(array, &target).map_err(|e| Error::Execution(e.to_string()))
+        DataType::Dictionary(_, value) => hash_type(value),
+        other => other.clone(),
+    }
 }
 
 /// A row converter whose byte order is the sort order of `keys` over `schema`.
