@@ -163,6 +163,7 @@ impl Client {
         let mut schema: Option<SchemaRef> = None;
         // Integer columns' (min, max, files with statistics).
         let mut ranges: HashMap<String, (i64, i64, usize)> = HashMap::new();
+        let mut empty_files = 0;
         for object in objects {
             let loc = self.inner.storage.resolve(&object.url)?;
             let mut reader = ObjectReader::new(
@@ -199,6 +200,10 @@ impl Client {
                 .iter()
                 .map(|rg| (rg.compressed_size().max(0) as u64, rg.num_rows().max(0) as u64))
                 .collect();
+            // A file without rows has no values to bound: it agrees with any range.
+            if meta.file_metadata().num_rows() == 0 {
+                empty_files += 1;
+            }
             for (name, (lo, hi)) in int_ranges(&meta) {
                 let range = ranges.entry(name).or_insert((lo, hi, 0));
                 *range = (range.0.min(lo), range.1.max(hi), range.2 + 1);
@@ -210,7 +215,7 @@ impl Client {
         // A range is a bound only if every file had statistics for the column.
         let int_ranges = ranges
             .into_iter()
-            .filter(|(_, (_, _, n))| *n == files.len())
+            .filter(|(_, (_, _, n))| n + empty_files == files.len())
             .map(|(name, (lo, hi, _))| (name, (lo, hi)))
             .collect();
         Ok(self.scan(ScanNode {

@@ -23,6 +23,6 @@ pub mod plan;
 pub mod scheduler;
 
 pub use client::{Client, Config, FunctionModule};
-pub use dataframe::{DataFrame, ExprArg, WriteSummary};
+pub use dataframe::{Agg, DataFrame, ExprArg, GroupBy, Merge, WriteSummary};
 pub use error::{Error, Result};
 pub use executor::ExecutorKind;

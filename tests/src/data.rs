@@ -190,6 +190,186 @@ pub fn assert_same_table(actual: &[RecordBatch], expected: &[RecordBatch], key: 
     Ok(())
 }
 
+/// Schema of the generated `sales` table (see [`write_sales`]).
+pub fn sales_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("cust", DataType::Int64, true),
+        Field::new("sku", DataType::Utf8, true),
+        Field::new("region", DataType::Utf8, true),
+        Field::new("qty", DataType::Int32, true),
+        Field::new("price", DataType::Decimal128(12, 2), true),
+        Field::new("day", DataType::Date32, true),
+        Field::new("score", DataType::Float64, true),
+    ]))
+}
+
+/// Writes `files` Parquet files of sales into `dir`, for the relational tests: every 17th file
+/// is empty; `cust` is high-cardinality (0..`customers`); `sku` is skewed (half the rows are
+/// `hot`); about 5% nulls in every nullable column; ids increase with the file index. Returns
+/// the total row count.
+pub fn write_sales(dir: &Path, files: usize, rows_per_file: usize, customers: u64) -> Result<usize> {
+    std::fs::create_dir_all(dir)?;
+    let regions = ["north", "south", "east", "west", "zürich"];
+    let mut id = 0i64;
+    for f in 0..files {
+        let mut rng = Rng::new(7_000 + f as u64);
+        let n = if f % 17 == 3 { 0 } else { rows_per_file / 2 + rng.below(rows_per_file as u64) as usize };
+        let mut cols: (Vec<i64>, Vec<Option<i64>>, Vec<Option<String>>, Vec<Option<&str>>) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut qty, mut price, mut day, mut score) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..n {
+            cols.0.push(id);
+            id += 1;
+            cols.1.push((!rng.chance(0.05)).then(|| rng.below(customers) as i64));
+            let sku = if rng.chance(0.5) { "hot".to_string() } else { format!("sku-{:04}", rng.below(1000)) };
+            cols.2.push((!rng.chance(0.05)).then_some(sku));
+            cols.3.push((!rng.chance(0.05)).then(|| regions[rng.below(5) as usize]));
+            qty.push((!rng.chance(0.05)).then(|| rng.below(50) as i32 - 5));
+            price.push((!rng.chance(0.05)).then(|| rng.below(100_000) as i128));
+            day.push((!rng.chance(0.05)).then(|| 18_262 + rng.below(1_500) as i32));
+            score.push((!rng.chance(0.05)).then(|| rng.below(1 << 40) as f64 / 1e6 - 300_000.0));
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(cols.0)),
+            Arc::new(Int64Array::from(cols.1)),
+            Arc::new(StringArray::from(cols.2)),
+            Arc::new(StringArray::from(cols.3)),
+            Arc::new(Int32Array::from(qty)),
+            Arc::new(Decimal128Array::from(price).with_precision_and_scale(12, 2)?),
+            Arc::new(Date32Array::from(day)),
+            Arc::new(Float64Array::from(score)),
+        ];
+        let batch = RecordBatch::try_new(sales_schema(), columns)?;
+        write_parquet(&dir.join(format!("sales-{f:04}.parquet")), &batch, 1024)?;
+    }
+    Ok(id as usize)
+}
+
+/// Writes the `customers` table: one row per even customer id below `customers` plus some ids
+/// no sale has, in `files` files; columns `cust`, `segment` (nullable), `credit` (decimal) and
+/// `region` (clashes with the sales column, for suffixes).
+pub fn write_customers(dir: &Path, files: usize, customers: u64) -> Result<usize> {
+    std::fs::create_dir_all(dir)?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("cust", DataType::Int64, false),
+        Field::new("segment", DataType::Utf8, true),
+        Field::new("credit", DataType::Decimal128(10, 2), true),
+        Field::new("region", DataType::Utf8, true),
+    ]));
+    let ids: Vec<i64> = (0..customers as i64 + 500).filter(|c| c % 2 == 0).collect();
+    let per = ids.len().div_ceil(files.max(1));
+    let mut rng = Rng::new(99);
+    for (f, chunk) in ids.chunks(per).enumerate() {
+        let segment: StringArray = chunk
+            .iter()
+            .map(|_| (!rng.chance(0.1)).then(|| ["retail", "b2b", "gov"][rng.below(3) as usize]))
+            .collect();
+        let credit: Decimal128Array = chunk.iter().map(|_| Some(rng.below(1_000_000) as i128)).collect();
+        let region: StringArray = chunk.iter().map(|c| Some(format!("r{}", c % 3))).collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(chunk.to_vec())),
+                Arc::new(segment),
+                Arc::new(credit.with_precision_and_scale(10, 2)?),
+                Arc::new(region),
+            ],
+        )?;
+        write_parquet(&dir.join(format!("customers-{f:03}.parquet")), &batch, 4096)?;
+    }
+    Ok(ids.len())
+}
+
+fn write_parquet(path: &Path, batch: &RecordBatch, row_group_rows: usize) -> Result<()> {
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(row_group_rows))
+        .build();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props))?;
+    if batch.num_rows() > 0 {
+        writer.write(batch)?;
+    }
+    writer.close()?;
+    Ok(())
+}
+
+/// A cell as a sort key: nulls first, then numbers by value (so a decimal `12.50` and a double
+/// `12.5` sort alike), then strings.
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+enum SortCell {
+    Null,
+    Num(f64),
+    Str(String),
+}
+
+fn rows_of(batches: &[RecordBatch]) -> Result<(Vec<String>, Vec<Vec<Option<String>>>)> {
+    let Some(first) = batches.first() else { return Ok((vec![], vec![])) };
+    let names = first.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let opts = FormatOptions::default();
+    let mut rows = Vec::new();
+    for b in batches {
+        let fmts = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+            .collect::<Result<Vec<_>, _>>()?;
+        for r in 0..b.num_rows() {
+            rows.push(b.columns().iter().zip(&fmts).map(|(c, f)| cell(f, c, r)).collect());
+        }
+    }
+    Ok((names, rows))
+}
+
+fn sort_key(row: &[Option<String>]) -> Vec<SortCell> {
+    row.iter()
+        .map(|c| match c {
+            None => SortCell::Null,
+            Some(s) => s.parse::<f64>().map(SortCell::Num).unwrap_or_else(|_| SortCell::Str(s.clone())),
+        })
+        .collect()
+}
+
+/// Asserts two results hold the same rows, in any order: same column names, and the same
+/// multiset of rows (sorted by every column; cells compared as in [`assert_same_table`]).
+/// For results without a unique key (group-bys, joins).
+pub fn assert_same_rows(actual: &[RecordBatch], expected: &[RecordBatch]) -> Result<()> {
+    compare_rows(actual, expected, true)
+}
+
+/// Asserts two results hold the same rows in the same order (sorts, repartitions).
+pub fn assert_same_rows_ordered(actual: &[RecordBatch], expected: &[RecordBatch]) -> Result<()> {
+    compare_rows(actual, expected, false)
+}
+
+fn compare_rows(actual: &[RecordBatch], expected: &[RecordBatch], sort: bool) -> Result<()> {
+    let (an, mut a) = rows_of(actual)?;
+    let (en, mut e) = rows_of(expected)?;
+    ensure!(a.len() == e.len(), "row counts differ: shoal {} vs reference {}", a.len(), e.len());
+    if a.is_empty() {
+        return Ok(());
+    }
+    ensure!(an == en, "columns differ: shoal {an:?} vs reference {en:?}");
+    if sort {
+        let by = |x: &Vec<Option<String>>, y: &Vec<Option<String>>| {
+            sort_key(x).partial_cmp(&sort_key(y)).unwrap_or(std::cmp::Ordering::Equal)
+        };
+        a.sort_by(by);
+        e.sort_by(by);
+    }
+    for (i, (x, y)) in a.iter().zip(&e).enumerate() {
+        for (c, (p, q)) in x.iter().zip(y).enumerate() {
+            if !same_value(p, q) {
+                bail!(
+                    "column '{}' differs at row {i}: shoal {p:?} vs reference {q:?}\n  shoal row:     {x:?}\n  reference row: {y:?}",
+                    an[c]
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +394,17 @@ mod tests {
         let err = assert_same_table(std::slice::from_ref(&a), &[other], "id").unwrap_err().to_string();
         assert!(err.contains("differs"), "{err}");
         assert!(assert_same_table(std::slice::from_ref(&a), &[a.slice(0, 49)], "id").is_err());
+    }
+
+    #[test]
+    fn row_comparison_ignores_order_unless_asked() {
+        let a = trips_batch(0, 40, 3).unwrap();
+        let reversed = a.slice(20, 20);
+        let swapped = arrow::compute::concat_batches(&a.schema(), &[reversed, a.slice(0, 20)]).unwrap();
+        assert_same_rows(std::slice::from_ref(&a), std::slice::from_ref(&swapped)).unwrap();
+        assert!(assert_same_rows_ordered(std::slice::from_ref(&a), std::slice::from_ref(&swapped)).is_err());
+        assert_same_rows_ordered(std::slice::from_ref(&a), std::slice::from_ref(&a)).unwrap();
+        let other = trips_batch(0, 40, 4).unwrap();
+        assert!(assert_same_rows(&[a], &[other]).is_err());
     }
 }

@@ -7,6 +7,7 @@ mod cli;
 mod commit;
 mod differential;
 mod executors;
+mod relational;
 mod resume;
 mod sandbox;
 mod storage;
