@@ -13,6 +13,15 @@
 //! from = "long"
 //! assign = { tip = "fare * 0.15", total = "fare + tip" }
 //!
+//! [datasets.by_vendor]
+//! from = "priced"
+//! groupby = ["vendor"]
+//! agg = { revenue = ["total", "sum"], trips = ["total", "size"], p90 = "approx_percentile_cont(0.9) WITHIN GROUP (ORDER BY total)" }
+//!
+//! [datasets.with_zone]
+//! from = "priced"
+//! merge = { right = "zones", on = ["zone_id"], how = "left" }
+//!
 //! [[outputs]]
 //! dataset = "priced"
 //! to_parquet = "out/priced"            # or: show = true
@@ -20,10 +29,11 @@
 //! Relative paths are relative to the job file's directory.
 
 use crate::client::{Client, FunctionModule};
-use crate::dataframe::DataFrame;
+use crate::dataframe::{Agg, DataFrame, Merge, agg_sql};
 use crate::error::{Error, Result};
+use crate::plan::JoinHint;
 use serde::Deserialize;
-use shoal_protocol::CsvOptions;
+use shoal_protocol::{CsvOptions, JoinHow, SortKey};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -58,6 +68,71 @@ pub struct DatasetSpec {
     pub assign: Option<toml::Table>,
     pub map_partitions: Option<MapPartitionsSpec>,
     pub head: Option<usize>,
+    /// Grouping columns for `agg` (without it, `agg` reduces the whole table to one row).
+    pub groupby: Option<Vec<String>>,
+    /// Named aggregations: `name = ["column", "func"]` (pandas' named aggregation) or
+    /// `name = "SQL aggregate expression"`.
+    pub agg: Option<toml::Table>,
+    /// Output partitions of a group-by (more than 1: hash shuffle; 1: tree reduction).
+    pub split_out: Option<usize>,
+    /// Inputs per combine task of a tree reduction.
+    pub split_every: Option<usize>,
+    pub merge: Option<MergeSpec>,
+    pub sort_values: Option<SortSpec>,
+    /// Column to sort by and make the index (range partitions with recorded divisions).
+    pub set_index: Option<String>,
+    pub repartition: Option<RepartitionSpec>,
+    pub nlargest: Option<TopSpec>,
+    pub nsmallest: Option<TopSpec>,
+    /// Column whose distinct values are counted (most frequent first).
+    pub value_counts: Option<String>,
+    /// `true` for distinct rows, or the columns that define a duplicate.
+    pub drop_duplicates: Option<toml::Value>,
+}
+
+/// `merge = { right = "zones", on = ["zone_id"], how = "left" }`; the left side is `from`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeSpec {
+    pub right: String,
+    pub on: Option<Vec<String>>,
+    pub left_on: Option<Vec<String>>,
+    pub right_on: Option<Vec<String>>,
+    /// inner (default), left, right, outer, semi, anti.
+    pub how: Option<String>,
+    pub suffixes: Option<(String, String)>,
+    /// broadcast, partition_wise or hash (default: chosen by the optimizer).
+    pub strategy: Option<String>,
+    /// Output partitions of a hash join.
+    pub npartitions: Option<usize>,
+}
+
+/// `sort_values = { by = ["a", "b"], ascending = [true, false], na_position = "last" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SortSpec {
+    pub by: Vec<String>,
+    /// One flag for all keys, or one per key (default true).
+    pub ascending: Option<toml::Value>,
+    /// `first` or `last` (default).
+    pub na_position: Option<String>,
+    pub npartitions: Option<usize>,
+}
+
+/// `repartition = { npartitions = 8 }` or `repartition = { partition_size = "100MB" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepartitionSpec {
+    pub npartitions: Option<usize>,
+    pub partition_size: Option<String>,
+}
+
+/// `nlargest = { n = 5, columns = ["fare"] }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopSpec {
+    pub n: usize,
+    pub columns: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -171,22 +246,42 @@ impl<'a> Builder<'a> {
             other => other,
         };
         let ops = [
-            spec.read_parquet.is_some(),
-            spec.read_csv.is_some(),
-            spec.filter.is_some(),
-            spec.select.is_some(),
-            spec.assign.is_some(),
-            spec.map_partitions.is_some(),
-            spec.head.is_some(),
-        ]
-        .iter()
-        .filter(|&&b| b)
-        .count();
-        if ops != 1 {
+            ("read_parquet", spec.read_parquet.is_some()),
+            ("read_csv", spec.read_csv.is_some()),
+            ("filter", spec.filter.is_some()),
+            ("select", spec.select.is_some()),
+            ("assign", spec.assign.is_some()),
+            ("map_partitions", spec.map_partitions.is_some()),
+            ("head", spec.head.is_some()),
+            ("agg", spec.agg.is_some()),
+            ("merge", spec.merge.is_some()),
+            ("sort_values", spec.sort_values.is_some()),
+            ("set_index", spec.set_index.is_some()),
+            ("repartition", spec.repartition.is_some()),
+            ("nlargest", spec.nlargest.is_some()),
+            ("nsmallest", spec.nsmallest.is_some()),
+            ("value_counts", spec.value_counts.is_some()),
+            ("drop_duplicates", spec.drop_duplicates.is_some()),
+        ];
+        let present: Vec<&str> = ops.iter().filter(|(_, p)| *p).map(|(n, _)| *n).collect();
+        if present.len() != 1 {
+            let all: Vec<&str> = ops.iter().map(|(n, _)| *n).collect();
             return Err(Error::Invalid(format!(
-                "dataset '{name}' must have exactly one operation (read_parquet, read_csv, filter, \
-                 select, assign, map_partitions, head); it has {ops}"
+                "dataset '{name}' must have exactly one operation ({}); it has {}{}",
+                all.join(", "),
+                present.len(),
+                if present.is_empty() { String::new() } else { format!(": {}", present.join(", ")) }
             )));
+        }
+        let only_with_agg = [
+            ("groupby", spec.groupby.is_some()),
+            ("split_out", spec.split_out.is_some()),
+            ("split_every", spec.split_every.is_some()),
+        ];
+        if spec.agg.is_none()
+            && let Some((key, _)) = only_with_agg.iter().find(|(_, p)| *p)
+        {
+            return Err(Error::Invalid(format!("dataset '{name}': `{key}` needs `agg = {{ ... }}`")));
         }
         let df = if let Some(loc) = &spec.read_parquet {
             self.client.read_parquet(&self.job.location(loc)).await.map_err(ctx)?
@@ -227,6 +322,64 @@ impl<'a> Builder<'a> {
                 input.map_partitions(&module, &mp.function, args).map_err(ctx)?
             } else if let Some(n) = spec.head {
                 input.head(n)
+            } else if let Some(table) = &spec.agg {
+                let aggs = parse_aggs(name, table)?;
+                match &spec.groupby {
+                    Some(keys) => {
+                        let mut g = input.groupby(keys);
+                        if let Some(n) = spec.split_out {
+                            g = g.split_out(n);
+                        }
+                        if let Some(n) = spec.split_every {
+                            g = g.split_every(n);
+                        }
+                        g.agg(&aggs).map_err(ctx)?
+                    }
+                    None => input.agg(&aggs).map_err(ctx)?,
+                }
+            } else if let Some(m) = &spec.merge {
+                visiting.push(name.to_string());
+                let right = Box::pin(self.build(&m.right, visiting)).await?;
+                visiting.pop();
+                input.merge(&right, &merge_options(name, m)?).map_err(ctx)?
+            } else if let Some(sort) = &spec.sort_values {
+                let keys = sort_keys(name, sort)?;
+                match sort.npartitions {
+                    Some(n) => input.sort_values_into(&keys, n),
+                    None => input.sort_values(&keys),
+                }
+                .map_err(ctx)?
+            } else if let Some(col) = &spec.set_index {
+                input.set_index(col).map_err(ctx)?
+            } else if let Some(r) = &spec.repartition {
+                match (r.npartitions, &r.partition_size) {
+                    (Some(n), None) => input.repartition(n),
+                    (None, Some(size)) => input.repartition_size(parse_size(size).map_err(ctx)?),
+                    _ => {
+                        return Err(Error::Invalid(format!(
+                            "dataset '{name}': repartition needs exactly one of `npartitions` or `partition_size`"
+                        )));
+                    }
+                }
+            } else if let Some(t) = &spec.nlargest {
+                input.nlargest(t.n, &t.columns).map_err(ctx)?
+            } else if let Some(t) = &spec.nsmallest {
+                input.nsmallest(t.n, &t.columns).map_err(ctx)?
+            } else if let Some(col) = &spec.value_counts {
+                input.value_counts(col).map_err(ctx)?
+            } else if let Some(d) = &spec.drop_duplicates {
+                match d {
+                    toml::Value::Boolean(true) => input.drop_duplicates(None).map_err(ctx)?,
+                    toml::Value::Array(cols) => {
+                        let cols: Vec<&str> = cols.iter().filter_map(toml::Value::as_str).collect();
+                        input.drop_duplicates(Some(&cols)).map_err(ctx)?
+                    }
+                    _ => {
+                        return Err(Error::Invalid(format!(
+                            "dataset '{name}': drop_duplicates must be `true` or a list of column names"
+                        )));
+                    }
+                }
             } else {
                 return Err(Error::Invalid(format!("dataset '{name}' has no operation")));
             }
@@ -245,9 +398,153 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// `{ name = ["column", "func"] | "SQL", ... }` in file order.
+fn parse_aggs(dataset: &str, table: &toml::Table) -> Result<Vec<Agg>> {
+    if table.is_empty() {
+        return Err(Error::Invalid(format!("dataset '{dataset}': agg is empty")));
+    }
+    table
+        .iter()
+        .map(|(out, v)| match v {
+            toml::Value::String(sql) => Ok(Agg::sql(out, sql)),
+            toml::Value::Array(pair) => match pair.as_slice() {
+                [toml::Value::String(col), toml::Value::String(func)] => {
+                    Ok(Agg { name: out.clone(), sql: agg_sql(col, func)? })
+                }
+                _ => Err(Error::Invalid(format!(
+                    "dataset '{dataset}': agg.{out} must be [\"column\", \"function\"] or an SQL string"
+                ))),
+            },
+            _ => Err(Error::Invalid(format!(
+                "dataset '{dataset}': agg.{out} must be [\"column\", \"function\"] or an SQL string"
+            ))),
+        })
+        .map(|r| {
+            r.map_err(|e| match e {
+                Error::Invalid(m) if !m.starts_with("dataset") => {
+                    Error::Invalid(format!("dataset '{dataset}': {m}"))
+                }
+                other => other,
+            })
+        })
+        .collect()
+}
+
+fn merge_options(dataset: &str, m: &MergeSpec) -> Result<Merge> {
+    let bad = |msg: String| Error::Invalid(format!("dataset '{dataset}': merge: {msg}"));
+    let mut merge = match (&m.on, &m.left_on, &m.right_on) {
+        (Some(on), None, None) => Merge::on(on),
+        (None, Some(l), Some(r)) => Merge::left_right(l, r),
+        _ => return Err(bad("give `on`, or both `left_on` and `right_on`".into())),
+    };
+    if let Some(how) = &m.how {
+        merge = merge
+            .how(JoinHow::parse(how).ok_or_else(|| {
+                bad(format!("unknown how '{how}' (inner, left, right, outer, semi, anti)"))
+            })?);
+    }
+    if let Some((l, r)) = &m.suffixes {
+        merge = merge.suffixes(l, r);
+    }
+    if let Some(s) = &m.strategy {
+        let hint = match s.as_str() {
+            "broadcast" => JoinHint::Broadcast,
+            "partition_wise" | "partition-wise" => JoinHint::PartitionWise,
+            "hash" | "shuffle" => JoinHint::Hash,
+            other => {
+                return Err(bad(format!("unknown strategy '{other}' (broadcast, partition_wise, hash)")));
+            }
+        };
+        merge = merge.strategy(hint);
+    }
+    if let Some(n) = m.npartitions {
+        merge = merge.npartitions(n);
+    }
+    Ok(merge)
+}
+
+fn sort_keys(dataset: &str, s: &SortSpec) -> Result<Vec<SortKey>> {
+    let bad = |msg: String| Error::Invalid(format!("dataset '{dataset}': sort_values: {msg}"));
+    let ascending: Vec<bool> = match &s.ascending {
+        None => vec![true; s.by.len()],
+        Some(toml::Value::Boolean(b)) => vec![*b; s.by.len()],
+        Some(toml::Value::Array(v)) if v.len() == s.by.len() => v
+            .iter()
+            .map(|x| x.as_bool().ok_or_else(|| bad("ascending must hold booleans".into())))
+            .collect::<Result<_>>()?,
+        Some(_) => return Err(bad("ascending must be a boolean or one boolean per `by` column".into())),
+    };
+    let nulls_first = match s.na_position.as_deref() {
+        None | Some("last") => false,
+        Some("first") => true,
+        Some(other) => return Err(bad(format!("na_position must be 'first' or 'last', not '{other}'"))),
+    };
+    Ok(s.by
+        .iter()
+        .zip(ascending)
+        .map(|(c, ascending)| SortKey { column: c.clone(), ascending, nulls_first })
+        .collect())
+}
+
+/// `"100MB"`, `"1.5 GB"`, `"64MiB"`, `"4096"` → bytes.
+pub fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| Error::Invalid(format!("size '{text}': expected a number and a unit like 100MB")))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(Error::Invalid(format!(
+                "size '{text}': unknown unit '{other}' (B, KB, MB, GB, KiB, MiB, GiB)"
+            )));
+        }
+    };
+    Ok((n * mult) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("100MB").unwrap(), 100_000_000);
+        assert_eq!(parse_size("1.5 GB").unwrap(), 1_500_000_000);
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("lots").unwrap_err().to_string().contains("lots"));
+        assert!(parse_size("3 parsecs").unwrap_err().to_string().contains("parsecs"));
+    }
+
+    #[test]
+    fn relational_operations_parse() {
+        let job = JobFile::parse(
+            "[datasets.a]\nread_parquet='x'\n\
+             [datasets.g]\nfrom='a'\ngroupby=['k']\nsplit_out=4\nagg={ total = ['v', 'sum'], n = 'count(*)' }\n\
+             [datasets.m]\nfrom='a'\nmerge={ right = 'g', on = ['k'], how = 'left', strategy = 'hash' }\n\
+             [datasets.s]\nfrom='a'\nsort_values={ by = ['k', 'v'], ascending = [true, false], na_position = 'first' }\n\
+             [[outputs]]\ndataset='m'\nshow=true",
+        )
+        .unwrap();
+        let g = &job.datasets["g"];
+        let aggs = parse_aggs("g", g.agg.as_ref().unwrap()).unwrap();
+        assert_eq!(aggs, [Agg::sql("total", "sum(\"v\")"), Agg::sql("n", "count(*)")]);
+        let keys = sort_keys("s", job.datasets["s"].sort_values.as_ref().unwrap()).unwrap();
+        assert_eq!(keys[1], SortKey { column: "v".into(), ascending: false, nulls_first: true });
+        let m = merge_options("m", job.datasets["m"].merge.as_ref().unwrap()).unwrap();
+        assert_eq!((m.how, m.strategy), (JoinHow::Left, Some(JoinHint::Hash)));
+        let bad = MergeSpec { on: None, ..job.datasets["m"].merge.clone().unwrap() };
+        assert!(merge_options("m", &bad).unwrap_err().to_string().contains("left_on"));
+    }
 
     #[test]
     fn rejects_unknown_keys_and_missing_outputs() {

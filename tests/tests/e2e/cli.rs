@@ -162,6 +162,43 @@ fn bad_input_fails_with_one_clear_error_and_commits_nothing() {
 }
 
 #[test]
+fn the_relational_example_agrees_with_duckdb() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    quickstart_copy(&root.join("quickstart"));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/relational");
+    std::fs::create_dir_all(root.join("relational")).unwrap();
+    for f in ["job.toml", "vendors.csv"] {
+        std::fs::copy(src.join(f), root.join("relational").join(f)).unwrap();
+    }
+    let out = shoal(&["run", "relational/job.toml", "--root", "jobroot"], root);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "shoal run failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("Alpha Cabs") && stdout.contains("| distance_km |"), "{stdout}");
+
+    let written = read_parquet_dir(root.join("relational/out/vendor_revenue")).unwrap();
+    let reference = root.join("ref.parquet");
+    duckdb_query(
+        &format!(
+            "SELECT g.*, v.name, v.fleet FROM (SELECT vendor, count(*) AS trips, sum(fare) AS revenue, \
+             avg(distance_km) AS mean_km, sum(passengers) AS riders \
+             FROM read_csv('{d}/quickstart/trips/*.csv', header = true) GROUP BY vendor) g \
+             LEFT JOIN read_csv('{d}/relational/vendors.csv', header = true) v ON g.vendor = v.vendor \
+             ORDER BY revenue DESC",
+            d = root.display()
+        ),
+        &reference,
+    )
+    .unwrap();
+    let expected = read_parquet_dir(&reference).unwrap();
+    shoal_tests::data::assert_same_rows_ordered(&written, &expected).unwrap();
+
+    let explain = shoal(&["explain", "relational/job.toml", "--root", "jobroot"], root);
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(text.contains("strategy=broadcast side=right") && text.contains("strategy=tree"), "{text}");
+}
+
+#[test]
 fn help_explains_commands_and_executors() {
     let out = shoal(&["run", "--help"], Path::new("."));
     let text = String::from_utf8_lossy(&out.stdout);
