@@ -82,10 +82,16 @@ impl AsyncFileReader for ObjectReader {
     ) -> BoxFuture<'a, Result<Arc<ParquetMetaData>>> {
         async move {
             let size = self.size;
-            let reader = ParquetMetaDataReader::new()
+            let mut reader = ParquetMetaDataReader::new()
                 .with_metadata_options(options.map(|o| o.metadata_options().clone()))
                 // One request usually covers the footer of files written by common tools.
                 .with_prefetch_hint(Some(64 * 1024));
+            // The page index (column and offset indexes) only when asked: it costs requests.
+            if let Some(o) = options {
+                reader = reader
+                    .with_column_index_policy(o.column_index_policy())
+                    .with_offset_index_policy(o.offset_index_policy());
+            }
             Ok(Arc::new(reader.load_and_finish(self, size).await?))
         }
         .boxed()

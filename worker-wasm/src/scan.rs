@@ -1,5 +1,6 @@
-//! Reading a task's inputs: Parquet (projection, row-group selection and statistics pruning),
-//! CSV, and Arrow IPC intermediates.
+//! Reading a task's inputs: Parquet (projection, row-group selection, row-group pruning from
+//! statistics and page pruning from the page index), CSV, Arrow IPC intermediates, and shuffle
+//! buckets (range reads).
 
 use crate::error::{Error, Result};
 use crate::pipeline;
@@ -10,12 +11,20 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::pruning::PruningStatistics;
 use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::datasource::physical_plan::parquet::{
+    PagePruningAccessPlanFilter, ParquetAccessPlan, ParquetFileMetrics,
+};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use futures::TryStreamExt;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection};
+use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::metadata::ParquetMetaData;
+use parquet::schema::types::SchemaDescriptor;
 use shoal_protocol::{CsvOptions, FileFormat, FileSlice, Input};
 use std::collections::HashSet;
 use std::io::Cursor;
@@ -131,7 +140,12 @@ async fn read_parquet(
     let loc = storage.resolve(url)?;
     let counter = Arc::new(IoCounter::default());
     let reader = ObjectReader::new(loc.store.clone(), loc.path.clone(), file.object.size, counter.clone());
-    let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| parquet_error(url, e))?;
+    // With a predicate, also load the page index (if the file has one) to skip pages.
+    let page_index = if predicate.is_some() { PageIndexPolicy::Optional } else { PageIndexPolicy::Skip };
+    let options = ArrowReaderOptions::new().with_page_index_policy(page_index);
+    let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options)
+        .await
+        .map_err(|e| parquet_error(url, e))?;
     let file_schema = builder.schema().clone();
     let metadata = builder.metadata().clone();
     let mut row_groups: Vec<usize> = match &file.row_groups {
@@ -141,9 +155,17 @@ async fn read_parquet(
     if let Some(&bad) = row_groups.iter().find(|&&rg| rg >= metadata.num_row_groups()) {
         return Err(Error::Changed { url: url.clone(), detail: format!("row group {bad} does not exist") });
     }
+    let mut selection = None;
     if let Some(predicate) = predicate {
         let keep = prune_row_groups(&metadata, &file_schema, predicate, &row_groups)?;
         row_groups = row_groups.into_iter().zip(keep).filter_map(|(rg, k)| k.then_some(rg)).collect();
+        if !row_groups.is_empty()
+            && let Some((groups, rows)) =
+                prune_pages(&metadata, &file_schema, builder.parquet_schema(), predicate, &row_groups)?
+        {
+            row_groups = groups;
+            selection = Some(rows);
+        }
     }
     let (indices, schema) = match projection {
         Some(cols) => {
@@ -165,8 +187,11 @@ async fn read_parquet(
         Some(ix) => ProjectionMask::roots(builder.parquet_schema(), ix.iter().copied()),
         None => ProjectionMask::all(),
     };
+    let mut builder = builder.with_row_groups(row_groups);
+    if let Some(selection) = selection {
+        builder = builder.with_row_selection(selection);
+    }
     let stream = builder
-        .with_row_groups(row_groups)
         .with_projection(mask)
         .with_batch_size(64 * 1024)
         .build()
@@ -206,14 +231,7 @@ pub fn prune_row_groups(
     predicate: &str,
     row_groups: &[usize],
 ) -> Result<Vec<bool>> {
-    let ctx = pipeline::session();
-    let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| Error::Schema(e.to_string()))?;
-    let expr = ctx
-        .parse_sql_expr(predicate, &df_schema)
-        .map_err(|e| Error::Schema(format!("predicate '{predicate}': {e}")))?;
-    let physical = ctx
-        .create_physical_expr(expr, &df_schema)
-        .map_err(|e| Error::Schema(format!("predicate '{predicate}': {e}")))?;
+    let physical = physical_predicate(predicate, schema)?;
     // `None`: the pruner cannot reason about this predicate; keep every row group.
     let Some(pruning) = PruningPredicateBuilder::new().with_file_schema(schema.clone()).build(physical)
     else {
@@ -221,6 +239,47 @@ pub fn prune_row_groups(
     };
     let stats = RowGroupStats { metadata, schema, row_groups };
     Ok(pruning.prune(&stats).unwrap_or_else(|_| vec![true; row_groups.len()]))
+}
+
+fn physical_predicate(predicate: &str, schema: &SchemaRef) -> Result<Arc<dyn PhysicalExpr>> {
+    let ctx = pipeline::session();
+    let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| Error::Schema(e.to_string()))?;
+    let expr = ctx
+        .parse_sql_expr(predicate, &df_schema)
+        .map_err(|e| Error::Schema(format!("predicate '{predicate}': {e}")))?;
+    ctx.create_physical_expr(expr, &df_schema)
+        .map_err(|e| Error::Schema(format!("predicate '{predicate}': {e}")))
+}
+
+/// Page pruning from the page index (per-page min/max in the column index, page locations in
+/// the offset index): the row groups to read and a selection of their rows that skips pages
+/// that cannot match. `None` when the file has no page index or no page can be skipped.
+fn prune_pages(
+    metadata: &ParquetMetaData,
+    schema: &SchemaRef,
+    parquet_schema: &SchemaDescriptor,
+    predicate: &str,
+    row_groups: &[usize],
+) -> Result<Option<(Vec<usize>, RowSelection)>> {
+    if metadata.column_index().is_none() || metadata.offset_index().is_none() {
+        return Ok(None);
+    }
+    let physical = physical_predicate(predicate, schema)?;
+    let filter = PagePruningAccessPlanFilter::new(&physical, schema.clone());
+    let mut plan = ParquetAccessPlan::new_none(metadata.num_row_groups());
+    for &rg in row_groups {
+        plan.scan(rg);
+    }
+    let metrics = ExecutionPlanMetricsSet::new();
+    let file_metrics = ParquetFileMetrics::new(0, "page-pruning", &metrics);
+    let plan = filter.prune_plan_with_page_index(plan, schema, parquet_schema, metadata, &file_metrics);
+    let groups = plan.row_group_indexes();
+    match plan.into_overall_row_selection(metadata.row_groups()) {
+        Ok(Some(selection)) => Ok(Some((groups, selection))),
+        // Nothing to skip within row groups, or a selection the reader would not accept: read
+        // the row groups whole (pruning never changes the answer).
+        Ok(None) | Err(_) => Ok(None),
+    }
 }
 
 struct RowGroupStats<'a> {

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# TPC-H: shoal against DuckDB, Polars and Dask on five queries over the same Parquet files; checks
+# that all engines agree (DuckDB as reference) and writes bench/results/tpch-sf<N>.md.
+#   bash bench/run-tpch.sh [--sf 1|10|0.1] [--runs 3] [--skip-shoal]
+# Data is generated once per scale factor by tpchgen-cli into $SHOAL_CACHE/tpch/sf<N>/<table>/;
+# per-engine results and timings go to $SHOAL_CACHE/tpch/results-sf<N>/<engine>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+usage() { echo "usage: bash bench/run-tpch.sh [--sf N] [--runs N] [--skip-shoal]" >&2; exit 2; }
+sf=1; runs=3; skip_shoal=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --sf) [ $# -ge 2 ] || usage; sf="$2"; shift 2 ;;
+    --runs) [ $# -ge 2 ] || usage; runs="$2"; shift 2 ;;
+    --skip-shoal) skip_shoal=1; shift ;;
+    *) usage ;;
+  esac
+done
+[[ "$sf" =~ ^[0-9]+(\.[0-9]+)?$ ]] && [ "$(awk -v s="$sf" 'BEGIN{print (s > 0)}')" = 1 ] \
+  || { echo "--sf: a positive number, got '$sf'" >&2; exit 2; }
+[[ "$runs" =~ ^[1-9][0-9]*$ ]] || { echo "--runs: a positive integer, got '$runs'" >&2; exit 2; }
+
+cache="${SHOAL_CACHE:-$HOME/.cache/shoal}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+venv="$cache/bench-venv"
+pins=('dask[dataframe]==2026.8.0' 'pandas==3.1.1' 'numpy==2.4.6' 'pyarrow==26.0.1'
+      'duckdb==2.0.1' 'polars==2.1.0' 'tpchgen-cli==4.0.0')
+[ -x "$venv/bin/python" ] || { echo "== creating $venv"; python3 -m venv "$venv"; }
+if ! "$venv/bin/python" - "${pins[@]}" 2>/dev/null <<'EOF'
+import sys
+from importlib.metadata import version
+for pin in sys.argv[1:]:
+    name, want = pin.split("==")
+    if version(name.split("[")[0]) != want:
+        sys.exit(1)
+EOF
+then
+  echo "== installing ${pins[*]} into $venv"
+  "$venv/bin/pip" install -q "${pins[@]}"
+fi
+
+# Data: lineitem, orders and customer as Parquet, several files per table (8 up to SF1, then 8 per SF).
+data="$cache/tpch/sf$sf"
+parts=$(awk -v s="$sf" 'BEGIN { p = int(8 * s); if (p < 8 * s) p++; if (p < 8) p = 8; print p }')
+if [ ! -f "$data/.complete" ]; then
+  echo "== generating TPC-H SF$sf ($parts files per table) into $data"
+  rm -rf "$data"
+  mkdir -p "$data"
+  "$venv/bin/tpchgen-cli" parquet --scale-factor "$sf" --tables lineitem,orders,customer \
+    --parts "$parts" --output-dir "$data" --no-progress
+  for table in lineitem orders customer; do
+    n=$(find "$data/$table" -name '*.parquet' | wc -l)
+    [ "$n" -eq "$parts" ] || { echo "$data/$table: $n Parquet files, expected $parts" >&2; exit 1; }
+  done
+  echo "tpchgen-cli $("$venv/bin/tpchgen-cli" --version | awk '{print $2}') parquet -s $sf --parts $parts" \
+    > "$data/.complete"
+fi
+
+results="$cache/tpch/results-sf$sf"
+rm -rf "$results"
+mkdir -p "$results"
+if [ "$skip_shoal" = 0 ]; then
+  echo "== shoal"
+  cargo bench -q -p shoal --bench tpch -- --data "$data" --out "$results" --runs "$runs"
+fi
+"$venv/bin/python" bench/tpch_peers.py --data "$data" --out "$results" --runs "$runs"
+"$venv/bin/python" bench/tpch_compare.py --results "$results" --engines shoal,duckdb,polars,dask \
+  --sf "$sf" --out "bench/results/tpch-sf$sf.md"
