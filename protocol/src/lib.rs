@@ -355,11 +355,24 @@ pub struct Limits {
     pub guest_timeout_ms: u64,
     /// Bytes of guest stdout/stderr kept for the task log.
     pub guest_log_bytes: usize,
+    /// Memory one task may hold: its decoded inputs must fit, and its DataFusion operators
+    /// (sorts, aggregations, joins) share this budget, spilling to local disk where they can.
+    #[serde(default = "default_task_memory")]
+    pub task_memory_bytes: u64,
+}
+
+fn default_task_memory() -> u64 {
+    4 << 30
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { guest_memory_bytes: 512 << 20, guest_timeout_ms: 60_000, guest_log_bytes: 64 << 10 }
+        Self {
+            guest_memory_bytes: 512 << 20,
+            guest_timeout_ms: 60_000,
+            guest_log_bytes: 64 << 10,
+            task_memory_bytes: default_task_memory(),
+        }
     }
 }
 

@@ -215,26 +215,25 @@ pub fn write_sales(dir: &Path, files: usize, rows_per_file: usize, customers: u6
     for f in 0..files {
         let mut rng = Rng::new(7_000 + f as u64);
         let n = if f % 17 == 3 { 0 } else { rows_per_file / 2 + rng.below(rows_per_file as u64) as usize };
-        let mut cols: (Vec<i64>, Vec<Option<i64>>, Vec<Option<String>>, Vec<Option<&str>>) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut ids, mut cust, mut skus, mut region) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut qty, mut price, mut day, mut score) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..n {
-            cols.0.push(id);
+            ids.push(id);
             id += 1;
-            cols.1.push((!rng.chance(0.05)).then(|| rng.below(customers) as i64));
+            cust.push((!rng.chance(0.05)).then(|| rng.below(customers) as i64));
             let sku = if rng.chance(0.5) { "hot".to_string() } else { format!("sku-{:04}", rng.below(1000)) };
-            cols.2.push((!rng.chance(0.05)).then_some(sku));
-            cols.3.push((!rng.chance(0.05)).then(|| regions[rng.below(5) as usize]));
+            skus.push((!rng.chance(0.05)).then_some(sku));
+            region.push((!rng.chance(0.05)).then(|| regions[rng.below(5) as usize]));
             qty.push((!rng.chance(0.05)).then(|| rng.below(50) as i32 - 5));
             price.push((!rng.chance(0.05)).then(|| rng.below(100_000) as i128));
             day.push((!rng.chance(0.05)).then(|| 18_262 + rng.below(1_500) as i32));
             score.push((!rng.chance(0.05)).then(|| rng.below(1 << 40) as f64 / 1e6 - 300_000.0));
         }
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from(cols.0)),
-            Arc::new(Int64Array::from(cols.1)),
-            Arc::new(StringArray::from(cols.2)),
-            Arc::new(StringArray::from(cols.3)),
+            Arc::new(Int64Array::from(ids)),
+            Arc::new(Int64Array::from(cust)),
+            Arc::new(StringArray::from(skus)),
+            Arc::new(StringArray::from(region)),
             Arc::new(Int32Array::from(qty)),
             Arc::new(Decimal128Array::from(price).with_precision_and_scale(12, 2)?),
             Arc::new(Date32Array::from(day)),
@@ -303,7 +302,10 @@ enum SortCell {
     Str(String),
 }
 
-fn rows_of(batches: &[RecordBatch]) -> Result<(Vec<String>, Vec<Vec<Option<String>>>)> {
+/// A row as formatted cells (`None` for null).
+type Row = Vec<Option<String>>;
+
+fn rows_of(batches: &[RecordBatch]) -> Result<(Vec<String>, Vec<Row>)> {
     let Some(first) = batches.first() else { return Ok((vec![], vec![])) };
     let names = first.schema().fields().iter().map(|f| f.name().clone()).collect();
     let opts = FormatOptions::default();
@@ -351,9 +353,8 @@ fn compare_rows(actual: &[RecordBatch], expected: &[RecordBatch], sort: bool) ->
     }
     ensure!(an == en, "columns differ: shoal {an:?} vs reference {en:?}");
     if sort {
-        let by = |x: &Vec<Option<String>>, y: &Vec<Option<String>>| {
-            sort_key(x).partial_cmp(&sort_key(y)).unwrap_or(std::cmp::Ordering::Equal)
-        };
+        let by =
+            |x: &Row, y: &Row| sort_key(x).partial_cmp(&sort_key(y)).unwrap_or(std::cmp::Ordering::Equal);
         a.sort_by(by);
         e.sort_by(by);
     }

@@ -20,7 +20,7 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode as DfMode};
-use datafusion::prelude::{DataFrame, Expr, SessionConfig};
+use datafusion::prelude::{DataFrame, Expr, SessionConfig, SessionContext};
 use shoal_protocol::AggregateMode;
 use std::sync::Arc;
 
@@ -56,6 +56,7 @@ pub fn logical(df: DataFrame, keys: &[String], aggs: &[(String, String)]) -> Res
 
 /// Runs an aggregation step over `input` (raw rows for `Single`/`Partial`, states otherwise).
 pub async fn run(
+    ctx: &SessionContext,
     input: DataFrame,
     mode: AggregateMode,
     keys: &[String],
@@ -98,7 +99,6 @@ pub async fn run(
         }
     };
     let schema = exec.schema();
-    let ctx = pipeline::session();
     let batches = datafusion::physical_plan::collect(exec, ctx.task_ctx()).await.map_err(exec_error)?;
     Ok((schema, batches))
 }
@@ -127,7 +127,7 @@ async fn partial_exec(plan: datafusion::logical_expr::LogicalPlan) -> Result<Arc
 }
 
 fn exec_error(e: datafusion::error::DataFusionError) -> Error {
-    Error::Execution(e.strip_backtrace())
+    pipeline::execution_error(e)
 }
 
 #[cfg(test)]
@@ -159,8 +159,9 @@ mod tests {
 
     async fn step(t: Table, mode: AggregateMode, raw: &SchemaRef) -> Table {
         let aggs: Vec<(String, String)> = AGGS.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-        let df = pipeline::frame(&pipeline::session(), t.0, t.1).unwrap();
-        run(df, mode, &["g".to_string()], &aggs, raw.clone()).await.unwrap()
+        let ctx = pipeline::session();
+        let df = pipeline::frame(&ctx, t.0, t.1).unwrap();
+        run(&ctx, df, mode, &["g".to_string()], &aggs, raw.clone()).await.unwrap()
     }
 
     /// The exact columns (all but the approximate median), as sorted lines.

@@ -26,6 +26,9 @@ pub enum Error {
     /// User code failed in the sandbox.
     #[error("user function: {0}")]
     Sandbox(#[from] crate::sandbox::SandboxError),
+    /// The task needs more memory than its limit allows (running it again would too).
+    #[error("{0}")]
+    Memory(String),
     /// The task spec itself is unusable.
     #[error("invalid task: {0}")]
     InvalidTask(String),

@@ -133,6 +133,15 @@ impl Worker {
         let sides: Sides =
             tables.into_iter().filter_map(|(p, l)| l.map(|l| (p, (l.schema, l.batches)))).collect();
         metrics.rows_in = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let held = held_bytes(batches.iter().chain(sides.values().flat_map(|(_, b)| b)));
+        if held as u64 > spec.limits.task_memory_bytes {
+            return Err(Error::Memory(format!(
+                "the task's inputs take {} in memory, over its limit of {}: split the work into more \
+                 partitions (repartition, npartitions, split_out) or raise the task memory limit",
+                human_bytes(held as u64),
+                human_bytes(spec.limits.task_memory_bytes)
+            )));
+        }
 
         let (schema, batches) = self.run_pipeline(&storage, spec, schema, batches, &sides, metrics).await?;
         metrics.rows_out = batches.iter().map(|b| b.num_rows() as u64).sum();
@@ -201,7 +210,7 @@ impl Worker {
         sides: &Sides,
         metrics: &mut TaskMetrics,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let ctx = pipeline::session();
+        let ctx = pipeline::task_session(spec.limits.task_memory_bytes)?;
         let mut current = Current::Table(schema, batches);
         for op in &spec.pipeline {
             // Runs of relational operators fuse into one DataFusion plan, executed only when
@@ -213,7 +222,8 @@ impl Worker {
             current = match op {
                 Operator::Aggregate { mode, keys, aggs, input } => {
                     let raw = crate::schema::from_fields(input)?;
-                    let (s, b) = aggregate::run(current.into_frame(&ctx)?, *mode, keys, aggs, raw).await?;
+                    let (s, b) =
+                        aggregate::run(&ctx, current.into_frame(&ctx)?, *mode, keys, aggs, raw).await?;
                     Current::Table(s, b)
                 }
                 Operator::Sample { columns, rows } => {
@@ -270,6 +280,39 @@ async fn read_port(storage: &Storage, input: &shoal_protocol::Input) -> Result<(
     Ok((input.port(), scan::read_input(storage, input).await?))
 }
 
+/// Memory held by `batches`: every distinct buffer allocation once. (Batches decoded from one
+/// Parquet column chunk share buffers, so summing `get_array_memory_size` per batch would
+/// count those many times.)
+pub fn held_bytes<'a>(batches: impl IntoIterator<Item = &'a RecordBatch>) -> usize {
+    fn visit(data: &arrow::array::ArrayData, seen: &mut std::collections::HashSet<usize>, total: &mut usize) {
+        let buffers = data.buffers().iter().chain(data.nulls().map(|n| n.buffer()));
+        for b in buffers {
+            if seen.insert(b.data_ptr().as_ptr() as usize) {
+                *total += b.capacity();
+            }
+        }
+        for child in data.child_data() {
+            visit(child, seen, total);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    for batch in batches {
+        for column in batch.columns() {
+            visit(&column.to_data(), &mut seen, &mut total);
+        }
+    }
+    total
+}
+
+fn human_bytes(n: u64) -> String {
+    if n >= 1 << 30 {
+        format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64)
+    }
+}
+
 /// Bound on concurrent input reads of one task.
 const INPUT_CONCURRENCY: usize = 16;
 
@@ -292,7 +335,7 @@ impl Current {
             Current::Table(schema, batches) => Ok((schema, batches)),
             Current::Frame(df) => {
                 let schema = Arc::new(df.schema().as_arrow().clone());
-                let batches = df.collect().await.map_err(|e| Error::Execution(e.strip_backtrace()))?;
+                let batches = df.collect().await.map_err(pipeline::execution_error)?;
                 Ok((schema, batches))
             }
         }

@@ -19,10 +19,23 @@ use std::sync::Arc;
 /// A task's side tables by port (the right side of a join, range boundaries).
 pub type Sides = BTreeMap<u32, Table>;
 
-/// A DataFusion session for one task: single partition, no catalog, no object stores.
+/// A DataFusion session for planning: single partition, no catalog, no object stores.
 pub fn session() -> SessionContext {
     let config = SessionConfig::new().with_target_partitions(1).with_information_schema(false);
     SessionContext::new_with_config(config)
+}
+
+/// A session for running one task: like [`session`], with its operators sharing a memory pool
+/// of `memory_bytes` (sorts and aggregations spill to the local temp directory beyond it).
+pub fn task_session(memory_bytes: u64) -> Result<SessionContext> {
+    let config = SessionConfig::new().with_target_partitions(1).with_information_schema(false);
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(
+            usize::try_from(memory_bytes).unwrap_or(usize::MAX),
+        )))
+        .build_arc()
+        .map_err(|e| Error::Execution(e.to_string()))?;
+    Ok(SessionContext::new_with_config_rt(config, runtime))
 }
 
 /// A DataFrame over in-memory batches (possibly none) of `schema`.
@@ -216,6 +229,17 @@ pub fn join_columns(
         }
     }
     out
+}
+
+/// A DataFusion execution error; running out of the task's memory budget is [`Error::Memory`].
+pub fn execution_error(e: datafusion::error::DataFusionError) -> Error {
+    let message = e.strip_backtrace();
+    match e.find_root() {
+        datafusion::error::DataFusionError::ResourcesExhausted(_) => Error::Memory(format!(
+            "the task ran out of its memory budget: {message}; split the work into more partitions"
+        )),
+        _ => Error::Execution(message),
+    }
 }
 
 pub fn expr_error(what: &str, sql: &str, e: datafusion::error::DataFusionError) -> Error {

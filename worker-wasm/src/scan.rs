@@ -187,13 +187,17 @@ async fn read_parquet(
         Some(ix) => ProjectionMask::roots(builder.parquet_schema(), ix.iter().copied()),
         None => ProjectionMask::all(),
     };
+    // Decoders reserve a batch's capacity up front: batches no larger than the row groups keep
+    // small row groups from holding mostly-empty buffers.
+    let largest = row_groups.iter().map(|&rg| metadata.row_group(rg).num_rows().max(1) as usize).max();
+    let batch_size = largest.unwrap_or(1).min(64 * 1024);
     let mut builder = builder.with_row_groups(row_groups);
     if let Some(selection) = selection {
         builder = builder.with_row_selection(selection);
     }
     let stream = builder
         .with_projection(mask)
-        .with_batch_size(64 * 1024)
+        .with_batch_size(batch_size)
         .build()
         .map_err(|e| parquet_error(url, e))?;
     let mut batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| parquet_error(url, e))?;

@@ -318,7 +318,7 @@ mod tests {
     fn buckets_round_trip_through_one_object() {
         let b = batch((0..50).map(Some).collect());
         let p = Partitioning::Hash { keys: vec!["s".into()], n: 4 };
-        let mut buckets = split(&p, &b.schema(), &[b.clone()], &BTreeMap::new()).unwrap();
+        let mut buckets = split(&p, &b.schema(), std::slice::from_ref(&b), &BTreeMap::new()).unwrap();
         buckets.push(vec![]);
         let (bytes, ranges) = encode(&b.schema(), &buckets).unwrap();
         assert_eq!(ranges.len(), 5);

@@ -266,12 +266,10 @@ async fn join_strategies_match_duckdb() {
     env.check("left_hash", &left_hash, "strategy=hash", &sql, false).await;
 
     // Right and outer keep unmatched right rows: the big left side cannot be broadcast.
-    let sql = format!(
-        "SELECT s.id, c.cust, s.sku, s.region AS region_x, s.qty, s.price, s.day, s.score, \
-                       c.segment, c.credit, c.region AS region_y FROM s RIGHT JOIN c ON s.cust = c.cust"
-    );
+    let sql = "SELECT s.id, c.cust, s.sku, s.region AS region_x, s.qty, s.price, s.day, s.score, \
+               c.segment, c.credit, c.region AS region_y FROM s RIGHT JOIN c ON s.cust = c.cust";
     let right = s.merge(c, &on().how(JoinHow::Right)).unwrap();
-    env.check("right_hash", &right, "strategy=hash", &sql, false).await;
+    env.check("right_hash", &right, "strategy=hash", sql, false).await;
     // ...but a right join whose left side is small broadcasts the left.
     let small = c.filter("credit > 5000").unwrap();
     let sql_small = "SELECT c.cust, c2.segment AS segment_x, c2.credit AS credit_x, c2.region AS region_x, \
@@ -280,13 +278,11 @@ async fn join_strategies_match_duckdb() {
     let right_small = small.merge(c, &on().how(JoinHow::Right).strategy(JoinHint::Broadcast)).unwrap();
     env.check("right_broadcast_left", &right_small, "strategy=broadcast side=left", sql_small, false).await;
 
-    let sql = format!(
-        "SELECT s.id, coalesce(s.cust, c.cust) AS cust, s.sku, s.region AS region_x, s.qty, \
-                       s.price, s.day, s.score, c.segment, c.credit, c.region AS region_y \
-                       FROM s FULL OUTER JOIN c ON s.cust = c.cust"
-    );
+    let sql = "SELECT s.id, coalesce(s.cust, c.cust) AS cust, s.sku, s.region AS region_x, s.qty, \
+               s.price, s.day, s.score, c.segment, c.credit, c.region AS region_y \
+               FROM s FULL OUTER JOIN c ON s.cust = c.cust";
     let outer = s.merge(c, &on().how(JoinHow::Outer).npartitions(12)).unwrap();
-    env.check("outer_hash", &outer, "strategy=hash npartitions=12", &sql, false).await;
+    env.check("outer_hash", &outer, "strategy=hash npartitions=12", sql, false).await;
 
     let semi = s.merge(c, &on().how(JoinHow::Semi)).unwrap();
     env.check("semi", &semi, "strategy=broadcast", "SELECT * FROM s SEMI JOIN c ON s.cust = c.cust", false)
@@ -382,4 +378,54 @@ async fn sorts_and_repartitions_match_duckdb() {
     let sized = s.repartition_size(100_000);
     assert!(sized.npartitions() > 1 && sized.npartitions() < FILES, "{}", sized.npartitions());
     env.check("repartition_size", &sized, "Repartition", "SELECT * FROM s ORDER BY id", true).await;
+}
+
+/// A shuffle of about 4× the task memory limit completes on worker processes: every map task
+/// holds one partition and every reducer one bucket, never the whole shuffle. The same data
+/// sorted into a single partition needs it all in one task, and fails on the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shuffle_larger_than_task_memory_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("sales");
+    let rows = write_sales(&data, 40, 24_000, 1_000_000).unwrap();
+    let limit: u64 = 12 << 20;
+    let mut config = Config {
+        root: tmp.path().join("root").display().to_string(),
+        executor: ExecutorKind::Processes,
+        workers: 2,
+        cache_dir: Some(shoal_tests::shoal_cache().join("components")),
+        ..Config::default()
+    };
+    config.limits.task_memory_bytes = limit;
+    let client = Client::new(config).unwrap();
+    let sales = client.read_parquet(&format!("{}/*.parquet", data.display())).await.unwrap();
+
+    // The decoded size of the data, measured the way the worker measures a task's inputs.
+    let all = sales.compute().await.unwrap();
+    let in_memory = shoal_worker::exec::held_bytes(&all);
+    assert!(in_memory as u64 >= 4 * limit, "{in_memory} bytes is not 4x the {limit}-byte limit");
+
+    let keys = [SortKey::asc("cust"), SortKey::asc("id")];
+    let sorted = sales.sort_values_into(&keys, 40).unwrap();
+    let (batches, summary) = sorted.compute_with(None).await.unwrap();
+    assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), rows);
+    let mut previous: Option<(Option<i64>, i64)> = None;
+    for b in &batches {
+        let cust = b.column_by_name("cust").unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
+        let id = b.column_by_name("id").unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
+        for i in 0..b.num_rows() {
+            let key = (cust.is_valid(i).then(|| cust.value(i)), id.value(i));
+            if let Some(p) = previous {
+                // Nulls last.
+                let rank = |k: (Option<i64>, i64)| (k.0.is_none(), k.0.unwrap_or_default(), k.1);
+                assert!(rank(p) < rank(key), "out of order: {p:?} then {key:?}");
+            }
+            previous = Some(key);
+        }
+    }
+    assert!(summary.executed >= 40 * 3, "{summary:?}");
+
+    // One partition would hold everything in one task: the limit stops it, once, clearly.
+    let err = sales.sort_values_into(&keys, 1).unwrap().compute().await.unwrap_err().to_string();
+    assert!(err.contains("over its limit") && err.contains("more partitions"), "{err}");
 }
