@@ -81,7 +81,9 @@ pub fn agg_sql(column: &str, func: &str) -> Result<String> {
     };
     Ok(match func.trim() {
         "sum" => format!("sum({c})"),
-        "mean" | "avg" => format!("avg({c})"),
+        // As pandas and DuckDB: a mean is a double, also of decimals (DataFusion would keep a
+        // decimal rounded to 4 more digits).
+        "mean" | "avg" => format!("avg(CAST({c} AS DOUBLE))"),
         "count" => format!("count({c})"),
         "size" => "count(*)".to_string(),
         "min" => format!("min({c})"),

@@ -70,10 +70,7 @@ pub async fn run(
             let batches = df.collect().await.map_err(exec_error)?;
             return Ok((schema, batches));
         }
-        AggregateMode::Partial => {
-            let (_, plan) = logical(input, keys, aggs)?.into_parts();
-            partial_exec(plan).await?
-        }
+        AggregateMode::Partial => partial_step(input, keys, aggs).await?,
         AggregateMode::Combine | AggregateMode::Final => {
             let states = input.collect().await.map_err(exec_error)?;
             let template = pipeline::frame(&pipeline::session(), raw, vec![])?;
@@ -103,8 +100,24 @@ pub async fn run(
     Ok((schema, batches))
 }
 
-/// Plans `plan` (an aggregate over some input) without optimizer rewrites, so it keeps the plain
-/// `Partial` → `Final` shape, and returns the `Partial` node with its input subtree.
+/// The `Partial` step over `input`. The rows feeding the aggregation (a fused filter, join, ...)
+/// are optimized as usual (a join needs its equi-join keys extracted to be a hash join); only
+/// the aggregation on top is kept from optimizer rewrites.
+async fn partial_step(
+    input: DataFrame,
+    keys: &[String],
+    aggs: &[(String, String)],
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let (state, plan) = input.into_parts();
+    let optimized = state.optimize(&plan).map_err(exec_error)?;
+    let input = DataFrame::new(state, optimized);
+    let (_, plan) = logical(input, keys, aggs)?.into_parts();
+    partial_exec(plan).await
+}
+
+/// Plans `plan` (an aggregate over an already optimized input) without optimizer rewrites, so it
+/// keeps the plain `Partial` → `Final` shape, and returns the `Partial` node with its input
+/// subtree.
 async fn partial_exec(plan: datafusion::logical_expr::LogicalPlan) -> Result<Arc<dyn ExecutionPlan>> {
     let config = SessionConfig::new().with_target_partitions(1);
     let state = SessionStateBuilder::new()
@@ -175,6 +188,28 @@ mod tests {
             .collect();
         lines.sort();
         lines.join("\n")
+    }
+
+    #[tokio::test]
+    async fn a_fused_join_below_a_partial_aggregate_is_a_hash_join() {
+        let ctx = pipeline::session();
+        let (schema, batches) = table(0..100);
+        let left = pipeline::frame(&ctx, schema.clone(), batches.clone()).unwrap();
+        let right = pipeline::frame(&ctx, schema, batches).unwrap();
+        let suffixes = ("_l".to_string(), "_r".to_string());
+        let joined = pipeline::join(
+            left,
+            right,
+            shoal_protocol::JoinHow::Inner,
+            &["n".into()],
+            &["n".into()],
+            &suffixes,
+        )
+        .unwrap();
+        let aggs = [("total".to_string(), "sum(x_l)".to_string())];
+        let exec = partial_step(joined, &["g_l".to_string()], &aggs).await.unwrap();
+        let plan = datafusion::physical_plan::displayable(exec.as_ref()).indent(true).to_string();
+        assert!(plan.contains("HashJoinExec") && !plan.contains("NestedLoopJoinExec"), "{plan}");
     }
 
     #[tokio::test]
