@@ -13,8 +13,7 @@ use crate::scan::{self, Loaded};
 use crate::shuffle;
 use crate::storage::{Created, Storage};
 use arrow::datatypes::SchemaRef;
-use arrow::ipc::CompressionType;
-use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
+use arrow::ipc::writer::FileWriter;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use datafusion::prelude::{DataFrame, SessionContext};
@@ -365,15 +364,12 @@ pub async fn read_manifest(storage: &Storage, url: &str) -> Result<Option<Manife
     }
 }
 
-/// Compressed (zstd) Arrow IPC file: the format of intermediates.
+/// Compressed (LZ4) Arrow IPC file: the format of intermediates.
 pub fn encode_ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Bytes> {
-    let options = IpcWriteOptions::default()
-        .try_with_compression(Some(CompressionType::ZSTD))
-        .map_err(|e| Error::Execution(e.to_string()))?;
-    let mut writer = FileWriter::try_new_with_options(Vec::new(), schema, options)
+    let mut writer = FileWriter::try_new_with_options(Vec::new(), schema, shuffle::ipc_options()?)
         .map_err(|e| Error::Execution(e.to_string()))?;
     for b in batches {
-        writer.write(b).map_err(|e| Error::Execution(e.to_string()))?;
+        writer.write(&shuffle::compact(b)?).map_err(|e| Error::Execution(e.to_string()))?;
     }
     writer.finish().map_err(|e| Error::Execution(e.to_string()))?;
     Ok(Bytes::from(writer.into_inner().map_err(|e| Error::Execution(e.to_string()))?))
