@@ -318,6 +318,9 @@ impl Client {
                 storage.put(&m.reference.object.url, m.bytes.clone()).await?;
             }
         }
+        if let Some(warning) = crate::lower::many_tasks_warning(graph.len()) {
+            tracing::warn!("{warning}");
+        }
         let committed = self.committed(graph).await?;
         let job_id = graph.outputs.iter().map(|&t| graph.tasks[t].key.as_str()).collect::<Vec<_>>().join(",");
         let job_id = shoal_functions::sha256_hex(job_id.as_bytes())[..16].to_string();

@@ -338,6 +338,48 @@ impl DataFrame {
         })))
     }
 
+    /// Summary statistics of the numeric columns, as pandas' `describe`: a `statistic` column
+    /// (`count`, `mean`, `std`, `min`, `25%`, `50%`, `75%`, `max`) and one double column per
+    /// numeric column. Computed in one pass as a whole-table reduction; the quartiles are
+    /// approximate (t-digest), where pandas' are exact.
+    pub fn describe(&self) -> Result<DataFrame> {
+        const STATS: [&str; 8] = ["count", "mean", "std", "min", "25%", "50%", "75%", "max"];
+        let schema = self.schema()?;
+        let numeric: Vec<String> =
+            schema.fields().iter().filter(|f| f.data_type().is_numeric()).map(|f| f.name().clone()).collect();
+        if numeric.is_empty() {
+            return Err(Error::Invalid(format!(
+                "describe: no numeric columns (columns: {})",
+                names(&schema)
+            )));
+        }
+        let mut aggs = Vec::new();
+        let mut columns = Vec::new();
+        for (i, c) in numeric.iter().enumerate() {
+            let (q, d) = (quote_ident(c), format!("CAST({} AS DOUBLE)", quote_ident(c)));
+            let quantile = |p: &str| format!("approx_percentile_cont({p}) WITHIN GROUP (ORDER BY {d})");
+            let sqls = [
+                format!("count({q})"),
+                format!("avg({d})"),
+                format!("stddev_samp({d})"),
+                format!("min({q})"),
+                quantile("0.25"),
+                quantile("0.5"),
+                quantile("0.75"),
+                format!("max({q})"),
+            ];
+            let mut sources = Vec::new();
+            for (stat, sql) in STATS.iter().zip(sqls) {
+                let name = format!("{i}:{stat}");
+                aggs.push(Agg { name: name.clone(), sql });
+                sources.push(name);
+            }
+            columns.push((c.clone(), sources));
+        }
+        let rows = STATS.iter().map(|s| s.to_string()).collect();
+        self.agg(&aggs)?.map(Operator::Melt { id: "statistic".into(), rows, columns })
+    }
+
     /// Counts of each distinct value of `column`, most frequent first: columns `column`, `count`.
     pub fn value_counts(&self, column: &str) -> Result<DataFrame> {
         let counts = self.groupby(&[column]).agg(&[Agg::sql("count", "count(*)")])?;
@@ -421,6 +463,27 @@ impl DataFrame {
             npartitions: self.npartitions_hint(),
             index: true,
         }))
+    }
+
+    /// Rows whose index (see [`set_index`](Self::set_index)) lies between `lo` and `hi`,
+    /// inclusive; the bounds are SQL literals (`100`, `DATE '2021-03-01'`, `'abc'`), `None` is
+    /// open. The condition also prunes the row groups scanned below the index's sort.
+    pub fn loc(&self, lo: Option<&str>, hi: Option<&str>) -> Result<DataFrame> {
+        let index = self.plan.index().ok_or_else(|| {
+            Error::Invalid("loc: this DataFrame has no index; call set_index(column) first".into())
+        })?;
+        let c = quote_ident(&index);
+        let mut conditions = Vec::new();
+        if let Some(lo) = lo {
+            conditions.push(format!("{c} >= {lo}"));
+        }
+        if let Some(hi) = hi {
+            conditions.push(format!("{c} <= {hi}"));
+        }
+        if conditions.is_empty() {
+            return Ok(self.clone());
+        }
+        self.filter(conditions.join(" AND "))
     }
 
     /// The same rows, in order, in `npartitions` partitions (adjacent partitions concatenated,
@@ -585,8 +648,8 @@ pub fn explain_graph(graph: &crate::graph::TaskGraph) -> String {
             out.push('\n');
         }
     }
-    if graph.len() > 100_000 {
-        out.push_str("warning: more than 100k tasks; use larger partitions\n");
+    if let Some(warning) = crate::lower::many_tasks_warning(graph.len()) {
+        out.push_str(&format!("warning: {warning}\n"));
     }
     out
 }

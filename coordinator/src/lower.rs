@@ -16,7 +16,21 @@
 use crate::error::{Error, Result};
 use crate::graph::{Stage, TaskGraph, TaskNode, upstream_bucket, upstream_port};
 use crate::plan::{AggStrategy, JoinStrategy, Plan, describe};
-use shoal_protocol::{AggregateMode, Input, JoinHow, Operator, Output, Partitioning, TaskKey};
+use shoal_protocol::{AggregateMode, Input, JoinHow, Operator, Output, Partitioning, SortKey, TaskKey};
+
+/// Graphs larger than this get a warning: per-task overhead (a spec, a commit, a few requests)
+/// starts to dominate, and larger partitions would do the same work with fewer tasks.
+pub const MANY_TASKS: usize = 100_000;
+
+/// The warning for a graph of `tasks` tasks, if it is too large.
+pub fn many_tasks_warning(tasks: usize) -> Option<String> {
+    (tasks > MANY_TASKS).then(|| {
+        format!(
+            "the task graph has {tasks} tasks (more than {MANY_TASKS}); per-task overhead will dominate: \
+             use larger partitions (fewer input files, repartition, npartitions, split_out)"
+        )
+    })
+}
 
 /// Rows each partition contributes to the sample a sort's boundaries are computed from.
 const SAMPLE_ROWS: usize = 256;
@@ -254,6 +268,47 @@ fn lower_node(plan: &Plan, graph: &mut TaskGraph) -> Result<Pending> {
                     p.ops.push(join);
                     Ok(p)
                 }
+                Some(JoinStrategy::Divisions) => {
+                    let Plan::Sort { input, keys, npartitions, .. } = &*j.left else {
+                        return Err(Error::Invalid(
+                            "internal: a divisions join needs an indexed left side".into(),
+                        ));
+                    };
+                    let (mut p, bounds) = lower_sort(input, keys, *npartitions, graph)?;
+                    // A right side indexed by the key need not be sorted: it is re-partitioned.
+                    let right = match &*j.right {
+                        Plan::Sort { input, index: true, .. } => input.as_ref(),
+                        other => other,
+                    };
+                    let mut r = lower_node(right, graph)?;
+                    match bounds {
+                        Some(b) => {
+                            attach(&mut r, graph, &[b], 1);
+                            let rkeys: Vec<SortKey> = keys
+                                .iter()
+                                .zip(&j.right_on)
+                                .map(|(k, c)| SortKey { column: c.clone(), ..k.clone() })
+                                .collect();
+                            let n = *npartitions as u32;
+                            let maps = materialize(
+                                r,
+                                graph,
+                                shuffle(Partitioning::Range { keys: rkeys, port: 1, n }),
+                            );
+                            for (i, (inputs, deps)) in p.partitions.iter_mut().enumerate() {
+                                inputs.extend(read_bucket(graph, &maps, i, 1));
+                                deps.extend(&maps);
+                            }
+                        }
+                        // One left partition: it reads the whole right side.
+                        None => {
+                            let tasks = materialize(r, graph, |_| Output::Intermediate);
+                            attach(&mut p, graph, &tasks, 1);
+                        }
+                    }
+                    p.ops.push(join);
+                    Ok(p)
+                }
                 Some(JoinStrategy::Hash { npartitions: n }) => {
                     let lhash = Partitioning::Hash { keys: j.left_on.clone(), n: n as u32 };
                     let rhash = Partitioning::Hash { keys: j.right_on.clone(), n: n as u32 };
@@ -264,34 +319,7 @@ fn lower_node(plan: &Plan, graph: &mut TaskGraph) -> Result<Pending> {
                 None => Err(Error::Invalid("internal: join lowered before optimization".into())),
             }
         }
-        Plan::Sort { input, keys, npartitions: n, .. } => {
-            let mut p = lower_node(input, graph)?;
-            let bytes = input.estimated_bytes();
-            let sort = Operator::Sort { keys: keys.clone() };
-            if *n == 1 && p.partitions.len() == 1 {
-                p.ops.push(sort);
-                return Ok(p);
-            }
-            if *n == 1 {
-                let tasks = materialize(p, graph, |_| Output::Intermediate);
-                return Ok(gather("sort", graph, tasks, vec![sort], bytes));
-            }
-            // 1. A sample of the sort keys of every partition; 2. the n-1 boundaries from all
-            // samples; 3. every partition range-shuffled by them; 4. each range sorted.
-            let mut sample = p.clone();
-            let columns = keys.iter().map(|k| k.column.clone()).collect();
-            sample.ops.push(Operator::Sample { columns, rows: SAMPLE_ROWS });
-            let samples = materialize(sample, graph, |_| Output::Intermediate);
-            let bounds = Operator::Boundaries { keys: keys.clone(), n: *n as u32 };
-            let bounds = materialize(gather("boundaries", graph, samples, vec![bounds], 0), graph, |_| {
-                Output::Intermediate
-            });
-            let mut map = p;
-            attach(&mut map, graph, &bounds, 1);
-            let range = Partitioning::Range { keys: keys.clone(), port: 1, n: *n as u32 };
-            let maps = materialize(map, graph, shuffle(range));
-            Ok(reduce("sort", graph, *n, &maps, &[], sort, bytes))
-        }
+        Plan::Sort { input, keys, npartitions: n, .. } => Ok(lower_sort(input, keys, *n, graph)?.0),
         Plan::Repartition { input, npartitions: n } => {
             let p = lower_node(input, graph)?;
             let (m, n) = (p.partitions.len(), (*n).max(1));
@@ -338,6 +366,51 @@ fn lower_node(plan: &Plan, graph: &mut TaskGraph) -> Result<Pending> {
     }
 }
 
+/// A global sort into `n` range partitions; also returns the task holding the boundaries (the
+/// divisions of the output), when there is more than one partition.
+fn lower_sort(
+    input: &Plan,
+    keys: &[SortKey],
+    n: usize,
+    graph: &mut TaskGraph,
+) -> Result<(Pending, Option<usize>)> {
+    let mut p = lower_node(input, graph)?;
+    let bytes = input.estimated_bytes();
+    let sort = Operator::Sort { keys: keys.to_vec() };
+    if n == 1 && p.partitions.len() == 1 {
+        p.ops.push(sort);
+        return Ok((p, None));
+    }
+    if n == 1 {
+        let tasks = materialize(p, graph, |_| Output::Intermediate);
+        return Ok((gather("sort", graph, tasks, vec![sort], bytes), None));
+    }
+    // 1. A sample of the sort keys of every partition; 2. the n-1 boundaries from all samples;
+    // 3. every partition range-shuffled by them; 4. each range sorted.
+    let mut sample = p.clone();
+    let columns: Vec<String> = keys.iter().map(|k| k.column.clone()).collect();
+    if sample.ops.is_empty() {
+        // Straight from the files: the sample reads only the key columns.
+        for (inputs, _) in &mut sample.partitions {
+            for input in inputs {
+                if let Input::Scan { projection, .. } = input {
+                    *projection = Some(columns.clone());
+                }
+            }
+        }
+    }
+    sample.ops.push(Operator::Sample { columns, rows: SAMPLE_ROWS });
+    let samples = materialize(sample, graph, |_| Output::Intermediate);
+    let bounds = Operator::Boundaries { keys: keys.to_vec(), n: n as u32 };
+    let bounds =
+        materialize(gather("boundaries", graph, samples, vec![bounds], 0), graph, |_| Output::Intermediate);
+    let mut map = p;
+    attach(&mut map, graph, &bounds, 1);
+    let range = Partitioning::Range { keys: keys.to_vec(), port: 1, n: n as u32 };
+    let maps = materialize(map, graph, shuffle(range));
+    Ok((reduce("sort", graph, n, &maps, &[], sort, bytes), bounds.first().copied()))
+}
+
 /// Turns a pending stage into tasks; returns their indices in partition order.
 fn materialize(p: Pending, graph: &mut TaskGraph, output: impl Fn(usize) -> Output) -> Vec<usize> {
     let name = stage_name(&p.name, &p.ops);
@@ -367,6 +440,7 @@ fn stage_name(source: &str, ops: &[Operator]) -> String {
             Operator::Join { .. } => "join",
             Operator::Sample { .. } => "sample",
             Operator::Boundaries { .. } => "boundaries",
+            Operator::Melt { .. } => "melt",
         };
         if parts.last().map(String::as_str) != Some(kind) {
             parts.push(kind.to_string());

@@ -102,6 +102,9 @@ fn progress(label: &str) -> (ProgressBar, EventSink) {
             if *already_committed > 0 {
                 b.suspend(|| eprintln!("resuming: {already_committed} of {tasks} tasks already committed"));
             }
+            if let Some(warning) = shoal::lower::many_tasks_warning(*tasks) {
+                b.suspend(|| eprintln!("warning: {warning}"));
+            }
         }
         Event::TaskCommitted { .. } => b.inc(1),
         Event::TaskRetrying { failure, delay, attempt, .. } => {

@@ -114,6 +114,9 @@ pub enum JoinStrategy {
     BroadcastLeft,
     /// Both sides are already hash-partitioned on the keys into the same partitions.
     PartitionWise,
+    /// The left side is indexed by the key (`set_index`): the right side is range-shuffled to
+    /// the left's divisions, and partition i of each side pair up.
+    Divisions,
     /// Both sides are hash-shuffled on the keys into `npartitions` partitions.
     Hash { npartitions: usize },
 }
@@ -123,6 +126,7 @@ impl JoinStrategy {
         match self {
             JoinStrategy::BroadcastRight | JoinStrategy::BroadcastLeft => "broadcast",
             JoinStrategy::PartitionWise => "partition-wise",
+            JoinStrategy::Divisions => "divisions",
             JoinStrategy::Hash { .. } => "hash",
         }
     }
@@ -299,6 +303,24 @@ impl Plan {
         }
     }
 
+    /// The index column (`set_index`) this node's output is sorted and range-partitioned by.
+    pub fn index(&self) -> Option<String> {
+        match self {
+            Plan::Sort { keys, index: true, .. } => keys.first().map(|k| k.column.clone()),
+            Plan::Map { input, op, .. } => {
+                let index = input.index()?;
+                let keeps = match op {
+                    Operator::Filter { .. } => true,
+                    Operator::Select { columns } => columns.contains(&index),
+                    Operator::Assign { columns } => !columns.iter().any(|(c, _)| *c == index),
+                    _ => false,
+                };
+                keeps.then_some(index)
+            }
+            _ => None,
+        }
+    }
+
     /// `Some((keys, n))` when the output is known to be hash-partitioned on `keys` into `n`
     /// partitions (the output of a shuffled aggregation), so a join on those keys can pair
     /// partitions without a shuffle.
@@ -393,7 +415,7 @@ impl Plan {
                         }
                         JoinStrategy::BroadcastRight => out.push_str(" side=right"),
                         JoinStrategy::BroadcastLeft => out.push_str(" side=left"),
-                        JoinStrategy::PartitionWise => {}
+                        JoinStrategy::PartitionWise | JoinStrategy::Divisions => {}
                     }
                     let _ = write!(out, ": {why}]");
                 }
@@ -456,6 +478,11 @@ pub fn describe(op: &Operator) -> String {
         ),
         Operator::Sample { columns, rows } => format!("Sample {rows} rows of [{}]", columns.join(", ")),
         Operator::Boundaries { keys, n } => format!("Boundaries of {n} ranges by {}", sort_keys(keys)),
+        Operator::Melt { rows, columns, .. } => format!(
+            "Melt {} statistics of [{}]",
+            rows.len(),
+            columns.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", ")
+        ),
     }
 }
 
@@ -670,11 +697,16 @@ fn push_predicates(plan: &Plan, pending: &[String]) -> Plan {
         }
         Plan::Head { input, n } => Plan::Head { input: arc(input), n: *n },
         Plan::TopK { input, keys, n } => Plan::TopK { input: arc(input), keys: keys.clone(), n: *n },
-        Plan::Sort { input, keys, npartitions, index } => {
-            Plan::Sort { input: arc(input), keys: keys.clone(), npartitions: *npartitions, index: *index }
-        }
+        // Filters commute with sorting and repartitioning: prune below them too (`loc` on an
+        // index prunes the scan under `set_index`).
+        Plan::Sort { input, keys, npartitions, index } => Plan::Sort {
+            input: Arc::new(push_predicates(input, pending)),
+            keys: keys.clone(),
+            npartitions: *npartitions,
+            index: *index,
+        },
         Plan::Repartition { input, npartitions } => {
-            Plan::Repartition { input: arc(input), npartitions: *npartitions }
+            Plan::Repartition { input: Arc::new(push_predicates(input, pending)), npartitions: *npartitions }
         }
         Plan::Aggregate(a) => {
             let mut a = a.clone();
@@ -756,6 +788,9 @@ fn join_strategy(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, Str
         (Some((lk, ln)), Some((rk, rn))) => lk == j.left_on && rk == j.right_on && ln == rn,
         _ => false,
     };
+    // The left side is indexed by the (single) join key: align the right to its divisions.
+    let indexed = j.left_on.len() == 1
+        && matches!(&*j.left, Plan::Sort { keys, index: true, .. } if keys.len() == 1 && keys[0].column == j.left_on[0]);
     let hash = || {
         let n = j.npartitions.unwrap_or_else(|| j.left.partitions().max(j.right.partitions())).max(1);
         JoinStrategy::Hash { npartitions: n }
@@ -769,9 +804,14 @@ fn join_strategy(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, Str
              use strategy 'hash'"
         ))),
         Some(JoinHint::PartitionWise) if aligned => Ok((JoinStrategy::PartitionWise, "requested".into())),
+        Some(JoinHint::PartitionWise) if indexed => Ok((
+            JoinStrategy::Divisions,
+            "requested; the left side is indexed by the key, the right is shuffled to its divisions".into(),
+        )),
         Some(JoinHint::PartitionWise) => Err(Error::Invalid(
             "merge: a partition-wise join needs both sides hash-partitioned on the join keys into the \
-             same number of partitions (for example both shuffled aggregations by those keys)"
+             same number of partitions (for example both shuffled aggregations by those keys), or \
+             the left side indexed by the key (set_index)"
                 .into(),
         )),
         Some(JoinHint::Hash) => Ok((hash(), "requested".into())),
@@ -785,6 +825,13 @@ fn join_strategy(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, Str
                 "right side ~{} ≤ broadcast limit {}",
                 human_bytes(rb),
                 human_bytes(config.broadcast_bytes)
+            ),
+        )),
+        None if indexed => Ok((
+            JoinStrategy::Divisions,
+            format!(
+                "the left side is indexed by {}: the right side is range-shuffled to its divisions",
+                j.left_on[0]
             ),
         )),
         None if left_ok && lb <= config.broadcast_bytes => Ok((

@@ -244,6 +244,10 @@ pub enum Operator {
     /// From samples, the `n - 1` rows that split the sorted sample into `n` equal parts: the
     /// boundaries of a range shuffle (and the divisions of its output).
     Boundaries { keys: Vec<SortKey>, n: u32 },
+    /// Turns a one-row table of statistics into one row per statistic (`describe`): column
+    /// `id` holds `rows[i]`; each output column `(name, sources)` holds input column
+    /// `sources[i]` of that row, as a double.
+    Melt { id: String, rows: Vec<String>, columns: Vec<(String, Vec<String>)> },
 }
 
 /// Modes of a distributed aggregation (see [`Operator::Aggregate`]).

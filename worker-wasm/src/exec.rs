@@ -235,6 +235,11 @@ impl Worker {
                     let (s, b) = shuffle::boundaries(&s, &b, keys, *n)?;
                     Current::Table(s, b)
                 }
+                Operator::Melt { id, rows, columns } => {
+                    let (s, b) = current.into_table().await?;
+                    let (s, b) = shuffle::melt(&s, &b, id, rows, columns)?;
+                    Current::Table(s, b)
+                }
                 Operator::MapPartitions { module, function, args } => {
                     let (schema, batches) = current.into_table().await?;
                     let module = self.load_module(storage, module).await?;

@@ -55,7 +55,10 @@ pub fn is_relational(op: &Operator) -> bool {
         | Operator::Sort { .. }
         | Operator::Join { .. } => true,
         Operator::Aggregate { mode, .. } => *mode == AggregateMode::Single,
-        Operator::MapPartitions { .. } | Operator::Sample { .. } | Operator::Boundaries { .. } => false,
+        Operator::MapPartitions { .. }
+        | Operator::Sample { .. }
+        | Operator::Boundaries { .. }
+        | Operator::Melt { .. } => false,
     }
 }
 
@@ -112,9 +115,8 @@ pub fn apply(df: DataFrame, op: &Operator, sides: &Sides) -> Result<DataFrame> {
         Operator::Aggregate { .. }
         | Operator::MapPartitions { .. }
         | Operator::Sample { .. }
-        | Operator::Boundaries { .. } => {
-            Err(Error::InvalidTask(format!("{op:?} is not a single relational step")))
-        }
+        | Operator::Boundaries { .. }
+        | Operator::Melt { .. } => Err(Error::InvalidTask(format!("{op:?} is not a single relational step"))),
     }
 }
 
@@ -261,6 +263,13 @@ pub fn output_schema(
     let sides: Sides = sides.iter().map(|(p, s)| (*p, (s.clone(), vec![]))).collect();
     let mut df = frame(&ctx, schema, vec![])?;
     for op in ops {
+        if let Operator::Melt { id, rows, columns } = op {
+            let input = Arc::new(df.schema().as_arrow().clone());
+            let empty = RecordBatch::new_empty(input.clone());
+            let (schema, _) = crate::shuffle::melt(&input, &[empty], id, rows, columns)?;
+            df = frame(&ctx, schema, vec![])?;
+            continue;
+        }
         let op = match op {
             Operator::Aggregate { keys, aggs, input, .. } => Operator::Aggregate {
                 mode: AggregateMode::Single,

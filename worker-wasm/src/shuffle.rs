@@ -56,7 +56,7 @@ pub fn split(
             let bounds = arrow::compute::concat_batches(bounds_schema, bounds)
                 .map_err(|e| Error::Execution(e.to_string()))?;
             let converter = sort_converter(keys, schema)?;
-            let bound_cols = key_columns(&bounds, keys, Some(schema))?;
+            let bound_cols = boundary_columns(&bounds, keys, schema)?;
             let bound_rows =
                 converter.convert_columns(&bound_cols).map_err(|e| Error::Execution(e.to_string()))?;
             let bounds: Vec<_> = bound_rows.iter().collect();
@@ -151,6 +151,31 @@ pub fn sort_converter(keys: &[SortKey], schema: &SchemaRef) -> Result<RowConvert
     RowConverter::new(fields).map_err(|e| Error::Execution(e.to_string()))
 }
 
+/// The boundary rows' columns, by position (the boundaries of another table's keys may carry
+/// other names: a join aligning one side to the other's divisions), cast to the key types here.
+fn boundary_columns(bounds: &RecordBatch, keys: &[SortKey], schema: &SchemaRef) -> Result<Vec<ArrayRef>> {
+    if bounds.num_columns() != keys.len() {
+        return Err(Error::InvalidTask(format!(
+            "range shuffle: {} boundary columns for {} keys",
+            bounds.num_columns(),
+            keys.len()
+        )));
+    }
+    keys.iter()
+        .zip(bounds.columns())
+        .map(|(k, array)| {
+            let field = schema
+                .field_with_name(&k.column)
+                .map_err(|_| Error::Schema(format!("range shuffle: no column '{}'", k.column)))?;
+            if field.data_type() == array.data_type() {
+                Ok(array.clone())
+            } else {
+                cast(array, field.data_type()).map_err(|e| Error::Execution(e.to_string()))
+            }
+        })
+        .collect()
+}
+
 /// The sort-key columns of `batch`, cast to the types they have in `like` when given.
 fn key_columns(batch: &RecordBatch, keys: &[SortKey], like: Option<&SchemaRef>) -> Result<Vec<ArrayRef>> {
     keys.iter()
@@ -202,6 +227,47 @@ pub fn boundaries(schema: &SchemaRef, batches: &[RecordBatch], keys: &[SortKey],
     };
     let taken = take_record_batch(&all, &picks).map_err(|e| Error::Execution(e.to_string()))?;
     Ok((schema.clone(), vec![taken]))
+}
+
+/// The `Melt` kernel (see [`shoal_protocol::Operator::Melt`]).
+pub fn melt(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    id: &str,
+    rows: &[String],
+    columns: &[(String, Vec<String>)],
+) -> Result<Table> {
+    use arrow::array::{Array, Float64Array, StringArray};
+    use arrow::datatypes::Field;
+    let all = arrow::compute::concat_batches(schema, batches).map_err(|e| Error::Execution(e.to_string()))?;
+    if all.num_rows() > 1 {
+        return Err(Error::InvalidTask(format!(
+            "melt expects one row of statistics, got {}",
+            all.num_rows()
+        )));
+    }
+    let mut fields = vec![Field::new(id, DataType::Utf8, false)];
+    let mut arrays: Vec<ArrayRef> = vec![Arc::new(StringArray::from_iter_values(rows))];
+    for (name, sources) in columns {
+        if sources.len() != rows.len() {
+            return Err(Error::InvalidTask(format!("melt: column '{name}' has {} sources", sources.len())));
+        }
+        let mut values = Vec::with_capacity(sources.len());
+        for source in sources {
+            let col = column(&all, source)?;
+            let col = cast(&col, &DataType::Float64).map_err(|e| Error::Execution(e.to_string()))?;
+            let col = col
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .ok_or_else(|| Error::Execution(format!("melt: '{source}' is not numeric")))?;
+            values.push((col.len() == 1 && col.is_valid(0)).then(|| col.value(0)));
+        }
+        fields.push(Field::new(name, DataType::Float64, true));
+        arrays.push(Arc::new(Float64Array::from(values)));
+    }
+    let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| Error::Execution(e.to_string()))?;
+    Ok((schema, vec![batch]))
 }
 
 /// IPC options of intermediates: LZ4 frames, which cost a fraction of zstd's CPU at a modest

@@ -203,6 +203,41 @@ async fn reductions_and_shortcuts_match_duckdb() {
         assert!((a - e).abs() < span * 0.01, "{col}: approximate {a} vs exact {e} (span {span})");
     }
 
+    // describe: count, mean, std, min and max exact; quartiles approximate.
+    let described = s.describe().unwrap().compute().await.unwrap();
+    let exact = env.duckdb(
+        "describe",
+        "SELECT 'qty' AS c, count(qty) AS count, avg(qty) AS mean, stddev_samp(qty) AS std, min(qty) AS min, \
+           quantile_cont(qty, 0.25) AS q1, quantile_cont(qty, 0.5) AS q2, quantile_cont(qty, 0.75) AS q3, \
+           max(qty) AS max, max(qty) - min(qty) AS span FROM s \
+         UNION ALL SELECT 'score', count(score), avg(score), stddev_samp(score), min(score), \
+           quantile_cont(score, 0.25), quantile_cont(score, 0.5), quantile_cont(score, 0.75), max(score), \
+           max(score) - min(score) FROM s",
+    );
+    let stats: Vec<String> = described
+        .iter()
+        .flat_map(|b| {
+            let a = b.column(0).as_any().downcast_ref::<arrow::array::StringArray>().unwrap().clone();
+            (0..a.len()).map(move |i| a.value(i).to_string())
+        })
+        .collect();
+    assert_eq!(stats, ["count", "mean", "std", "min", "25%", "50%", "75%", "max"]);
+    let names: Vec<String> = described[0].schema().fields().iter().map(|f| f.name().clone()).collect();
+    assert_eq!(names, ["statistic", "id", "cust", "qty", "price", "score"], "numeric columns only");
+    let reference: Vec<Vec<Option<f64>>> = ["count", "mean", "std", "min", "q1", "q2", "q3", "max", "span"]
+        .iter()
+        .map(|c| f64s(&exact, c))
+        .collect();
+    for (row, col) in ["qty", "score"].iter().enumerate() {
+        let got = f64s(&described, col);
+        let span = reference[8][row].unwrap();
+        for (stat, (g, r)) in got.iter().zip(&reference).enumerate() {
+            let (g, r) = (g.unwrap(), r[row].unwrap());
+            let tolerance = if (4..7).contains(&stat) { span * 0.01 } else { 1e-9 * r.abs().max(1.0) };
+            assert!((g - r).abs() <= tolerance, "describe {col} {}: {g} vs DuckDB {r}", stats[stat]);
+        }
+    }
+
     // value_counts: most frequent first.
     let vc = s.value_counts("region").unwrap();
     let counts = env
@@ -300,6 +335,18 @@ async fn join_strategies_match_duckdb() {
                FROM s LEFT JOIN c ON s.cust = c.cust";
     env.check("left_on_right_on", &lr, "Join left on cust = customer_id", sql, false).await;
 
+    // A left side indexed by the key: the right side is range-shuffled to its divisions and
+    // partitions pair up (forced here, chosen by the planner below).
+    let indexed = s.set_index("cust").unwrap();
+    let div = indexed.merge(c, &on().strategy(JoinHint::PartitionWise)).unwrap();
+    let sql = format!("SELECT {JOIN_COLUMNS} FROM s JOIN c ON s.cust = c.cust");
+    env.check("divisions_forced", &div, "strategy=divisions", &sql, false).await;
+    let big_right = s.select(&["id", "cust"]).unwrap();
+    let div = c.set_index("cust").unwrap().merge(&big_right, &on().how(JoinHow::Left)).unwrap();
+    let sql = "SELECT c.cust, c.segment, c.credit, c.region, s.id FROM c LEFT JOIN s ON c.cust = s.cust";
+    env.check("divisions_auto", &div, "strategy=divisions: the left side is indexed by cust", sql, false)
+        .await;
+
     // Two aggregations shuffled by the join key into the same partitions join partition-wise.
     let a = s.groupby(&["cust"]).split_out(8).agg(&aggs(&[("qty", "qty", "sum")])).unwrap();
     let b = c.groupby(&["cust"]).split_out(8).agg(&aggs(&[("credit", "credit", "max")])).unwrap();
@@ -354,6 +401,19 @@ async fn sorts_and_repartitions_match_duckdb() {
     let key = |d: &Option<i32>| (d.is_none(), d.unwrap_or_default());
     assert!(days.windows(2).all(|w| key(&w[0]) <= key(&w[1])), "set_index output is not ordered by day");
 
+    // loc on the index: the condition also prunes the scan below the sort.
+    let window = indexed.loc(Some("DATE '2021-01-01'"), Some("DATE '2021-03-31'")).unwrap();
+    assert!(window.explain().unwrap().contains("prune_by=((\"day\" >= DATE '2021-01-01' AND"));
+    env.check(
+        "loc",
+        &window,
+        "SetIndex by day",
+        "SELECT * FROM s WHERE day BETWEEN DATE '2021-01-01' AND DATE '2021-03-31'",
+        false,
+    )
+    .await;
+    assert!(s.loc(Some("1"), None).unwrap_err().to_string().contains("set_index"));
+
     // Repartition keeps every row, in order, whether it merges or splits partitions.
     let fewer = s.repartition(7);
     assert_eq!(fewer.npartitions(), 7);
@@ -375,6 +435,13 @@ async fn sorts_and_repartitions_match_duckdb() {
         .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
         .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    // Too many tasks: explain says so (and `shoal run` warns).
+    let plan = s.repartition(120_000).explain().unwrap();
+    assert!(
+        plan.contains("warning: the task graph has 120200 tasks"),
+        "{}",
+        &plan[plan.len().saturating_sub(400)..]
+    );
     let sized = s.repartition_size(100_000);
     assert!(sized.npartitions() > 1 && sized.npartitions() < FILES, "{}", sized.npartitions());
     env.check("repartition_size", &sized, "Repartition", "SELECT * FROM s ORDER BY id", true).await;
