@@ -150,13 +150,15 @@ impl Worker {
         let mut buckets = Vec::new();
         let object = match &spec.output {
             Output::Intermediate => {
-                let bytes = encode_ipc(&schema, &batches)?;
+                let compress = shuffle::compress_intermediates(&spec.job_root);
+                let bytes = encode_ipc(&schema, &batches, compress)?;
                 storage.put(&format!("{attempt_dir}/part-0.arrow"), bytes).await?
             }
             Output::Shuffle { partitioning } => {
                 let split = shuffle::split(partitioning, &schema, &batches, &sides)?;
                 drop(batches);
-                let (bytes, ranges) = shuffle::encode(&schema, &split)?;
+                let compress = shuffle::compress_intermediates(&spec.job_root);
+                let (bytes, ranges) = shuffle::encode(&schema, &split, compress)?;
                 buckets = ranges;
                 storage.put(&format!("{attempt_dir}/shuffle.arrows"), bytes).await?
             }
@@ -369,9 +371,10 @@ pub async fn read_manifest(storage: &Storage, url: &str) -> Result<Option<Manife
     }
 }
 
-/// Compressed (LZ4) Arrow IPC file: the format of intermediates.
-pub fn encode_ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Bytes> {
-    let mut writer = FileWriter::try_new_with_options(Vec::new(), schema, shuffle::ipc_options()?)
+/// Arrow IPC file (LZ4-compressed when `compress`): the format of intermediates.
+pub fn encode_ipc(schema: &SchemaRef, batches: &[RecordBatch], compress: bool) -> Result<Bytes> {
+    let buffer = Vec::with_capacity(shuffle::encoded_size_hint(batches));
+    let mut writer = FileWriter::try_new_with_options(buffer, schema, shuffle::ipc_options(compress)?)
         .map_err(|e| Error::Execution(e.to_string()))?;
     for b in batches {
         writer.write(&shuffle::compact(b)?).map_err(|e| Error::Execution(e.to_string()))?;

@@ -270,12 +270,24 @@ pub fn melt(
     Ok((schema, vec![batch]))
 }
 
-/// IPC options of intermediates: LZ4 frames, which cost a fraction of zstd's CPU at a modest
-/// loss of ratio (shuffle data is written once and read once).
-pub fn ipc_options() -> Result<IpcWriteOptions> {
-    IpcWriteOptions::default()
-        .try_with_compression(Some(CompressionType::LZ4_FRAME))
-        .map_err(|e| Error::Execution(e.to_string()))
+/// IPC options of intermediates. Compressed (LZ4 frames: a fraction of zstd's CPU at a modest
+/// loss of ratio) when they cross a network, as on S3; plain when the job root is a local
+/// folder or memory, where compressing only burns CPU.
+pub fn ipc_options(compress: bool) -> Result<IpcWriteOptions> {
+    let codec = compress.then_some(CompressionType::LZ4_FRAME);
+    IpcWriteOptions::default().try_with_compression(codec).map_err(|e| Error::Execution(e.to_string()))
+}
+
+/// Whether intermediates under `job_root` are compressed (see [`ipc_options`]).
+pub fn compress_intermediates(job_root: &str) -> bool {
+    !(job_root.starts_with("memory:") || job_root.starts_with("file:") || !job_root.contains("://"))
+}
+
+/// A capacity guess for the IPC encoding of `batches` (growing a large buffer by doubling
+/// costs copies and page faults).
+pub fn encoded_size_hint<'a>(batches: impl IntoIterator<Item = &'a RecordBatch>) -> usize {
+    // Distinct allocations only (views share buffers), and never more than 256 MiB up front.
+    crate::exec::held_bytes(batches).min(256 << 20) + 4096
 }
 
 /// A batch whose string and binary *view* columns own only the bytes they reference. Views
@@ -300,10 +312,14 @@ pub fn compact(batch: &RecordBatch) -> Result<RecordBatch> {
     RecordBatch::try_new(batch.schema(), columns).map_err(|e| Error::Execution(e.to_string()))
 }
 
-/// Encodes the buckets into one object: each bucket a compressed IPC stream, back to back.
-pub fn encode(schema: &SchemaRef, buckets: &[Vec<RecordBatch>]) -> Result<(Bytes, Vec<ByteRange>)> {
-    let options = ipc_options()?;
-    let mut out = Vec::new();
+/// Encodes the buckets into one object: each bucket an IPC stream, back to back.
+pub fn encode(
+    schema: &SchemaRef,
+    buckets: &[Vec<RecordBatch>],
+    compress: bool,
+) -> Result<(Bytes, Vec<ByteRange>)> {
+    let options = ipc_options(compress)?;
+    let mut out = Vec::with_capacity(encoded_size_hint(buckets.iter().flatten()));
     let mut ranges = Vec::with_capacity(buckets.len());
     for bucket in buckets {
         let offset = out.len() as u64;
@@ -414,7 +430,7 @@ mod tests {
         let p = Partitioning::Hash { keys: vec!["s".into()], n: 4 };
         let mut buckets = split(&p, &b.schema(), std::slice::from_ref(&b), &BTreeMap::new()).unwrap();
         buckets.push(vec![]);
-        let (bytes, ranges) = encode(&b.schema(), &buckets).unwrap();
+        let (bytes, ranges) = encode(&b.schema(), &buckets, true).unwrap();
         assert_eq!(ranges.len(), 5);
         for (r, bucket) in ranges.iter().zip(&buckets) {
             let slice = bytes.slice(r.offset as usize..(r.offset + r.len) as usize);
