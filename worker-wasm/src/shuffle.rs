@@ -397,7 +397,11 @@ mod tests {
     fn range_buckets_are_ordered_and_split_is_contiguous() {
         let b = batch((0..100).rev().map(Some).collect());
         let schema = b.schema();
-        let bounds = batch(vec![Some(24), Some(49), Some(74)]);
+        // Boundaries go by position: the column may be named differently (another table's key).
+        let bounds = batch(vec![Some(24), Some(49), Some(74)]).project(&[0]).unwrap();
+        let renamed =
+            Arc::new(arrow::datatypes::Schema::new(vec![Field::new("other", DataType::Int64, true)]));
+        let bounds = RecordBatch::try_new(renamed, bounds.columns().to_vec()).unwrap();
         let sides = BTreeMap::from([(1, (bounds.schema(), vec![bounds]))]);
         let p = Partitioning::Range { keys: vec![SortKey::asc("k")], port: 1, n: 4 };
         let buckets = split(&p, &schema, std::slice::from_ref(&b), &sides).unwrap();
