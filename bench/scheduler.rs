@@ -45,6 +45,7 @@ impl Executor for Noop {
                 bytes: 0,
                 schema: vec![],
                 buckets: vec![],
+                divisions: None,
             },
             won_commit: true,
             metrics: TaskMetrics::default(),
@@ -60,6 +61,7 @@ fn options(root: &str) -> RunOptions {
         limits: Limits::default(),
         max_attempts: 3,
         base_backoff: Duration::from_millis(10),
+        speculation: None,
         events: None,
     }
 }

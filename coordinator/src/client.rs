@@ -6,7 +6,8 @@ use crate::error::{Error, Result};
 use crate::executor::{Executor, ExecutorKind, InProcess, Processes, find_worker_binary};
 use crate::graph::TaskGraph;
 use crate::plan::{FileInfo, Plan, PlanConfig, ScanNode};
-use crate::scheduler::{self, EventSink, RunOptions, RunOutput};
+use crate::report::{Prices, RunReport};
+use crate::scheduler::{self, EventSink, RunOptions, RunOutput, Speculation};
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -35,6 +36,12 @@ pub struct Config {
     pub workers: usize,
     pub limits: Limits,
     pub max_attempts: u32,
+    /// Backups of stragglers (`None`: never).
+    pub speculation: Option<Speculation>,
+    /// Memory of one cloud-function worker, for the run report's GB-seconds and cost.
+    pub function_memory_mb: u64,
+    /// Unit prices of the run report's cost estimate.
+    pub prices: Prices,
     /// Target bytes per partition when splitting large Parquet files by row groups.
     pub partition_bytes: u64,
     /// Thresholds steering the optimizer's strategy choices (broadcast, tree reduction).
@@ -55,6 +62,9 @@ impl Default for Config {
             workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             limits: Limits::default(),
             max_attempts: 3,
+            speculation: Some(Speculation::default()),
+            function_memory_mb: 2048,
+            prices: Prices::default(),
             partition_bytes: 100_000_000,
             plan: PlanConfig::default(),
             cache_dir: cache,
@@ -344,10 +354,31 @@ impl Client {
             storage: self.inner.config.storage.clone(),
             limits: self.inner.config.limits.clone(),
             max_attempts: self.inner.config.max_attempts,
+            speculation: self.inner.config.speculation.clone(),
             base_backoff: Duration::from_millis(100),
             events,
         };
-        scheduler::run(graph, self.inner.executor.as_ref(), &opts, committed).await
+        let started = std::time::Instant::now();
+        let (manifests, mut summary) =
+            scheduler::run_counted(graph, self.inner.executor.as_ref(), &opts, committed).await;
+        let report = RunReport::new(
+            &summary,
+            &opts.job_id,
+            self.inner.executor.name(),
+            started.elapsed().as_secs_f64(),
+            self.inner.config.function_memory_mb,
+            &self.inner.config.prices,
+        );
+        let body = serde_json::to_vec_pretty(&report).map_err(|e| Error::Invalid(e.to_string()))?;
+        let url = root.join(&layout::report(&opts.job_id)).url;
+        // The report must not hide the run's own error.
+        if let Err(e) = storage.put(&url, Bytes::from(body)).await
+            && manifests.is_ok()
+        {
+            return Err(e.into());
+        }
+        summary.report = Some(Box::new(report));
+        Ok(RunOutput { manifests: manifests?, summary })
     }
 
     /// Manifests already committed under the job root for tasks of this graph.
@@ -403,6 +434,9 @@ impl Client {
         let mut jobs = Vec::new();
         for meta in list("jobs").await? {
             let url = root.url_of(&meta.location);
+            if url.ends_with(".report.json") {
+                continue;
+            }
             let bytes = storage.get_url(&url).await?;
             let record: JobRecord = serde_json::from_slice(&bytes)
                 .map_err(|e| Error::Input { url: url.clone(), message: format!("not a job record: {e}") })?;

@@ -20,6 +20,7 @@ pub mod graph;
 pub mod job;
 pub mod lower;
 pub mod plan;
+pub mod report;
 pub mod scheduler;
 
 pub use client::{Client, Config, FunctionModule};

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use shoal::job::{Builder, JobFile};
-use shoal::scheduler::{Event, EventSink};
+use shoal::scheduler::{Event, EventSink, Speculation};
 use shoal::{Client, Config, ExecutorKind};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,6 +42,10 @@ struct RunArgs {
     /// Attempts per task before a retryable failure fails the job.
     #[arg(long, default_value_t = 3)]
     max_attempts: u32,
+    /// Launch a backup of a task once it has run this many times the median of its stage's
+    /// finished tasks (and at least 2 s); the first attempt to commit wins. 0 turns it off.
+    #[arg(long, default_value_t = 2.0)]
+    speculate_after: f64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -74,6 +78,8 @@ fn client(args: &RunArgs) -> anyhow::Result<Client> {
         root: args.root.clone(),
         executor: args.executor,
         max_attempts: args.max_attempts,
+        speculation: (args.speculate_after > 0.0)
+            .then(|| Speculation { multiple: args.speculate_after, ..Speculation::default() }),
         ..Config::default()
     };
     if let Some(w) = args.workers {
@@ -111,8 +117,11 @@ fn progress(label: &str) -> (ProgressBar, EventSink) {
             b.suspend(|| eprintln!("retrying after attempt {attempt} in {delay:?}: {failure}"));
         }
         Event::TaskFailed { failure, .. } => b.suspend(|| eprintln!("failed: {failure}")),
+        Event::Speculating { attempt, .. } => {
+            b.suspend(|| eprintln!("straggler: launched backup attempt {attempt}"));
+        }
         Event::Finished => b.finish_and_clear(),
-        Event::TaskStarted { .. } => {}
+        Event::TaskStarted { .. } | Event::AttemptDiscarded { .. } => {}
     });
     (bar, sink)
 }
@@ -137,6 +146,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 written.run.already_committed,
                 started.elapsed().as_secs_f64()
             );
+            print_report(&written.run);
         }
         if output.show {
             let (batches, summary) = df.compute_with(Some(events)).await?;
@@ -157,9 +167,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 summary.already_committed,
                 started.elapsed().as_secs_f64()
             );
+            print_report(&summary);
         }
     }
     Ok(())
+}
+
+/// The run report, indented under the output's line (also in `jobs/<id>.report.json`).
+fn print_report(summary: &shoal::scheduler::RunSummary) {
+    if let Some(report) = &summary.report {
+        for line in report.display().lines() {
+            eprintln!("  {line}");
+        }
+    }
 }
 
 fn take_rows(

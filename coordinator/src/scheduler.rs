@@ -1,7 +1,11 @@
 //! The scheduler core: task states (waiting → ready → running → committed | failed), depth-first
 //! ordering of ready tasks, a concurrency limit, retries with exponential backoff and jitter for
-//! retryable failures, and events for progress display. It knows executors only through
-//! [`Executor`].
+//! retryable failures, speculative backups of stragglers, and events for progress display. It
+//! knows executors only through [`Executor`].
+//!
+//! A task may have several attempts in flight (a backup of a straggler, or every task when
+//! duplicates are forced): the first to commit wins, later ones are discarded. The worker's
+//! create-if-absent commit makes that safe: a losing attempt returns the winner's manifest.
 
 use crate::error::{Error, Result};
 use crate::executor::Executor;
@@ -15,9 +19,9 @@ use shoal_protocol::{
     TaskSpec,
 };
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the scheduler reports while it runs.
 #[derive(Debug, Clone)]
@@ -43,6 +47,16 @@ pub enum Event {
         failure: TaskFailure,
         delay: Duration,
     },
+    /// A backup attempt of a straggler (or a forced duplicate) was launched.
+    Speculating {
+        task: usize,
+        attempt: u32,
+    },
+    /// An attempt ended after another attempt of its task had committed; its result is dropped.
+    AttemptDiscarded {
+        task: usize,
+        attempt: u32,
+    },
     TaskFailed {
         task: usize,
         attempt: u32,
@@ -65,8 +79,31 @@ pub struct RunOptions {
     pub max_attempts: u32,
     /// Backoff before the first retry; doubles each time, with ±50% jitter, capped at 10 s.
     pub base_backoff: Duration,
+    /// Backups of stragglers (`None`: never).
+    pub speculation: Option<Speculation>,
     pub events: Option<EventSink>,
 }
+
+/// When to launch a backup attempt of a running task.
+#[derive(Debug, Clone)]
+pub struct Speculation {
+    /// A task gets one backup once it has run this many times the median duration of the
+    /// tasks of its stage that have finished.
+    pub multiple: f64,
+    /// ... and at least this long: short tasks are not worth duplicating.
+    pub min_runtime: Duration,
+    /// Launch two attempts of every task at once (exercises the commit protocol).
+    pub duplicate_all: bool,
+}
+
+impl Default for Speculation {
+    fn default() -> Self {
+        Self { multiple: 2.0, min_runtime: Duration::from_secs(2), duplicate_all: false }
+    }
+}
+
+/// How often running tasks are checked for stragglers.
+const SPECULATION_TICK: Duration = Duration::from_millis(100);
 
 impl std::fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,7 +115,8 @@ impl std::fmt::Debug for RunOptions {
     }
 }
 
-/// Totals of one run.
+/// Totals of one run. Resource counters add up every attempt that returned metrics, including
+/// duplicates whose result was discarded: they did the work.
 #[derive(Debug, Clone, Default)]
 pub struct RunSummary {
     pub tasks: usize,
@@ -86,9 +124,37 @@ pub struct RunSummary {
     pub already_committed: usize,
     pub attempts: u64,
     pub retries: u64,
+    /// Backup attempts launched (stragglers, forced duplicates).
+    pub speculative: u64,
+    /// Attempts that ended after their task had committed.
+    pub discarded: u64,
+    /// Attempts that failed (retried or not).
+    pub failed_attempts: u64,
     pub rows_written: u64,
     pub bytes_read: u64,
     pub bytes_written: u64,
+    pub objects_read: u64,
+    pub objects_written: u64,
+    /// Object-storage requests made by workers.
+    pub requests: u64,
+    /// Worker wall time, summed over attempts.
+    pub worker_ms: u64,
+    /// Time spent in user functions, summed over attempts.
+    pub guest_ms: u64,
+    /// The run's report (set by [`Client`](crate::Client) runs, which also write it).
+    pub report: Option<Box<crate::report::RunReport>>,
+}
+
+impl RunSummary {
+    fn add(&mut self, m: &TaskMetrics) {
+        self.bytes_read += m.bytes_read;
+        self.bytes_written += m.bytes_written;
+        self.objects_read += m.objects_read;
+        self.objects_written += m.objects_written;
+        self.requests += m.requests;
+        self.worker_ms += m.wall_ms;
+        self.guest_ms += m.guest_ms;
+    }
 }
 
 /// The result of a run: every task's committed manifest, and the totals.
@@ -112,8 +178,14 @@ enum State {
 type Priority = (usize, Reverse<usize>);
 
 enum Completion {
-    Done { task: usize, attempt: u32, outcome: Box<shoal_protocol::TaskOutcome> },
+    Done { task: usize, attempt: u32, elapsed: Duration, outcome: Box<shoal_protocol::TaskOutcome> },
     RetryDue { task: usize },
+}
+
+fn median(durations: &[Duration]) -> Option<Duration> {
+    let mut d = durations.to_vec();
+    d.sort_unstable();
+    d.get(d.len() / 2).copied()
 }
 
 /// Runs a graph to completion. `committed` holds manifests already found under the job root
@@ -122,8 +194,19 @@ pub async fn run(
     graph: &TaskGraph,
     executor: &dyn Executor,
     opts: &RunOptions,
-    mut committed: HashMap<usize, Manifest>,
+    committed: HashMap<usize, Manifest>,
 ) -> Result<RunOutput> {
+    let (manifests, summary) = run_counted(graph, executor, opts, committed).await;
+    Ok(RunOutput { manifests: manifests?, summary })
+}
+
+/// [`run`], also returning the totals when the run fails (for its report).
+pub async fn run_counted(
+    graph: &TaskGraph,
+    executor: &dyn Executor,
+    opts: &RunOptions,
+    mut committed: HashMap<usize, Manifest>,
+) -> (Result<Vec<Manifest>>, RunSummary) {
     let n = graph.len();
     let emit = |e: Event| {
         if let Some(sink) = &opts.events {
@@ -172,44 +255,116 @@ pub async fn run(
     let mut running = 0usize;
     let mut done = summary.already_committed;
     let mut failure: Option<(TaskFailure, u32)> = None;
+    // Per task: attempts in flight, when the oldest of them started, whether it got a backup.
+    let mut inflight = vec![0u32; n];
+    let mut started: Vec<Option<Instant>> = vec![None; n];
+    let mut speculated = vec![false; n];
+    let mut running_tasks: BTreeSet<usize> = BTreeSet::new();
+    // Durations of committed attempts, per stage: the yardstick for stragglers.
+    let mut stage_durations: Vec<Vec<Duration>> = vec![Vec::new(); graph.stages.len().max(1)];
 
-    while done < n {
-        while failure.is_none() && running < concurrency {
-            let Some((_, task)) = ready.pop() else { break };
+    macro_rules! launch {
+        ($task:expr) => {{
+            let task: usize = $task;
             attempts[task] += 1;
             let attempt = attempts[task];
             state[task] = State::Running;
             running += 1;
+            inflight[task] += 1;
+            running_tasks.insert(task);
+            started[task].get_or_insert_with(Instant::now);
             summary.attempts += 1;
             let spec = build_spec(graph, task, attempt, &manifests, opts);
             emit(Event::TaskStarted { task, attempt });
+            let t0 = Instant::now();
             in_flight.push(
                 executor
                     .execute(spec)
-                    .map(move |outcome| Completion::Done { task, attempt, outcome: Box::new(outcome) })
+                    .map(move |outcome| Completion::Done {
+                        task,
+                        attempt,
+                        elapsed: t0.elapsed(),
+                        outcome: Box::new(outcome),
+                    })
                     .boxed(),
             );
+            attempt
+        }};
+    }
+
+    while done < n {
+        while failure.is_none() && running < concurrency {
+            let Some((_, task)) = ready.pop() else { break };
+            launch!(task);
+            if opts.speculation.as_ref().is_some_and(|s| s.duplicate_all) {
+                let attempt = launch!(task);
+                speculated[task] = true;
+                summary.speculative += 1;
+                emit(Event::Speculating { task, attempt });
+            }
         }
-        let Some(completion) = in_flight.next().await else {
+        let speculating = failure.is_none() && !running_tasks.is_empty();
+        let next = match &opts.speculation {
+            Some(_) if speculating => tokio::select! {
+                c = in_flight.next() => c.map(Some),
+                () = tokio::time::sleep(SPECULATION_TICK) => Some(None),
+            },
+            _ => in_flight.next().await.map(Some),
+        };
+        let Some(next) = next else {
             // Nothing running and nothing ready: only possible after a failure.
             break;
         };
+        let Some(completion) = next else {
+            // A tick: back up the stragglers, while there is room.
+            let Some(spec) = &opts.speculation else { continue };
+            let candidates: Vec<usize> =
+                running_tasks.iter().copied().filter(|&t| inflight[t] == 1 && !speculated[t]).collect();
+            for task in candidates {
+                if running >= concurrency {
+                    break;
+                }
+                let Some(median) = median(&stage_durations[graph.tasks[task].stage]) else { continue };
+                let elapsed = started[task].map(|s| s.elapsed()).unwrap_or_default();
+                if elapsed >= spec.min_runtime && elapsed.as_secs_f64() > spec.multiple * median.as_secs_f64()
+                {
+                    let attempt = launch!(task);
+                    speculated[task] = true;
+                    summary.speculative += 1;
+                    emit(Event::Speculating { task, attempt });
+                }
+            }
+            continue;
+        };
         match completion {
             Completion::RetryDue { task } => {
-                if failure.is_none() {
+                if failure.is_none() && state[task] == State::Waiting {
                     state[task] = State::Ready;
                     ready.push((priority(graph, task), task));
                 }
             }
-            Completion::Done { task, attempt, outcome } => {
+            Completion::Done { task, attempt, elapsed, outcome } => {
                 running -= 1;
+                inflight[task] -= 1;
+                if inflight[task] == 0 {
+                    running_tasks.remove(&task);
+                    started[task] = None;
+                }
+                if let Ok(result) = outcome.as_ref() {
+                    summary.add(&result.metrics);
+                }
+                if state[task] == State::Committed || state[task] == State::Failed {
+                    // Another attempt got there first: drop this one.
+                    summary.discarded += 1;
+                    emit(Event::AttemptDiscarded { task, attempt });
+                    continue;
+                }
                 match *outcome {
                     Ok(result) => {
                         state[task] = State::Committed;
                         summary.executed += 1;
                         summary.rows_written += result.manifest.rows;
-                        summary.bytes_read += result.metrics.bytes_read;
-                        summary.bytes_written += result.metrics.bytes_written;
+                        stage_durations[graph.tasks[task].stage].push(elapsed);
                         emit(Event::TaskCommitted {
                             task,
                             attempt,
@@ -226,13 +381,19 @@ pub async fn run(
                             }
                         }
                     }
+                    // Another attempt of this task is still running: let it finish.
+                    Err(f) if f.kind == FailureKind::Retryable && inflight[task] > 0 => {
+                        summary.failed_attempts += 1;
+                        emit(Event::AttemptDiscarded { task, attempt });
+                    }
                     Err(f)
                         if f.kind == FailureKind::Retryable
-                            && attempt < opts.max_attempts
+                            && attempts[task] < opts.max_attempts
                             && failure.is_none() =>
                     {
                         let delay = backoff(opts.base_backoff, attempt);
                         summary.retries += 1;
+                        summary.failed_attempts += 1;
                         emit(Event::TaskRetrying { task, attempt, failure: f, delay });
                         state[task] = State::Waiting;
                         in_flight.push(
@@ -240,12 +401,13 @@ pub async fn run(
                         );
                     }
                     Err(f) => {
+                        summary.failed_attempts += 1;
                         state[task] = State::Failed;
                         emit(Event::TaskFailed { task, attempt, failure: f.clone() });
                         // Report the first failure; let running tasks finish (they commit
                         // idempotently, so a re-run reuses them), launch nothing new.
                         if failure.is_none() {
-                            failure = Some((f, attempt));
+                            failure = Some((f, attempts[task]));
                         }
                     }
                 }
@@ -257,7 +419,7 @@ pub async fn run(
     }
     emit(Event::Finished);
     if let Some((failure, attempts)) = failure {
-        return Err(Error::Task { failure, attempts });
+        return (Err(Error::Task { failure, attempts }), summary);
     }
     let manifests = manifests
         .into_iter()
@@ -265,8 +427,8 @@ pub async fn run(
         .map(|(i, m)| {
             m.ok_or_else(|| Error::Executor(format!("task {} never committed", graph.tasks[i].key)))
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(RunOutput { manifests, summary })
+        .collect::<Result<Vec<_>>>();
+    (manifests, summary)
 }
 
 fn priority(graph: &TaskGraph, task: usize) -> Priority {
@@ -408,6 +570,7 @@ mod tests {
                     bytes: 1,
                     schema: vec![],
                     buckets: vec![],
+                    divisions: None,
                 },
                 won_commit: true,
                 metrics: TaskMetrics::default(),
@@ -454,6 +617,7 @@ mod tests {
             limits: Limits::default(),
             max_attempts,
             base_backoff: Duration::from_millis(1),
+            speculation: None,
             events: None,
         }
     }
@@ -548,5 +712,86 @@ mod tests {
         let fourth = backoff(base, 4);
         assert!(fourth >= Duration::from_millis(400) && fourth <= Duration::from_millis(1200));
         assert!(backoff(base, 40) <= Duration::from_secs(15));
+    }
+
+    /// Attempt 1 of one chosen task hangs (a straggler); everything else takes 5 ms.
+    #[derive(Debug)]
+    struct Straggler {
+        slow_key: String,
+    }
+
+    #[async_trait]
+    impl Executor for Straggler {
+        fn name(&self) -> &str {
+            "straggler"
+        }
+        fn concurrency(&self) -> usize {
+            4
+        }
+        async fn execute(&self, spec: TaskSpec) -> shoal_protocol::TaskOutcome {
+            let slow = spec.task_key.as_str() == self.slow_key && spec.attempt == 1;
+            tokio::time::sleep(Duration::from_millis(if slow { 600_000 } else { 5 })).await;
+            Flaky::new(0, FailureKind::Retryable, 1).execute(spec).await
+        }
+    }
+
+    /// (task, attempt, what happened), in order.
+    type Log = Arc<Mutex<Vec<(usize, u32, &'static str)>>>;
+
+    fn recording(opts: &mut RunOptions) -> Log {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        opts.events = Some(Arc::new(move |e: &Event| {
+            let entry = match e {
+                Event::TaskCommitted { task, attempt, .. } => (*task, *attempt, "committed"),
+                Event::Speculating { task, attempt } => (*task, *attempt, "backup"),
+                Event::AttemptDiscarded { task, attempt } => (*task, *attempt, "discarded"),
+                _ => return,
+            };
+            sink.lock().unwrap().push(entry);
+        }));
+        log
+    }
+
+    #[tokio::test]
+    async fn a_straggler_gets_a_backup_and_the_backup_commits() {
+        let g = two_stage(8);
+        let mut o = opts(3);
+        o.speculation =
+            Some(Speculation { multiple: 2.0, min_runtime: Duration::from_millis(50), duplicate_all: false });
+        let log = recording(&mut o);
+        let ex = Straggler { slow_key: "a-3".into() };
+        // Without a backup this run would wait ten minutes for task a-3.
+        let out = tokio::time::timeout(Duration::from_secs(60), run(&g, &ex, &o, HashMap::new()))
+            .await
+            .expect("the backup finished the job")
+            .unwrap();
+        assert_eq!(out.summary.speculative, 1);
+        assert_eq!(out.summary.executed, 9);
+        let log = log.lock().unwrap().clone();
+        assert!(log.contains(&(3, 2, "backup")), "{log:?}");
+        assert!(log.contains(&(3, 2, "committed")), "{log:?}");
+        assert!(!log.iter().any(|&(t, a, what)| t == 3 && a == 1 && what == "committed"), "{log:?}");
+    }
+
+    #[tokio::test]
+    async fn forced_duplicates_commit_every_task_once() {
+        let g = two_stage(6);
+        let mut o = opts(3);
+        o.speculation = Some(Speculation { duplicate_all: true, ..Speculation::default() });
+        let log = recording(&mut o);
+        let ex = Flaky::new(0, FailureKind::Retryable, 4);
+        let out = run(&g, &ex, &o, HashMap::new()).await.unwrap();
+        assert_eq!(out.summary.speculative, 7);
+        assert_eq!(out.summary.attempts, 14);
+        assert_eq!(out.manifests.len(), 7);
+        let log = log.lock().unwrap().clone();
+        for task in 0..7 {
+            let commits = log.iter().filter(|&&(t, _, what)| t == task && what == "committed").count();
+            assert_eq!(commits, 1, "task {task}: {log:?}");
+        }
+        // Every second attempt that ended before the run did was discarded, not committed.
+        let discarded = log.iter().filter(|&&(_, _, what)| what == "discarded").count() as u64;
+        assert_eq!(discarded, out.summary.discarded);
     }
 }

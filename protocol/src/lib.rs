@@ -436,6 +436,11 @@ pub struct Manifest {
     /// For a shuffle map task: the byte range of each bucket in the single output object.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub buckets: Vec<ByteRange>,
+    /// For a boundaries task: the divisions of the range partitioning it defines, one row of
+    /// key values (as text) per boundary; partition `i` holds keys after row `i - 1`, up to and
+    /// including row `i`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divisions: Option<Vec<Vec<String>>>,
 }
 
 /// Measurements of one task attempt.
@@ -447,6 +452,9 @@ pub struct TaskMetrics {
     pub bytes_written: u64,
     pub objects_read: u64,
     pub objects_written: u64,
+    /// Object-storage requests (GET, range GET, PUT, conditional PUT, LIST, DELETE).
+    #[serde(default)]
+    pub requests: u64,
     pub wall_ms: u64,
     pub guest_ms: u64,
     /// Captured guest stdout/stderr (bounded by [`Limits::guest_log_bytes`]).
@@ -534,6 +542,11 @@ pub mod layout {
     /// `jobs/<job_id>.json`: the task list of a job, written when it starts (`shoal status`).
     pub fn job(job_id: &str) -> String {
         format!("jobs/{job_id}.json")
+    }
+
+    /// `jobs/<job_id>.report.json`: the report of the job's latest run.
+    pub fn report(job_id: &str) -> String {
+        format!("jobs/{job_id}.report.json")
     }
 }
 

@@ -110,6 +110,7 @@ impl Worker {
         let manifest_url = root.join(&layout::manifest(&spec.task_key)).url;
 
         // Already committed (a retry after a lost reply, a resumed job): nothing to do.
+        metrics.requests += 1;
         if let Some(existing) = read_manifest(&storage, &manifest_url).await? {
             return Ok((existing, false));
         }
@@ -123,6 +124,7 @@ impl Worker {
         for (port, part) in reads {
             metrics.bytes_read += part.bytes_read;
             metrics.objects_read += part.objects_read;
+            metrics.requests += part.requests;
             let acc = tables.entry(port).or_default();
             Loaded::append(acc, part, || format!("inputs of table {port} of one task differ in schema"))?;
         }
@@ -144,6 +146,10 @@ impl Worker {
 
         let (schema, batches) = self.run_pipeline(&storage, spec, schema, batches, &sides, metrics).await?;
         metrics.rows_out = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let divisions = match spec.pipeline.last() {
+            Some(Operator::Boundaries { .. }) => Some(shuffle::rows_as_text(&batches)?),
+            _ => None,
+        };
 
         let attempt_id = uuid::Uuid::new_v4().simple().to_string();
         let attempt_dir = root.join(&layout::attempt_dir(&spec.task_key, &attempt_id)).url;
@@ -170,6 +176,8 @@ impl Worker {
         };
         metrics.bytes_written += object.size;
         metrics.objects_written += 1;
+        // The data object and the conditional manifest put.
+        metrics.requests += 2;
 
         let manifest = Manifest {
             version: PROTOCOL_VERSION,
@@ -180,6 +188,7 @@ impl Worker {
             outputs: vec![OutputObject { object, rows: metrics.rows_out }],
             schema: crate::schema::to_fields(&schema),
             buckets,
+            divisions,
         };
         let body = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Execution(e.to_string()))?;
         match storage.create_if_absent(&manifest_url, Bytes::from(body)).await? {

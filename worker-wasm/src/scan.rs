@@ -37,6 +37,8 @@ pub struct Loaded {
     pub batches: Vec<RecordBatch>,
     pub bytes_read: u64,
     pub objects_read: u64,
+    /// Storage requests made to read it.
+    pub requests: u64,
 }
 
 impl Loaded {
@@ -51,6 +53,7 @@ impl Loaded {
                 acc.batches.extend(part.batches);
                 acc.bytes_read += part.bytes_read;
                 acc.objects_read += part.objects_read;
+                acc.requests += part.requests;
             }
         }
         Ok(())
@@ -124,7 +127,7 @@ async fn read_buckets(
         let bytes = storage.get_range(object, range.offset..range.offset + range.len).await?;
         let size = bytes.len() as u64;
         let (schema, batches) = crate::shuffle::decode(&object.url, bytes)?;
-        let part = Loaded { schema, batches, bytes_read: size, objects_read: 1 };
+        let part = Loaded { schema, batches, bytes_read: size, objects_read: 1, requests: 1 };
         Loaded::append(&mut acc, part, || format!("{}: schema differs from the other inputs", object.url))?;
     }
     acc.ok_or_else(|| Error::InvalidTask(format!("upstream {task_key} was not resolved to any object")))
@@ -181,7 +184,13 @@ async fn read_parquet(
         None => (None, file_schema.clone()),
     };
     if row_groups.is_empty() {
-        return Ok(Loaded { schema, batches: vec![], bytes_read: 0, objects_read: 1 });
+        return Ok(Loaded {
+            schema,
+            batches: vec![],
+            bytes_read: counter.bytes(),
+            objects_read: 1,
+            requests: counter.requests(),
+        });
     }
     let mask = match &indices {
         Some(ix) => ProjectionMask::roots(builder.parquet_schema(), ix.iter().copied()),
@@ -214,7 +223,7 @@ async fn read_parquet(
                 .collect::<Result<_>>()?;
         }
     }
-    Ok(Loaded { schema, batches, bytes_read: counter.bytes(), objects_read: 1 })
+    Ok(Loaded { schema, batches, bytes_read: counter.bytes(), objects_read: 1, requests: counter.requests() })
 }
 
 fn parquet_error(url: &str, e: parquet::errors::ParquetError) -> Error {
@@ -358,7 +367,7 @@ async fn read_csv(
     let batches = reader
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::Corrupt { url: url.clone(), message: e.to_string() })?;
-    Ok(Loaded { schema: out_schema, batches, bytes_read: size, objects_read: 1 })
+    Ok(Loaded { schema: out_schema, batches, bytes_read: size, objects_read: 1, requests: 1 })
 }
 
 async fn read_ipc(storage: &Storage, file: &FileSlice, projection: Option<&[String]>) -> Result<Loaded> {
@@ -385,5 +394,5 @@ async fn read_ipc(storage: &Storage, file: &FileSlice, projection: Option<&[Stri
         }
         None => schema,
     };
-    Ok(Loaded { schema, batches, bytes_read: size, objects_read: 1 })
+    Ok(Loaded { schema, batches, bytes_read: size, objects_read: 1, requests: 1 })
 }

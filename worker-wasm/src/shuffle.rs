@@ -270,6 +270,25 @@ pub fn melt(
     Ok((schema, vec![batch]))
 }
 
+/// Rows as text, one list of cell values per row (nulls as `null`): boundaries as divisions.
+pub fn rows_as_text(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::default().with_null("null");
+    let mut rows = Vec::new();
+    for b in batches {
+        let formatters = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Execution(e.to_string()))?;
+        for r in 0..b.num_rows() {
+            rows.push(formatters.iter().map(|f| f.value(r).to_string()).collect());
+        }
+    }
+    Ok(rows)
+}
+
 /// IPC options of intermediates. Compressed (LZ4 frames: a fraction of zstd's CPU at a modest
 /// loss of ratio) when they cross a network, as on S3; plain when the job root is a local
 /// folder or memory, where compressing only burns CPU.

@@ -23,6 +23,14 @@ impl InProcess {
     }
 }
 
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 #[async_trait]
 impl Executor for InProcess {
     fn name(&self) -> &str {
@@ -37,10 +45,13 @@ impl Executor for InProcess {
         if self.concurrency == 1 {
             return self.worker.run(&spec).await;
         }
-        // A task of its own, so tasks run in parallel across the runtime's threads.
+        // A task of its own, so tasks run in parallel across the runtime's threads. Aborted if
+        // the scheduler drops this attempt (a duplicate whose task has committed): an attempt
+        // stopped before its commit leaves only unreferenced files.
         let worker = self.worker.clone();
         let key = spec.task_key.clone();
-        match tokio::spawn(async move { worker.run(&spec).await }).await {
+        let mut handle = AbortOnDrop(tokio::spawn(async move { worker.run(&spec).await }));
+        match (&mut handle.0).await {
             Ok(outcome) => outcome,
             Err(e) => Err(TaskFailure {
                 kind: FailureKind::Fatal,

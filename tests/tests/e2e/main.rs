@@ -6,6 +6,7 @@
 mod cli;
 mod commit;
 mod differential;
+mod duplicates;
 mod executors;
 mod relational;
 mod resume;

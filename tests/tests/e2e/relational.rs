@@ -400,6 +400,18 @@ async fn sorts_and_repartitions_match_duckdb() {
         .collect();
     let key = |d: &Option<i32>| (d.is_none(), d.unwrap_or_default());
     assert!(days.windows(2).all(|w| key(&w[0]) <= key(&w[1])), "set_index output is not ordered by day");
+    // The divisions are in the boundaries task's manifest: 199 dates, ascending.
+    let divisions: Vec<Vec<String>> = std::fs::read_dir(env.dir.join("root/commits"))
+        .unwrap()
+        .filter_map(|e| {
+            let m: shoal_protocol::Manifest =
+                serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+            m.divisions.filter(|d| d.first().is_some_and(|row| row[0].starts_with("20")))
+        })
+        .next()
+        .expect("a manifest with day divisions");
+    assert_eq!(divisions.len(), FILES - 1);
+    assert!(divisions.windows(2).all(|w| w[0][0] <= w[1][0]), "{divisions:?}");
 
     // loc on the index: the condition also prunes the scan below the sort.
     let window = indexed.loc(Some("DATE '2021-01-01'"), Some("DATE '2021-03-31'")).unwrap();
