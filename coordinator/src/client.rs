@@ -3,7 +3,9 @@
 
 use crate::dataframe::DataFrame;
 use crate::error::{Error, Result};
-use crate::executor::{Executor, ExecutorKind, InProcess, Processes, find_worker_binary};
+use crate::executor::{
+    Executor, ExecutorKind, InProcess, Lambda, LambdaOptions, Processes, find_worker_binary,
+};
 use crate::graph::TaskGraph;
 use crate::plan::{FileInfo, Plan, PlanConfig, ScanNode};
 use crate::report::{Prices, RunReport};
@@ -42,6 +44,8 @@ pub struct Config {
     pub function_memory_mb: u64,
     /// Unit prices of the run report's cost estimate.
     pub prices: Prices,
+    /// The `lambda` executor's function and settings (its concurrency is its own, not `workers`).
+    pub lambda: Option<LambdaOptions>,
     /// Target bytes per partition when splitting large Parquet files by row groups.
     pub partition_bytes: u64,
     /// Thresholds steering the optimizer's strategy choices (broadcast, tree reduction).
@@ -65,6 +69,7 @@ impl Default for Config {
             speculation: Some(Speculation::default()),
             function_memory_mb: 2048,
             prices: Prices::default(),
+            lambda: None,
             partition_bytes: 100_000_000,
             plan: PlanConfig::default(),
             cache_dir: cache,
@@ -125,6 +130,12 @@ impl Client {
                     env.push(("SHOAL_CACHE_DIR".to_string(), dir.display().to_string()));
                 }
                 Arc::new(Processes::new(binary, config.workers, env))
+            }
+            ExecutorKind::Lambda => {
+                let options = config.lambda.clone().ok_or_else(|| {
+                    Error::Executor("the lambda executor needs a function: --function NAME".into())
+                })?;
+                Arc::new(Lambda::new(options, storage.clone(), root.clone()))
             }
         };
         Ok(Self { inner: Arc::new(Inner { config, root, storage, worker, executor }) })

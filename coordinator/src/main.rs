@@ -27,10 +27,11 @@ struct RunArgs {
     /// The job file (TOML).
     job: PathBuf,
     /// Where tasks run: in this process one at a time (sync), in a pool of threads (threads),
-    /// or in local `shoal-worker` processes (processes).
+    /// in local `shoal-worker` processes (processes), or as invocations of a cloud function
+    /// (lambda, with --function).
     #[arg(long, value_enum, default_value_t = ExecutorKind::Threads)]
     executor: ExecutorKind,
-    /// Tasks running at once (default: the number of cores).
+    /// Tasks running at once (default: the number of cores; 64 invocations for lambda).
     #[arg(long)]
     workers: Option<usize>,
     /// Job root for intermediate data and commit manifests: a local folder or s3://bucket/prefix.
@@ -42,6 +43,12 @@ struct RunArgs {
     /// Attempts per task before a retryable failure fails the job.
     #[arg(long, default_value_t = 3)]
     max_attempts: u32,
+    /// The worker function of the lambda executor (name or ARN; see infra/README.md).
+    #[arg(long, env = "SHOAL_LAMBDA_FUNCTION")]
+    function: Option<String>,
+    /// Lambda endpoint override (LocalStack, a local emulator).
+    #[arg(long, env = "AWS_ENDPOINT_URL_LAMBDA")]
+    lambda_endpoint: Option<String>,
     /// Launch a backup of a task once it has run this many times the median of its stage's
     /// finished tasks (and at least 2 s); the first attempt to commit wins. 0 turns it off.
     #[arg(long, default_value_t = 2.0)]
@@ -78,6 +85,12 @@ fn client(args: &RunArgs) -> anyhow::Result<Client> {
         root: args.root.clone(),
         executor: args.executor,
         max_attempts: args.max_attempts,
+        lambda: args.function.as_ref().map(|f| shoal::executor::LambdaOptions {
+            endpoint: args.lambda_endpoint.clone().or_else(|| args.endpoint.clone()),
+            // Cloud functions scale out: 64 invocations at once unless --workers says otherwise.
+            concurrency: args.workers.unwrap_or(64),
+            ..shoal::executor::LambdaOptions::new(f)
+        }),
         speculation: (args.speculate_after > 0.0)
             .then(|| Speculation { multiple: args.speculate_after, ..Speculation::default() }),
         ..Config::default()

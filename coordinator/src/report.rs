@@ -62,6 +62,9 @@ pub struct RunReport {
     pub storage_puts: u64,
     pub worker_seconds: f64,
     pub guest_seconds: f64,
+    /// Cloud-function processes started (process start to ready, slowest).
+    pub cold_starts: u64,
+    pub cold_start_max_ms: u64,
     pub function_memory_mb: u64,
     pub function_gb_seconds: f64,
     pub prices: Prices,
@@ -109,6 +112,8 @@ impl RunReport {
             storage_puts: puts,
             worker_seconds,
             guest_seconds: summary.guest_ms as f64 / 1000.0,
+            cold_starts: summary.cold_starts,
+            cold_start_max_ms: summary.cold_start_max_ms,
             function_memory_mb,
             function_gb_seconds: gb_seconds,
             prices: prices.clone(),
@@ -127,7 +132,7 @@ impl RunReport {
         format!(
             "tasks: {} ({} run, {} reused); attempts: {} ({} retries, {} failed, {} speculative, {} discarded)\n\
              data: read {:.1} MB in {} objects, wrote {:.1} MB in {} objects, {} rows; {} storage requests\n\
-             time: {:.2} s wall, {:.2} s worker, {:.2} s in functions; {:.3} GB-s at {} MB\n\
+             time: {:.2} s wall, {:.2} s worker, {:.2} s in functions; {:.3} GB-s at {} MB{}\n\
              estimated cost on cloud functions: ${:.6} (compute ${:.6}, invocations ${:.6}, requests ${:.6})",
             self.tasks,
             self.tasks_run,
@@ -148,6 +153,11 @@ impl RunReport {
             self.guest_seconds,
             self.function_gb_seconds,
             self.function_memory_mb,
+            if self.cold_starts > 0 {
+                format!("; {} cold starts (slowest {} ms)", self.cold_starts, self.cold_start_max_ms)
+            } else {
+                String::new()
+            },
             self.estimated_cost_usd.total,
             self.estimated_cost_usd.compute,
             self.estimated_cost_usd.invocations,

@@ -414,6 +414,19 @@ impl TaskSpec {
     }
 }
 
+/// The payload of a cloud-function invocation: a spec, or (over the payload limit) the URL of
+/// a spec stored in the job root, with the storage settings needed to fetch it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Invocation {
+    Inline(Box<TaskSpec>),
+    ByReference {
+        spec_url: String,
+        #[serde(default)]
+        storage: StorageOptions,
+    },
+}
+
 /// One object a task produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputObject {
@@ -457,6 +470,9 @@ pub struct TaskMetrics {
     pub requests: u64,
     pub wall_ms: u64,
     pub guest_ms: u64,
+    /// On the first task of a cloud-function process: milliseconds from process start to ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_start_ms: Option<u64>,
     /// Captured guest stdout/stderr (bounded by [`Limits::guest_log_bytes`]).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub guest_log: String,
@@ -544,6 +560,11 @@ pub mod layout {
         format!("jobs/{job_id}.json")
     }
 
+    /// `specs/<task_key>-<attempt>.json`: a task spec too large for an invocation payload.
+    pub fn spec(task_key: &TaskKey, attempt: u32) -> String {
+        format!("specs/{task_key}-{attempt}.json")
+    }
+
     /// `jobs/<job_id>.report.json`: the report of the job's latest run.
     pub fn report(job_id: &str) -> String {
         format!("jobs/{job_id}.report.json")
@@ -618,6 +639,23 @@ mod tests {
         let s = spec();
         let json = serde_json::to_vec(&s).unwrap();
         assert_eq!(TaskSpec::from_json(&json).unwrap(), s);
+    }
+
+    #[test]
+    fn invocations_are_inline_or_by_reference() {
+        let inline = serde_json::to_vec(&Invocation::Inline(Box::new(spec()))).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Invocation>(&inline).unwrap(),
+            Invocation::Inline(Box::new(spec()))
+        );
+        let by_ref: Invocation = serde_json::from_str(r#"{"spec_url": "s3://b/specs/x-1.json"}"#).unwrap();
+        assert_eq!(
+            by_ref,
+            Invocation::ByReference {
+                spec_url: "s3://b/specs/x-1.json".into(),
+                storage: StorageOptions::default()
+            }
+        );
     }
 
     #[test]

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 pub mod data;
+pub mod faults;
+pub mod lambda;
 
 /// Dummy credentials LocalStack accepts; the S3 client reads them from the environment.
 pub const AWS_TEST_ENV: [(&str, &str); 2] =

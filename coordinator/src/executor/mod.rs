@@ -4,11 +4,14 @@
 //! - [`InProcess`]: `sync` (one task at a time, deterministic order) and `threads` (a pool of
 //!   concurrent tasks in this process, the default).
 //! - [`Processes`]: a pool of local `shoal-worker` processes speaking JSON lines.
+//! - [`Lambda`]: invocations of the generic worker function (`shoal-lambda`).
 
 mod in_process;
+mod lambda;
 mod processes;
 
 pub use in_process::InProcess;
+pub use lambda::{Lambda, LambdaOptions, THROTTLE_RETRIES};
 pub use processes::{Processes, find_worker_binary};
 
 use async_trait::async_trait;
@@ -36,6 +39,8 @@ pub enum ExecutorKind {
     Threads,
     /// Local `shoal-worker` processes: isolation, like Dask's processes scheduler.
     Processes,
+    /// Cloud functions: invocations of the generic worker function (`--function`).
+    Lambda,
 }
 
 impl std::fmt::Display for ExecutorKind {
@@ -44,6 +49,7 @@ impl std::fmt::Display for ExecutorKind {
             ExecutorKind::Sync => "sync",
             ExecutorKind::Threads => "threads",
             ExecutorKind::Processes => "processes",
+            ExecutorKind::Lambda => "lambda",
         })
     }
 }

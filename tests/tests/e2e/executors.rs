@@ -1,6 +1,6 @@
 //! Executor conformance: the same job cases (relational, wasm, head, CSV, group-by, merge, sort,
-//! a fatal guest failure) on `sync`, `threads` and `processes` give identical results, equal to
-//! DuckDB's.
+//! a fatal guest failure) on `sync`, `threads`, `processes` and `lambda` (the real handler
+//! behind a local Lambda) give identical results, equal to DuckDB's.
 
 use crate::client;
 use arrow::record_batch::RecordBatch;
@@ -107,12 +107,19 @@ async fn executors_agree_with_each_other_and_duckdb() {
     write_csv(&csv, &trips_batch(0, 400, 99).unwrap()).unwrap();
 
     let mut all = Vec::new();
-    for kind in [ExecutorKind::Sync, ExecutorKind::Threads, ExecutorKind::Processes] {
+    // Three handler processes behind the local Lambda; specs over 4 KB go by reference.
+    let lambda = crate::local_lambda(3);
+    for kind in [ExecutorKind::Sync, ExecutorKind::Threads, ExecutorKind::Processes, ExecutorKind::Lambda] {
         // A fresh job root per executor, so each one really runs every task.
-        let c = client(&tmp.path().join(format!("root-{kind}")), kind);
+        let root = tmp.path().join(format!("root-{kind}"));
+        let c = match kind {
+            ExecutorKind::Lambda => crate::lambda_client(&root, &lambda, 3, 4096),
+            _ => client(&root, kind),
+        };
         assert_eq!(c.executor().name(), kind.to_string());
         all.push((kind, suite(&c, &data, &csv).await));
     }
+    assert!(lambda.invocations() > 20, "{} invocations", lambda.invocations());
 
     let glob = format!("read_parquet('{}/*.parquet')", data.display());
     let expected = [

@@ -8,13 +8,17 @@ mod commit;
 mod differential;
 mod duplicates;
 mod executors;
+mod faults;
+mod lambda;
 mod relational;
 mod resume;
 mod sandbox;
 mod storage;
 
+use shoal::executor::LambdaOptions;
 use shoal::{Client, Config, ExecutorKind};
-use std::path::Path;
+use shoal_tests::lambda::LocalLambda;
+use std::path::{Path, PathBuf};
 
 /// A client with its job root in `root`, running on `executor` with 2 workers.
 pub fn client(root: &Path, executor: ExecutorKind) -> Client {
@@ -26,4 +30,42 @@ pub fn client(root: &Path, executor: ExecutorKind) -> Client {
         ..Config::default()
     };
     Client::new(config).expect("client")
+}
+
+/// A binary built next to this test binary (`target/debug/<name>`; `cargo build --bins`).
+pub fn sibling_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --bins` first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A local Lambda running `processes` copies of the real `shoal-lambda` handler.
+pub fn local_lambda(processes: usize) -> LocalLambda {
+    shoal_tests::init_test_env();
+    let cache = shoal_tests::shoal_cache().join("components");
+    let env = vec![("SHOAL_CACHE_DIR".to_string(), cache.display().to_string())];
+    LocalLambda::start(&sibling_bin("shoal-lambda"), "shoal-worker", processes, &env).expect("local lambda")
+}
+
+/// A client whose tasks are invocations of `lambda`'s function, `concurrency` at a time.
+pub fn lambda_client(root: &Path, lambda: &LocalLambda, concurrency: usize, inline_limit: usize) -> Client {
+    let config = Config {
+        root: root.display().to_string(),
+        executor: ExecutorKind::Lambda,
+        cache_dir: Some(shoal_tests::shoal_cache().join("components")),
+        lambda: Some(LambdaOptions {
+            concurrency,
+            endpoint: Some(lambda.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            inline_limit,
+            ..LambdaOptions::new(lambda.function.clone())
+        }),
+        ..Config::default()
+    };
+    Client::new(config).expect("lambda client")
 }

@@ -1,0 +1,135 @@
+//! The `lambda` executor against a local Lambda (Invoke and Runtime APIs on loopback) driving
+//! the real `shoal-lambda` handler processes: throttling, specs passed by reference, cold starts,
+//! an unknown function, and workers killed mid-task on `lambda` and `processes` — the job
+//! completes with the same rows, and the run report shows the retries.
+
+use crate::{client, lambda_client, local_lambda};
+use arrow::record_batch::RecordBatch;
+use serde_json::json;
+use shoal::{Agg, Client, DataFrame, Error, ExecutorKind};
+use shoal_protocol::FailureKind;
+use shoal_tests::data::{assert_same_rows, write_sales};
+use std::path::Path;
+use std::time::Duration;
+
+async fn grouped(c: &Client, data: &Path) -> DataFrame {
+    c.read_parquet(&format!("{}/*.parquet", data.display()))
+        .await
+        .unwrap()
+        .groupby(&["region"])
+        .split_out(2)
+        .agg(&[Agg::new("qty", "qty", "sum").unwrap(), Agg::new("n", "id", "size").unwrap()])
+        .unwrap()
+}
+
+async fn reference(tmp: &Path, data: &Path) -> Vec<RecordBatch> {
+    grouped(&client(&tmp.join("reference"), ExecutorKind::Threads), data).await.compute().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_large_specs_and_cold_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("sales");
+    write_sales(&data, 6, 500, 100).unwrap();
+    let expected = reference(tmp.path(), &data).await;
+    let lambda = local_lambda(2);
+
+    // Every spec over 1 byte travels by reference; the first 5 invocations are throttled.
+    let root = tmp.path().join("root");
+    let c = lambda_client(&root, &lambda, 4, 1);
+    lambda.throttle_next(5);
+    let (got, summary) = grouped(&c, &data).await.compute_with(None).await.unwrap();
+    assert_same_rows(&got, &expected).unwrap();
+    assert_eq!(lambda.throttled(), 5);
+    assert_eq!(summary.attempts, summary.tasks as u64, "throttling spends no attempt: {summary:?}");
+    let specs = std::fs::read_dir(root.join("specs")).unwrap().count();
+    assert_eq!(specs, summary.tasks, "every spec was stored in the job root");
+    // Both handler processes started cold for this run and said how long it took.
+    let report = summary.report.unwrap();
+    assert_eq!(report.cold_starts, 2, "{report:?}");
+    assert!(report.cold_start_max_ms > 0);
+    assert_eq!(lambda.starts(), 2);
+
+    // An unknown function is a fatal error, reported once.
+    let mut wrong =
+        shoal::Config { root: tmp.path().join("wrong").display().to_string(), ..shoal::Config::default() };
+    wrong.executor = ExecutorKind::Lambda;
+    wrong.lambda = Some(shoal::executor::LambdaOptions {
+        endpoint: Some(lambda.endpoint.clone()),
+        region: Some("us-east-1".into()),
+        ..shoal::executor::LambdaOptions::new("no-such-function")
+    });
+    let err = grouped(&Client::new(wrong).unwrap(), &data).await.compute().await.unwrap_err();
+    match &err {
+        Error::Task { failure, attempts } => {
+            assert_eq!((failure.kind, *attempts), (FailureKind::Fatal, 1), "{err}");
+            assert!(failure.message.contains("no-such-function"), "{err}");
+        }
+        other => panic!("expected a task failure, got {other}"),
+    }
+}
+
+/// Runs a job of slow tasks while killing a busy worker every so often; the job must finish
+/// with the reference rows, and report the failed attempts and retries.
+async fn survives_kills(c: &Client, data: &Path, expected: &[RecordBatch], kill: impl Fn() -> bool) {
+    let testing = c.load_module("builtin:testing").await.unwrap();
+    // Each map task sleeps 400 ms in the sandbox, so kills land mid-task.
+    let sales = c.read_parquet(&format!("{}/*.parquet", data.display())).await.unwrap();
+    let slowed = sales.map_partitions(&testing, "slow", json!({"ms": 400})).unwrap();
+    let df = slowed
+        .groupby(&["region"])
+        .split_out(2)
+        .agg(&[Agg::new("qty", "qty", "sum").unwrap(), Agg::new("n", "id", "size").unwrap()])
+        .unwrap();
+    let run = tokio::spawn(async move { df.compute_with(None).await });
+    let mut kills = 0;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        if run.is_finished() || kills >= 3 {
+            break;
+        }
+        if kill() {
+            kills += 1;
+        }
+    }
+    let (got, summary) = run.await.unwrap().unwrap();
+    eprintln!("killed {kills} busy workers");
+    assert!(kills > 0, "no worker was busy to kill");
+    assert_same_rows(&got, expected).unwrap();
+    let report = summary.report.unwrap();
+    eprintln!("{}", report.display());
+    assert!(report.failed_attempts >= 1 && report.retries >= 1, "kills not in the report: {report:?}");
+    assert_eq!(report.tasks_run, report.tasks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_killed_mid_task_on_lambda_and_processes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("sales");
+    write_sales(&data, 8, 300, 50).unwrap();
+    let expected = reference(tmp.path(), &data).await;
+
+    let lambda = local_lambda(2);
+    let c = lambda_client(&tmp.path().join("lambda"), &lambda, 2, 256 << 10);
+    survives_kills(&c, &data, &expected, || lambda.kill_busy()).await;
+    assert!(lambda.function_errors() >= 1 && lambda.starts() > 2, "killed handlers were restarted");
+
+    let c = client(&tmp.path().join("processes"), ExecutorKind::Processes);
+    survives_kills(&c, &data, &expected, kill_a_worker_process).await;
+}
+
+/// SIGKILLs one `shoal-worker` child of this test process.
+fn kill_a_worker_process() -> bool {
+    let me = std::process::id().to_string();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // pid (comm) state ppid ...
+        let Some((head, rest)) = stat.rsplit_once(") ") else { continue };
+        let ppid = rest.split_whitespace().nth(1).unwrap_or_default();
+        if head.ends_with("(shoal-worker") && ppid == me {
+            let pid = entry.file_name().to_string_lossy().to_string();
+            return std::process::Command::new("kill").args(["-9", &pid]).status().is_ok_and(|s| s.success());
+        }
+    }
+    false
+}
