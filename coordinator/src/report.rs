@@ -62,6 +62,8 @@ pub struct RunReport {
     pub storage_puts: u64,
     pub worker_seconds: f64,
     pub guest_seconds: f64,
+    /// WebAssembly components compiled by workers (a warm worker finds them cached).
+    pub components_compiled: u64,
     /// Cloud-function processes started (process start to ready, slowest).
     pub cold_starts: u64,
     pub cold_start_max_ms: u64,
@@ -112,6 +114,7 @@ impl RunReport {
             storage_puts: puts,
             worker_seconds,
             guest_seconds: summary.guest_ms as f64 / 1000.0,
+            components_compiled: summary.components_compiled,
             cold_starts: summary.cold_starts,
             cold_start_max_ms: summary.cold_start_max_ms,
             function_memory_mb,

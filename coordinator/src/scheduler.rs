@@ -141,6 +141,8 @@ pub struct RunSummary {
     pub worker_ms: u64,
     /// Time spent in user functions, summed over attempts.
     pub guest_ms: u64,
+    /// WebAssembly components compiled by workers (not found in a memory or disk cache).
+    pub components_compiled: u64,
     /// Cloud-function processes that started for this run, and their slowest start (ms).
     pub cold_starts: u64,
     pub cold_start_max_ms: u64,
@@ -157,6 +159,7 @@ impl RunSummary {
         self.requests += m.requests;
         self.worker_ms += m.wall_ms;
         self.guest_ms += m.guest_ms;
+        self.components_compiled += m.components_compiled;
         if let Some(ms) = m.cold_start_ms {
             self.cold_starts += 1;
             self.cold_start_max_ms = self.cold_start_max_ms.max(ms);

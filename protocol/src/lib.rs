@@ -470,6 +470,9 @@ pub struct TaskMetrics {
     pub requests: u64,
     pub wall_ms: u64,
     pub guest_ms: u64,
+    /// WebAssembly components this attempt had to compile (0 when cached in memory or on disk).
+    #[serde(default)]
+    pub components_compiled: u64,
     /// On the first task of a cloud-function process: milliseconds from process start to ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cold_start_ms: Option<u64>,

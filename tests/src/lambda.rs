@@ -35,6 +35,9 @@ struct Shared {
     /// Invocations handed to a process and not answered yet, by request id, with the process.
     in_flight: Mutex<HashMap<String, (usize, Sender<Reply>)>>,
     children: Mutex<Vec<Option<Child>>>,
+    /// Per process slot, bumped when its process exits: a `next` request made by a process
+    /// that has since died must not take an invocation.
+    generations: Mutex<Vec<u64>>,
     throttle: AtomicUsize,
     throttled: AtomicU64,
     invocations: AtomicU64,
@@ -191,6 +194,7 @@ impl LocalLambda {
             serve(listener, shared.clone(), move |stream| runtime_api(&s, slot, stream));
         }
         shared.children.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.resize_with(processes, || None);
+        shared.generations.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.resize(processes, 0);
         let lambda = LocalLambda {
             function: function.to_string(),
             endpoint: format!("http://127.0.0.1:{invoke_port}"),
@@ -221,6 +225,22 @@ impl LocalLambda {
             && let Some(Some(child)) = children.get_mut(slot)
         {
             return child.kill().is_ok();
+        }
+        false
+    }
+
+    /// Kills (SIGKILL) a process that is not running an invocation; returns whether one was.
+    pub fn kill_idle(&self) -> bool {
+        let busy: Vec<usize> =
+            self.shared.in_flight.lock().map(|m| m.values().map(|(p, _)| *p).collect()).unwrap_or_default();
+        if let Ok(mut children) = self.shared.children.lock() {
+            for (slot, child) in children.iter_mut().enumerate() {
+                if let Some(child) = child
+                    && !busy.contains(&slot)
+                {
+                    return child.kill().is_ok();
+                }
+            }
         }
         false
     }
@@ -289,6 +309,9 @@ fn supervise(shared: &Shared, binary: &Path, function: &str, env: &[(String, Str
             }
         }
         for slot in exited {
+            if let Ok(mut generations) = shared.generations.lock() {
+                generations[slot] += 1;
+            }
             if let Ok(mut in_flight) = shared.in_flight.lock() {
                 let lost: Vec<String> =
                     in_flight.iter().filter(|(_, (p, _))| *p == slot).map(|(id, _)| id.clone()).collect();
@@ -311,9 +334,14 @@ fn runtime_api(s: &Shared, slot: usize, stream: &mut TcpStream) -> Result<()> {
     let base = "/2018-06-01/runtime/";
     let Some(route) = path.strip_prefix(base) else { return respond(stream, 404, &[], b"{}") };
     if method == "GET" && route == "invocation/next" {
+        let generation = |s: &Shared| s.generations.lock().map(|g| g[slot]).unwrap_or_default();
+        let asked_by = generation(s);
         let pending = {
             let mut queue = s.queue.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
             loop {
+                if generation(s) != asked_by {
+                    bail!("the process that asked has exited");
+                }
                 if let Some(p) = queue.pop_front() {
                     break p;
                 }
@@ -327,16 +355,31 @@ fn runtime_api(s: &Shared, slot: usize, stream: &mut TcpStream) -> Result<()> {
                     .0;
             }
         };
+        let (id, payload) = (pending.id.clone(), pending.payload.clone());
         s.in_flight
             .lock()
             .map_err(|_| anyhow::anyhow!("poisoned"))?
-            .insert(pending.id.clone(), (slot, pending.reply));
+            .insert(id.clone(), (slot, pending.reply));
+        // The process may have died between taking the invocation and registering it, after
+        // the supervisor looked: hand it back to the queue for another process.
+        if generation(s) != asked_by {
+            if let Some((_, reply)) = s.in_flight.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.remove(&id)
+            {
+                s.queue.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push_front(Pending {
+                    id,
+                    payload,
+                    reply,
+                });
+                s.ready.notify_one();
+            }
+            bail!("the process that asked has exited");
+        }
         let deadline = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() + 900_000)
             .unwrap_or_default();
         let headers = [
-            ("Lambda-Runtime-Aws-Request-Id", pending.id.clone()),
+            ("Lambda-Runtime-Aws-Request-Id", id.clone()),
             ("Lambda-Runtime-Deadline-Ms", deadline.to_string()),
             (
                 "Lambda-Runtime-Invoked-Function-Arn",
@@ -344,7 +387,7 @@ fn runtime_api(s: &Shared, slot: usize, stream: &mut TcpStream) -> Result<()> {
             ),
             ("Content-Type", "application/json".into()),
         ];
-        return respond(stream, 200, &headers, &pending.payload);
+        return respond(stream, 200, &headers, &payload);
     }
     if method == "POST" && route.starts_with("invocation/") {
         let mut parts = route.trim_start_matches("invocation/").split('/');

@@ -253,7 +253,10 @@ impl Worker {
                 }
                 Operator::MapPartitions { module, function, args } => {
                     let (schema, batches) = current.into_table().await?;
+                    let compiled_before = self.sandbox.compiled_count();
                     let module = self.load_module(storage, module).await?;
+                    metrics.components_compiled +=
+                        self.sandbox.compiled_count().saturating_sub(compiled_before);
                     let input = arrow::compute::concat_batches(&schema, &batches)
                         .map_err(|e| Error::Execution(e.to_string()))?;
                     let sandbox = self.sandbox.clone();

@@ -133,3 +133,50 @@ fn kill_a_worker_process() -> bool {
     }
     false
 }
+
+/// A warm function never recompiles a component: one process compiles the module once for a
+/// job's four tasks; after the process is killed, its successor loads the precompiled artifact
+/// from local disk and compiles nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_functions_never_recompile_components() {
+    shoal_tests::init_test_env();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("sales");
+    write_sales(&data, 4, 200, 50).unwrap();
+    let cache = tmp.path().join("handler-cache");
+    let env = vec![("SHOAL_CACHE_DIR".to_string(), cache.display().to_string())];
+    let lambda =
+        shoal_tests::lambda::LocalLambda::start(&crate::sibling_bin("shoal-lambda"), "shoal-worker", 1, &env)
+            .unwrap();
+    let glob = format!("{}/*.parquet", data.display());
+    let scaled = |c: Client| {
+        let glob = glob.clone();
+        async move {
+            let examples = c.load_module("builtin:examples").await.unwrap();
+            let df = c
+                .read_parquet(&glob)
+                .await
+                .unwrap()
+                .map_partitions(
+                    &examples,
+                    "scale",
+                    json!({"column": "score", "factor": 2.0, "output": "score2"}),
+                )
+                .unwrap();
+            df.compute_with(None).await.unwrap().1.report.unwrap()
+        }
+    };
+    let first = scaled(lambda_client(&tmp.path().join("a"), &lambda, 1, 256 << 10)).await;
+    assert_eq!((first.tasks_run, first.components_compiled, first.cold_starts), (4, 1, 1), "{first:?}");
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1, "one precompiled artifact on disk");
+
+    // A new process (a new cold start) finds the artifact on disk.
+    while !lambda.kill_idle() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while lambda.starts() < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = scaled(lambda_client(&tmp.path().join("b"), &lambda, 1, 256 << 10)).await;
+    assert_eq!((second.tasks_run, second.components_compiled, second.cold_starts), (4, 0, 1), "{second:?}");
+}
