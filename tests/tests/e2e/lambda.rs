@@ -180,3 +180,30 @@ async fn warm_functions_never_recompile_components() {
     let second = scaled(lambda_client(&tmp.path().join("b"), &lambda, 1, 256 << 10)).await;
     assert_eq!((second.tasks_run, second.components_compiled, second.cold_starts), (4, 0, 1), "{second:?}");
 }
+
+/// `shoal run --executor lambda --function NAME` runs the quickstart on the local Lambda, and
+/// prints the run report with the cold starts.
+#[test]
+fn the_cli_runs_a_job_on_lambda() {
+    let lambda = local_lambda(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");
+    std::fs::create_dir_all(tmp.path().join("trips")).unwrap();
+    std::fs::copy(src.join("job.toml"), tmp.path().join("job.toml")).unwrap();
+    for part in 0..4 {
+        let name = format!("trips/part-{part}.csv");
+        std::fs::copy(src.join(&name), tmp.path().join(&name)).unwrap();
+    }
+    let out = std::process::Command::new(crate::cli::shoal_bin())
+        .args(["run", "job.toml", "--root", "root", "--executor", "lambda", "--function", &lambda.function])
+        .args(["--lambda-endpoint", &lambda.endpoint])
+        .env("AWS_REGION", "us-east-1")
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "shoal run --executor lambda failed:\n{stderr}");
+    assert!(stderr.contains("wrote 1181 rows in 4 parts"), "{stderr}");
+    assert!(stderr.contains("cold starts"), "the report shows the cold starts:\n{stderr}");
+    assert!(lambda.invocations() >= 9, "{} invocations", lambda.invocations());
+}
