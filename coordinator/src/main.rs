@@ -53,6 +53,39 @@ struct RunArgs {
     /// finished tasks (and at least 2 s); the first attempt to commit wins. 0 turns it off.
     #[arg(long, default_value_t = 2.0)]
     speculate_after: f64,
+    /// Memory of one cloud-function worker in MB, for the run report's GB-seconds and cost.
+    #[arg(long, default_value_t = 2048)]
+    function_memory: u64,
+    /// Unit prices (USD) of the run report's cost estimate, as KEY=VALUE pairs separated by
+    /// commas: gb_second, million_invocations, thousand_gets, thousand_puts. Unnamed ones keep
+    /// their defaults (AWS Lambda x86 and S3 Standard list prices).
+    #[arg(long, value_parser = parse_prices)]
+    prices: Option<shoal::report::Prices>,
+}
+
+fn parse_prices(text: &str) -> Result<shoal::report::Prices, String> {
+    let mut prices = shoal::report::Prices::default();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').ok_or_else(|| format!("'{pair}' is not KEY=VALUE"))?;
+        let value: f64 = value
+            .trim()
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| format!("{key}: '{value}' is not a price"))?;
+        match key.trim() {
+            "gb_second" => prices.per_gb_second = value,
+            "million_invocations" => prices.per_million_invocations = value,
+            "thousand_gets" => prices.per_thousand_get = value,
+            "thousand_puts" => prices.per_thousand_put = value,
+            other => {
+                return Err(format!(
+                    "unknown price '{other}' (gb_second, million_invocations, thousand_gets, thousand_puts)"
+                ));
+            }
+        }
+    }
+    Ok(prices)
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,6 +126,8 @@ fn client(args: &RunArgs) -> anyhow::Result<Client> {
         }),
         speculation: (args.speculate_after > 0.0)
             .then(|| Speculation { multiple: args.speculate_after, ..Speculation::default() }),
+        function_memory_mb: args.function_memory,
+        prices: args.prices.clone().unwrap_or_default(),
         ..Config::default()
     };
     if let Some(w) = args.workers {

@@ -199,6 +199,50 @@ fn the_relational_example_agrees_with_duckdb() {
 }
 
 #[test]
+fn the_run_report_uses_the_given_memory_and_prices() {
+    let tmp = tempfile::tempdir().unwrap();
+    quickstart_copy(tmp.path());
+    let out = shoal(
+        &[
+            "run",
+            "job.toml",
+            "--root",
+            "root",
+            "--function-memory",
+            "4096",
+            "--prices",
+            "gb_second=1,thousand_puts=0",
+        ],
+        tmp.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("GB-s at 4096 MB") && stderr.contains("estimated cost"), "{stderr}");
+    let reports: Vec<serde_json::Value> = std::fs::read_dir(tmp.path().join("root/jobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".report.json"))
+        .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+        .collect();
+    assert_eq!(reports.len(), 2, "one report per output's job");
+    for r in &reports {
+        assert_eq!(r["prices"]["per_gb_second"], 1.0);
+        assert_eq!(r["prices"]["per_thousand_put"], 0.0);
+        assert_eq!(r["prices"]["per_million_invocations"], 0.2, "unnamed prices keep their defaults");
+        assert_eq!(r["function_memory_mb"], 4096);
+        // Compute cost is GB-seconds at 1 USD each.
+        let (gbs, compute) = (
+            r["function_gb_seconds"].as_f64().unwrap(),
+            r["estimated_cost_usd"]["compute"].as_f64().unwrap(),
+        );
+        assert!(gbs > 0.0 && (gbs - compute).abs() < 1e-12, "{r}");
+    }
+    let bad = shoal(&["run", "job.toml", "--prices", "gb_second=cheap"], tmp.path());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && stderr.contains("gb_second: 'cheap' is not a price"), "{stderr}");
+}
+
+#[test]
 fn help_explains_commands_and_executors() {
     let out = shoal(&["run", "--help"], Path::new("."));
     let text = String::from_utf8_lossy(&out.stdout);
