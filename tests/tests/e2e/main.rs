@@ -52,7 +52,9 @@ pub fn local_lambda(processes: usize) -> LocalLambda {
     LocalLambda::start(&sibling_bin("shoal-lambda"), "shoal-worker", processes, &env).expect("local lambda")
 }
 
-/// A client whose tasks are invocations of `lambda`'s function, `concurrency` at a time.
+/// A client whose tasks are invocations of `lambda`'s function, `concurrency` at a time. No
+/// speculation: these tests count attempts, and a task waiting out throttling looks like a
+/// straggler (speculation has its own tests).
 pub fn lambda_client(root: &Path, lambda: &LocalLambda, concurrency: usize, inline_limit: usize) -> Client {
     let config = Config {
         root: root.display().to_string(),
@@ -65,6 +67,7 @@ pub fn lambda_client(root: &Path, lambda: &LocalLambda, concurrency: usize, inli
             inline_limit,
             ..LambdaOptions::new(lambda.function.clone())
         }),
+        speculation: None,
         ..Config::default()
     };
     Client::new(config).expect("lambda client")
