@@ -160,11 +160,13 @@ async fn read_parquet(
     }
     let mut selection = None;
     if let Some(predicate) = predicate {
-        let keep = prune_row_groups(&metadata, &file_schema, predicate, &row_groups)?;
+        // Planned once, used for the row groups and then for the pages.
+        let physical = physical_predicate(predicate, &file_schema)?;
+        let keep = prune_row_groups(&metadata, &file_schema, &physical, &row_groups);
         row_groups = row_groups.into_iter().zip(keep).filter_map(|(rg, k)| k.then_some(rg)).collect();
         if !row_groups.is_empty()
             && let Some((groups, rows)) =
-                prune_pages(&metadata, &file_schema, builder.parquet_schema(), predicate, &row_groups)?
+                prune_pages(&metadata, &file_schema, builder.parquet_schema(), &physical, &row_groups)
         {
             row_groups = groups;
             selection = Some(rows);
@@ -241,19 +243,20 @@ fn parquet_error(url: &str, e: parquet::errors::ParquetError) -> Error {
 pub fn prune_row_groups(
     metadata: &ParquetMetaData,
     schema: &SchemaRef,
-    predicate: &str,
+    predicate: &Arc<dyn PhysicalExpr>,
     row_groups: &[usize],
-) -> Result<Vec<bool>> {
-    let physical = physical_predicate(predicate, schema)?;
+) -> Vec<bool> {
     // `None`: the pruner cannot reason about this predicate; keep every row group.
-    let Some(pruning) = PruningPredicateBuilder::new().with_file_schema(schema.clone()).build(physical)
+    let Some(pruning) =
+        PruningPredicateBuilder::new().with_file_schema(schema.clone()).build(predicate.clone())
     else {
-        return Ok(vec![true; row_groups.len()]);
+        return vec![true; row_groups.len()];
     };
     let stats = RowGroupStats { metadata, schema, row_groups };
-    Ok(pruning.prune(&stats).unwrap_or_else(|_| vec![true; row_groups.len()]))
+    pruning.prune(&stats).unwrap_or_else(|_| vec![true; row_groups.len()])
 }
 
+/// The pushed-down predicate (SQL) planned against the file's schema.
 fn physical_predicate(predicate: &str, schema: &SchemaRef) -> Result<Arc<dyn PhysicalExpr>> {
     let ctx = pipeline::session();
     let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| Error::Schema(e.to_string()))?;
@@ -271,14 +274,13 @@ fn prune_pages(
     metadata: &ParquetMetaData,
     schema: &SchemaRef,
     parquet_schema: &SchemaDescriptor,
-    predicate: &str,
+    predicate: &Arc<dyn PhysicalExpr>,
     row_groups: &[usize],
-) -> Result<Option<(Vec<usize>, RowSelection)>> {
+) -> Option<(Vec<usize>, RowSelection)> {
     if metadata.column_index().is_none() || metadata.offset_index().is_none() {
-        return Ok(None);
+        return None;
     }
-    let physical = physical_predicate(predicate, schema)?;
-    let filter = PagePruningAccessPlanFilter::new(&physical, schema.clone());
+    let filter = PagePruningAccessPlanFilter::new(predicate, schema.clone());
     let mut plan = ParquetAccessPlan::new_none(metadata.num_row_groups());
     for &rg in row_groups {
         plan.scan(rg);
@@ -288,10 +290,10 @@ fn prune_pages(
     let plan = filter.prune_plan_with_page_index(plan, schema, parquet_schema, metadata, &file_metrics);
     let groups = plan.row_group_indexes();
     match plan.into_overall_row_selection(metadata.row_groups()) {
-        Ok(Some(selection)) => Ok(Some((groups, selection))),
+        Ok(Some(selection)) => Some((groups, selection)),
         // Nothing to skip within row groups, or a selection the reader would not accept: read
         // the row groups whole (pruning never changes the answer).
-        Ok(None) | Err(_) => Ok(None),
+        Ok(None) | Err(_) => None,
     }
 }
 

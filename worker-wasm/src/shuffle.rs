@@ -61,7 +61,7 @@ pub fn split(
                 converter.convert_columns(&bound_cols).map_err(|e| Error::Execution(e.to_string()))?;
             let bounds: Vec<_> = bound_rows.iter().collect();
             for batch in batches {
-                let cols = key_columns(batch, keys, None)?;
+                let cols = key_columns(batch, keys)?;
                 let rows = converter.convert_columns(&cols).map_err(|e| Error::Execution(e.to_string()))?;
                 // Bucket i holds rows in (bound[i-1], bound[i]]: equal keys share a bucket.
                 let assign = rows.iter().map(|r| bounds.partition_point(|b| *b < r).min(n - 1));
@@ -176,19 +176,9 @@ fn boundary_columns(bounds: &RecordBatch, keys: &[SortKey], schema: &SchemaRef) 
         .collect()
 }
 
-/// The sort-key columns of `batch`, cast to the types they have in `like` when given.
-fn key_columns(batch: &RecordBatch, keys: &[SortKey], like: Option<&SchemaRef>) -> Result<Vec<ArrayRef>> {
-    keys.iter()
-        .map(|k| {
-            let array = column(batch, &k.column)?;
-            match like.and_then(|s| s.field_with_name(&k.column).ok()) {
-                Some(f) if f.data_type() != array.data_type() => {
-                    cast(&array, f.data_type()).map_err(|e| Error::Execution(e.to_string()))
-                }
-                _ => Ok(array),
-            }
-        })
-        .collect()
+/// The sort-key columns of `batch`.
+fn key_columns(batch: &RecordBatch, keys: &[SortKey]) -> Result<Vec<ArrayRef>> {
+    keys.iter().map(|k| column(batch, &k.column)).collect()
 }
 
 /// At most `rows` evenly spaced rows of `columns`: a deterministic sample of a partition's sort
@@ -213,9 +203,8 @@ pub fn sample(schema: &SchemaRef, batches: &[RecordBatch], columns: &[String], r
 pub fn boundaries(schema: &SchemaRef, batches: &[RecordBatch], keys: &[SortKey], n: u32) -> Result<Table> {
     let all = arrow::compute::concat_batches(schema, batches).map_err(|e| Error::Execution(e.to_string()))?;
     let converter = sort_converter(keys, schema)?;
-    let rows = converter
-        .convert_columns(&key_columns(&all, keys, None)?)
-        .map_err(|e| Error::Execution(e.to_string()))?;
+    let rows =
+        converter.convert_columns(&key_columns(&all, keys)?).map_err(|e| Error::Execution(e.to_string()))?;
     let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
     order.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
     let len = order.len();
