@@ -289,15 +289,9 @@ impl Plan {
                 }
                 Some(s.rows().map_or(product, |r| product.min(r.max(1))))
             }
-            Plan::Map { input, op, .. } => match op {
-                Operator::Filter { .. } | Operator::Select { .. } | Operator::Head { .. } => {
-                    input.estimated_groups(keys)
-                }
-                Operator::Assign { columns } if !columns.iter().any(|(n, _)| keys.contains(n)) => {
-                    input.estimated_groups(keys)
-                }
-                _ => None,
-            },
+            Plan::Map { input, op, .. } if keeps_values(op, keys) || matches!(op, Operator::Head { .. }) => {
+                input.estimated_groups(keys)
+            }
             Plan::Sort { input, .. } | Plan::Repartition { input, .. } => input.estimated_groups(keys),
             _ => None,
         }
@@ -309,13 +303,7 @@ impl Plan {
             Plan::Sort { keys, index: true, .. } => keys.first().map(|k| k.column.clone()),
             Plan::Map { input, op, .. } => {
                 let index = input.index()?;
-                let keeps = match op {
-                    Operator::Filter { .. } => true,
-                    Operator::Select { columns } => columns.contains(&index),
-                    Operator::Assign { columns } => !columns.iter().any(|(c, _)| *c == index),
-                    _ => false,
-                };
-                keeps.then_some(index)
+                keeps_values(op, std::slice::from_ref(&index)).then_some(index)
             }
             _ => None,
         }
@@ -332,13 +320,7 @@ impl Plan {
             },
             Plan::Map { input, op, .. } => {
                 let (keys, n) = input.hash_partitioning()?;
-                let keeps = match op {
-                    Operator::Filter { .. } => true,
-                    Operator::Select { columns } => keys.iter().all(|k| columns.contains(k)),
-                    Operator::Assign { columns } => !columns.iter().any(|(c, _)| keys.contains(c)),
-                    _ => false,
-                };
-                keeps.then_some((keys, n))
+                keeps_values(op, &keys).then_some((keys, n))
             }
             _ => None,
         }
@@ -447,6 +429,18 @@ pub fn sort_keys(keys: &[SortKey]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Whether a per-partition operator passes `columns` through with their values unchanged on
+/// every row it keeps, so that what is known about them (distinct counts, partitioning, an
+/// index) still holds after it.
+fn keeps_values(op: &Operator, columns: &[String]) -> bool {
+    match op {
+        Operator::Filter { .. } => true,
+        Operator::Select { columns: kept } => columns.iter().all(|c| kept.contains(c)),
+        Operator::Assign { columns: assigned } => !assigned.iter().any(|(c, _)| columns.contains(c)),
+        _ => false,
+    }
 }
 
 /// One line describing an operator.
