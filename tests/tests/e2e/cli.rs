@@ -23,7 +23,8 @@ pub fn shoal(args: &[&str], cwd: &Path) -> Output {
     Command::new(shoal_bin()).args(args).current_dir(cwd).output().unwrap()
 }
 
-fn quickstart_copy(dir: &Path) {
+/// Copies the quickstart job and its CSV files into `dir`.
+pub fn quickstart_copy(dir: &Path) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");
     std::fs::create_dir_all(dir.join("trips")).unwrap();
     std::fs::copy(src.join("job.toml"), dir.join("job.toml")).unwrap();

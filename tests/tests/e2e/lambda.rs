@@ -12,14 +12,16 @@ use shoal_tests::data::{assert_same_rows, write_sales};
 use std::path::Path;
 use std::time::Duration;
 
-async fn grouped(c: &Client, data: &Path) -> DataFrame {
-    c.read_parquet(&format!("{}/*.parquet", data.display()))
-        .await
-        .unwrap()
-        .groupby(&["region"])
+/// The job of these tests: a group-by with a hash shuffle.
+fn group(df: &DataFrame) -> DataFrame {
+    df.groupby(&["region"])
         .split_out(2)
         .agg(&[Agg::new("qty", "qty", "sum").unwrap(), Agg::new("n", "id", "size").unwrap()])
         .unwrap()
+}
+
+async fn grouped(c: &Client, data: &Path) -> DataFrame {
+    group(&c.read_parquet(&format!("{}/*.parquet", data.display())).await.unwrap())
 }
 
 async fn reference(tmp: &Path, data: &Path) -> Vec<RecordBatch> {
@@ -75,12 +77,7 @@ async fn survives_kills(c: &Client, data: &Path, expected: &[RecordBatch], kill:
     let testing = c.load_module("builtin:testing").await.unwrap();
     // Each map task sleeps 400 ms in the sandbox, so kills land mid-task.
     let sales = c.read_parquet(&format!("{}/*.parquet", data.display())).await.unwrap();
-    let slowed = sales.map_partitions(&testing, "slow", json!({"ms": 400})).unwrap();
-    let df = slowed
-        .groupby(&["region"])
-        .split_out(2)
-        .agg(&[Agg::new("qty", "qty", "sum").unwrap(), Agg::new("n", "id", "size").unwrap()])
-        .unwrap();
+    let df = group(&sales.map_partitions(&testing, "slow", json!({"ms": 400})).unwrap());
     let run = tokio::spawn(async move { df.compute_with(None).await });
     let mut kills = 0;
     for _ in 0..60 {
@@ -187,13 +184,7 @@ async fn warm_functions_never_recompile_components() {
 fn the_cli_runs_a_job_on_lambda() {
     let lambda = local_lambda(2);
     let tmp = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");
-    std::fs::create_dir_all(tmp.path().join("trips")).unwrap();
-    std::fs::copy(src.join("job.toml"), tmp.path().join("job.toml")).unwrap();
-    for part in 0..4 {
-        let name = format!("trips/part-{part}.csv");
-        std::fs::copy(src.join(&name), tmp.path().join(&name)).unwrap();
-    }
+    crate::cli::quickstart_copy(tmp.path());
     let out = std::process::Command::new(crate::cli::shoal_bin())
         .args(["run", "job.toml", "--root", "root", "--executor", "lambda", "--function", &lambda.function])
         .args(["--lambda-endpoint", &lambda.endpoint])
