@@ -70,7 +70,7 @@ fn options(root: &str) -> RunOptions {
 fn graph(n: usize, first_input: impl Fn(usize) -> Input, pipeline: Vec<Operator>) -> TaskGraph {
     let mut g = TaskGraph::default();
     let wide = n * 10 / 11;
-    let s0 = g.stage("scan", vec![], 0);
+    let s0 = g.stage("scan", vec![], 0, None);
     for i in 0..wide {
         let inputs = vec![first_input(i)];
         let key = TaskKey::derive("scan", &(&inputs, i));
@@ -84,7 +84,7 @@ fn graph(n: usize, first_input: impl Fn(usize) -> Input, pipeline: Vec<Operator>
             output: Output::Intermediate,
         });
     }
-    let s1 = g.stage("combine", vec![], 0);
+    let s1 = g.stage("combine", vec![], 0, None);
     // Every combine task reads at least one scan task.
     for j in 0..(n - wide).min(wide.div_ceil(10)) {
         let deps: Vec<usize> = (j * 10..(j * 10 + 10).min(wide)).collect();

@@ -12,11 +12,11 @@ use crate::report::{Prices, RunReport};
 use crate::scheduler::{self, EventSink, RunOptions, RunOutput, Speculation};
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use parquet::arrow::async_reader::AsyncFileReader;
 use shoal_protocol::{
-    CsvOptions, FileFormat, FileSlice, JobRecord, JobTask, Limits, Manifest, ModuleRef, ObjectRef,
+    CsvOptions, FileFormat, FileSlice, JobRecord, JobTask, Limits, Manifest, ModuleRef, ObjectRef, Output,
     PROTOCOL_VERSION, StorageOptions, layout,
 };
 use shoal_worker::Worker;
@@ -402,17 +402,61 @@ impl Client {
                 Err(object_store::Error::NotFound { .. }) => Default::default(),
                 Err(e) => return Err(shoal_worker::Error::from_store(&commits.url, e).into()),
             };
-        let mut found = HashMap::new();
+        let storage = &self.inner.storage;
+        let mut reads = Vec::new();
         for (i, t) in graph.tasks.iter().enumerate() {
             let url = root.join(&layout::manifest(&t.key)).url;
-            if present.contains(&url)
-                && let Some(m) = shoal_worker::exec::read_manifest(&self.inner.storage, &url).await?
-            {
-                found.insert(i, m);
+            if present.contains(&url) {
+                reads.push(reusable(storage, url, t, i));
             }
         }
-        Ok(found)
+        let found: Vec<Option<(usize, Manifest)>> =
+            futures::stream::iter(reads).buffer_unordered(16).try_collect().await?;
+        Ok(found.into_iter().flatten().collect())
     }
+}
+
+/// The committed manifest of task `index`, if it can be reused. An output outside the job root
+/// can be deleted or overwritten behind the job's back: such a task is reused only if every
+/// part is still the object it committed; otherwise its stale manifest is removed so that the
+/// task runs (and commits) again.
+async fn reusable(
+    storage: &Storage,
+    url: String,
+    task: &crate::graph::TaskNode,
+    index: usize,
+) -> Result<Option<(usize, Manifest)>> {
+    let Some(manifest) = shoal_worker::exec::read_manifest(storage, &url).await? else {
+        return Ok(None);
+    };
+    if matches!(task.output, Output::Parquet { .. }) && !outputs_intact(storage, &manifest).await? {
+        tracing::info!(task = %task.key, "committed output is missing or changed: running the task again");
+        storage.delete(&url).await?;
+        return Ok(None);
+    }
+    Ok(Some((index, manifest)))
+}
+
+/// Whether every object a manifest lists is still there with the size and ETag it was
+/// committed with.
+async fn outputs_intact(storage: &Storage, manifest: &Manifest) -> Result<bool> {
+    for out in &manifest.outputs {
+        let recorded = &out.object;
+        match storage.head(&recorded.url).await {
+            Ok(now) => {
+                let same_tag = match (&recorded.e_tag, &now.e_tag) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => true,
+                };
+                if now.size != recorded.size || !same_tag {
+                    return Ok(false);
+                }
+            }
+            Err(shoal_worker::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
 }
 
 /// Committed and missing tasks of one recorded job.

@@ -320,22 +320,41 @@ impl DataFrame {
         }
         let aggs: Vec<(String, String)> = aggs.iter().map(|a| (a.name.clone(), a.sql.clone())).collect();
         let input = self.plan.schema()?;
+        let mut taken: std::collections::BTreeSet<String> = seen.into_iter().cloned().collect();
+        taken.extend(input.fields().iter().map(|f| f.name().clone()));
+        // Expressions over aggregates: the calls are aggregated, the rest is evaluated after.
+        let split = crate::aggregates::split(&aggs, &taken)?;
         let op = Operator::Aggregate {
             mode: AggregateMode::Single,
             keys: keys.to_vec(),
-            aggs: aggs.clone(),
+            aggs: split.calls.clone(),
             input: vec![],
         };
         let schema = shoal_worker::pipeline::output_schema(input, &[op], &Default::default())?;
-        Ok(self.with_plan(Plan::Aggregate(AggregateNode {
+        let aggregated = self.with_plan(Plan::Aggregate(AggregateNode {
             input: self.plan.clone(),
             keys: keys.to_vec(),
-            aggs,
+            aggs: split.calls,
             schema,
             split_out,
             split_every,
             strategy: None,
-        })))
+        }));
+        if split.post.is_empty() {
+            return Ok(aggregated);
+        }
+        for (name, sql) in &split.post {
+            let user_sql = aggs.iter().find(|(n, _)| n == name).map_or(sql.as_str(), |(_, s)| s.as_str());
+            aggregated.map(Operator::Assign { columns: vec![(name.clone(), sql.clone())] }).map_err(|e| {
+                Error::Schema(format!(
+                    "agg {name}: '{user_sql}': outside aggregate function calls it may use only the group \
+                     keys ({}): {e}",
+                    if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
+                ))
+            })?;
+        }
+        let columns: Vec<String> = keys.iter().chain(aggs.iter().map(|(n, _)| n)).cloned().collect();
+        aggregated.map(Operator::Assign { columns: split.post })?.select(&columns)
     }
 
     /// Summary statistics of the numeric columns, as pandas' `describe`: a `statistic` column
@@ -603,13 +622,42 @@ impl DataFrame {
         Ok((batches, run.summary))
     }
 
+    /// Checks the plan that will run — optimized, lowered, every fused stage checked against
+    /// the schemas of the tables its tasks will read, with the worker's own code — without
+    /// running anything.
+    pub fn validate(&self) -> Result<()> {
+        lower(&self.optimized()?, &Target::Collect).map(|_| ())
+    }
+
+    /// Checks that `location` can take a Parquet output: not an existing file, and writable (a
+    /// probe object is written and deleted). Run by [`to_parquet`](Self::to_parquet) before any
+    /// task; `shoal run` checks every output this way before the first one runs.
+    pub async fn check_output(&self, location: &str) -> Result<()> {
+        let storage = self.client.storage();
+        let dir = storage.resolve(location)?;
+        if storage.head(&dir.url).await.is_ok() {
+            return Err(Error::Invalid(format!(
+                "to_parquet: {location} is a file; an output location is a directory (or prefix) \
+                 that will hold part-*.parquet and _SUCCESS"
+            )));
+        }
+        let probe = dir.join(&format!(".shoal-probe-{}", uuid::Uuid::new_v4().simple())).url;
+        let not_writable =
+            |e: shoal_worker::Error| Error::Invalid(format!("to_parquet: cannot write to {location}: {e}"));
+        storage.put(&probe, Bytes::new()).await.map_err(not_writable)?;
+        storage.delete(&probe).await.map_err(not_writable)
+    }
+
     /// Writes the result as Parquet parts `part-00000.parquet`, … under `location`, then a
     /// `_SUCCESS` manifest listing them. A reader that trusts `_SUCCESS` never sees a partial
-    /// result; re-running rewrites identical parts.
+    /// result: an earlier `_SUCCESS` is removed before any part is rewritten. Re-running
+    /// rewrites identical parts, and reruns only the tasks whose parts are missing or changed.
     pub async fn to_parquet(&self, location: &str, events: Option<EventSink>) -> Result<WriteSummary> {
         let storage = self.client.storage();
         let dir = storage.resolve(location)?;
         let graph = lower(&self.optimized()?, &Target::Parquet { url: dir.url.clone() })?;
+        self.check_output(location).await?;
+        storage.delete(&dir.join(layout::SUCCESS).url).await?;
         let run = self.client.run_graph(&graph, &self.modules, events).await?;
         let parts: Vec<OutputObject> =
             graph.outputs.iter().flat_map(|&t| run.manifests[t].outputs.iter().cloned()).collect();

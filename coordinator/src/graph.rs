@@ -2,6 +2,7 @@
 //! Delayed lower to the same structure. A task is one partition of one stage; its key is a
 //! content hash of what it computes (inputs incl. object identity, pipeline, output).
 
+use arrow::datatypes::SchemaRef;
 use shoal_protocol::{Input, Operator, Output, TaskKey};
 
 /// One task: what to run, and which tasks' committed outputs it reads.
@@ -28,6 +29,9 @@ pub struct Stage {
     pub tasks: Vec<usize>,
     /// Bytes the stage reads, as far as planning can tell.
     pub estimated_bytes: u64,
+    /// Schema of the stage's output, derived at plan time with the worker's own code from the
+    /// schemas of its inputs (`None`: aggregation states, typed by the aggregation itself).
+    pub schema: Option<SchemaRef>,
 }
 
 /// A DAG of tasks; dependencies always point to earlier tasks.
@@ -53,8 +57,14 @@ impl TaskGraph {
     }
 
     /// Starts a new stage and returns its index.
-    pub fn stage(&mut self, name: impl Into<String>, operators: Vec<String>, estimated_bytes: u64) -> usize {
-        self.stages.push(Stage { name: name.into(), operators, tasks: vec![], estimated_bytes });
+    pub fn stage(
+        &mut self,
+        name: impl Into<String>,
+        operators: Vec<String>,
+        estimated_bytes: u64,
+        schema: Option<SchemaRef>,
+    ) -> usize {
+        self.stages.push(Stage { name: name.into(), operators, tasks: vec![], estimated_bytes, schema });
         self.stages.len() - 1
     }
 

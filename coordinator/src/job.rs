@@ -384,6 +384,8 @@ impl<'a> Builder<'a> {
                 return Err(Error::Invalid(format!("dataset '{name}' has no operation")));
             }
         };
+        // The plan that will run, checked now: an error names this dataset, not a task.
+        df.validate().map_err(ctx)?;
         self.built.insert(name.to_string(), df.clone());
         Ok(df)
     }

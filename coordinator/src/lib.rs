@@ -5,6 +5,8 @@
 //! - [`client`]: [`Client`] — configuration, scan planning from object metadata (Parquet
 //!   footers, CSV samples; never row data), module loading, running graphs with resume.
 //! - [`dataframe`]: the lazy [`DataFrame`] API.
+//! - [`aggregates`]: expressions over aggregates in `agg`, split into aggregate calls and a
+//!   scalar step after the final aggregation.
 //! - [`plan`]: the logical plan and the optimizer (projection and predicate pushdown).
 //! - [`lower`]: plan → [`graph::TaskGraph`], fusing per-partition operators into one task.
 //! - [`graph`]: the collection-agnostic task graph.
@@ -12,6 +14,7 @@
 //! - [`executor`]: the [`executor::Executor`] trait and the `sync`, `threads` and `processes`
 //!   backends.
 //! - [`job`]: TOML job files (`shoal run`, `shoal explain`).
+pub mod aggregates;
 pub mod client;
 pub mod dataframe;
 pub mod error;

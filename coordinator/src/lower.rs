@@ -15,8 +15,10 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{Stage, TaskGraph, TaskNode, upstream_bucket, upstream_port};
-use crate::plan::{AggStrategy, JoinStrategy, Plan, describe};
+use crate::plan::{AggStrategy, AggregateNode, JoinNode, JoinStrategy, Plan, describe};
+use arrow::datatypes::SchemaRef;
 use shoal_protocol::{AggregateMode, Input, JoinHow, Operator, Output, Partitioning, SortKey, TaskKey};
+use std::collections::BTreeMap;
 
 /// Graphs larger than this get a warning: per-task overhead (a spec, a commit, a few requests)
 /// starts to dominate, and larger partitions would do the same work with fewer tasks.
@@ -44,13 +46,143 @@ pub enum Target {
     Parquet { url: String },
 }
 
-/// A stage being built: per partition, its inputs and upstream tasks; the fused operators.
+/// A stage being built: per partition, its inputs and upstream tasks; the fused operators; and
+/// the schemas of the rows they produce and of the side tables they read, so that every
+/// operator is validated, as it is fused, with the worker's own code against the tables the
+/// task will really hold.
 #[derive(Clone)]
 struct Pending {
     name: String,
     partitions: Vec<(Vec<Input>, Vec<usize>)>,
     ops: Vec<Operator>,
     estimated_bytes: u64,
+    /// Schema of the rows after `ops` (`None`: aggregation states).
+    schema: Option<SchemaRef>,
+    /// Schemas of the side tables, by port.
+    sides: BTreeMap<u32, SchemaRef>,
+}
+
+impl Pending {
+    /// A stage whose partition `i` reads `partitions[i]`, rows of `schema`.
+    fn new(
+        name: &str,
+        partitions: Vec<(Vec<Input>, Vec<usize>)>,
+        schema: Option<SchemaRef>,
+        bytes: u64,
+    ) -> Self {
+        Pending {
+            name: name.into(),
+            partitions,
+            ops: vec![],
+            estimated_bytes: bytes,
+            schema,
+            sides: BTreeMap::new(),
+        }
+    }
+
+    /// A one-partition stage reading `tasks` whole.
+    fn gather(name: &str, graph: &TaskGraph, tasks: Vec<usize>, bytes: u64) -> Result<Self> {
+        let schema = output_schema(graph, &tasks)?;
+        Ok(Pending::new(name, vec![(read_all(graph, &tasks, 0), tasks)], schema, bytes))
+    }
+
+    /// Fuses `op`, checking it against the current rows and side tables. An aggregation step
+    /// is checked as the single-step aggregation of its raw input; `Partial` and `Combine`
+    /// produce states.
+    fn push(&mut self, op: Operator) -> Result<()> {
+        let states = |mode| matches!(mode, AggregateMode::Partial | AggregateMode::Combine);
+        let schema = match &op {
+            Operator::Aggregate {
+                mode: mode @ (AggregateMode::Combine | AggregateMode::Final),
+                input,
+                ..
+            } => {
+                if self.schema.is_some() {
+                    return Err(internal(format!("{} over rows, not aggregation states", describe(&op))));
+                }
+                let single = output_schema_of(from_fields(input)?, &op, &self.sides)?;
+                (!states(*mode)).then_some(single)
+            }
+            _ => {
+                let rows = self.schema.clone().ok_or_else(|| {
+                    internal(format!("{} over aggregation states, not rows", describe(&op)))
+                })?;
+                let out = output_schema_of(rows, &op, &self.sides)?;
+                match &op {
+                    Operator::Aggregate { mode, .. } if states(*mode) => None,
+                    _ => Some(out),
+                }
+            }
+        };
+        self.schema = schema;
+        self.ops.push(op);
+        Ok(())
+    }
+
+    /// Fuses a user function, whose output schema was found by calling it (`map_partitions`).
+    fn push_function(&mut self, op: Operator, schema: SchemaRef) {
+        self.schema = Some(schema);
+        self.ops.push(op);
+    }
+
+    /// The first side-table port no input or operator of this stage uses yet.
+    fn next_port(&self) -> u32 {
+        let inputs = self.partitions.iter().flat_map(|(inputs, _)| inputs.iter().map(Input::port));
+        let ops = self.ops.iter().filter_map(|op| match op {
+            Operator::Join { port, .. } => Some(*port),
+            _ => None,
+        });
+        inputs.chain(ops).chain(self.sides.keys().copied()).max().unwrap_or(0) + 1
+    }
+
+    /// Adds `tasks`, read whole as side table `port`, to every partition.
+    fn attach(&mut self, graph: &TaskGraph, tasks: &[usize], port: u32) -> Result<()> {
+        self.attach_side(graph, tasks, port, |_| (read_all(graph, tasks, port), tasks.to_vec()))
+    }
+
+    /// Adds side table `port`, made of outputs of `tasks`, to every partition: partition `i`
+    /// reads `reads(i)`: its inputs, and the tasks they read, in the same order.
+    fn attach_side(
+        &mut self,
+        graph: &TaskGraph,
+        tasks: &[usize],
+        port: u32,
+        reads: impl Fn(usize) -> (Vec<Input>, Vec<usize>),
+    ) -> Result<()> {
+        let schema = output_schema(graph, tasks)?
+            .ok_or_else(|| internal("a side table of aggregation states".to_string()))?;
+        if self.sides.insert(port, schema).is_some() {
+            return Err(internal(format!("side table {port} attached twice")));
+        }
+        for (i, (inputs, deps)) in self.partitions.iter_mut().enumerate() {
+            let (more, read) = reads(i);
+            inputs.extend(more);
+            deps.extend(read);
+        }
+        Ok(())
+    }
+}
+
+fn internal(message: String) -> Error {
+    Error::Invalid(format!("internal planning error: {message}"))
+}
+
+fn from_fields(fields: &[shoal_protocol::Field]) -> Result<SchemaRef> {
+    Ok(shoal_worker::schema::from_fields(fields)?)
+}
+
+fn output_schema_of(rows: SchemaRef, op: &Operator, sides: &BTreeMap<u32, SchemaRef>) -> Result<SchemaRef> {
+    Ok(shoal_worker::pipeline::output_schema(rows, std::slice::from_ref(op), sides)?)
+}
+
+/// The schema of the outputs of `tasks` (all of one stage).
+fn output_schema(graph: &TaskGraph, tasks: &[usize]) -> Result<Option<SchemaRef>> {
+    let first = tasks.first().ok_or_else(|| internal("a stage reads no tasks".into()))?;
+    let stage = graph.tasks[*first].stage;
+    if tasks.iter().any(|&t| graph.tasks[t].stage != stage) {
+        return Err(internal("one input of a task reads tasks of several stages".into()));
+    }
+    Ok(graph.stages[stage].schema.clone())
 }
 
 pub fn lower(plan: &Plan, target: &Target) -> Result<TaskGraph> {
@@ -60,7 +192,7 @@ pub fn lower(plan: &Plan, target: &Target) -> Result<TaskGraph> {
         Target::Collect => Output::Intermediate,
         Target::Parquet { url } => Output::Parquet { url: url.clone(), part: i },
     };
-    graph.outputs = materialize(pending, &mut graph, output);
+    graph.outputs = materialize(pending, &mut graph, output)?;
     Ok(graph)
 }
 
@@ -78,43 +210,22 @@ fn shuffle(partitioning: Partitioning) -> impl Fn(usize) -> Output {
     move |_| Output::Shuffle { partitioning: partitioning.clone() }
 }
 
-/// A one-partition stage reading `tasks` whole.
-fn gather(name: &str, graph: &TaskGraph, tasks: Vec<usize>, ops: Vec<Operator>, bytes: u64) -> Pending {
-    Pending {
-        name: name.into(),
-        partitions: vec![(read_all(graph, &tasks, 0), tasks)],
-        ops,
-        estimated_bytes: bytes,
-    }
-}
-
-/// An N-partition stage, partition `b` reading bucket `b` of `left` (port 0) and of `right`
-/// (port 1).
+/// An N-partition stage, partition `b` reading bucket `b` of `left` (port 0) and, when
+/// `right` is not empty, of `right` (port 1).
 fn reduce(
     name: &str,
     graph: &TaskGraph,
     n: usize,
     left: &[usize],
     right: &[usize],
-    op: Operator,
     bytes: u64,
-) -> Pending {
-    let partitions = (0..n)
-        .map(|b| {
-            let mut inputs = read_bucket(graph, left, b, 0);
-            inputs.extend(read_bucket(graph, right, b, 1));
-            (inputs, left.iter().chain(right).copied().collect())
-        })
-        .collect();
-    Pending { name: name.into(), partitions, ops: vec![op], estimated_bytes: bytes }
-}
-
-/// Adds `tasks`, read whole as table `port`, to every partition of `p`.
-fn attach(p: &mut Pending, graph: &TaskGraph, tasks: &[usize], port: u32) {
-    for (inputs, deps) in &mut p.partitions {
-        inputs.extend(read_all(graph, tasks, port));
-        deps.extend(tasks);
+) -> Result<Pending> {
+    let partitions = (0..n).map(|b| (read_bucket(graph, left, b, 0), left.to_vec())).collect();
+    let mut p = Pending::new(name, partitions, output_schema(graph, left)?, bytes);
+    if !right.is_empty() {
+        p.attach_side(graph, right, 1, |b| (read_bucket(graph, right, b, 1), right.to_vec()))?;
     }
+    Ok(p)
 }
 
 fn lower_node(plan: &Plan, graph: &mut TaskGraph) -> Result<Pending> {
@@ -140,230 +251,251 @@ fn lower_node(plan: &Plan, graph: &mut TaskGraph) -> Result<Pending> {
                     (vec![input], vec![])
                 })
                 .collect();
-            Ok(Pending {
-                name: "scan".into(),
-                partitions,
-                ops: vec![],
-                estimated_bytes: scan.estimated_bytes(),
-            })
+            Ok(Pending::new("scan", partitions, Some(scan.schema()?), scan.estimated_bytes()))
         }
-        Plan::Map { input, op, .. } => {
+        Plan::Map { input, op, schema } => {
             let mut p = lower_node(input, graph)?;
-            p.ops.push(op.clone());
+            match op {
+                Operator::MapPartitions { .. } => p.push_function(op.clone(), schema.clone()),
+                _ => p.push(op.clone())?,
+            }
             Ok(p)
         }
         Plan::Head { input, n } => {
             let mut p = lower_node(input, graph)?;
             // Each partition keeps at most n rows, then one task takes the first n overall.
-            p.ops.push(Operator::Head { n: *n });
-            let tasks = materialize(p, graph, |_| Output::Intermediate);
-            Ok(gather("head", graph, tasks, vec![Operator::Head { n: *n }], 0))
+            p.push(Operator::Head { n: *n })?;
+            let tasks = materialize(p, graph, |_| Output::Intermediate)?;
+            let mut head = Pending::gather("head", graph, tasks, 0)?;
+            head.push(Operator::Head { n: *n })?;
+            Ok(head)
         }
         Plan::TopK { input, keys, n } => {
             let mut p = lower_node(input, graph)?;
-            let ops = vec![Operator::Sort { keys: keys.clone() }, Operator::Head { n: *n }];
-            p.ops.extend(ops.clone());
-            let tasks = materialize(p, graph, |_| Output::Intermediate);
-            Ok(gather("topk", graph, tasks, ops, plan.estimated_bytes()))
-        }
-        Plan::Aggregate(a) => {
-            let raw = shoal_worker::schema::to_fields(a.input.schema()?.as_ref());
-            let step = |mode| Operator::Aggregate {
-                mode,
-                keys: a.keys.clone(),
-                aggs: a.aggs.clone(),
-                input: raw.clone(),
-            };
-            let mut p = lower_node(&a.input, graph)?;
-            let out_bytes = plan.estimated_bytes();
-            match a.strategy.as_ref().map(|s| s.0) {
-                Some(AggStrategy::Shuffle { split_out }) => {
-                    p.ops.push(step(AggregateMode::Partial));
-                    let hash = Partitioning::Hash { keys: a.keys.clone(), n: split_out as u32 };
-                    let maps = materialize(p, graph, shuffle(hash));
-                    Ok(reduce(
-                        "aggregate",
-                        graph,
-                        split_out,
-                        &maps,
-                        &[],
-                        step(AggregateMode::Final),
-                        out_bytes,
-                    ))
-                }
-                Some(AggStrategy::Tree { split_every }) if p.partitions.len() > 1 => {
-                    p.ops.push(step(AggregateMode::Partial));
-                    let mut level = materialize(p, graph, |_| Output::Intermediate);
-                    while level.len() > split_every {
-                        let pending = Pending {
-                            name: "combine".into(),
-                            partitions: level
-                                .chunks(split_every)
-                                .map(|c| (read_all(graph, c, 0), c.to_vec()))
-                                .collect(),
-                            ops: vec![step(AggregateMode::Combine)],
-                            estimated_bytes: out_bytes,
-                        };
-                        level = materialize(pending, graph, |_| Output::Intermediate);
-                    }
-                    Ok(gather("aggregate", graph, level, vec![step(AggregateMode::Final)], out_bytes))
-                }
-                Some(AggStrategy::Tree { .. }) => {
-                    // One partition sees every row: aggregate in one step, fused.
-                    p.ops.push(step(AggregateMode::Single));
-                    Ok(p)
-                }
-                None => Err(Error::Invalid("internal: aggregation lowered before optimization".into())),
+            let ops = [Operator::Sort { keys: keys.clone() }, Operator::Head { n: *n }];
+            for op in &ops {
+                p.push(op.clone())?;
             }
-        }
-        Plan::Join(j) => {
-            let op = |how: JoinHow, left_on: &[String], right_on: &[String], suffixes: (String, String)| {
-                Operator::Join {
-                    port: 1,
-                    how,
-                    left_on: left_on.to_vec(),
-                    right_on: right_on.to_vec(),
-                    suffixes,
-                }
-            };
-            let join = op(j.how, &j.left_on, &j.right_on, j.suffixes.clone());
-            match j.strategy.as_ref().map(|s| s.0) {
-                Some(JoinStrategy::BroadcastRight) => {
-                    let small = materialize(lower_node(&j.right, graph)?, graph, |_| Output::Intermediate);
-                    let mut p = lower_node(&j.left, graph)?;
-                    attach(&mut p, graph, &small, 1);
-                    p.ops.push(join);
-                    Ok(p)
-                }
-                Some(JoinStrategy::BroadcastLeft) => {
-                    // Mirror: the right side streams, the left is read whole; the same columns
-                    // come out (suffixes swapped), put back in the left-then-right order.
-                    let small = materialize(lower_node(&j.left, graph)?, graph, |_| Output::Intermediate);
-                    let mut p = lower_node(&j.right, graph)?;
-                    attach(&mut p, graph, &small, 1);
-                    let how = match j.how {
-                        JoinHow::Right => JoinHow::Left,
-                        other => other,
-                    };
-                    let swapped = (j.suffixes.1.clone(), j.suffixes.0.clone());
-                    p.ops.push(op(how, &j.right_on, &j.left_on, swapped));
-                    let columns = j.schema.fields().iter().map(|f| f.name().clone()).collect();
-                    p.ops.push(Operator::Select { columns });
-                    Ok(p)
-                }
-                Some(JoinStrategy::PartitionWise) => {
-                    let right = materialize(lower_node(&j.right, graph)?, graph, |_| Output::Intermediate);
-                    let mut p = lower_node(&j.left, graph)?;
-                    if p.partitions.len() != right.len() {
-                        return Err(Error::Invalid(format!(
-                            "internal: partition-wise join of {} and {} partitions",
-                            p.partitions.len(),
-                            right.len()
-                        )));
-                    }
-                    for ((inputs, deps), &r) in p.partitions.iter_mut().zip(&right) {
-                        inputs.push(upstream_port(&graph.tasks[r].key, 1));
-                        deps.push(r);
-                    }
-                    p.ops.push(join);
-                    Ok(p)
-                }
-                Some(JoinStrategy::Divisions) => {
-                    let Plan::Sort { input, keys, npartitions, .. } = &*j.left else {
-                        return Err(Error::Invalid(
-                            "internal: a divisions join needs an indexed left side".into(),
-                        ));
-                    };
-                    let (mut p, bounds) = lower_sort(input, keys, *npartitions, graph)?;
-                    // A right side indexed by the key need not be sorted: it is re-partitioned.
-                    let right = match &*j.right {
-                        Plan::Sort { input, index: true, .. } => input.as_ref(),
-                        other => other,
-                    };
-                    let mut r = lower_node(right, graph)?;
-                    match bounds {
-                        Some(b) => {
-                            attach(&mut r, graph, &[b], 1);
-                            let rkeys: Vec<SortKey> = keys
-                                .iter()
-                                .zip(&j.right_on)
-                                .map(|(k, c)| SortKey { column: c.clone(), ..k.clone() })
-                                .collect();
-                            let n = *npartitions as u32;
-                            let maps = materialize(
-                                r,
-                                graph,
-                                shuffle(Partitioning::Range { keys: rkeys, port: 1, n }),
-                            );
-                            for (i, (inputs, deps)) in p.partitions.iter_mut().enumerate() {
-                                inputs.extend(read_bucket(graph, &maps, i, 1));
-                                deps.extend(&maps);
-                            }
-                        }
-                        // One left partition: it reads the whole right side.
-                        None => {
-                            let tasks = materialize(r, graph, |_| Output::Intermediate);
-                            attach(&mut p, graph, &tasks, 1);
-                        }
-                    }
-                    p.ops.push(join);
-                    Ok(p)
-                }
-                Some(JoinStrategy::Hash { npartitions: n }) => {
-                    let lhash = Partitioning::Hash { keys: j.left_on.clone(), n: n as u32 };
-                    let rhash = Partitioning::Hash { keys: j.right_on.clone(), n: n as u32 };
-                    let left = materialize(lower_node(&j.left, graph)?, graph, shuffle(lhash));
-                    let right = materialize(lower_node(&j.right, graph)?, graph, shuffle(rhash));
-                    Ok(reduce("join", graph, n, &left, &right, join, plan.estimated_bytes()))
-                }
-                None => Err(Error::Invalid("internal: join lowered before optimization".into())),
+            let tasks = materialize(p, graph, |_| Output::Intermediate)?;
+            let mut top = Pending::gather("topk", graph, tasks, plan.estimated_bytes())?;
+            for op in ops {
+                top.push(op)?;
             }
+            Ok(top)
         }
+        Plan::Aggregate(a) => lower_aggregate(plan, a, graph),
+        Plan::Join(j) => lower_join(plan, j, graph),
         Plan::Sort { input, keys, npartitions: n, .. } => Ok(lower_sort(input, keys, *n, graph)?.0),
-        Plan::Repartition { input, npartitions: n } => {
-            let p = lower_node(input, graph)?;
-            let (m, n) = (p.partitions.len(), (*n).max(1));
-            if n == m {
-                return Ok(p);
+        Plan::Repartition { input, npartitions: n } => lower_repartition(input, *n, graph),
+    }
+}
+
+fn lower_aggregate(plan: &Plan, a: &AggregateNode, graph: &mut TaskGraph) -> Result<Pending> {
+    let mut p = lower_node(&a.input, graph)?;
+    // The states are typed by the rows really aggregated: the schema the lowering derived,
+    // not one recorded before the optimizer pruned columns.
+    let rows = p.schema.clone().ok_or_else(|| internal("an aggregation of aggregation states".into()))?;
+    let raw = shoal_worker::schema::to_fields(&rows);
+    let step =
+        |mode| Operator::Aggregate { mode, keys: a.keys.clone(), aggs: a.aggs.clone(), input: raw.clone() };
+    let out_bytes = plan.estimated_bytes();
+    match a.strategy.as_ref().map(|s| s.0) {
+        Some(AggStrategy::Shuffle { split_out }) => {
+            p.push(step(AggregateMode::Partial))?;
+            let hash = Partitioning::Hash { keys: a.keys.clone(), n: split_out as u32 };
+            let maps = materialize(p, graph, shuffle(hash))?;
+            let mut reducers = reduce("aggregate", graph, split_out, &maps, &[], out_bytes)?;
+            reducers.push(step(AggregateMode::Final))?;
+            Ok(reducers)
+        }
+        Some(AggStrategy::Tree { split_every }) if p.partitions.len() > 1 => {
+            p.push(step(AggregateMode::Partial))?;
+            let mut level = materialize(p, graph, |_| Output::Intermediate)?;
+            while level.len() > split_every {
+                let partitions =
+                    level.chunks(split_every).map(|c| (read_all(graph, c, 0), c.to_vec())).collect();
+                let mut combine = Pending::new("combine", partitions, None, out_bytes);
+                combine.push(step(AggregateMode::Combine))?;
+                level = materialize(combine, graph, |_| Output::Intermediate)?;
             }
-            let bytes = input.estimated_bytes();
-            if n < m {
-                // Adjacent partitions concatenated. Row-wise operators commute with that, so
-                // their inputs merge without a stage boundary; anything else is materialized.
-                let row_wise = p.ops.iter().all(|op| {
-                    matches!(op, Operator::Filter { .. } | Operator::Select { .. } | Operator::Assign { .. })
-                });
-                let (parts, ops) = if row_wise {
-                    (p.partitions.clone(), p.ops.clone())
-                } else {
-                    let tasks = materialize(p, graph, |_| Output::Intermediate);
-                    let parts = tasks.iter().map(|&t| (read_all(graph, &[t], 0), vec![t])).collect();
-                    (parts, vec![])
-                };
-                let partitions = (0..n)
-                    .map(|j| {
-                        let group = &parts[j * m / n..(j + 1) * m / n];
-                        let inputs = group.iter().flat_map(|(i, _)| i.clone()).collect();
-                        let deps = group.iter().flat_map(|(_, d)| d.clone()).collect();
-                        (inputs, deps)
-                    })
-                    .collect();
-                return Ok(Pending { name: "repartition".into(), partitions, ops, estimated_bytes: bytes });
+            let mut last = Pending::gather("aggregate", graph, level, out_bytes)?;
+            last.push(step(AggregateMode::Final))?;
+            Ok(last)
+        }
+        Some(AggStrategy::Tree { .. }) => {
+            // One partition sees every row: aggregate in one step, fused.
+            p.push(step(AggregateMode::Single))?;
+            Ok(p)
+        }
+        None => Err(internal("aggregation lowered before optimization".into())),
+    }
+}
+
+fn join_op(
+    port: u32,
+    how: JoinHow,
+    left_on: &[String],
+    right_on: &[String],
+    suffixes: (String, String),
+) -> Operator {
+    Operator::Join { port, how, left_on: left_on.to_vec(), right_on: right_on.to_vec(), suffixes }
+}
+
+fn lower_join(plan: &Plan, j: &JoinNode, graph: &mut TaskGraph) -> Result<Pending> {
+    let join = |port| join_op(port, j.how, &j.left_on, &j.right_on, j.suffixes.clone());
+    match j.strategy.as_ref().map(|s| s.0) {
+        Some(JoinStrategy::BroadcastRight) => {
+            let small = materialize(lower_node(&j.right, graph)?, graph, |_| Output::Intermediate)?;
+            let mut p = lower_node(&j.left, graph)?;
+            // A fused chain of joins reads one side table per join: each its own port.
+            let port = p.next_port();
+            p.attach(graph, &small, port)?;
+            p.push(join(port))?;
+            Ok(p)
+        }
+        Some(JoinStrategy::BroadcastLeft) => {
+            // Mirror: the right side streams, the left is read whole; the same columns come out
+            // (suffixes swapped), put back in the left-then-right order.
+            let small = materialize(lower_node(&j.left, graph)?, graph, |_| Output::Intermediate)?;
+            let mut p = lower_node(&j.right, graph)?;
+            let (left_names, right_names) = (names(output_schema(graph, &small)?), names(p.schema.clone()));
+            let port = p.next_port();
+            p.attach(graph, &small, port)?;
+            let how = match j.how {
+                JoinHow::Right => JoinHow::Left,
+                other => other,
+            };
+            let swapped = (j.suffixes.1.clone(), j.suffixes.0.clone());
+            p.push(join_op(port, how, &j.right_on, &j.left_on, swapped))?;
+            let columns = shoal_worker::pipeline::join_columns(
+                &left_names,
+                &right_names,
+                j.how,
+                &j.left_on,
+                &j.right_on,
+                &j.suffixes,
+            );
+            p.push(Operator::Select { columns: columns.into_iter().map(|c| c.name).collect() })?;
+            Ok(p)
+        }
+        Some(JoinStrategy::PartitionWise) => {
+            let right = materialize(lower_node(&j.right, graph)?, graph, |_| Output::Intermediate)?;
+            let mut p = lower_node(&j.left, graph)?;
+            if p.partitions.len() != right.len() {
+                return Err(internal(format!(
+                    "partition-wise join of {} and {} partitions",
+                    p.partitions.len(),
+                    right.len()
+                )));
             }
-            // More partitions: partition i splits by rows into pieces_i contiguous pieces.
-            let pieces = |i: usize| (i + 1) * n / m - i * n / m;
-            let maps = materialize(p, graph, |i| Output::Shuffle {
-                partitioning: Partitioning::Split { n: pieces(i) as u32 },
-            });
-            let partitions = maps
+            let port = p.next_port();
+            // Partition i reads only task i of the right side.
+            p.attach_side(graph, &right, port, |i| (read_all(graph, &right[i..=i], port), vec![right[i]]))?;
+            p.push(join(port))?;
+            Ok(p)
+        }
+        Some(JoinStrategy::Divisions) => lower_divisions_join(j, graph),
+        Some(JoinStrategy::Hash { npartitions: n }) => {
+            let lhash = Partitioning::Hash { keys: j.left_on.clone(), n: n as u32 };
+            let rhash = Partitioning::Hash { keys: j.right_on.clone(), n: n as u32 };
+            let left = materialize(lower_node(&j.left, graph)?, graph, shuffle(lhash))?;
+            let right = materialize(lower_node(&j.right, graph)?, graph, shuffle(rhash))?;
+            let mut p = reduce("join", graph, n, &left, &right, plan.estimated_bytes())?;
+            p.push(join(1))?;
+            Ok(p)
+        }
+        None => Err(internal("join lowered before optimization".into())),
+    }
+}
+
+fn names(schema: Option<SchemaRef>) -> Vec<String> {
+    schema.map(|s| s.fields().iter().map(|f| f.name().clone()).collect()).unwrap_or_default()
+}
+
+/// The left side is indexed by the key: the right side is range-shuffled to the left's
+/// divisions, and partition i of each side pair up.
+fn lower_divisions_join(j: &JoinNode, graph: &mut TaskGraph) -> Result<Pending> {
+    let Plan::Sort { input, keys, npartitions, .. } = &*j.left else {
+        return Err(internal("a divisions join needs an indexed left side".into()));
+    };
+    let (mut p, bounds) = lower_sort(input, keys, *npartitions, graph)?;
+    // A right side indexed by the key need not be sorted: it is re-partitioned.
+    let right = match &*j.right {
+        Plan::Sort { input, index: true, .. } => input.as_ref(),
+        other => other,
+    };
+    let mut r = lower_node(right, graph)?;
+    let port = p.next_port();
+    match bounds {
+        Some(b) => {
+            let bounds_port = r.next_port();
+            r.attach(graph, &[b], bounds_port)?;
+            let rkeys: Vec<SortKey> = keys
                 .iter()
-                .enumerate()
-                .flat_map(|(i, &t)| (0..pieces(i)).map(move |b| (b, t)))
-                .map(|(b, t)| (vec![upstream_bucket(&graph.tasks[t].key, b as u32, 0)], vec![t]))
+                .zip(&j.right_on)
+                .map(|(k, c)| SortKey { column: c.clone(), ..k.clone() })
                 .collect();
-            Ok(Pending { name: "repartition".into(), partitions, ops: vec![], estimated_bytes: bytes })
+            let n = *npartitions as u32;
+            let range = Partitioning::Range { keys: rkeys, port: bounds_port, n };
+            let maps = materialize(r, graph, shuffle(range))?;
+            p.attach_side(graph, &maps, port, |i| (read_bucket(graph, &maps, i, port), maps.clone()))?;
+        }
+        // One left partition: it reads the whole right side.
+        None => {
+            let tasks = materialize(r, graph, |_| Output::Intermediate)?;
+            p.attach(graph, &tasks, port)?;
         }
     }
+    p.push(join_op(port, j.how, &j.left_on, &j.right_on, j.suffixes.clone()))?;
+    Ok(p)
+}
+
+fn lower_repartition(input: &Plan, n: usize, graph: &mut TaskGraph) -> Result<Pending> {
+    let p = lower_node(input, graph)?;
+    let (m, n) = (p.partitions.len(), n.max(1));
+    if n == m {
+        return Ok(p);
+    }
+    let bytes = input.estimated_bytes();
+    if n < m {
+        // Adjacent partitions concatenated. Row-wise operators commute with that, so their
+        // inputs merge without a stage boundary; anything else is materialized.
+        let row_wise = p.sides.is_empty()
+            && p.ops.iter().all(|op| {
+                matches!(op, Operator::Filter { .. } | Operator::Select { .. } | Operator::Assign { .. })
+            });
+        let (parts, mut merged) = if row_wise {
+            let mut merged = p.clone();
+            merged.name = "repartition".into();
+            (p.partitions, merged)
+        } else {
+            let tasks = materialize(p, graph, |_| Output::Intermediate)?;
+            let parts: Vec<_> = tasks.iter().map(|&t| (read_all(graph, &[t], 0), vec![t])).collect();
+            (parts, Pending::new("repartition", vec![], output_schema(graph, &tasks)?, bytes))
+        };
+        merged.partitions = (0..n)
+            .map(|j| {
+                let group = &parts[j * m / n..(j + 1) * m / n];
+                let inputs = group.iter().flat_map(|(i, _)| i.clone()).collect();
+                let deps = group.iter().flat_map(|(_, d)| d.clone()).collect();
+                (inputs, deps)
+            })
+            .collect();
+        merged.estimated_bytes = bytes;
+        return Ok(merged);
+    }
+    // More partitions: partition i splits by rows into pieces_i contiguous pieces.
+    let pieces = |i: usize| (i + 1) * n / m - i * n / m;
+    let maps = materialize(p, graph, |i| Output::Shuffle {
+        partitioning: Partitioning::Split { n: pieces(i) as u32 },
+    })?;
+    let partitions = maps
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &t)| (0..pieces(i)).map(move |b| (b, t)))
+        .map(|(b, t)| (vec![upstream_bucket(&graph.tasks[t].key, b as u32, 0)], vec![t]))
+        .collect();
+    Ok(Pending::new("repartition", partitions, output_schema(graph, &maps)?, bytes))
 }
 
 /// A global sort into `n` range partitions; also returns the task holding the boundaries (the
@@ -378,12 +510,14 @@ fn lower_sort(
     let bytes = input.estimated_bytes();
     let sort = Operator::Sort { keys: keys.to_vec() };
     if n == 1 && p.partitions.len() == 1 {
-        p.ops.push(sort);
+        p.push(sort)?;
         return Ok((p, None));
     }
     if n == 1 {
-        let tasks = materialize(p, graph, |_| Output::Intermediate);
-        return Ok((gather("sort", graph, tasks, vec![sort], bytes), None));
+        let tasks = materialize(p, graph, |_| Output::Intermediate)?;
+        let mut one = Pending::gather("sort", graph, tasks, bytes)?;
+        one.push(sort)?;
+        return Ok((one, None));
     }
     // 1. A sample of the sort keys of every partition; 2. the n-1 boundaries from all samples;
     // 3. every partition range-shuffled by them; 4. each range sorted.
@@ -399,29 +533,57 @@ fn lower_sort(
             }
         }
     }
-    sample.ops.push(Operator::Sample { columns, rows: SAMPLE_ROWS });
-    let samples = materialize(sample, graph, |_| Output::Intermediate);
-    let bounds = Operator::Boundaries { keys: keys.to_vec(), n: n as u32 };
-    let bounds =
-        materialize(gather("boundaries", graph, samples, vec![bounds], 0), graph, |_| Output::Intermediate);
+    sample.push(Operator::Sample { columns, rows: SAMPLE_ROWS })?;
+    let samples = materialize(sample, graph, |_| Output::Intermediate)?;
+    let mut bounds = Pending::gather("boundaries", graph, samples, 0)?;
+    bounds.push(Operator::Boundaries { keys: keys.to_vec(), n: n as u32 })?;
+    let bounds = materialize(bounds, graph, |_| Output::Intermediate)?;
     let mut map = p;
-    attach(&mut map, graph, &bounds, 1);
-    let range = Partitioning::Range { keys: keys.to_vec(), port: 1, n: n as u32 };
-    let maps = materialize(map, graph, shuffle(range));
-    Ok((reduce("sort", graph, n, &maps, &[], sort, bytes), bounds.first().copied()))
+    let port = map.next_port();
+    map.attach(graph, &bounds, port)?;
+    let range = Partitioning::Range { keys: keys.to_vec(), port, n: n as u32 };
+    let maps = materialize(map, graph, shuffle(range))?;
+    let mut reducers = reduce("sort", graph, n, &maps, &[], bytes)?;
+    reducers.push(sort)?;
+    Ok((reducers, bounds.first().copied()))
 }
 
-/// Turns a pending stage into tasks; returns their indices in partition order.
-fn materialize(p: Pending, graph: &mut TaskGraph, output: impl Fn(usize) -> Output) -> Vec<usize> {
+/// Turns a pending stage into tasks; returns their indices in partition order. Every task's
+/// ports are checked with the worker's own check, so a spec the worker would refuse is refused
+/// here, before anything runs.
+fn materialize(p: Pending, graph: &mut TaskGraph, output: impl Fn(usize) -> Output) -> Result<Vec<usize>> {
     let name = stage_name(&p.name, &p.ops);
-    let stage = graph.stage(name.clone(), p.ops.iter().map(describe).collect(), p.estimated_bytes);
+    let operators = p.ops.iter().map(describe).collect();
+    let stage = graph.stage(name.clone(), operators, p.estimated_bytes, p.schema.clone());
     let mut ids = Vec::with_capacity(p.partitions.len());
     for (index, (inputs, deps)) in p.partitions.into_iter().enumerate() {
         let output = output(index);
+        shoal_worker::pipeline::check_ports(&inputs, &p.ops, &output)
+            .map_err(|e| internal(format!("stage {name}: {e}")))?;
+        check_deps(graph, &inputs, &deps).map_err(|e| internal(format!("stage {name}: {e}")))?;
         let key = TaskKey::derive(&name, &(&inputs, &p.ops, &output));
         ids.push(graph.push(TaskNode { key, stage, index, deps, inputs, pipeline: p.ops.clone(), output }));
     }
-    ids
+    Ok(ids)
+}
+
+/// The scheduler resolves a task's `Upstream` inputs from its `deps` by position: they must be
+/// the same tasks, in the same order.
+fn check_deps(graph: &TaskGraph, inputs: &[Input], deps: &[usize]) -> std::result::Result<(), String> {
+    let upstream: Vec<&TaskKey> = inputs
+        .iter()
+        .filter_map(|i| match i {
+            Input::Upstream { task_key, .. } => Some(task_key),
+            Input::Scan { .. } => None,
+        })
+        .collect();
+    let same = upstream.len() == deps.len()
+        && upstream.iter().zip(deps).all(|(key, &d)| graph.tasks.get(d).is_some_and(|t| &t.key == *key));
+    if same {
+        Ok(())
+    } else {
+        Err(format!("{} upstream inputs do not line up with {} dependencies", upstream.len(), deps.len()))
+    }
 }
 
 /// `scan-filter-assign`: the source and the kinds of fused operators, deduplicated in order.

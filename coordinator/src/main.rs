@@ -178,8 +178,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let job = JobFile::load(&args.job)?;
     let client = client(&args)?;
     let mut builder = Builder::new(&job, &client);
+    // Every output is planned and its location checked before the first one runs.
+    let mut planned = Vec::with_capacity(job.outputs.len());
     for output in &job.outputs {
         let df = builder.dataset(&output.dataset).await?;
+        if let Some(loc) = &output.to_parquet {
+            df.check_output(&job.location(loc)).await?;
+        }
+        planned.push((output, df));
+    }
+    for (output, df) in planned {
         let started = Instant::now();
         let (_bar, events) = progress(&output.dataset);
         if let Some(loc) = &output.to_parquet {

@@ -600,6 +600,17 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
             let mut left: BTreeSet<String> = j.left_on.iter().cloned().collect();
             let mut right: BTreeSet<String> = j.right_on.iter().cloned().collect();
             for c in columns.into_iter().filter(|c| needed.as_ref().is_none_or(|n| n.contains(&c.name))) {
+                // A suffixed name exists because the other side has a column of the same name:
+                // keep that one too, or the name would lose its suffix.
+                match (&c.left, &c.right) {
+                    (Some(l), None) if c.name != *l => {
+                        right.insert(l.clone());
+                    }
+                    (None, Some(r)) if c.name != *r => {
+                        left.insert(r.clone());
+                    }
+                    _ => {}
+                }
                 left.extend(c.left);
                 right.extend(c.right);
             }
@@ -636,11 +647,18 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
                 // User code may read any column; the others only appear in lowered plans.
                 _ => None,
             };
-            Ok(Plan::Map {
-                input: Arc::new(push_projection(input, upstream)?),
-                op: op.clone(),
-                schema: schema.clone(),
-            })
+            let input = Arc::new(push_projection(input, upstream)?);
+            // Pruned inputs can change what a relational step outputs (a select-free chain
+            // passes fewer columns on): re-derive it. A user function's output is its own.
+            let schema = match op {
+                Operator::MapPartitions { .. } => schema.clone(),
+                _ => shoal_worker::pipeline::output_schema(
+                    input.schema()?,
+                    std::slice::from_ref(op),
+                    &Default::default(),
+                )?,
+            };
+            Ok(Plan::Map { input, op: op.clone(), schema })
         }
     }
 }

@@ -591,7 +591,7 @@ mod tests {
     /// Two stages: `width` independent tasks, then one task reading all of them.
     fn two_stage(width: usize) -> TaskGraph {
         let mut g = TaskGraph::default();
-        let s0 = g.stage("a", vec![], 0);
+        let s0 = g.stage("a", vec![], 0, None);
         for i in 0..width {
             g.push(TaskNode {
                 key: TaskKey(format!("a-{i}")),
@@ -603,7 +603,7 @@ mod tests {
                 output: Output::Intermediate,
             });
         }
-        let s1 = g.stage("b", vec![], 0);
+        let s1 = g.stage("b", vec![], 0, None);
         let deps: Vec<usize> = (0..width).collect();
         let inputs = deps.iter().map(|&d| upstream(&g.tasks[d].key)).collect();
         g.push(TaskNode {
@@ -686,8 +686,8 @@ mod tests {
     async fn ready_tasks_run_depth_first() {
         // Two independent chains a-i -> b-i: with one slot, each b runs right after its a.
         let mut g = TaskGraph::default();
-        let s0 = g.stage("a", vec![], 0);
-        let s1 = g.stage("b", vec![], 0);
+        let s0 = g.stage("a", vec![], 0, None);
+        let s1 = g.stage("b", vec![], 0, None);
         for i in 0..3 {
             let a = g.push(TaskNode {
                 key: TaskKey(format!("a-{i}")),

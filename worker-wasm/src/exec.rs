@@ -105,6 +105,7 @@ impl Worker {
         if spec.version != PROTOCOL_VERSION {
             return Err(Error::InvalidTask(format!("unsupported spec version {}", spec.version)));
         }
+        pipeline::check_ports(&spec.inputs, &spec.pipeline, &spec.output)?;
         let storage = self.storage(&spec.storage);
         let root = storage.resolve(&spec.job_root)?;
         let manifest_url = root.join(&layout::manifest(&spec.task_key)).url;

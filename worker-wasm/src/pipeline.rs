@@ -12,8 +12,8 @@ use datafusion::common::{Column, JoinType};
 use datafusion::datasource::MemTable;
 use datafusion::functions::core::expr_fn::coalesce;
 use datafusion::prelude::{DataFrame, Expr, SessionConfig, SessionContext};
-use shoal_protocol::{AggregateMode, JoinHow, Operator};
-use std::collections::{BTreeMap, HashSet};
+use shoal_protocol::{AggregateMode, Input, JoinHow, Operator, Output, Partitioning};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 /// A task's side tables by port (the right side of a join, range boundaries).
@@ -251,6 +251,50 @@ pub fn expr_error(what: &str, sql: &str, e: datafusion::error::DataFusionError) 
     Error::Schema(format!("{what}: invalid expression '{sql}': {msg}"))
 }
 
+/// Checks that a task's inputs and its operators agree on the side-table ports: every side port
+/// an input feeds is read by exactly one operator (a join) or by the output (a range shuffle's
+/// boundaries), every port they read is fed, and there is a main input (port 0). Two tables
+/// sharing one port would be appended into one table, so this refuses such a task outright.
+pub fn check_ports(inputs: &[Input], ops: &[Operator], output: &Output) -> Result<()> {
+    let fed: BTreeSet<u32> = inputs.iter().map(Input::port).collect();
+    if !fed.contains(&0) {
+        return Err(Error::InvalidTask("the task has no main input (port 0)".into()));
+    }
+    let mut read: BTreeMap<u32, usize> = BTreeMap::new();
+    let ports = ops
+        .iter()
+        .filter_map(|op| match op {
+            Operator::Join { port, .. } => Some(*port),
+            _ => None,
+        })
+        .chain(match output {
+            Output::Shuffle { partitioning: Partitioning::Range { port, .. } } => Some(*port),
+            _ => None,
+        });
+    for port in ports {
+        if port == 0 {
+            return Err(Error::InvalidTask(
+                "an operator reads its side table from port 0, the main input".into(),
+            ));
+        }
+        *read.entry(port).or_default() += 1;
+    }
+    if let Some((port, n)) = read.iter().find(|(_, n)| **n > 1) {
+        return Err(Error::InvalidTask(format!("{n} operators of one task read side table {port}")));
+    }
+    let sides: BTreeSet<u32> = fed.iter().copied().filter(|p| *p != 0).collect();
+    let wanted: BTreeSet<u32> = read.keys().copied().collect();
+    if sides != wanted {
+        let list = |s: &BTreeSet<u32>| s.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+        return Err(Error::InvalidTask(format!(
+            "the task's inputs feed side tables [{}] but its operators read [{}]",
+            list(&sides),
+            list(&wanted)
+        )));
+    }
+    Ok(())
+}
+
 /// The output schema of relational operators applied to `schema`, validating every expression.
 /// `sides` are the schemas of side tables (a join's right side). An aggregation is validated as
 /// the single-step aggregation whose result its steps produce together.
@@ -263,10 +307,24 @@ pub fn output_schema(
     let sides: Sides = sides.iter().map(|(p, s)| (*p, (s.clone(), vec![]))).collect();
     let mut df = frame(&ctx, schema, vec![])?;
     for op in ops {
-        if let Operator::Melt { id, rows, columns } = op {
-            let input = Arc::new(df.schema().as_arrow().clone());
-            let empty = RecordBatch::new_empty(input.clone());
-            let (schema, _) = crate::shuffle::melt(&input, &[empty], id, rows, columns)?;
+        // The kernels that are not plan steps run on an empty table: the same code decides.
+        let input = || Arc::new(df.schema().as_arrow().clone());
+        let kernel = match op {
+            Operator::Melt { id, rows, columns } => {
+                Some(crate::shuffle::melt(&input(), &[], id, rows, columns)?)
+            }
+            Operator::Sample { columns, rows } => {
+                Some(crate::shuffle::sample(&input(), &[], columns, *rows)?)
+            }
+            Operator::Boundaries { keys, n } => Some(crate::shuffle::boundaries(&input(), &[], keys, *n)?),
+            Operator::MapPartitions { function, .. } => {
+                return Err(Error::InvalidTask(format!(
+                    "map_partitions {function}: its output schema is the function's, found by calling it"
+                )));
+            }
+            _ => None,
+        };
+        if let Some((schema, _)) = kernel {
             df = frame(&ctx, schema, vec![])?;
             continue;
         }
@@ -307,6 +365,45 @@ mod tests {
         let names: Vec<_> = out.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, ["tip", "vendor"]);
         assert_eq!(out.field(0).data_type(), &DataType::Float64);
+    }
+
+    fn side(port: u32) -> Input {
+        Input::Upstream {
+            task_key: shoal_protocol::TaskKey(format!("t{port}")),
+            objects: vec![],
+            bucket: None,
+            ranges: vec![],
+            port,
+        }
+    }
+
+    fn join_on(port: u32) -> Operator {
+        Operator::Join {
+            port,
+            how: JoinHow::Inner,
+            left_on: vec!["k".into()],
+            right_on: vec!["k".into()],
+            suffixes: ("_x".into(), "_y".into()),
+        }
+    }
+
+    #[test]
+    fn ports_must_agree_with_operators() {
+        let out = Output::Intermediate;
+        check_ports(&[side(0), side(1), side(2)], &[join_on(1), join_on(2)], &out).unwrap();
+        let range = Output::Shuffle { partitioning: Partitioning::Range { keys: vec![], port: 2, n: 2 } };
+        check_ports(&[side(0), side(1), side(2)], &[join_on(1)], &range).unwrap();
+        // Two joins fed by one port (the bug of fused broadcast chains).
+        let err = check_ports(&[side(0), side(1), side(1)], &[join_on(1), join_on(1)], &out).unwrap_err();
+        assert!(err.to_string().contains("2 operators of one task read side table 1"), "{err}");
+        // A side table nobody reads, and a join whose table is not fed.
+        let err = check_ports(&[side(0), side(1), side(2)], &[join_on(1)], &out).unwrap_err();
+        assert!(err.to_string().contains("feed side tables [1, 2] but its operators read [1]"), "{err}");
+        let err = check_ports(&[side(0)], &[join_on(3)], &out).unwrap_err();
+        assert!(err.to_string().contains("read [3]"), "{err}");
+        let err = check_ports(&[side(1)], &[join_on(1)], &out).unwrap_err();
+        assert!(err.to_string().contains("no main input"), "{err}");
+        assert!(matches!(err.kind(), shoal_protocol::FailureKind::Fatal));
     }
 
     #[test]

@@ -310,6 +310,15 @@ impl Storage {
         }
     }
 
+    /// Deletes one object; one that is already gone counts as deleted.
+    pub async fn delete(&self, location: &str) -> Result<()> {
+        let loc = self.resolve(location)?;
+        match loc.store.delete(&loc.path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::from_store(location, e)),
+        }
+    }
+
     /// Deletes every object below a location (best effort cleanup of a losing attempt).
     pub async fn delete_prefix(&self, location: &str) -> Result<u64> {
         let loc = self.resolve(location)?;

@@ -10,6 +10,7 @@ mod duplicates;
 mod executors;
 mod faults;
 mod lambda;
+mod plans;
 mod relational;
 mod resume;
 mod sandbox;
