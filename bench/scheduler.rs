@@ -82,6 +82,7 @@ fn graph(n: usize, first_input: impl Fn(usize) -> Input, pipeline: Vec<Operator>
             inputs,
             pipeline: pipeline.clone(),
             output: Output::Intermediate,
+            skip_if_empty: false,
         });
     }
     let s1 = g.stage("combine", vec![], 0, None);
@@ -98,6 +99,7 @@ fn graph(n: usize, first_input: impl Fn(usize) -> Input, pipeline: Vec<Operator>
             inputs,
             pipeline: vec![],
             output: Output::Intermediate,
+            skip_if_empty: false,
         });
     }
     g.outputs = g.stages[s1].tasks.clone();

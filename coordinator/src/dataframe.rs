@@ -694,6 +694,16 @@ pub fn explain_graph(graph: &crate::graph::TaskGraph) -> String {
                 out.push_str(&format!(" (reads {} upstream tasks)", task.deps.len()));
             }
             out.push('\n');
+            let pruning = task.inputs.iter().find_map(|i| match i {
+                shoal_protocol::Input::Scan { predicate: Some(p), .. } => Some(p),
+                _ => None,
+            });
+            if let Some(p) = pruning {
+                out.push_str(&format!("    prune_by: {p}\n"));
+            }
+            if task.skip_if_empty {
+                out.push_str("    skipped when all its inputs are empty\n");
+            }
         }
     }
     if let Some(warning) = crate::lower::many_tasks_warning(graph.len()) {

@@ -18,6 +18,10 @@ pub struct TaskNode {
     pub inputs: Vec<Input>,
     pub pipeline: Vec<Operator>,
     pub output: Output,
+    /// The task's output is empty whenever all its inputs are (it reads no files, and its
+    /// pipeline keeps nothing of nothing): the scheduler then commits an empty manifest for it
+    /// instead of running it.
+    pub skip_if_empty: bool,
 }
 
 /// A group of tasks doing the same work on different partitions.
@@ -79,15 +83,36 @@ impl TaskGraph {
 
 /// Upstream input placeholder for a dependency; the scheduler fills in its objects.
 pub fn upstream(key: &TaskKey) -> Input {
-    Input::Upstream { task_key: key.clone(), objects: vec![], bucket: None, ranges: vec![], port: 0 }
+    Input::Upstream {
+        task_key: key.clone(),
+        objects: vec![],
+        bucket: None,
+        ranges: vec![],
+        port: 0,
+        schema: None,
+    }
 }
 
 /// One bucket of a shuffle map task's output, feeding table `port` of the reader.
 pub fn upstream_bucket(key: &TaskKey, bucket: u32, port: u32) -> Input {
-    Input::Upstream { task_key: key.clone(), objects: vec![], bucket: Some(bucket), ranges: vec![], port }
+    Input::Upstream {
+        task_key: key.clone(),
+        objects: vec![],
+        bucket: Some(bucket),
+        ranges: vec![],
+        port,
+        schema: None,
+    }
 }
 
 /// The whole output of a task, feeding side table `port` of the reader.
 pub fn upstream_port(key: &TaskKey, port: u32) -> Input {
-    Input::Upstream { task_key: key.clone(), objects: vec![], bucket: None, ranges: vec![], port }
+    Input::Upstream {
+        task_key: key.clone(),
+        objects: vec![],
+        bucket: None,
+        ranges: vec![],
+        port,
+        schema: None,
+    }
 }

@@ -253,6 +253,15 @@ fn lower_node(plan: &Plan, graph: &mut TaskGraph) -> Result<Pending> {
                 .collect();
             Ok(Pending::new("scan", partitions, Some(scan.schema()?), scan.estimated_bytes()))
         }
+        // A filter right above a sort runs before its range shuffle: fewer rows move, and the
+        // ranges it empties (`loc` on an index) are not run at all.
+        Plan::Map { input, op: filter @ Operator::Filter { .. }, .. } if matches!(&**input, Plan::Sort { npartitions, .. } if *npartitions > 1) =>
+        {
+            let Plan::Sort { input, keys, npartitions, .. } = &**input else {
+                return Err(internal("a filter over a sort".into()));
+            };
+            Ok(lower_sort_filtered(input, keys, *npartitions, Some(filter), graph)?.0)
+        }
         Plan::Map { input, op, schema } => {
             let mut p = lower_node(input, graph)?;
             match op {
@@ -506,9 +515,28 @@ fn lower_sort(
     n: usize,
     graph: &mut TaskGraph,
 ) -> Result<(Pending, Option<usize>)> {
+    lower_sort_filtered(input, keys, n, None, graph)
+}
+
+/// [`lower_sort`] of the rows `filter` keeps. The boundaries are sampled from all rows, so they
+/// are the sort's own (the divisions of an index); the filter runs in the map tasks, before the
+/// range shuffle (and prunes their Parquet row groups), and reducers whose every bucket is
+/// empty are skipped.
+fn lower_sort_filtered(
+    input: &Plan,
+    keys: &[SortKey],
+    n: usize,
+    filter: Option<&Operator>,
+    graph: &mut TaskGraph,
+) -> Result<(Pending, Option<usize>)> {
     let mut p = lower_node(input, graph)?;
     let bytes = input.estimated_bytes();
     let sort = Operator::Sort { keys: keys.to_vec() };
+    if n == 1 {
+        if let Some(f) = filter {
+            p.push(f.clone())?;
+        }
+    }
     if n == 1 && p.partitions.len() == 1 {
         p.push(sort)?;
         return Ok((p, None));
@@ -539,6 +567,12 @@ fn lower_sort(
     bounds.push(Operator::Boundaries { keys: keys.to_vec(), n: n as u32 })?;
     let bounds = materialize(bounds, graph, |_| Output::Intermediate)?;
     let mut map = p;
+    if let Some(filter @ Operator::Filter { predicate }) = filter {
+        if map.ops.is_empty() {
+            prune_scans(&mut map, predicate);
+        }
+        map.push(filter.clone())?;
+    }
     let port = map.next_port();
     map.attach(graph, &bounds, port)?;
     let range = Partitioning::Range { keys: keys.to_vec(), port, n: n as u32 };
@@ -546,6 +580,22 @@ fn lower_sort(
     let mut reducers = reduce("sort", graph, n, &maps, &[], bytes)?;
     reducers.push(sort)?;
     Ok((reducers, bounds.first().copied()))
+}
+
+/// Adds `predicate` to the row-group pruning of the Parquet scans of `p` (whose rows are the
+/// files' own: no operator runs before it).
+fn prune_scans(p: &mut Pending, predicate: &str) {
+    for (inputs, _) in &mut p.partitions {
+        for input in inputs {
+            if let Input::Scan { format: shoal_protocol::FileFormat::Parquet, predicate: pruning, .. } = input
+            {
+                *pruning = Some(match pruning.take() {
+                    Some(existing) => format!("({existing}) AND ({predicate})"),
+                    None => predicate.to_string(),
+                });
+            }
+        }
+    }
 }
 
 /// Turns a pending stage into tasks; returns their indices in partition order. Every task's
@@ -562,7 +612,11 @@ fn materialize(p: Pending, graph: &mut TaskGraph, output: impl Fn(usize) -> Outp
             .map_err(|e| internal(format!("stage {name}: {e}")))?;
         check_deps(graph, &inputs, &deps).map_err(|e| internal(format!("stage {name}: {e}")))?;
         let key = TaskKey::derive(&name, &(&inputs, &p.ops, &output));
-        ids.push(graph.push(TaskNode { key, stage, index, deps, inputs, pipeline: p.ops.clone(), output }));
+        let skip_if_empty = p.schema.is_some()
+            && inputs.iter().all(|i| matches!(i, Input::Upstream { .. }))
+            && shoal_worker::pipeline::preserves_empty(&p.ops);
+        let pipeline = p.ops.clone();
+        ids.push(graph.push(TaskNode { key, stage, index, deps, inputs, pipeline, output, skip_if_empty }));
     }
     Ok(ids)
 }

@@ -194,12 +194,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             let loc = job.location(loc);
             let written = df.to_parquet(&loc, Some(events.clone())).await?;
             eprintln!(
-                "{}: wrote {} rows in {} parts to {loc} ({} tasks run, {} reused, {:.2}s)",
+                "{}: wrote {} rows in {} parts to {loc} ({} tasks run, {} reused{}, {:.2}s)",
                 output.dataset,
                 written.rows,
                 written.parts.len(),
                 written.run.executed,
                 written.run.already_committed,
+                skipped(&written.run),
                 started.elapsed().as_secs_f64()
             );
             print_report(&written.run);
@@ -217,16 +218,25 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 println!("... {} more rows", rows - limit);
             }
             eprintln!(
-                "{}: {rows} rows ({} tasks run, {} reused, {:.2}s)",
+                "{}: {rows} rows ({} tasks run, {} reused{}, {:.2}s)",
                 output.dataset,
                 summary.executed,
                 summary.already_committed,
+                skipped(&summary),
                 started.elapsed().as_secs_f64()
             );
             print_report(&summary);
         }
     }
     Ok(())
+}
+
+/// `, N skipped (empty inputs)` when tasks were skipped.
+fn skipped(summary: &shoal::scheduler::RunSummary) -> String {
+    match summary.skipped {
+        0 => String::new(),
+        n => format!(", {n} skipped (empty inputs)"),
+    }
 }
 
 /// The run report, indented under the output's line (also in `jobs/<id>.report.json`).

@@ -709,14 +709,12 @@ fn push_predicates(plan: &Plan, pending: &[String]) -> Plan {
         }
         Plan::Head { input, n } => Plan::Head { input: arc(input), n: *n },
         Plan::TopK { input, keys, n } => Plan::TopK { input: arc(input), keys: keys.clone(), n: *n },
-        // Filters commute with sorting and repartitioning: prune below them too (`loc` on an
-        // index prunes the scan under `set_index`).
-        Plan::Sort { input, keys, npartitions, index } => Plan::Sort {
-            input: Arc::new(push_predicates(input, pending)),
-            keys: keys.clone(),
-            npartitions: *npartitions,
-            index: *index,
-        },
+        // Filters commute with repartitioning: prune below it too. Not below a sort: its
+        // boundaries are sampled from all rows (the divisions of an index stay its own); a
+        // filter right above a sort prunes the scans of its map tasks when lowered.
+        Plan::Sort { input, keys, npartitions, index } => {
+            Plan::Sort { input: arc(input), keys: keys.clone(), npartitions: *npartitions, index: *index }
+        }
         Plan::Repartition { input, npartitions } => {
             Plan::Repartition { input: Arc::new(push_predicates(input, pending)), npartitions: *npartitions }
         }

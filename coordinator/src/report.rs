@@ -47,6 +47,8 @@ pub struct RunReport {
     pub tasks: usize,
     pub tasks_run: usize,
     pub tasks_reused: usize,
+    /// Tasks not run because all their inputs were empty.
+    pub tasks_skipped: usize,
     pub attempts: u64,
     pub retries: u64,
     pub failed_attempts: u64,
@@ -100,6 +102,7 @@ impl RunReport {
             tasks: summary.tasks,
             tasks_run: summary.executed,
             tasks_reused: summary.already_committed,
+            tasks_skipped: summary.skipped,
             attempts: summary.attempts,
             retries: summary.retries,
             failed_attempts: summary.failed_attempts,
@@ -133,13 +136,14 @@ impl RunReport {
     pub fn display(&self) -> String {
         let mb = |b: u64| b as f64 / 1e6;
         format!(
-            "tasks: {} ({} run, {} reused); attempts: {} ({} retries, {} failed, {} speculative, {} discarded)\n\
+            "tasks: {} ({} run, {} reused, {} skipped); attempts: {} ({} retries, {} failed, {} speculative, {} discarded)\n\
              data: read {:.1} MB in {} objects, wrote {:.1} MB in {} objects, {} rows; {} storage requests\n\
              time: {:.2} s wall, {:.2} s worker, {:.2} s in functions; {:.3} GB-s at {} MB{}\n\
              estimated cost on cloud functions: ${:.6} (compute ${:.6}, invocations ${:.6}, requests ${:.6})",
             self.tasks,
             self.tasks_run,
             self.tasks_reused,
+            self.tasks_skipped,
             self.attempts,
             self.retries,
             self.failed_attempts,

@@ -15,8 +15,8 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use rand::Rng;
 use shoal_protocol::{
-    FailureKind, Input, Limits, Manifest, PROTOCOL_VERSION, StorageOptions, TaskFailure, TaskMetrics,
-    TaskSpec,
+    FailureKind, Field, Input, Limits, Manifest, PROTOCOL_VERSION, StorageOptions, TaskFailure, TaskKey,
+    TaskMetrics, TaskResult, TaskSpec, layout,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
@@ -122,6 +122,8 @@ pub struct RunSummary {
     pub tasks: usize,
     pub executed: usize,
     pub already_committed: usize,
+    /// Tasks not run because all their inputs were empty (an empty manifest was committed).
+    pub skipped: usize,
     pub attempts: u64,
     pub retries: u64,
     /// Backup attempts launched (stragglers, forced duplicates).
@@ -188,8 +190,17 @@ enum State {
 type Priority = (usize, Reverse<usize>);
 
 enum Completion {
-    Done { task: usize, attempt: u32, elapsed: Duration, outcome: Box<shoal_protocol::TaskOutcome> },
-    RetryDue { task: usize },
+    Done {
+        task: usize,
+        attempt: u32,
+        elapsed: Duration,
+        outcome: Box<shoal_protocol::TaskOutcome>,
+        /// Committed without running: every input was empty.
+        skipped: bool,
+    },
+    RetryDue {
+        task: usize,
+    },
 }
 
 fn median(durations: &[Duration]) -> Option<Duration> {
@@ -295,16 +306,39 @@ pub async fn run_counted(
                         attempt,
                         elapsed: t0.elapsed(),
                         outcome: Box::new(outcome),
+                        skipped: false,
                     })
                     .boxed(),
             );
             attempt
         }};
     }
+    let storage = Arc::new(shoal_worker::storage::Storage::new(opts.storage.clone()));
 
     while done < n {
         while failure.is_none() && running < concurrency {
             let Some((_, task)) = ready.pop() else { break };
+            if let Some(schema) = empty_output(graph, task, &manifests) {
+                // Nothing to compute: commit the empty result instead of running the task.
+                attempts[task] += 1;
+                state[task] = State::Running;
+                running += 1;
+                inflight[task] += 1;
+                let (key, attempt) = (graph.tasks[task].key.clone(), attempts[task]);
+                let commit = commit_empty(storage.clone(), opts.job_root.clone(), key, schema, attempt);
+                in_flight.push(
+                    commit
+                        .map(move |outcome| Completion::Done {
+                            task,
+                            attempt,
+                            elapsed: Duration::ZERO,
+                            outcome: Box::new(outcome),
+                            skipped: true,
+                        })
+                        .boxed(),
+                );
+                continue;
+            }
             launch!(task);
             if opts.speculation.as_ref().is_some_and(|s| s.duplicate_all) {
                 let attempt = launch!(task);
@@ -353,7 +387,7 @@ pub async fn run_counted(
                     ready.push((priority(graph, task), task));
                 }
             }
-            Completion::Done { task, attempt, elapsed, outcome } => {
+            Completion::Done { task, attempt, elapsed, outcome, skipped } => {
                 running -= 1;
                 inflight[task] -= 1;
                 if inflight[task] == 0 {
@@ -372,9 +406,13 @@ pub async fn run_counted(
                 match *outcome {
                     Ok(result) => {
                         state[task] = State::Committed;
-                        summary.executed += 1;
+                        if skipped {
+                            summary.skipped += 1;
+                        } else {
+                            summary.executed += 1;
+                            stage_durations[graph.tasks[task].stage].push(elapsed);
+                        }
                         summary.rows_written += result.manifest.rows;
-                        stage_durations[graph.tasks[task].stage].push(elapsed);
                         emit(Event::TaskCommitted {
                             task,
                             attempt,
@@ -453,6 +491,69 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     capped.mul_f64(jitter)
 }
 
+/// The schema of the (empty) output of `task` when it may be skipped: it allows that
+/// ([`TaskNode::skip_if_empty`](crate::graph::TaskNode)) and every one of its inputs is empty,
+/// as its upstream manifests tell.
+fn empty_output(graph: &TaskGraph, task: usize, manifests: &[Option<Manifest>]) -> Option<Vec<Field>> {
+    let node = &graph.tasks[task];
+    if !node.skip_if_empty {
+        return None;
+    }
+    let schema = graph.stages.get(node.stage)?.schema.as_ref()?;
+    let mut deps = node.deps.iter();
+    let empty = node.inputs.iter().all(|input| match input {
+        Input::Upstream { bucket, .. } => {
+            let Some(m) = deps.next().and_then(|&d| manifests[d].as_ref()) else { return false };
+            match bucket {
+                Some(b) if !m.outputs.is_empty() => m.buckets.get(*b as usize).is_some_and(|r| r.rows == 0),
+                _ => m.rows == 0,
+            }
+        }
+        Input::Scan { .. } => false,
+    });
+    empty.then(|| shoal_worker::schema::to_fields(schema))
+}
+
+/// Commits the empty output of a skipped task: a manifest with no objects, created like any
+/// other (create-if-absent; an earlier commit wins).
+async fn commit_empty(
+    storage: Arc<shoal_worker::storage::Storage>,
+    job_root: String,
+    task_key: TaskKey,
+    schema: Vec<Field>,
+    attempt: u32,
+) -> shoal_protocol::TaskOutcome {
+    let failed = |e: shoal_worker::Error| TaskFailure {
+        kind: e.kind(),
+        task_key: task_key.clone(),
+        input: e.input().map(str::to_string),
+        message: format!("committing the empty output of a skipped task: {e}"),
+    };
+    let url = storage.resolve(&job_root).map_err(failed)?.join(&layout::manifest(&task_key)).url;
+    let manifest = Manifest {
+        version: PROTOCOL_VERSION,
+        task_key: task_key.clone(),
+        attempt_id: "empty".into(),
+        outputs: vec![],
+        rows: 0,
+        bytes: 0,
+        schema,
+        buckets: vec![],
+        divisions: None,
+    };
+    let body = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+    let metrics = TaskMetrics { requests: 1, ..Default::default() };
+    let created = storage.create_if_absent(&url, body.into()).await.map_err(failed)?;
+    let (manifest, won_commit) = match created {
+        shoal_worker::storage::Created::Created => (manifest, true),
+        shoal_worker::storage::Created::AlreadyExists => {
+            let winner = shoal_worker::exec::read_manifest(&storage, &url).await.map_err(failed)?;
+            (winner.unwrap_or(manifest), false)
+        }
+    };
+    Ok(TaskResult { task_key, attempt, manifest, won_commit, metrics })
+}
+
 /// The concrete spec for one attempt: upstream inputs resolved to the objects their committed
 /// manifests list.
 fn build_spec(
@@ -476,12 +577,15 @@ fn build_spec(
                     (Some(b), Some(m)) => m.buckets.get(*b as usize).copied().into_iter().collect(),
                     _ => vec![],
                 };
+                // A skipped task's output has no objects: the reader gets its schema instead.
+                let schema = manifest.filter(|m| m.outputs.is_empty()).map(|m| m.schema.clone());
                 Input::Upstream {
                     task_key: task_key.clone(),
                     objects: objects.unwrap_or_default(),
                     bucket: *bucket,
                     ranges,
                     port: *port,
+                    schema,
                 }
             }
             other => other.clone(),
@@ -601,6 +705,7 @@ mod tests {
                 inputs: vec![],
                 pipeline: vec![],
                 output: Output::Intermediate,
+                skip_if_empty: false,
             });
         }
         let s1 = g.stage("b", vec![], 0, None);
@@ -614,6 +719,7 @@ mod tests {
             inputs,
             pipeline: vec![],
             output: Output::Intermediate,
+            skip_if_empty: false,
         });
         g.outputs = vec![width];
         g
@@ -697,6 +803,7 @@ mod tests {
                 inputs: vec![],
                 pipeline: vec![],
                 output: Output::Intermediate,
+                skip_if_empty: false,
             });
             let key = g.tasks[a].key.clone();
             g.push(TaskNode {
@@ -707,6 +814,7 @@ mod tests {
                 inputs: vec![upstream(&key)],
                 pipeline: vec![],
                 output: Output::Intermediate,
+                skip_if_empty: false,
             });
         }
         let ex = Flaky::new(0, FailureKind::Retryable, 1);

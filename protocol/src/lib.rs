@@ -151,6 +151,10 @@ pub enum Input {
         /// (the right side of a join, the boundaries of a range shuffle).
         #[serde(default, skip_serializing_if = "is_zero")]
         port: u32,
+        /// The schema of an upstream output that has no objects (a task that was skipped
+        /// because all its inputs were empty): the worker reads it as an empty table.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        schema: Option<Vec<Field>>,
     },
 }
 

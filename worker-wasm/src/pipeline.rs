@@ -251,6 +251,24 @@ pub fn expr_error(what: &str, sql: &str, e: datafusion::error::DataFusionError) 
     Error::Schema(format!("{what}: invalid expression '{sql}': {msg}"))
 }
 
+/// Whether `ops` turn an empty table (and empty side tables) into an empty table, so that a
+/// task whose inputs are all empty need not run. Not so for whole-table aggregations (one row
+/// of nothing), `melt`, and user functions (which may make rows from nothing).
+pub fn preserves_empty(ops: &[Operator]) -> bool {
+    ops.iter().all(|op| match op {
+        Operator::Filter { .. }
+        | Operator::Select { .. }
+        | Operator::Assign { .. }
+        | Operator::Head { .. }
+        | Operator::Sort { .. }
+        | Operator::Join { .. }
+        | Operator::Sample { .. }
+        | Operator::Boundaries { .. } => true,
+        Operator::Aggregate { keys, .. } => !keys.is_empty(),
+        Operator::MapPartitions { .. } | Operator::Melt { .. } => false,
+    })
+}
+
 /// Checks that a task's inputs and its operators agree on the side-table ports: every side port
 /// an input feeds is read by exactly one operator (a join) or by the output (a range shuffle's
 /// boundaries), every port they read is fed, and there is a main input (port 0). Two tables
@@ -374,6 +392,7 @@ mod tests {
             bucket: None,
             ranges: vec![],
             port,
+            schema: None,
         }
     }
 

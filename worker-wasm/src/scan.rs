@@ -87,6 +87,13 @@ pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
         Input::Upstream { task_key, objects, ranges, .. } if !ranges.is_empty() => {
             read_buckets(storage, task_key, objects, ranges).await
         }
+        Input::Upstream { objects, schema: Some(schema), .. } if objects.is_empty() => Ok(Loaded {
+            schema: crate::schema::from_fields(schema)?,
+            batches: vec![],
+            bytes_read: 0,
+            objects_read: 0,
+            requests: 0,
+        }),
         Input::Upstream { task_key, objects, .. } => {
             let mut acc: Option<Loaded> = None;
             for object in objects {

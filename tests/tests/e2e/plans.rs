@@ -209,6 +209,27 @@ async fn expressions_over_aggregates_run_on_every_strategy() {
     assert!(err.to_string().contains("no aggregate function call"), "{err}");
 }
 
+#[tokio::test]
+async fn loc_skips_the_partitions_outside_its_range() {
+    let env = Env::new(64_000_000).await;
+    let indexed = env.sales.set_index("id").unwrap();
+    assert_eq!(indexed.npartitions(), 12);
+    let window = indexed.loc(Some("100"), Some("400")).unwrap();
+    let plan = window.explain().unwrap();
+    assert!(plan.contains("skipped when all its inputs are empty"), "{plan}");
+    let (actual, run) = window.compute_with(None).await.unwrap();
+    let expected = env.duckdb("loc", "SELECT * FROM s WHERE id BETWEEN 100 AND 400 ORDER BY id");
+    shoal_tests::data::assert_same_rows_ordered(&actual, &expected).unwrap();
+    // The ids are spread evenly over 12 ranges of about 200: at most 3 hold [100, 400]. The
+    // other reducers are not run.
+    assert!(run.skipped >= 8, "{run:?}\n{plan}");
+    assert_eq!(run.executed + run.skipped, run.tasks, "{run:?}");
+    // Resumed, the skipped tasks are committed like the others.
+    let (again, rerun) = window.compute_with(None).await.unwrap();
+    assert_eq!((rerun.executed, rerun.already_committed), (0, run.tasks), "{rerun:?}");
+    shoal_tests::data::assert_same_rows_ordered(&again, &expected).unwrap();
+}
+
 fn part_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
