@@ -532,10 +532,10 @@ fn lower_sort_filtered(
     let mut p = lower_node(input, graph)?;
     let bytes = input.estimated_bytes();
     let sort = Operator::Sort { keys: keys.to_vec() };
-    if n == 1 {
-        if let Some(f) = filter {
-            p.push(f.clone())?;
-        }
+    if n == 1
+        && let Some(f) = filter
+    {
+        p.push(f.clone())?;
     }
     if n == 1 && p.partitions.len() == 1 {
         p.push(sort)?;

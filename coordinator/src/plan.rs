@@ -587,40 +587,7 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
             a.input = Arc::new(push_projection(&a.input, Some(upstream))?);
             Ok(Plan::Aggregate(a))
         }
-        Plan::Join(j) => {
-            let (lnames, rnames) = (names(&j.left.schema()?), names(&j.right.schema()?));
-            let columns = shoal_worker::pipeline::join_columns(
-                &lnames,
-                &rnames,
-                j.how,
-                &j.left_on,
-                &j.right_on,
-                &j.suffixes,
-            );
-            let mut left: BTreeSet<String> = j.left_on.iter().cloned().collect();
-            let mut right: BTreeSet<String> = j.right_on.iter().cloned().collect();
-            for c in columns.into_iter().filter(|c| needed.as_ref().is_none_or(|n| n.contains(&c.name))) {
-                // A suffixed name exists because the other side has a column of the same name:
-                // keep that one too, or the name would lose its suffix.
-                match (&c.left, &c.right) {
-                    (Some(l), None) if c.name != *l => {
-                        right.insert(l.clone());
-                    }
-                    (None, Some(r)) if c.name != *r => {
-                        left.insert(r.clone());
-                    }
-                    _ => {}
-                }
-                left.extend(c.left);
-                right.extend(c.right);
-            }
-            let mut j = j.clone();
-            j.left = Arc::new(push_projection(&j.left, Some(left))?);
-            j.right = Arc::new(push_projection(&j.right, Some(right))?);
-            // Pruned inputs change the join's unused columns, not its output: re-derive it.
-            j.schema = join_schema(&j)?;
-            Ok(Plan::Join(j))
-        }
+        Plan::Join(j) => push_projection_join(j, needed),
         Plan::Map { input, op, schema } => {
             let input_schema = input.schema()?;
             let upstream: Option<BTreeSet<String>> = match op {
@@ -661,6 +628,37 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
             Ok(Plan::Map { input, op: op.clone(), schema })
         }
     }
+}
+
+/// Projection pushdown through a join: each side keeps its keys and the columns the needed
+/// output columns come from.
+fn push_projection_join(j: &JoinNode, needed: Option<BTreeSet<String>>) -> Result<Plan> {
+    let (lnames, rnames) = (names(&j.left.schema()?), names(&j.right.schema()?));
+    let columns =
+        shoal_worker::pipeline::join_columns(&lnames, &rnames, j.how, &j.left_on, &j.right_on, &j.suffixes);
+    let mut left: BTreeSet<String> = j.left_on.iter().cloned().collect();
+    let mut right: BTreeSet<String> = j.right_on.iter().cloned().collect();
+    for c in columns.into_iter().filter(|c| needed.as_ref().is_none_or(|n| n.contains(&c.name))) {
+        // A suffixed name exists because the other side has a column of the same name:
+        // keep that one too, or the name would lose its suffix.
+        match (&c.left, &c.right) {
+            (Some(l), None) if c.name != *l => {
+                right.insert(l.clone());
+            }
+            (None, Some(r)) if c.name != *r => {
+                left.insert(r.clone());
+            }
+            _ => {}
+        }
+        left.extend(c.left);
+        right.extend(c.right);
+    }
+    let mut j = j.clone();
+    j.left = Arc::new(push_projection(&j.left, Some(left))?);
+    j.right = Arc::new(push_projection(&j.right, Some(right))?);
+    // Pruned inputs change the join's unused columns, not its output: re-derive it.
+    j.schema = join_schema(&j)?;
+    Ok(Plan::Join(j))
 }
 
 /// The output schema of a join node's inputs joined.
