@@ -40,9 +40,11 @@ pub fn split(aggs: &[(String, String)], taken: &BTreeSet<String>) -> Result<Spli
     let mut parsed = Vec::with_capacity(aggs.len());
     for (name, sql) in aggs {
         let expr = parse(name, sql)?;
-        if is_aggregate_call(&ctx, &expr) {
+        // The same call twice (`a = max(x)`, `b = max("x")`) is aggregated once; the second is
+        // a copy made after the aggregation.
+        if is_aggregate_call(&ctx, &expr) && !columns.contains_key(&canonical(&expr)) {
             calls.push((name.clone(), sql.clone()));
-            columns.entry(expr.to_string()).or_insert_with(|| name.clone());
+            columns.insert(canonical(&expr), name.clone());
             parsed.push(None);
         } else {
             parsed.push(Some(expr));
@@ -55,12 +57,11 @@ pub fn split(aggs: &[(String, String)], taken: &BTreeSet<String>) -> Result<Spli
         let mut found = 0;
         let _ = visit_expressions_mut(&mut expr, |e| {
             if is_aggregate_call(&ctx, e) {
-                let text = e.to_string();
                 let column = columns
-                    .entry(text.clone())
+                    .entry(canonical(e))
                     .or_insert_with(|| {
                         let column = fresh_name(&mut hidden, taken);
-                        calls.push((column.clone(), text));
+                        calls.push((column.clone(), e.to_string()));
                         column
                     })
                     .clone();
@@ -78,6 +79,27 @@ pub fn split(aggs: &[(String, String)], taken: &BTreeSet<String>) -> Result<Spli
         post.push((name.clone(), expr.to_string()));
     }
     Ok(Split { calls, post })
+}
+
+/// The text of an expression with every column name in one spelling (`x`, `X` and `"x"` are
+/// one column, as DataFusion resolves them), so that equal calls are found equal.
+fn canonical(expr: &ast::Expr) -> String {
+    let mut expr = expr.clone();
+    let one = |i: &mut ast::Ident| {
+        if i.quote_style.is_none() {
+            i.value = i.value.to_lowercase();
+        }
+        i.quote_style = Some('"');
+    };
+    let _ = visit_expressions_mut(&mut expr, |e| {
+        match e {
+            ast::Expr::Identifier(i) => one(i),
+            ast::Expr::CompoundIdentifier(parts) => parts.iter_mut().for_each(one),
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    expr.to_string()
 }
 
 fn parse(name: &str, sql: &str) -> Result<ast::Expr> {
@@ -148,6 +170,14 @@ mod tests {
                 ("label", r#"k || ':' || CAST("__agg_4" AS VARCHAR)"#),
             ])
         );
+    }
+
+    #[test]
+    fn equal_calls_are_aggregated_once() {
+        let aggs = pairs(&[("a", "max(x)"), ("b", r#"max("x")"#), ("c", "max(X) - min(x)")]);
+        let s = split(&aggs, &BTreeSet::new()).unwrap();
+        assert_eq!(s.calls, pairs(&[("a", "max(x)"), ("__agg_0", "min(x)")]));
+        assert_eq!(s.post, pairs(&[("b", r#""a""#), ("c", r#""a" - "__agg_0""#)]));
     }
 
     #[test]

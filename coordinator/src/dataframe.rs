@@ -571,6 +571,10 @@ impl DataFrame {
         };
         node.schema = join_schema(&node)?;
         let mut df = self.with_plan(Plan::Join(node));
+        if how.strategy.is_some() {
+            // A strategy the join cannot use is refused now, not when it runs.
+            df.optimized()?;
+        }
         for m in &other.modules {
             if !df.modules.iter().any(|x| x.reference.sha256 == m.reference.sha256) {
                 df.modules.push(m.clone());

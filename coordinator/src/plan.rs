@@ -631,7 +631,10 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
 }
 
 /// Projection pushdown through a join: each side keeps its keys and the columns the needed
-/// output columns come from.
+/// output columns come from. A name on both sides is suffixed only while both sides have it:
+/// whenever one side still delivers such a column (because it is needed, or because an
+/// operator below passes it on), the other side keeps its copy too, so every surviving column
+/// keeps the name the unpruned join gives it.
 fn push_projection_join(j: &JoinNode, needed: Option<BTreeSet<String>>) -> Result<Plan> {
     let (lnames, rnames) = (names(&j.left.schema()?), names(&j.right.schema()?));
     let columns =
@@ -639,26 +642,37 @@ fn push_projection_join(j: &JoinNode, needed: Option<BTreeSet<String>>) -> Resul
     let mut left: BTreeSet<String> = j.left_on.iter().cloned().collect();
     let mut right: BTreeSet<String> = j.right_on.iter().cloned().collect();
     for c in columns.into_iter().filter(|c| needed.as_ref().is_none_or(|n| n.contains(&c.name))) {
-        // A suffixed name exists because the other side has a column of the same name:
-        // keep that one too, or the name would lose its suffix.
-        match (&c.left, &c.right) {
-            (Some(l), None) if c.name != *l => {
-                right.insert(l.clone());
-            }
-            (None, Some(r)) if c.name != *r => {
-                left.insert(r.clone());
-            }
-            _ => {}
-        }
         left.extend(c.left);
         right.extend(c.right);
     }
-    let mut j = j.clone();
-    j.left = Arc::new(push_projection(&j.left, Some(left))?);
-    j.right = Arc::new(push_projection(&j.right, Some(right))?);
-    // Pruned inputs change the join's unused columns, not its output: re-derive it.
-    j.schema = join_schema(&j)?;
-    Ok(Plan::Join(j))
+    let shared: BTreeSet<&String> =
+        j.left_on.iter().zip(&j.right_on).filter(|(l, r)| l == r).map(|(l, _)| l).collect();
+    let suffixed: Vec<&String> = match j.how {
+        JoinHow::Semi | JoinHow::Anti => vec![],
+        _ => lnames.iter().filter(|n| rnames.contains(n) && !shared.contains(n)).collect(),
+    };
+    // Each round adds at least one column, or ends: at most `suffixed.len()` extra rounds.
+    loop {
+        let l = push_projection(&j.left, Some(left.clone()))?;
+        let r = push_projection(&j.right, Some(right.clone()))?;
+        let (ls, rs) = (names(&l.schema()?), names(&r.schema()?));
+        let mut grew = false;
+        for n in &suffixed {
+            match (ls.contains(n), rs.contains(n)) {
+                (true, false) => grew |= right.insert((*n).clone()),
+                (false, true) => grew |= left.insert((*n).clone()),
+                _ => {}
+            }
+        }
+        if !grew {
+            let mut j = j.clone();
+            j.left = Arc::new(l);
+            j.right = Arc::new(r);
+            // Pruned inputs change the join's unused columns, not its output: re-derive it.
+            j.schema = join_schema(&j)?;
+            return Ok(Plan::Join(j));
+        }
+    }
 }
 
 /// The output schema of a join node's inputs joined.

@@ -156,6 +156,14 @@ pub fn join(
     let names =
         |df: &DataFrame| -> Vec<String> { df.schema().fields().iter().map(|f| f.name().clone()).collect() };
     let columns = join_columns(&names(&left), &names(&right), how, left_on, right_on, suffixes);
+    let mut seen = HashSet::new();
+    if let Some(dup) = columns.iter().find(|c| !seen.insert(c.name.as_str())) {
+        return Err(Error::Schema(format!(
+            "merge: the result would have two columns named '{}' (suffixes '{}' and '{}' make a name \
+             that is already taken); choose other suffixes, or rename a column first",
+            dup.name, suffixes.0, suffixes.1
+        )));
+    }
     let lcol = |n: &str| Expr::Column(Column::new(Some("l"), n));
     let rcol = |n: &str| Expr::Column(Column::new(Some("r"), n));
     let on: Vec<Expr> = left_on.iter().zip(right_on).map(|(l, r)| lcol(l).eq(rcol(r))).collect();

@@ -10,6 +10,7 @@ mod duplicates;
 mod executors;
 mod faults;
 mod lambda;
+mod pipelines;
 mod plans;
 mod relational;
 mod resume;

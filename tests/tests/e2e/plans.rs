@@ -160,6 +160,26 @@ async fn only_the_suffixed_right_copy_used_keeps_its_suffix() {
         );
         env.check(column, &df, "side=right", &sql).await;
     }
+    // Neither copy is used, but a filter below passes the left one on: the right copy must stay
+    // too, or the left one loses its suffix and clashes at the next join.
+    let df = env
+        .sales
+        .filter("region <> 'west'")
+        .unwrap()
+        .merge(&env.customers, &Merge::on(&["cust"]).how(JoinHow::Left))
+        .unwrap()
+        .merge(&env.skus, &Merge::on(&["sku"]))
+        .unwrap()
+        .select(&["id", "region"])
+        .unwrap();
+    let sql = "SELECT s.id, k.region FROM (SELECT * FROM s WHERE region <> 'west') s \
+               LEFT JOIN c ON s.cust = c.cust JOIN k ON s.sku = k.sku";
+    env.check("passed_on", &df, "side=right", sql).await;
+    // Suffixes that make a name already taken are refused when the merge is built.
+    let clash = env.sales.assign("region_x", "1").unwrap();
+    let err = clash.merge(&env.customers, &Merge::on(&["cust"])).unwrap_err().to_string();
+    assert!(err.contains("two columns named 'region_x'"), "{err}");
+
     // Broadcast left (right join): only the left copy is used.
     let df = env
         .customers
