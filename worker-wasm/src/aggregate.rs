@@ -18,6 +18,7 @@ use arrow::datatypes::SchemaRef;
 use datafusion::common::Column;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode as DfMode};
 use datafusion::prelude::{DataFrame, Expr, SessionConfig, SessionContext};
@@ -51,7 +52,19 @@ pub fn logical(df: DataFrame, keys: &[String], aggs: &[(String, String)]) -> Res
         }
         exprs.push(expr.alias(name));
     }
-    df.aggregate(groups, exprs).map_err(|e| Error::Schema(format!("groupby: {}", e.strip_backtrace())))
+    // Not `DataFrame::aggregate`: it also groups by every column the keys functionally
+    // determine (all columns of an aggregated input grouped by its keys again), which would
+    // change the columns, and the states, with the input's lineage. The steps of one aggregation
+    // run over inputs of different lineage (a fused plan, rows read back from storage, the
+    // template), so they must group by exactly `keys`.
+    let schema_error =
+        |e: datafusion::error::DataFusionError| Error::Schema(format!("groupby: {}", e.strip_backtrace()));
+    let (state, plan) = df.into_parts();
+    let plan = LogicalPlanBuilder::from(plan)
+        .aggregate(groups, exprs)
+        .and_then(LogicalPlanBuilder::build)
+        .map_err(schema_error)?;
+    Ok(DataFrame::new(state, plan))
 }
 
 /// Runs an aggregation step over `input` (raw rows for `Single`/`Partial`, states otherwise).
@@ -72,13 +85,16 @@ pub async fn run(
         }
         AggregateMode::Partial => partial_step(input, keys, aggs).await?,
         AggregateMode::Combine | AggregateMode::Final => {
-            let states = input.collect().await.map_err(exec_error)?;
             let template = pipeline::frame(&pipeline::session(), raw, vec![])?;
             let (_, plan) = logical(template, keys, aggs)?.into_parts();
             let partial = partial_exec(plan).await?;
             let partial = partial
                 .downcast_ref::<AggregateExec>()
                 .ok_or_else(|| Error::Execution("aggregate template has no partial step".into()))?;
+            // The states are merged by position: columns of other types would panic in an
+            // accumulator, other names mean other states.
+            check_states(input.schema().as_arrow(), &partial.schema())?;
+            let states = input.collect().await.map_err(exec_error)?;
             let source = MemorySourceConfig::try_new_exec(&[states], partial.schema(), None)
                 .map_err(|e| Error::Schema(format!("aggregate states: {}", e.strip_backtrace())))?;
             let df_mode = if mode == AggregateMode::Final { DfMode::Final } else { DfMode::PartialReduce };
@@ -137,6 +153,28 @@ async fn partial_exec(plan: datafusion::logical_expr::LogicalPlan) -> Result<Arc
         stack.extend(node.children().into_iter().cloned());
     }
     Err(Error::Execution("aggregate plan has no partial step".into()))
+}
+
+/// Refuses `states` unless they are the columns `expected` (the template's `Partial` output):
+/// the same names and types, in the same order.
+fn check_states(states: &arrow::datatypes::Schema, expected: &arrow::datatypes::Schema) -> Result<()> {
+    let same = states.fields().len() == expected.fields().len()
+        && states
+            .fields()
+            .iter()
+            .zip(expected.fields().iter())
+            .all(|(s, e)| s.name() == e.name() && s.data_type().equals_datatype(e.data_type()));
+    if same {
+        return Ok(());
+    }
+    let list = |s: &arrow::datatypes::Schema| {
+        s.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ")
+    };
+    Err(Error::Schema(format!(
+        "aggregation states do not match the aggregation: got [{}], expected [{}]",
+        list(states),
+        list(expected)
+    )))
 }
 
 fn exec_error(e: datafusion::error::DataFusionError) -> Error {
@@ -239,6 +277,55 @@ mod tests {
             for (i, m) in med.iter().enumerate() {
                 assert!((m.unwrap() - 749.25).abs() < 749.25 * 0.01, "row {i}: median {m:?}");
             }
+        }
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    /// Grouping an aggregation's output by its keys again: the input's keys determine all its
+    /// columns, which must not become group keys of the `Partial` step (its states would not be
+    /// the template's; the `Final` step read a key as the count of `avg` and panicked).
+    #[tokio::test]
+    async fn an_aggregated_input_is_grouped_by_the_keys_only() {
+        let ctx = pipeline::session();
+        let g = ["g".to_string()];
+        let (schema, batches) = table(0..100);
+        let inner =
+            logical(pipeline::frame(&ctx, schema, batches).unwrap(), &g, &pairs(&[("top", "max(x)")]))
+                .unwrap();
+        let raw = Arc::new(inner.schema().as_arrow().clone());
+        let aggs = pairs(&[("m", "avg(CAST(top AS DOUBLE))")]);
+        let single = logical(inner.clone(), &g, &aggs).unwrap();
+        let names: Vec<_> = single.schema().fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(names, ["g", "m"]);
+        let states = run(&ctx, inner, AggregateMode::Partial, &g, &aggs, raw.clone()).await.unwrap();
+        let names: Vec<_> = states.0.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["g", "m[count]", "m[sum]"]);
+        let df = pipeline::frame(&ctx, states.0, states.1).unwrap();
+        let fin = run(&ctx, df, AggregateMode::Final, &g, &aggs, raw).await.unwrap();
+        let b = arrow::compute::concat_batches(&fin.0, &fin.1).unwrap();
+        let g = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        let m = b.column(1).as_any().downcast_ref::<Float64Array>().unwrap();
+        let mut rows: Vec<_> = g.iter().zip(m.iter()).collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        // One row per group: the mean of its maximum x (i = 99 for 'a', i = 98 for 'b').
+        assert_eq!(rows, [(Some("a"), Some(148.5)), (Some("b"), Some(147.0))]);
+    }
+
+    /// States that are not the aggregation's are refused, not merged (which may panic).
+    #[tokio::test]
+    async fn foreign_states_are_refused() {
+        let raw = table(0..0).0;
+        let ctx = pipeline::session();
+        let aggs = pairs(&AGGS);
+        let (schema, batches) = table(0..10);
+        for mode in [AggregateMode::Combine, AggregateMode::Final] {
+            let df = pipeline::frame(&ctx, schema.clone(), batches.clone()).unwrap();
+            let err = run(&ctx, df, mode, &["g".to_string()], &aggs, raw.clone()).await.unwrap_err();
+            assert!(matches!(err, Error::Schema(_)), "{err}");
+            assert!(err.to_string().contains("aggregation states do not match"), "{err}");
         }
     }
 }
