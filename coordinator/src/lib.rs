@@ -4,6 +4,7 @@
 //! Layout:
 //! - [`client`]: [`Client`] — configuration, scan planning from object metadata (Parquet
 //!   footers, CSV samples; never row data), module loading, running graphs with resume.
+//! - [`read`]: scan planning (`Client::read_parquet`, `Client::read_csv`) from object metadata.
 //! - [`dataframe`]: the lazy [`DataFrame`] API.
 //! - [`aggregates`]: expressions over aggregates in `agg`, split into aggregate calls and a
 //!   scalar step after the final aggregation.
@@ -23,6 +24,7 @@ pub mod graph;
 pub mod job;
 pub mod lower;
 pub mod plan;
+pub mod read;
 pub mod report;
 pub mod scheduler;
 

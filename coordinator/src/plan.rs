@@ -494,7 +494,7 @@ pub fn human_bytes(n: u64) -> String {
 /// Columns an SQL expression refers to, resolved against `schema`.
 fn referenced_columns(sql: &str, schema: &SchemaRef) -> Result<BTreeSet<String>> {
     let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| Error::Schema(e.to_string()))?;
-    let ctx = shoal_worker::pipeline::session();
+    let ctx = shoal_worker::session::session();
     let expr = ctx
         .parse_sql_expr(sql, &df_schema)
         .map_err(|e| Error::Schema(format!("invalid expression '{sql}': {e}")))?;

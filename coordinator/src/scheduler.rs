@@ -10,6 +10,7 @@
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::graph::TaskGraph;
+pub use crate::report::RunSummary;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -112,60 +113,6 @@ impl std::fmt::Debug for RunOptions {
             .field("job_root", &self.job_root)
             .field("max_attempts", &self.max_attempts)
             .finish_non_exhaustive()
-    }
-}
-
-/// Totals of one run. Resource counters add up every attempt that returned metrics, including
-/// duplicates whose result was discarded: they did the work.
-#[derive(Debug, Clone, Default)]
-pub struct RunSummary {
-    pub tasks: usize,
-    pub executed: usize,
-    pub already_committed: usize,
-    /// Tasks not run because all their inputs were empty (an empty manifest was committed).
-    pub skipped: usize,
-    pub attempts: u64,
-    pub retries: u64,
-    /// Backup attempts launched (stragglers, forced duplicates).
-    pub speculative: u64,
-    /// Attempts that ended after their task had committed.
-    pub discarded: u64,
-    /// Attempts that failed (retried or not).
-    pub failed_attempts: u64,
-    pub rows_written: u64,
-    pub bytes_read: u64,
-    pub bytes_written: u64,
-    pub objects_read: u64,
-    pub objects_written: u64,
-    /// Object-storage requests made by workers.
-    pub requests: u64,
-    /// Worker wall time, summed over attempts.
-    pub worker_ms: u64,
-    /// Time spent in user functions, summed over attempts.
-    pub guest_ms: u64,
-    /// WebAssembly components compiled by workers (not found in a memory or disk cache).
-    pub components_compiled: u64,
-    /// Cloud-function processes that started for this run, and their slowest start (ms).
-    pub cold_starts: u64,
-    pub cold_start_max_ms: u64,
-    /// The run's report (set by [`Client`](crate::Client) runs, which also write it).
-    pub report: Option<Box<crate::report::RunReport>>,
-}
-
-impl RunSummary {
-    fn add(&mut self, m: &TaskMetrics) {
-        self.bytes_read += m.bytes_read;
-        self.bytes_written += m.bytes_written;
-        self.objects_read += m.objects_read;
-        self.objects_written += m.objects_written;
-        self.requests += m.requests;
-        self.worker_ms += m.wall_ms;
-        self.guest_ms += m.guest_ms;
-        self.components_compiled += m.components_compiled;
-        if let Some(ms) = m.cold_start_ms {
-            self.cold_starts += 1;
-            self.cold_start_max_ms = self.cold_start_max_ms.max(ms);
-        }
     }
 }
 

@@ -12,7 +12,7 @@
 //! schema. Later modes swap in the states they were sent as input.
 
 use crate::error::{Error, Result};
-use crate::pipeline;
+use crate::session;
 use crate::shuffle::Table;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::Column;
@@ -42,7 +42,7 @@ pub fn logical(df: DataFrame, keys: &[String], aggs: &[(String, String)]) -> Res
     for (name, sql) in aggs {
         let expr = df
             .parse_sql_expr(sql)
-            .map_err(|e| pipeline::expr_error(&format!("agg {name}"), sql, e))?
+            .map_err(|e| session::expr_error(&format!("agg {name}"), sql, e))?
             .unalias_nested()
             .data;
         if !matches!(expr, Expr::AggregateFunction(_)) {
@@ -85,7 +85,7 @@ pub async fn run(
         }
         AggregateMode::Partial => partial_step(input, keys, aggs).await?,
         AggregateMode::Combine | AggregateMode::Final => {
-            let template = pipeline::frame(&pipeline::session(), raw, vec![])?;
+            let template = session::frame(&session::session(), raw, vec![])?;
             let (_, plan) = logical(template, keys, aggs)?.into_parts();
             let partial = partial_exec(plan).await?;
             let partial = partial
@@ -178,12 +178,13 @@ fn check_states(states: &arrow::datatypes::Schema, expected: &arrow::datatypes::
 }
 
 fn exec_error(e: datafusion::error::DataFusionError) -> Error {
-    pipeline::execution_error(e)
+    session::execution_error(e)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline;
     use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
 
@@ -210,8 +211,8 @@ mod tests {
 
     async fn step(t: Table, mode: AggregateMode, raw: &SchemaRef) -> Table {
         let aggs: Vec<(String, String)> = AGGS.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-        let ctx = pipeline::session();
-        let df = pipeline::frame(&ctx, t.0, t.1).unwrap();
+        let ctx = session::session();
+        let df = session::frame(&ctx, t.0, t.1).unwrap();
         run(&ctx, df, mode, &["g".to_string()], &aggs, raw.clone()).await.unwrap()
     }
 
@@ -230,10 +231,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_fused_join_below_a_partial_aggregate_is_a_hash_join() {
-        let ctx = pipeline::session();
+        let ctx = session::session();
         let (schema, batches) = table(0..100);
-        let left = pipeline::frame(&ctx, schema.clone(), batches.clone()).unwrap();
-        let right = pipeline::frame(&ctx, schema, batches).unwrap();
+        let left = session::frame(&ctx, schema.clone(), batches.clone()).unwrap();
+        let right = session::frame(&ctx, schema, batches).unwrap();
         let suffixes = ("_l".to_string(), "_r".to_string());
         let joined = pipeline::join(
             left,
@@ -289,12 +290,11 @@ mod tests {
     /// the template's; the `Final` step read a key as the count of `avg` and panicked).
     #[tokio::test]
     async fn an_aggregated_input_is_grouped_by_the_keys_only() {
-        let ctx = pipeline::session();
+        let ctx = session::session();
         let g = ["g".to_string()];
         let (schema, batches) = table(0..100);
-        let inner =
-            logical(pipeline::frame(&ctx, schema, batches).unwrap(), &g, &pairs(&[("top", "max(x)")]))
-                .unwrap();
+        let inner = logical(session::frame(&ctx, schema, batches).unwrap(), &g, &pairs(&[("top", "max(x)")]))
+            .unwrap();
         let raw = Arc::new(inner.schema().as_arrow().clone());
         let aggs = pairs(&[("m", "avg(CAST(top AS DOUBLE))")]);
         let single = logical(inner.clone(), &g, &aggs).unwrap();
@@ -303,7 +303,7 @@ mod tests {
         let states = run(&ctx, inner, AggregateMode::Partial, &g, &aggs, raw.clone()).await.unwrap();
         let names: Vec<_> = states.0.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, ["g", "m[count]", "m[sum]"]);
-        let df = pipeline::frame(&ctx, states.0, states.1).unwrap();
+        let df = session::frame(&ctx, states.0, states.1).unwrap();
         let fin = run(&ctx, df, AggregateMode::Final, &g, &aggs, raw).await.unwrap();
         let b = arrow::compute::concat_batches(&fin.0, &fin.1).unwrap();
         let g = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
@@ -318,11 +318,11 @@ mod tests {
     #[tokio::test]
     async fn foreign_states_are_refused() {
         let raw = table(0..0).0;
-        let ctx = pipeline::session();
+        let ctx = session::session();
         let aggs = pairs(&AGGS);
         let (schema, batches) = table(0..10);
         for mode in [AggregateMode::Combine, AggregateMode::Final] {
-            let df = pipeline::frame(&ctx, schema.clone(), batches.clone()).unwrap();
+            let df = session::frame(&ctx, schema.clone(), batches.clone()).unwrap();
             let err = run(&ctx, df, mode, &["g".to_string()], &aggs, raw.clone()).await.unwrap_err();
             assert!(matches!(err, Error::Schema(_)), "{err}");
             assert!(err.to_string().contains("aggregation states do not match"), "{err}");

@@ -7,9 +7,11 @@
 
 use crate::aggregate;
 use crate::error::{Error, Result};
+use crate::memory::{held_bytes, human_bytes};
 use crate::pipeline::{self, Sides};
 use crate::sandbox::{Module, Sandbox, SandboxConfig};
 use crate::scan::{self, Loaded};
+use crate::session;
 use crate::shuffle;
 use crate::storage::{Created, Storage};
 use arrow::datatypes::SchemaRef;
@@ -221,7 +223,7 @@ impl Worker {
         sides: &Sides,
         metrics: &mut TaskMetrics,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let ctx = pipeline::task_session(spec.limits.task_memory_bytes)?;
+        let ctx = session::task_session(spec.limits.task_memory_bytes)?;
         let mut current = Current::Table(schema, batches);
         for op in &spec.pipeline {
             // Runs of relational operators fuse into one DataFusion plan, executed only when
@@ -299,39 +301,6 @@ async fn read_port(storage: &Storage, input: &shoal_protocol::Input) -> Result<(
     Ok((input.port(), scan::read_input(storage, input).await?))
 }
 
-/// Memory held by `batches`: every distinct buffer allocation once. (Batches decoded from one
-/// Parquet column chunk share buffers, so summing `get_array_memory_size` per batch would
-/// count those many times.)
-pub fn held_bytes<'a>(batches: impl IntoIterator<Item = &'a RecordBatch>) -> usize {
-    fn visit(data: &arrow::array::ArrayData, seen: &mut std::collections::HashSet<usize>, total: &mut usize) {
-        let buffers = data.buffers().iter().chain(data.nulls().map(|n| n.buffer()));
-        for b in buffers {
-            if seen.insert(b.data_ptr().as_ptr() as usize) {
-                *total += b.capacity();
-            }
-        }
-        for child in data.child_data() {
-            visit(child, seen, total);
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    let mut total = 0;
-    for batch in batches {
-        for column in batch.columns() {
-            visit(&column.to_data(), &mut seen, &mut total);
-        }
-    }
-    total
-}
-
-fn human_bytes(n: u64) -> String {
-    if n >= 1 << 30 {
-        format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64)
-    } else {
-        format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64)
-    }
-}
-
 /// Bound on concurrent input reads of one task.
 const INPUT_CONCURRENCY: usize = 16;
 
@@ -345,7 +314,7 @@ impl Current {
     fn into_frame(self, ctx: &SessionContext) -> Result<DataFrame> {
         match self {
             Current::Frame(df) => Ok(df),
-            Current::Table(schema, batches) => pipeline::frame(ctx, schema, batches),
+            Current::Table(schema, batches) => session::frame(ctx, schema, batches),
         }
     }
 
@@ -354,7 +323,7 @@ impl Current {
             Current::Table(schema, batches) => Ok((schema, batches)),
             Current::Frame(df) => {
                 let schema = Arc::new(df.schema().as_arrow().clone());
-                let batches = df.collect().await.map_err(pipeline::execution_error)?;
+                let batches = df.collect().await.map_err(session::execution_error)?;
                 Ok((schema, batches))
             }
         }

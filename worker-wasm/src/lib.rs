@@ -6,6 +6,9 @@
 //! - [`reader`]: a counting Parquet reader over `object_store`.
 //! - [`pipeline`]: relational operators (filter, select, assign, sort, join, ...) as a DataFusion
 //!   plan; also used to validate plans.
+//! - [`session`]: DataFusion sessions (planning, one task's memory pool), in-memory frames and
+//!   DataFusion error mapping, shared by `pipeline` and `aggregate`.
+//! - [`memory`]: memory held by in-memory tables (the task memory limit).
 //! - [`aggregate`]: group-by steps (partial, combine, final) over DataFusion accumulator states.
 //! - [`shuffle`]: splitting output into hash/range/split buckets, one object per map task with a
 //!   byte range per bucket; range-boundary sampling.
@@ -19,11 +22,13 @@
 pub mod aggregate;
 pub mod error;
 pub mod exec;
+pub mod memory;
 pub mod pipeline;
 pub mod reader;
 pub mod sandbox;
 pub mod scan;
 pub mod schema;
+pub mod session;
 pub mod shuffle;
 pub mod storage;
 

@@ -5,44 +5,18 @@
 //! any task runs) and execute it inside a task.
 
 use crate::error::{Error, Result};
+use crate::session::{expr_error, frame, session};
 use crate::shuffle::Table;
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
 use datafusion::common::{Column, JoinType};
-use datafusion::datasource::MemTable;
 use datafusion::functions::core::expr_fn::coalesce;
-use datafusion::prelude::{DataFrame, Expr, SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, Expr};
 use shoal_protocol::{AggregateMode, Input, JoinHow, Operator, Output, Partitioning};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 /// A task's side tables by port (the right side of a join, range boundaries).
 pub type Sides = BTreeMap<u32, Table>;
-
-/// A DataFusion session for planning: single partition, no catalog, no object stores.
-pub fn session() -> SessionContext {
-    let config = SessionConfig::new().with_target_partitions(1).with_information_schema(false);
-    SessionContext::new_with_config(config)
-}
-
-/// A session for running one task: like [`session`], with its operators sharing a memory pool
-/// of `memory_bytes` (sorts and aggregations spill to the local temp directory beyond it).
-pub fn task_session(memory_bytes: u64) -> Result<SessionContext> {
-    let config = SessionConfig::new().with_target_partitions(1).with_information_schema(false);
-    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(
-            usize::try_from(memory_bytes).unwrap_or(usize::MAX),
-        )))
-        .build_arc()
-        .map_err(|e| Error::Execution(e.to_string()))?;
-    Ok(SessionContext::new_with_config_rt(config, runtime))
-}
-
-/// A DataFrame over in-memory batches (possibly none) of `schema`.
-pub fn frame(ctx: &SessionContext, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<DataFrame> {
-    let table = MemTable::try_new(schema, vec![batches]).map_err(|e| Error::Execution(e.to_string()))?;
-    ctx.read_table(Arc::new(table)).map_err(|e| Error::Execution(e.to_string()))
-}
 
 /// Whether `op` is one step of a DataFusion logical plan, so that a run of them fuses into one
 /// plan. User functions, multi-step aggregations and the sampling kernels are not.
@@ -239,24 +213,6 @@ pub fn join_columns(
         }
     }
     out
-}
-
-/// A DataFusion execution error; running out of the task's memory budget is [`Error::Memory`].
-pub fn execution_error(e: datafusion::error::DataFusionError) -> Error {
-    let message = e.strip_backtrace();
-    match e.find_root() {
-        datafusion::error::DataFusionError::ResourcesExhausted(_) => Error::Memory(format!(
-            "the task ran out of its memory budget: {message}; split the work into more partitions"
-        )),
-        _ => Error::Execution(message),
-    }
-}
-
-pub fn expr_error(what: &str, sql: &str, e: datafusion::error::DataFusionError) -> Error {
-    // DataFusion's messages carry a backtrace-free context chain; keep the first line.
-    // DataFusion names columns of an anonymous table `"?table?".x`; users never see that name.
-    let msg = e.strip_backtrace().replace("\"?table?\".", "").replace("'?table?'.", "");
-    Error::Schema(format!("{what}: invalid expression '{sql}': {msg}"))
 }
 
 /// Whether `ops` turn an empty table (and empty side tables) into an empty table, so that a

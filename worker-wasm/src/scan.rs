@@ -3,8 +3,8 @@
 //! buckets (range reads).
 
 use crate::error::{Error, Result};
-use crate::pipeline;
 use crate::reader::{IoCounter, ObjectReader};
+use crate::session;
 use crate::storage::Storage;
 use arrow::array::{ArrayRef, BooleanArray, UInt64Array};
 use arrow::datatypes::SchemaRef;
@@ -265,7 +265,7 @@ pub fn prune_row_groups(
 
 /// The pushed-down predicate (SQL) planned against the file's schema.
 fn physical_predicate(predicate: &str, schema: &SchemaRef) -> Result<Arc<dyn PhysicalExpr>> {
-    let ctx = pipeline::session();
+    let ctx = session::session();
     let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| Error::Schema(e.to_string()))?;
     let expr = ctx
         .parse_sql_expr(predicate, &df_schema)

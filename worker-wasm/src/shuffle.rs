@@ -295,7 +295,7 @@ pub fn compress_intermediates(job_root: &str) -> bool {
 /// costs copies and page faults).
 pub fn encoded_size_hint<'a>(batches: impl IntoIterator<Item = &'a RecordBatch>) -> usize {
     // Distinct allocations only (views share buffers), and never more than 256 MiB up front.
-    crate::exec::held_bytes(batches).min(256 << 20) + 4096
+    crate::memory::held_bytes(batches).min(256 << 20) + 4096
 }
 
 /// A batch whose string and binary *view* columns own only the bytes they reference. Views

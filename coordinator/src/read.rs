@@ -1,0 +1,220 @@
+//! Scan planning: `read_parquet` and `read_csv` on a [`Client`] turn a location into a lazy
+//! [`DataFrame`] from object metadata only (Parquet footers and statistics, a CSV sample).
+
+use crate::client::Client;
+use crate::dataframe::DataFrame;
+use crate::error::{Error, Result};
+use crate::plan::{FileInfo, Plan, ScanNode};
+use arrow::datatypes::SchemaRef;
+use object_store::ObjectStoreExt;
+use parquet::arrow::async_reader::AsyncFileReader;
+use shoal_protocol::{CsvOptions, FileFormat, FileSlice};
+use shoal_worker::reader::{IoCounter, ObjectReader};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+impl Client {
+    /// Lazily reads Parquet files (a path, URL, directory or glob). Reads only footers now:
+    /// one partition per file, large files split by row groups toward `partition_bytes`.
+    pub async fn read_parquet(&self, location: &str) -> Result<DataFrame> {
+        let objects = self.storage().list(location).await?;
+        let mut files = Vec::with_capacity(objects.len());
+        let mut schema: Option<SchemaRef> = None;
+        // Integer columns' (min, max, files with statistics).
+        let mut ranges: HashMap<String, (i64, i64, usize)> = HashMap::new();
+        let mut empty_files = 0;
+        for object in objects {
+            let loc = self.storage().resolve(&object.url)?;
+            let mut reader = ObjectReader::new(
+                loc.store.clone(),
+                loc.path.clone(),
+                object.size,
+                Arc::new(IoCounter::default()),
+            );
+            let meta = reader.get_metadata(None).await.map_err(|e| Error::Input {
+                url: object.url.clone(),
+                message: format!("not a readable Parquet file: {e}"),
+            })?;
+            let file_schema = Arc::new(
+                parquet::arrow::parquet_to_arrow_schema(
+                    meta.file_metadata().schema_descr(),
+                    meta.file_metadata().key_value_metadata(),
+                )
+                .map_err(|e| Error::Input { url: object.url.clone(), message: e.to_string() })?,
+            );
+            match &schema {
+                None => schema = Some(file_schema),
+                Some(s) if s.fields() != file_schema.fields() => {
+                    return Err(Error::Schema(format!(
+                        "{}: schema differs from the first file of {location}:\n  first: {}\n  this:  {}",
+                        object.url,
+                        field_list(s),
+                        field_list(&file_schema)
+                    )));
+                }
+                Some(_) => {}
+            }
+            let row_groups = meta
+                .row_groups()
+                .iter()
+                .map(|rg| (rg.compressed_size().max(0) as u64, rg.num_rows().max(0) as u64))
+                .collect();
+            // A file without rows has no values to bound: it agrees with any range.
+            if meta.file_metadata().num_rows() == 0 {
+                empty_files += 1;
+            }
+            for (name, (lo, hi)) in int_ranges(&meta) {
+                let range = ranges.entry(name).or_insert((lo, hi, 0));
+                *range = (range.0.min(lo), range.1.max(hi), range.2 + 1);
+            }
+            files.push(FileInfo { object, row_groups });
+        }
+        let schema = schema.ok_or_else(|| Error::NotFound(location.to_string()))?;
+        let partitions = partition_parquet(&files, self.config().partition_bytes);
+        // A range is a bound only if every file had statistics for the column.
+        let int_ranges = ranges
+            .into_iter()
+            .filter(|(_, (_, _, n))| n + empty_files == files.len())
+            .map(|(name, (lo, hi, _))| (name, (lo, hi)))
+            .collect();
+        Ok(self.scan(ScanNode {
+            source: location.to_string(),
+            format: FileFormat::Parquet,
+            file_schema: schema,
+            files,
+            partitions,
+            projection: None,
+            predicate: None,
+            int_ranges,
+        }))
+    }
+
+    /// Lazily reads CSV files (one partition per file). The schema is inferred from the first
+    /// file's first rows and held for all files.
+    pub async fn read_csv(&self, location: &str, options: CsvOptions) -> Result<DataFrame> {
+        let objects = self.storage().list(location).await?;
+        let first = objects.first().ok_or_else(|| Error::NotFound(location.to_string()))?;
+        let loc = self.storage().resolve(&first.url)?;
+        let sample_len = first.size.min(1 << 20);
+        let sample = loc
+            .store
+            .get_range(&loc.path, 0..sample_len)
+            .await
+            .map_err(|e| shoal_worker::Error::from_store(&first.url, e))?;
+        let format = arrow::csv::reader::Format::default()
+            .with_header(options.has_header)
+            .with_delimiter(options.delimiter);
+        let (schema, _) = format.infer_schema(std::io::Cursor::new(sample), Some(10_000)).map_err(|e| {
+            Error::Input { url: first.url.clone(), message: format!("cannot infer CSV schema: {e}") }
+        })?;
+        let files: Vec<FileInfo> =
+            objects.into_iter().map(|object| FileInfo { object, row_groups: vec![] }).collect();
+        let partitions =
+            files.iter().map(|f| vec![FileSlice { object: f.object.clone(), row_groups: None }]).collect();
+        Ok(self.scan(ScanNode {
+            source: location.to_string(),
+            format: FileFormat::Csv(options),
+            file_schema: Arc::new(schema),
+            files,
+            partitions,
+            projection: None,
+            predicate: None,
+            int_ranges: HashMap::new(),
+        }))
+    }
+
+    fn scan(&self, node: ScanNode) -> DataFrame {
+        DataFrame::new(self.clone(), Arc::new(Plan::Scan(node)), Vec::new())
+    }
+}
+
+fn field_list(schema: &SchemaRef) -> String {
+    schema.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ")
+}
+
+/// One partition per file; files larger than `target` split into runs of row groups of about
+/// `target` compressed bytes.
+/// `(min, max)` of each top-level integer column (INT32/INT64 physical type, so also dates and
+/// small decimals as their integer encoding) whose every row group has statistics.
+fn int_ranges(meta: &parquet::file::metadata::ParquetMetaData) -> Vec<(String, (i64, i64))> {
+    use parquet::file::statistics::Statistics;
+    let descr = meta.file_metadata().schema_descr();
+    let mut out = Vec::new();
+    for (i, column) in descr.columns().iter().enumerate() {
+        if column.path().parts().len() != 1 {
+            continue;
+        }
+        let mut range: Option<(i64, i64)> = None;
+        let mut complete = meta.num_row_groups() > 0;
+        for rg in meta.row_groups() {
+            let bounds = match rg.column(i).statistics() {
+                Some(Statistics::Int32(s)) => {
+                    s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a as i64, *b as i64))
+                }
+                Some(Statistics::Int64(s)) => s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a, *b)),
+                _ => None,
+            };
+            match (bounds, rg.num_rows()) {
+                (Some((lo, hi)), _) => {
+                    range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+                }
+                // An empty or all-null row group has no bounds and adds no values.
+                (None, 0) => {}
+                (None, _)
+                    if rg.column(i).statistics().and_then(|s| s.null_count_opt())
+                        == Some(rg.num_rows() as u64) => {}
+                (None, _) => complete = false,
+            }
+        }
+        if let (true, Some(r)) = (complete, range) {
+            out.push((column.name().to_string(), r));
+        }
+    }
+    out
+}
+
+fn partition_parquet(files: &[FileInfo], target: u64) -> Vec<Vec<FileSlice>> {
+    let mut partitions = Vec::new();
+    for f in files {
+        let total: u64 = f.row_groups.iter().map(|(b, _)| b).sum();
+        if total <= target || f.row_groups.len() <= 1 {
+            partitions.push(vec![FileSlice { object: f.object.clone(), row_groups: None }]);
+            continue;
+        }
+        let mut current = Vec::new();
+        let mut bytes = 0;
+        for (i, (b, _)) in f.row_groups.iter().enumerate() {
+            if !current.is_empty() && bytes + b > target {
+                partitions.push(vec![FileSlice {
+                    object: f.object.clone(),
+                    row_groups: Some(std::mem::take(&mut current)),
+                }]);
+                bytes = 0;
+            }
+            current.push(i);
+            bytes += b;
+        }
+        if !current.is_empty() {
+            partitions.push(vec![FileSlice { object: f.object.clone(), row_groups: Some(current) }]);
+        }
+    }
+    partitions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_protocol::ObjectRef;
+
+    #[test]
+    fn large_files_split_by_row_groups() {
+        let obj = |n: &str| ObjectRef { url: format!("file:///{n}"), size: 1, e_tag: None };
+        let files = vec![
+            FileInfo { object: obj("small"), row_groups: vec![(10, 1), (10, 1)] },
+            FileInfo { object: obj("big"), row_groups: vec![(60, 1), (60, 1), (30, 1), (90, 1)] },
+        ];
+        let parts = partition_parquet(&files, 100);
+        let rgs: Vec<Option<Vec<usize>>> = parts.iter().map(|p| p[0].row_groups.clone()).collect();
+        assert_eq!(rgs, vec![None, Some(vec![0]), Some(vec![1, 2]), Some(vec![3])]);
+    }
+}
