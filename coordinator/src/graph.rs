@@ -12,8 +12,8 @@ pub struct TaskNode {
     pub stage: usize,
     /// Partition index within the stage.
     pub index: usize,
-    /// Indices (into [`TaskGraph::tasks`]) of the tasks whose outputs this one reads, in the
-    /// order of its `Upstream` inputs.
+    /// Indices (into [`TaskGraph::tasks`]) of the tasks whose outputs this one reads; each
+    /// `Upstream` input names its task by key ([`TaskGraph::inputs_with_deps`]).
     pub deps: Vec<usize>,
     pub inputs: Vec<Input>,
     pub pipeline: Vec<Operator>,
@@ -70,6 +70,19 @@ impl TaskGraph {
     ) -> usize {
         self.stages.push(Stage { name: name.into(), operators, tasks: vec![], estimated_bytes, schema });
         self.stages.len() - 1
+    }
+
+    /// The inputs of `task`, each with the dependency whose output feeds it (by task key; `None`
+    /// for a scan). The one link between a task's `deps` and its `Upstream` inputs, so their
+    /// order need not agree.
+    pub fn inputs_with_deps(&self, task: usize) -> impl Iterator<Item = (&Input, Option<usize>)> + '_ {
+        let node = &self.tasks[task];
+        let by_key: std::collections::HashMap<&TaskKey, usize> =
+            node.deps.iter().map(|&d| (&self.tasks[d].key, d)).collect();
+        node.inputs.iter().map(move |input| match input {
+            Input::Upstream { task_key, .. } => (input, by_key.get(task_key).copied()),
+            Input::Scan { .. } => (input, None),
+        })
     }
 
     pub fn len(&self) -> usize {

@@ -621,23 +621,23 @@ fn materialize(p: Pending, graph: &mut TaskGraph, output: impl Fn(usize) -> Outp
     Ok(ids)
 }
 
-/// The scheduler resolves a task's `Upstream` inputs from its `deps` by position: they must be
-/// the same tasks, in the same order.
+/// Every `Upstream` input of a task names one of its `deps` (the scheduler resolves inputs by
+/// key), and every dependency is read by some input.
 fn check_deps(graph: &TaskGraph, inputs: &[Input], deps: &[usize]) -> std::result::Result<(), String> {
-    let upstream: Vec<&TaskKey> = inputs
-        .iter()
-        .filter_map(|i| match i {
-            Input::Upstream { task_key, .. } => Some(task_key),
-            Input::Scan { .. } => None,
-        })
-        .collect();
-    let same = upstream.len() == deps.len()
-        && upstream.iter().zip(deps).all(|(key, &d)| graph.tasks.get(d).is_some_and(|t| &t.key == *key));
-    if same {
-        Ok(())
-    } else {
-        Err(format!("{} upstream inputs do not line up with {} dependencies", upstream.len(), deps.len()))
+    let keys: std::collections::HashSet<&TaskKey> = deps.iter().map(|&d| &graph.tasks[d].key).collect();
+    let mut read = std::collections::HashSet::new();
+    for input in inputs {
+        if let Input::Upstream { task_key, .. } = input {
+            if !keys.contains(task_key) {
+                return Err(format!("input {task_key} is not one of the task's dependencies"));
+            }
+            read.insert(task_key);
+        }
     }
+    if read.len() != keys.len() {
+        return Err(format!("{} dependencies but only {} are read by an input", keys.len(), read.len()));
+    }
+    Ok(())
 }
 
 /// `scan-filter-assign`: the source and the kinds of fused operators, deduplicated in order.

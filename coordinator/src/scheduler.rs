@@ -447,10 +447,9 @@ fn empty_output(graph: &TaskGraph, task: usize, manifests: &[Option<Manifest>]) 
         return None;
     }
     let schema = graph.stages.get(node.stage)?.schema.as_ref()?;
-    let mut deps = node.deps.iter();
-    let empty = node.inputs.iter().all(|input| match input {
+    let empty = graph.inputs_with_deps(task).all(|(input, dep)| match input {
         Input::Upstream { bucket, .. } => {
-            let Some(m) = deps.next().and_then(|&d| manifests[d].as_ref()) else { return false };
+            let Some(m) = dep.and_then(|d| manifests[d].as_ref()) else { return false };
             match bucket {
                 Some(b) if !m.outputs.is_empty() => m.buckets.get(*b as usize).is_some_and(|r| r.rows == 0),
                 _ => m.rows == 0,
@@ -511,13 +510,11 @@ fn build_spec(
     opts: &RunOptions,
 ) -> TaskSpec {
     let node = &graph.tasks[task];
-    let mut deps = node.deps.iter();
-    let inputs = node
-        .inputs
-        .iter()
-        .map(|input| match input {
+    let inputs = graph
+        .inputs_with_deps(task)
+        .map(|(input, dep)| match input {
             Input::Upstream { task_key, bucket, port, .. } => {
-                let manifest = deps.next().and_then(|&d| manifests[d].as_ref());
+                let manifest = dep.and_then(|d| manifests[d].as_ref());
                 let objects = manifest.map(|m| m.outputs.iter().map(|o| o.object.clone()).collect());
                 // A shuffle reader fetches only its bucket's byte range of each map output.
                 let ranges = match (bucket, manifest) {
@@ -610,8 +607,9 @@ mod tests {
             }
             // Upstream inputs must arrive resolved to the objects of their manifests.
             for input in &spec.inputs {
-                if let Input::Upstream { objects, .. } = input {
+                if let Input::Upstream { objects, task_key, .. } = input {
                     assert_eq!(objects.len(), 1, "upstream resolved");
+                    assert_eq!(objects[0].url, format!("memory:///{task_key}"), "the manifest of {task_key}");
                 }
             }
             let object = shoal_protocol::ObjectRef {
@@ -637,6 +635,17 @@ mod tests {
                 metrics: TaskMetrics::default(),
             })
         }
+    }
+
+    #[tokio::test]
+    async fn inputs_read_their_own_tasks_whatever_the_order_of_deps() {
+        let mut g = two_stage(4);
+        // The reader's inputs in the reverse order of its deps: each must still get the
+        // objects of the task it names.
+        g.tasks[4].inputs.reverse();
+        let exec = Flaky::new(0, FailureKind::Retryable, 2);
+        let out = run(&g, &exec, &opts(1), HashMap::new()).await.unwrap();
+        assert_eq!(out.manifests.len(), 5);
     }
 
     /// Two stages: `width` independent tasks, then one task reading all of them.
