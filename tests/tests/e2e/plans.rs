@@ -4,6 +4,7 @@
 //! strategy, outputs deleted or overwritten behind a committed job, and output locations that
 //! cannot take an output.
 
+use crate::resume::parts;
 use arrow::array::{Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
@@ -250,17 +251,6 @@ async fn loc_skips_the_partitions_outside_its_range() {
     shoal_tests::data::assert_same_rows_ordered(&again, &expected).unwrap();
 }
 
-fn part_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
-        .collect();
-    files.sort();
-    files
-}
-
 #[tokio::test]
 async fn a_deleted_or_overwritten_part_is_rewritten_by_its_task_alone() {
     let env = Env::new(64_000_000).await;
@@ -276,7 +266,7 @@ async fn a_deleted_or_overwritten_part_is_rewritten_by_its_task_alone() {
         .unwrap();
     let first = df.to_parquet(&loc, None).await.unwrap();
     assert_eq!(first.parts.len(), 4);
-    let original = part_files(&out);
+    let original = parts(&out);
     assert_eq!(original.len(), 4);
 
     // Nothing changed: everything reused.
@@ -287,13 +277,13 @@ async fn a_deleted_or_overwritten_part_is_rewritten_by_its_task_alone() {
     std::fs::remove_file(out.join("part-00002.parquet")).unwrap();
     let rerun = df.to_parquet(&loc, None).await.unwrap();
     assert_eq!(rerun.run.executed, 1, "{:?}", rerun.run);
-    assert_eq!(part_files(&out), original);
+    assert_eq!(parts(&out), original);
 
     // A part overwritten with other bytes: the same.
     std::fs::write(out.join("part-00001.parquet"), b"not the part").unwrap();
     let rerun = df.to_parquet(&loc, None).await.unwrap();
     assert_eq!(rerun.run.executed, 1, "{:?}", rerun.run);
-    assert_eq!(part_files(&out), original);
+    assert_eq!(parts(&out), original);
 
     // `_SUCCESS` lists exactly the parts that are there, with their sizes.
     let success: shoal_protocol::SuccessManifest =

@@ -32,7 +32,8 @@ fn committed(root: &Path) -> usize {
     std::fs::read_dir(root.join("commits")).map(|d| d.count()).unwrap_or(0)
 }
 
-fn parts(dir: &Path) -> Vec<(String, Vec<u8>)> {
+/// The Parquet parts in `dir`, by name, with their bytes.
+pub(crate) fn parts(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
