@@ -343,18 +343,26 @@ impl DataFrame {
         if split.post.is_empty() {
             return Ok(aggregated);
         }
-        for (name, sql) in &split.post {
-            let user_sql = aggs.iter().find(|(n, _)| n == name).map_or(sql.as_str(), |(_, s)| s.as_str());
-            aggregated.map(Operator::Assign { columns: vec![(name.clone(), sql.clone())] }).map_err(|e| {
-                Error::Schema(format!(
-                    "agg {name}: '{user_sql}': outside aggregate function calls it may use only the group \
-                     keys ({}): {e}",
-                    if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
-                ))
-            })?;
-        }
         let columns: Vec<String> = keys.iter().chain(aggs.iter().map(|(n, _)| n)).cloned().collect();
-        aggregated.map(Operator::Assign { columns: split.post })?.select(&columns)
+        match aggregated.map(Operator::Assign { columns: split.post.clone() }) {
+            Ok(assigned) => assigned.select(&columns),
+            // Name the expression at fault: check them one at a time (only on this path).
+            Err(all) => Err(split
+                .post
+                .iter()
+                .find_map(|(name, sql)| {
+                    let e = aggregated
+                        .map(Operator::Assign { columns: vec![(name.clone(), sql.clone())] })
+                        .err()?;
+                    let user = aggs.iter().find(|(n, _)| n == name).map_or(sql.as_str(), |(_, s)| s.as_str());
+                    let keys = if keys.is_empty() { "none".to_string() } else { keys.join(", ") };
+                    Some(Error::Schema(format!(
+                        "agg {name}: '{user}': outside aggregate function calls it may use only the group \
+                         keys ({keys}): {e}"
+                    )))
+                })
+                .unwrap_or(all)),
+        }
     }
 
     /// Summary statistics of the numeric columns, as pandas' `describe`: a `statistic` column

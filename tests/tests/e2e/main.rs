@@ -22,16 +22,21 @@ use shoal::{Client, Config, ExecutorKind};
 use shoal_tests::lambda::LocalLambda;
 use std::path::{Path, PathBuf};
 
-/// A client with its job root in `root`, running on `executor` with 2 workers.
-pub fn client(root: &Path, executor: ExecutorKind) -> Client {
-    let config = Config {
+/// The tests' settings: job root in `root`, `executor` with 2 workers, the shared component
+/// cache; the rest default.
+pub fn config(root: &Path, executor: ExecutorKind) -> Config {
+    Config {
         root: root.display().to_string(),
         executor,
         workers: 2,
         cache_dir: Some(shoal_tests::shoal_cache().join("components")),
         ..Config::default()
-    };
-    Client::new(config).expect("client")
+    }
+}
+
+/// A client with its job root in `root`, running on `executor` with 2 workers.
+pub fn client(root: &Path, executor: ExecutorKind) -> Client {
+    Client::new(config(root, executor)).expect("client")
 }
 
 /// A binary built next to this test binary (`target/debug/<name>`; `cargo build --bins`).

@@ -18,7 +18,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use shoal::dataframe::{Agg, Merge};
 use shoal::plan::JoinHint;
-use shoal::{Client, Config, DataFrame, ExecutorKind};
+use shoal::{Client, DataFrame, ExecutorKind};
 use shoal_protocol::JoinHow;
 use shoal_tests::data::{Rng, assert_same_rows};
 use shoal_tests::read_parquet_dir;
@@ -587,13 +587,7 @@ async fn setup(dir: &Path, seed: u64) -> (Vec<Client>, Vec<Vec<DataFrame>>) {
     for (i, (broadcast_bytes, tree_max_groups)) in
         [(0, 1_000_000), (1 << 30, 1_000_000), (4096, 8)].into_iter().enumerate()
     {
-        let mut config = Config {
-            root: dir.join(format!("root-{i}")).display().to_string(),
-            executor: ExecutorKind::Threads,
-            workers: 2,
-            cache_dir: Some(shoal_tests::shoal_cache().join("components")),
-            ..Config::default()
-        };
+        let mut config = crate::config(&dir.join(format!("root-{i}")), ExecutorKind::Threads);
         (config.plan.broadcast_bytes, config.plan.tree_max_groups) = (broadcast_bytes, tree_max_groups);
         clients.push(Client::new(config).unwrap());
     }

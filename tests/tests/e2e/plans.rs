@@ -9,7 +9,7 @@ use arrow::array::{Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use shoal::dataframe::{Agg, Merge};
-use shoal::{Client, Config, DataFrame, ExecutorKind};
+use shoal::{Client, DataFrame, ExecutorKind};
 use shoal_protocol::JoinHow;
 use shoal_tests::data::{assert_same_rows, write_customers, write_sales};
 use shoal_tests::python::duckdb_query;
@@ -64,13 +64,7 @@ impl Env {
         write_sales(&dir.join("sales"), 12, 200, 400).unwrap();
         write_customers(&dir.join("customers"), 3, 400).unwrap();
         write_skus(&dir.join("skus"));
-        let mut config = Config {
-            root: dir.join("root").display().to_string(),
-            executor: ExecutorKind::Threads,
-            workers: 2,
-            cache_dir: Some(shoal_tests::shoal_cache().join("components")),
-            ..Config::default()
-        };
+        let mut config = crate::config(&dir.join("root"), ExecutorKind::Threads);
         config.plan.broadcast_bytes = broadcast_bytes;
         let client = Client::new(config).unwrap();
         let read = |t: &str| format!("{}/{t}/*.parquet", dir.display());

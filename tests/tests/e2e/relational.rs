@@ -8,7 +8,7 @@ use arrow::array::{Array, Date32Array, Float64Array, Int64Array};
 use arrow::record_batch::RecordBatch;
 use shoal::dataframe::{Agg, Merge};
 use shoal::plan::JoinHint;
-use shoal::{Client, Config, DataFrame, ExecutorKind};
+use shoal::{Client, DataFrame, ExecutorKind};
 use shoal_protocol::{JoinHow, SortKey};
 use shoal_tests::data::{assert_same_rows, assert_same_rows_ordered, write_customers, write_sales};
 use shoal_tests::python::duckdb_query;
@@ -33,13 +33,7 @@ impl Env {
         let rows = write_sales(&dir.join("sales"), FILES, 300, CUSTOMERS).unwrap();
         assert!(rows > 40_000, "{rows}");
         write_customers(&dir.join("customers"), 4, CUSTOMERS).unwrap();
-        let mut config = Config {
-            root: dir.join("root").display().to_string(),
-            executor: ExecutorKind::Threads,
-            workers: 2,
-            cache_dir: Some(shoal_tests::shoal_cache().join("components")),
-            ..Config::default()
-        };
+        let mut config = crate::config(&dir.join("root"), ExecutorKind::Threads);
         // Between the two tables' sizes (customers ~100 KB, sales ~1.5 MB), and a tree limit
         // below the customer count, so that the automatic choices are exercised.
         config.plan.broadcast_bytes = 400_000;
@@ -469,13 +463,7 @@ async fn shuffle_larger_than_task_memory_completes() {
     let data = tmp.path().join("sales");
     let rows = write_sales(&data, 40, 24_000, 1_000_000).unwrap();
     let limit: u64 = 12 << 20;
-    let mut config = Config {
-        root: tmp.path().join("root").display().to_string(),
-        executor: ExecutorKind::Processes,
-        workers: 2,
-        cache_dir: Some(shoal_tests::shoal_cache().join("components")),
-        ..Config::default()
-    };
+    let mut config = crate::config(&tmp.path().join("root"), ExecutorKind::Processes);
     config.limits.task_memory_bytes = limit;
     let client = Client::new(config).unwrap();
     let sales = client.read_parquet(&format!("{}/*.parquet", data.display())).await.unwrap();
