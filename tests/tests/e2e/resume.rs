@@ -28,8 +28,16 @@ fn job(dir: &Path, out: &str) {
     std::fs::write(dir.join("job.toml"), toml).unwrap();
 }
 
+/// The manifests under `commits/`. A coordinator killed mid-commit can leave the local store's
+/// staging file (`<key>.json#<n>`) beside them; that is not a commit, and `status` does not count it.
 fn committed(root: &Path) -> usize {
-    std::fs::read_dir(root.join("commits")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(root.join("commits"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// The Parquet parts in `dir`, by name, with their bytes.
