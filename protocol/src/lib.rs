@@ -3,7 +3,8 @@
 //! Layout:
 //! - [`TaskSpec`]: everything a stateless worker needs to run one partition task, as versioned
 //!   JSON small enough for a cloud-function payload. Inputs are references to objects, never data.
-//! - [`Operator`]: the per-partition operators a worker fuses into one pipeline. Expressions
+//! - [`Operator`]: the per-partition operators a worker fuses into one pipeline, by family
+//!   ([`TableOp`] for Arrow tables; the families of other collections go beside it). Expressions
 //!   travel as SQL expression strings, parsed by the worker against the input schema.
 //! - [`TaskResult`] / [`TaskFailure`]: what comes back. A failure is [`FailureKind::Retryable`]
 //!   (transient: storage hiccups, a killed worker) or [`FailureKind::Fatal`] (deterministic:
@@ -19,7 +20,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// Version of the JSON wire format. A worker refuses specs with another version.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Content-addressed identity of a task: hex SHA-256 of its canonical description.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -198,10 +199,38 @@ pub struct ModuleRef {
     pub sha256: String,
 }
 
-/// Per-partition operators, applied in order to the task's input.
+/// One step of a task's pipeline, applied in order to the task's input. Operators come in
+/// families, one per kind of data a task carries; a family is what the worker dispatches on,
+/// and the graph, scheduler and executors never look inside one.
+///
+/// On the wire an operator is one flat object: `{"family": "table", "op": "filter", ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Operator {
+    /// Operators over Arrow tables: DataFrame partitions.
+    Table(TableOp),
+}
+
+impl Operator {
+    /// The family's name, as on the wire.
+    pub fn family(&self) -> &'static str {
+        match self {
+            Operator::Table(_) => "table",
+        }
+    }
+}
+
+impl From<TableOp> for Operator {
+    fn from(op: TableOp) -> Self {
+        Operator::Table(op)
+    }
+}
+
+/// Per-partition operators over Arrow tables (the `table` family).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Operator {
+pub enum TableOp {
     /// Keep rows where the SQL predicate is true (NULL counts as false).
     Filter { predicate: String },
     /// Keep these columns, in this order.
@@ -254,7 +283,7 @@ pub enum Operator {
     Melt { id: String, rows: Vec<String>, columns: Vec<(String, Vec<String>)> },
 }
 
-/// Modes of a distributed aggregation (see [`Operator::Aggregate`]).
+/// Modes of a distributed aggregation (see [`TableOp::Aggregate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AggregateMode {
@@ -327,7 +356,7 @@ pub enum Partitioning {
     /// every task (integers hash as 64-bit, strings as UTF-8).
     Hash { keys: Vec<String>, n: u32 },
     /// Bucket `i` holds rows between boundary rows `i - 1` and `i`, read from side table
-    /// `port` (the output of [`Operator::Boundaries`]); `n` is one more than the boundaries.
+    /// `port` (the output of [`TableOp::Boundaries`]); `n` is one more than the boundaries.
     Range { keys: Vec<SortKey>, port: u32, n: u32 },
     /// `n` contiguous, nearly equal row ranges, in order (splitting a partition).
     Split { n: u32 },
@@ -632,8 +661,8 @@ mod tests {
                 schema: None,
             }],
             pipeline: vec![
-                Operator::Filter { predicate: "a > 1".into() },
-                Operator::Assign { columns: vec![("b".into(), "a * 2".into())] },
+                TableOp::Filter { predicate: "a > 1".into() }.into(),
+                TableOp::Assign { columns: vec![("b".into(), "a * 2".into())] }.into(),
             ],
             output: Output::Intermediate,
             limits: Limits::default(),
@@ -666,6 +695,17 @@ mod tests {
     }
 
     #[test]
+    fn an_operator_is_one_flat_object_naming_its_family() {
+        let op: Operator = TableOp::Head { n: 3 }.into();
+        let json = serde_json::to_value(&op).unwrap();
+        assert_eq!(json, serde_json::json!({"family": "table", "op": "head", "n": 3}));
+        assert_eq!(serde_json::from_value::<Operator>(json).unwrap(), op);
+        assert_eq!(op.family(), "table");
+        let unknown = serde_json::json!({"family": "items", "op": "map"});
+        assert!(serde_json::from_value::<Operator>(unknown).is_err());
+    }
+
+    #[test]
     fn other_versions_are_refused() {
         let mut s = spec();
         s.version = 99;
@@ -680,7 +720,7 @@ mod tests {
         let b = TaskKey::derive("scan", &spec().pipeline);
         assert_eq!(a, b);
         let mut other = spec().pipeline;
-        other.push(Operator::Head { n: 1 });
+        other.push(TableOp::Head { n: 1 }.into());
         assert_ne!(a, TaskKey::derive("scan", &other));
         assert!(a.as_str().starts_with("scan-"));
         assert_eq!(a.as_str().len(), "scan-".len() + 32);
