@@ -14,8 +14,8 @@ use shoal::executor::{Executor, InProcess};
 use shoal::graph::{TaskGraph, TaskNode, upstream};
 use shoal::scheduler::{self, RunOptions};
 use shoal_protocol::{
-    Input, Limits, Manifest, Operator, Output, PROTOCOL_VERSION, StorageOptions, TaskKey, TaskMetrics,
-    TaskOutcome, TaskResult, TaskSpec,
+    Input, Limits, Manifest, Operator, Output, PROTOCOL_VERSION, StorageOptions, TableOp, TaskKey,
+    TaskMetrics, TaskOutcome, TaskResult, TaskSpec,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -148,7 +148,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             predicate: None,
             schema: None,
         },
-        vec![Operator::Filter { predicate: "x > 1".into() }],
+        vec![TableOp::Filter { predicate: "x > 1".into() }.into()],
     );
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let executor = InProcess::threads(worker, threads);

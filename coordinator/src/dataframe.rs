@@ -11,7 +11,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use shoal_protocol::{
-    AggregateMode, JoinHow, Operator, OutputObject, PROTOCOL_VERSION, SortKey, SuccessManifest, layout,
+    AggregateMode, JoinHow, OutputObject, PROTOCOL_VERSION, SortKey, SuccessManifest, TableOp, layout,
 };
 use std::sync::Arc;
 
@@ -221,7 +221,7 @@ impl DataFrame {
         &self.plan
     }
 
-    fn map(&self, op: Operator) -> Result<DataFrame> {
+    fn map(&self, op: TableOp) -> Result<DataFrame> {
         let input = self.plan.schema()?;
         let schema =
             shoal_worker::pipeline::output_schema(input, std::slice::from_ref(&op), &Default::default())?;
@@ -234,17 +234,17 @@ impl DataFrame {
 
     /// Keeps rows where `predicate` is true.
     pub fn filter(&self, predicate: impl Into<ExprArg>) -> Result<DataFrame> {
-        self.map(Operator::Filter { predicate: predicate.into().0 })
+        self.map(TableOp::Filter { predicate: predicate.into().0 })
     }
 
     /// Keeps these columns, in this order.
     pub fn select<S: AsRef<str>>(&self, columns: &[S]) -> Result<DataFrame> {
-        self.map(Operator::Select { columns: columns.iter().map(|c| c.as_ref().to_string()).collect() })
+        self.map(TableOp::Select { columns: columns.iter().map(|c| c.as_ref().to_string()).collect() })
     }
 
     /// Adds (or replaces) a column computed from an expression.
     pub fn assign(&self, name: &str, expr: impl Into<ExprArg>) -> Result<DataFrame> {
-        self.map(Operator::Assign { columns: vec![(name.to_string(), expr.into().0)] })
+        self.map(TableOp::Assign { columns: vec![(name.to_string(), expr.into().0)] })
     }
 
     /// Runs a user function on every partition. The output schema is found by calling the
@@ -273,11 +273,8 @@ impl DataFrame {
         })
         .map_err(|_| Error::Invalid(format!("map_partitions {function}: the sandbox thread panicked")))?
         .map_err(|e| Error::Invalid(format!("map_partitions {function}: {e}")))?;
-        let op = Operator::MapPartitions {
-            module: module.reference.clone(),
-            function: function.to_string(),
-            args,
-        };
+        let op =
+            TableOp::MapPartitions { module: module.reference.clone(), function: function.to_string(), args };
         let mut df = self.with_plan(Plan::Map { input: self.plan.clone(), op, schema: out.batch.schema() });
         if !df.modules.iter().any(|m| m.reference.sha256 == module.reference.sha256) {
             df.modules.push(module.clone());
@@ -324,7 +321,7 @@ impl DataFrame {
         taken.extend(input.fields().iter().map(|f| f.name().clone()));
         // Expressions over aggregates: the calls are aggregated, the rest is evaluated after.
         let split = crate::aggregates::split(&aggs, &taken)?;
-        let op = Operator::Aggregate {
+        let op = TableOp::Aggregate {
             mode: AggregateMode::Single,
             keys: keys.to_vec(),
             aggs: split.calls.clone(),
@@ -344,7 +341,7 @@ impl DataFrame {
             return Ok(aggregated);
         }
         let columns: Vec<String> = keys.iter().chain(aggs.iter().map(|(n, _)| n)).cloned().collect();
-        match aggregated.map(Operator::Assign { columns: split.post.clone() }) {
+        match aggregated.map(TableOp::Assign { columns: split.post.clone() }) {
             Ok(assigned) => assigned.select(&columns),
             // Name the expression at fault: check them one at a time (only on this path).
             Err(all) => Err(split
@@ -352,7 +349,7 @@ impl DataFrame {
                 .iter()
                 .find_map(|(name, sql)| {
                     let e = aggregated
-                        .map(Operator::Assign { columns: vec![(name.clone(), sql.clone())] })
+                        .map(TableOp::Assign { columns: vec![(name.clone(), sql.clone())] })
                         .err()?;
                     let user = aggs.iter().find(|(n, _)| n == name).map_or(sql.as_str(), |(_, s)| s.as_str());
                     let keys = if keys.is_empty() { "none".to_string() } else { keys.join(", ") };
@@ -404,7 +401,7 @@ impl DataFrame {
             columns.push((c.clone(), sources));
         }
         let rows = STATS.iter().map(|s| s.to_string()).collect();
-        self.agg(&aggs)?.map(Operator::Melt { id: "statistic".into(), rows, columns })
+        self.agg(&aggs)?.map(TableOp::Melt { id: "statistic".into(), rows, columns })
     }
 
     /// Counts of each distinct value of `column`, most frequent first: columns `column`, `count`.
@@ -456,7 +453,7 @@ impl DataFrame {
         }
         shoal_worker::pipeline::output_schema(
             self.schema()?,
-            &[Operator::Sort { keys: keys.to_vec() }],
+            &[TableOp::Sort { keys: keys.to_vec() }],
             &Default::default(),
         )?;
         Ok(())

@@ -24,8 +24,8 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use shoal_protocol::{
-    FailureKind, Manifest, ModuleRef, Operator, Output, OutputObject, PROTOCOL_VERSION, StorageOptions,
-    TaskFailure, TaskKey, TaskMetrics, TaskOutcome, TaskResult, TaskSpec, layout,
+    FailureKind, Limits, Manifest, ModuleRef, Output, OutputObject, PROTOCOL_VERSION, StorageOptions,
+    TableOp, TaskFailure, TaskKey, TaskMetrics, TaskOutcome, TaskResult, TaskSpec, layout,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -107,7 +107,8 @@ impl Worker {
         if spec.version != PROTOCOL_VERSION {
             return Err(Error::InvalidTask(format!("unsupported spec version {}", spec.version)));
         }
-        pipeline::check_ports(&spec.inputs, &spec.pipeline, &spec.output)?;
+        let ops = pipeline::table_ops(&spec.pipeline)?;
+        pipeline::check_ports(&spec.inputs, &ops, &spec.output)?;
         let storage = self.storage(&spec.storage);
         let root = storage.resolve(&spec.job_root)?;
         let manifest_url = root.join(&layout::manifest(&spec.task_key)).url;
@@ -147,10 +148,11 @@ impl Worker {
             )));
         }
 
-        let (schema, batches) = self.run_pipeline(&storage, spec, schema, batches, &sides, metrics).await?;
+        let (schema, batches) =
+            self.run_pipeline(&storage, &spec.limits, &ops, (schema, batches), &sides, metrics).await?;
         metrics.rows_out = batches.iter().map(|b| b.num_rows() as u64).sum();
-        let divisions = match spec.pipeline.last() {
-            Some(Operator::Boundaries { .. }) => Some(shuffle::rows_as_text(&batches)?),
+        let divisions = match ops.last() {
+            Some(TableOp::Boundaries { .. }) => Some(shuffle::rows_as_text(&batches)?),
             _ => None,
         };
 
@@ -217,15 +219,15 @@ impl Worker {
     async fn run_pipeline(
         &self,
         storage: &Storage,
-        spec: &TaskSpec,
-        schema: SchemaRef,
-        batches: Vec<RecordBatch>,
+        limits: &Limits,
+        ops: &[TableOp],
+        (schema, batches): (SchemaRef, Vec<RecordBatch>),
         sides: &Sides,
         metrics: &mut TaskMetrics,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let ctx = session::task_session(spec.limits.task_memory_bytes)?;
+        let ctx = session::task_session(limits.task_memory_bytes)?;
         let mut current = Current::Table(schema, batches);
-        for op in &spec.pipeline {
+        for op in ops {
             // Runs of relational operators fuse into one DataFusion plan, executed only when
             // something that is not a plan step needs the rows.
             if pipeline::is_relational(op) {
@@ -233,28 +235,28 @@ impl Worker {
                 continue;
             }
             current = match op {
-                Operator::Aggregate { mode, keys, aggs, input } => {
+                TableOp::Aggregate { mode, keys, aggs, input } => {
                     let raw = crate::schema::from_fields(input)?;
                     let (s, b) =
                         aggregate::run(&ctx, current.into_frame(&ctx)?, *mode, keys, aggs, raw).await?;
                     Current::Table(s, b)
                 }
-                Operator::Sample { columns, rows } => {
+                TableOp::Sample { columns, rows } => {
                     let (s, b) = current.into_table().await?;
                     let (s, b) = shuffle::sample(&s, &b, columns, *rows)?;
                     Current::Table(s, b)
                 }
-                Operator::Boundaries { keys, n } => {
+                TableOp::Boundaries { keys, n } => {
                     let (s, b) = current.into_table().await?;
                     let (s, b) = shuffle::boundaries(&s, &b, keys, *n)?;
                     Current::Table(s, b)
                 }
-                Operator::Melt { id, rows, columns } => {
+                TableOp::Melt { id, rows, columns } => {
                     let (s, b) = current.into_table().await?;
                     let (s, b) = shuffle::melt(&s, &b, id, rows, columns)?;
                     Current::Table(s, b)
                 }
-                Operator::MapPartitions { module, function, args } => {
+                TableOp::MapPartitions { module, function, args } => {
                     let (schema, batches) = current.into_table().await?;
                     let compiled_before = self.sandbox.compiled_count();
                     let module = self.load_module(storage, module).await?;
@@ -263,14 +265,14 @@ impl Worker {
                     let input = arrow::compute::concat_batches(&schema, &batches)
                         .map_err(|e| Error::Execution(e.to_string()))?;
                     let sandbox = self.sandbox.clone();
-                    let (function, args, limits) = (function.clone(), args.clone(), spec.limits.clone());
+                    let (function, args, call_limits) = (function.clone(), args.clone(), limits.clone());
                     let out = tokio::task::spawn_blocking(move || {
-                        sandbox.call(&module, &function, &[input], &args, &limits)
+                        sandbox.call(&module, &function, &[input], &args, &call_limits)
                     })
                     .await
                     .map_err(|e| Error::Execution(format!("sandbox thread: {e}")))??;
                     metrics.guest_ms += out.elapsed.as_millis() as u64;
-                    append_log(&mut metrics.guest_log, &out.log, spec.limits.guest_log_bytes);
+                    append_log(&mut metrics.guest_log, &out.log, limits.guest_log_bytes);
                     Current::Table(out.batch.schema(), vec![out.batch])
                 }
                 other => return Err(Error::InvalidTask(format!("operator {other:?} cannot run here"))),
