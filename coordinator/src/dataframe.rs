@@ -4,9 +4,10 @@
 
 use crate::client::{Client, FunctionModule};
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::lower::{Target, lower};
 use crate::plan::{AggregateNode, JoinHint, JoinNode, Plan, join_schema, optimize};
-use crate::scheduler::{EventSink, RunSummary};
+use crate::report::RunSummary;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -607,11 +608,12 @@ impl DataFrame {
 
     /// Runs the plan and returns the result's batches, in partition order.
     pub async fn compute(&self) -> Result<Vec<RecordBatch>> {
-        Ok(self.compute_with(None).await?.0)
+        Ok(self.compute_with(Events::new()).await?.0)
     }
 
-    /// [`compute`](Self::compute) with progress events; also returns the run's totals.
-    pub async fn compute_with(&self, events: Option<EventSink>) -> Result<(Vec<RecordBatch>, RunSummary)> {
+    /// [`compute`](Self::compute), publishing the run's events to `events`' subscribers; also
+    /// returns the run's totals.
+    pub async fn compute_with(&self, events: Events) -> Result<(Vec<RecordBatch>, RunSummary)> {
         let graph = lower(&self.optimized()?, &Target::Collect)?;
         let run = self.client.run_graph(&graph, &self.modules, events).await?;
         let storage = self.client.storage();
@@ -661,7 +663,12 @@ impl DataFrame {
     /// `_SUCCESS` manifest listing them. A reader that trusts `_SUCCESS` never sees a partial
     /// result: an earlier `_SUCCESS` is removed before any part is rewritten. Re-running
     /// rewrites identical parts, and reruns only the tasks whose parts are missing or changed.
-    pub async fn to_parquet(&self, location: &str, events: Option<EventSink>) -> Result<WriteSummary> {
+    pub async fn to_parquet(&self, location: &str) -> Result<WriteSummary> {
+        self.to_parquet_with(location, Events::new()).await
+    }
+
+    /// [`to_parquet`](Self::to_parquet), publishing the run's events to `events`' subscribers.
+    pub async fn to_parquet_with(&self, location: &str, events: Events) -> Result<WriteSummary> {
         let storage = self.client.storage();
         let dir = storage.resolve(location)?;
         let graph = lower(&self.optimized()?, &Target::Parquet { url: dir.url.clone() })?;
