@@ -1,13 +1,13 @@
 //! The entry point of the Rust API: a [`Client`] holds the configuration (job root, storage,
 //! executor), plans scans from object metadata, and runs task graphs.
 
+use crate::collections::dataframe::plan::PlanConfig;
 use crate::error::{Error, Result};
 use crate::events::{self, EventKind, Events, GraphShape};
 use crate::executor::{
     Executor, ExecutorKind, InProcess, Lambda, LambdaOptions, Processes, find_worker_binary,
 };
 use crate::graph::TaskGraph;
-use crate::plan::PlanConfig;
 use crate::report::{Prices, RunReport};
 use crate::scheduler::{self, RunOptions, RunOutput, Speculation};
 use bytes::Bytes;
@@ -223,7 +223,7 @@ impl Client {
                 storage.put(&m.reference.object.url, m.bytes.clone()).await?;
             }
         }
-        if let Some(warning) = crate::lower::many_tasks_warning(graph.len()) {
+        if let Some(warning) = crate::graph::many_tasks_warning(graph.len()) {
             tracing::warn!("{warning}");
         }
         let committed = self.committed(graph).await?;

@@ -145,7 +145,7 @@ impl Events {
     }
 
     /// The publishing end, for one job. Runs started through a [`Client`](crate::Client) make
-    /// their own; this is for running a graph on the [`scheduler`](crate::scheduler) directly.
+    /// their own; this is for running a graph on the scheduler directly.
     pub fn into_publisher(self, job_id: &str) -> Publisher {
         Publisher { job_id: job_id.to_string(), subscribers: self.subscribers }
     }

@@ -105,6 +105,20 @@ impl TaskGraph {
     }
 }
 
+/// Graphs larger than this get a warning: per-task overhead (a spec, a commit, a few requests)
+/// starts to dominate, and larger partitions would do the same work with fewer tasks.
+pub const MANY_TASKS: usize = 100_000;
+
+/// The warning for a graph of `tasks` tasks, if it is too large.
+pub fn many_tasks_warning(tasks: usize) -> Option<String> {
+    (tasks > MANY_TASKS).then(|| {
+        format!(
+            "the task graph has {tasks} tasks (more than {MANY_TASKS}); per-task overhead will dominate: \
+             use larger partitions (fewer input files, repartition, npartitions, split_out)"
+        )
+    })
+}
+
 /// Upstream input placeholder for a dependency; the scheduler fills in its objects.
 pub fn upstream(key: &TaskKey) -> Input {
     Input::Upstream {

@@ -29,9 +29,9 @@
 //! Relative paths are relative to the job file's directory.
 
 use crate::client::{Client, FunctionModule};
-use crate::dataframe::{Agg, DataFrame, Merge, agg_sql};
+use crate::collections::dataframe::plan::JoinHint;
+use crate::collections::dataframe::{Agg, DataFrame, Merge, agg_sql};
 use crate::error::{Error, Result};
-use crate::plan::JoinHint;
 use serde::Deserialize;
 use shoal_protocol::{CsvOptions, JoinHow, SortKey};
 use std::collections::{BTreeMap, HashMap};

@@ -15,21 +15,18 @@
 //! - [`executor`]: the [`executor::Executor`] trait and the `sync`, `threads` and `processes`
 //!   backends.
 //! - [`job`]: TOML job files (`shoal run`, `shoal explain`).
-pub mod aggregates;
 pub mod client;
-pub mod dataframe;
+pub mod collections;
 pub mod error;
 pub mod events;
 pub mod executor;
 pub mod graph;
 pub mod job;
-pub mod lower;
-pub mod plan;
-pub mod read;
 pub mod report;
 pub mod scheduler;
 
 pub use client::{Client, Config, FunctionModule};
-pub use dataframe::{Agg, DataFrame, ExprArg, GroupBy, Merge, WriteSummary};
+pub use collections::dataframe::plan::JoinHint;
+pub use collections::dataframe::{Agg, DataFrame, ExprArg, GroupBy, Merge, WriteSummary};
 pub use error::{Error, Result};
 pub use executor::ExecutorKind;

@@ -179,7 +179,7 @@ fn show(b: &ProgressBar, event: &EventKind) {
             if *already_committed > 0 {
                 b.suspend(|| eprintln!("resuming: {already_committed} of {tasks} tasks already committed"));
             }
-            if let Some(warning) = shoal::lower::many_tasks_warning(tasks) {
+            if let Some(warning) = shoal::graph::many_tasks_warning(tasks) {
                 b.suspend(|| eprintln!("warning: {warning}"));
             }
         }

@@ -5,7 +5,7 @@
 use crate::client;
 use arrow::record_batch::RecordBatch;
 use serde_json::json;
-use shoal::plan::JoinHint;
+use shoal::JoinHint;
 use shoal::{Agg, Client, Error, ExecutorKind, Merge};
 use shoal_protocol::{FailureKind, SortKey};
 use shoal_tests::data::{assert_same_rows, assert_same_rows_ordered, trips_batch, write_csv, write_trips};

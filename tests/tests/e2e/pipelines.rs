@@ -16,8 +16,8 @@
 use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
-use shoal::dataframe::{Agg, Merge};
-use shoal::plan::JoinHint;
+use shoal::JoinHint;
+use shoal::{Agg, Merge};
 use shoal::{Client, DataFrame, ExecutorKind};
 use shoal_protocol::JoinHow;
 use shoal_tests::data::{Rng, assert_same_rows};

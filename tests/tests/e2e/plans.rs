@@ -8,7 +8,7 @@ use crate::resume::parts;
 use arrow::array::{Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
-use shoal::dataframe::{Agg, Merge};
+use shoal::{Agg, Merge};
 use shoal::{Client, DataFrame, ExecutorKind};
 use shoal_protocol::JoinHow;
 use shoal_tests::data::{assert_same_rows, write_customers, write_sales};

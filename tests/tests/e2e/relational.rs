@@ -6,8 +6,8 @@
 
 use arrow::array::{Array, Date32Array, Float64Array, Int64Array};
 use arrow::record_batch::RecordBatch;
-use shoal::dataframe::{Agg, Merge};
-use shoal::plan::JoinHint;
+use shoal::JoinHint;
+use shoal::{Agg, Merge};
 use shoal::{Client, DataFrame, ExecutorKind};
 use shoal_protocol::{JoinHow, SortKey};
 use shoal_tests::data::{assert_same_rows, assert_same_rows_ordered, write_customers, write_sales};

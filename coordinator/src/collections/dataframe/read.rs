@@ -1,10 +1,10 @@
 //! Scan planning: `read_parquet` and `read_csv` on a [`Client`] turn a location into a lazy
 //! [`DataFrame`] from object metadata only (Parquet footers and statistics, a CSV sample).
 
+use super::DataFrame;
+use super::plan::{FileInfo, Plan, ScanNode};
 use crate::client::Client;
-use crate::dataframe::DataFrame;
 use crate::error::{Error, Result};
-use crate::plan::{FileInfo, Plan, ScanNode};
 use arrow::datatypes::SchemaRef;
 use object_store::ObjectStoreExt;
 use parquet::arrow::async_reader::AsyncFileReader;

@@ -13,28 +13,15 @@
 //! - sort: M sample tasks, one boundaries task, M range-shuffle map tasks, N sorting reducers;
 //! - repartition: adjacent partitions concatenated (fewer) or each split by rows (more).
 
+use super::explain::describe;
+use super::plan::{AggStrategy, AggregateNode, JoinNode, JoinStrategy, Plan};
 use crate::error::{Error, Result};
 use crate::graph::{Stage, TaskGraph, TaskNode, upstream_bucket, upstream_port};
-use crate::plan::{AggStrategy, AggregateNode, JoinNode, JoinStrategy, Plan, describe};
 use arrow::datatypes::SchemaRef;
 use shoal_protocol::{
     AggregateMode, Input, JoinHow, Operator, Output, Partitioning, SortKey, TableOp, TaskKey,
 };
 use std::collections::BTreeMap;
-
-/// Graphs larger than this get a warning: per-task overhead (a spec, a commit, a few requests)
-/// starts to dominate, and larger partitions would do the same work with fewer tasks.
-pub const MANY_TASKS: usize = 100_000;
-
-/// The warning for a graph of `tasks` tasks, if it is too large.
-pub fn many_tasks_warning(tasks: usize) -> Option<String> {
-    (tasks > MANY_TASKS).then(|| {
-        format!(
-            "the task graph has {tasks} tasks (more than {MANY_TASKS}); per-task overhead will dominate: \
-             use larger partitions (fewer input files, repartition, npartitions, split_out)"
-        )
-    })
-}
 
 /// Rows each partition contributes to the sample a sort's boundaries are computed from.
 const SAMPLE_ROWS: usize = 256;
@@ -674,7 +661,7 @@ impl Stage {
             "{} ({} tasks, ~{})",
             self.name,
             self.tasks.len(),
-            crate::plan::human_bytes(self.estimated_bytes)
+            super::explain::human_bytes(self.estimated_bytes)
         )
     }
 }

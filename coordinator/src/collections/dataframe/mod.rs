@@ -1,16 +1,30 @@
 //! The lazy DataFrame: each method records an operator in the logical plan (validating column
 //! names and expressions against the schema right away, as Dask does with `meta`); nothing runs
 //! until [`DataFrame::compute`] or [`DataFrame::to_parquet`].
+//!
+//! Rooms: this file is the API; [`read`] plans scans from object metadata; [`plan`] is the
+//! logical plan; [`optimize`](mod@optimize) rewrites it (pushdowns, strategies); [`explain`]
+//! prints it; [`lower`] turns it into a task graph; [`aggregates`] splits expressions over
+//! aggregates into calls and a scalar step.
+
+pub mod aggregates;
+pub mod explain;
+pub mod lower;
+pub mod optimize;
+pub mod plan;
+pub mod read;
+pub mod strategy;
 
 use crate::client::{Client, FunctionModule};
 use crate::error::{Error, Result};
 use crate::events::Events;
-use crate::lower::{Target, lower};
-use crate::plan::{AggregateNode, JoinHint, JoinNode, Plan, join_schema, optimize};
 use crate::report::RunSummary;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
+use lower::{Target, lower};
+use optimize::{join_schema, optimize};
+use plan::{AggregateNode, JoinHint, JoinNode, Plan};
 use shoal_protocol::{
     AggregateMode, JoinHow, OutputObject, PROTOCOL_VERSION, SortKey, SuccessManifest, TableOp, layout,
 };
@@ -321,7 +335,7 @@ impl DataFrame {
         let mut taken: std::collections::BTreeSet<String> = seen.into_iter().cloned().collect();
         taken.extend(input.fields().iter().map(|f| f.name().clone()));
         // Expressions over aggregates: the calls are aggregated, the rest is evaluated after.
-        let split = crate::aggregates::split(&aggs, &taken)?;
+        let split = aggregates::split(&aggs, &taken)?;
         let op = TableOp::Aggregate {
             mode: AggregateMode::Single,
             keys: keys.to_vec(),
@@ -722,7 +736,7 @@ pub fn explain_graph(graph: &crate::graph::TaskGraph) -> String {
             }
         }
     }
-    if let Some(warning) = crate::lower::many_tasks_warning(graph.len()) {
+    if let Some(warning) = crate::graph::many_tasks_warning(graph.len()) {
         out.push_str(&format!("warning: {warning}\n"));
     }
     out

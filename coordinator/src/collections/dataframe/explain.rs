@@ -1,0 +1,159 @@
+//! `explain`: the plan as an indented tree, one line per operator.
+
+use super::plan::{AggStrategy, JoinStrategy, Plan};
+use shoal_protocol::{FileFormat, SortKey, TableOp};
+use std::fmt::Write as _;
+
+impl Plan {
+    /// An indented tree, for `explain`.
+    pub fn display(&self) -> String {
+        let mut out = String::new();
+        self.fmt_tree(&mut out, 0);
+        out
+    }
+
+    fn fmt_tree(&self, out: &mut String, depth: usize) {
+        let pad = "  ".repeat(depth);
+        match self {
+            Plan::Scan(s) => {
+                let fmt = match &s.format {
+                    FileFormat::Parquet => "parquet",
+                    FileFormat::Csv(_) => "csv",
+                    FileFormat::ArrowIpc => "arrow",
+                };
+                let _ = write!(
+                    out,
+                    "{pad}Scan {fmt} {} [{} files, {} partitions, {}]",
+                    s.source,
+                    s.files.len(),
+                    s.partitions.len(),
+                    human_bytes(s.file_bytes())
+                );
+                if let Some(p) = &s.projection {
+                    let _ = write!(out, " columns=[{}]", p.join(", "));
+                }
+                if let Some(p) = &s.predicate {
+                    let _ = write!(out, " prune_by=({p})");
+                }
+                out.push('\n');
+            }
+            Plan::Map { input, op, .. } => {
+                let _ = writeln!(out, "{pad}{}", describe(op));
+                input.fmt_tree(out, depth + 1);
+            }
+            Plan::Head { input, n } => {
+                let _ = writeln!(out, "{pad}Head n={n}");
+                input.fmt_tree(out, depth + 1);
+            }
+            Plan::TopK { input, keys, n } => {
+                let _ = writeln!(out, "{pad}TopK n={n} by {}", sort_keys(keys));
+                input.fmt_tree(out, depth + 1);
+            }
+            Plan::Aggregate(a) => {
+                let aggs: Vec<String> = a.aggs.iter().map(|(n, e)| format!("{n} = {e}")).collect();
+                let _ = write!(out, "{pad}Aggregate by [{}]: {}", a.keys.join(", "), aggs.join(", "));
+                match &a.strategy {
+                    Some((AggStrategy::Tree { split_every }, why)) => {
+                        let _ = write!(out, " [strategy=tree split_every={split_every}: {why}]");
+                    }
+                    Some((AggStrategy::Shuffle { split_out }, why)) => {
+                        let _ = write!(out, " [strategy=shuffle split_out={split_out}: {why}]");
+                    }
+                    None => {}
+                }
+                out.push('\n');
+                a.input.fmt_tree(out, depth + 1);
+            }
+            Plan::Join(j) => {
+                let on: Vec<String> =
+                    j.left_on.iter().zip(&j.right_on).map(|(l, r)| format!("{l} = {r}")).collect();
+                let _ = write!(out, "{pad}Join {} on {}", j.how.as_str(), on.join(" AND "));
+                if let Some((s, why)) = &j.strategy {
+                    let _ = write!(out, " [strategy={}", s.name());
+                    match s {
+                        JoinStrategy::Hash { npartitions } => {
+                            let _ = write!(out, " npartitions={npartitions}");
+                        }
+                        JoinStrategy::BroadcastRight => out.push_str(" side=right"),
+                        JoinStrategy::BroadcastLeft => out.push_str(" side=left"),
+                        JoinStrategy::PartitionWise | JoinStrategy::Divisions => {}
+                    }
+                    let _ = write!(out, ": {why}]");
+                }
+                out.push('\n');
+                j.left.fmt_tree(out, depth + 1);
+                j.right.fmt_tree(out, depth + 1);
+            }
+            Plan::Sort { input, keys, npartitions, index } => {
+                let what = if *index { "SetIndex" } else { "Sort" };
+                let _ =
+                    writeln!(out, "{pad}{what} by {} into {npartitions} range partitions", sort_keys(keys));
+                input.fmt_tree(out, depth + 1);
+            }
+            Plan::Repartition { input, npartitions } => {
+                let _ = writeln!(out, "{pad}Repartition npartitions={npartitions}");
+                input.fmt_tree(out, depth + 1);
+            }
+        }
+    }
+}
+
+/// `a ASC, b DESC NULLS FIRST`.
+pub fn sort_keys(keys: &[SortKey]) -> String {
+    keys.iter()
+        .map(|k| {
+            let dir = if k.ascending { "ASC" } else { "DESC" };
+            let nulls = if k.nulls_first { "NULLS FIRST" } else { "NULLS LAST" };
+            format!("{} {dir} {nulls}", k.column)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One line describing an operator.
+pub fn describe(op: &TableOp) -> String {
+    match op {
+        TableOp::Filter { predicate } => format!("Filter {predicate}"),
+        TableOp::Select { columns } => format!("Select {}", columns.join(", ")),
+        TableOp::Assign { columns } => format!(
+            "Assign {}",
+            columns.iter().map(|(n, e)| format!("{n} = {e}")).collect::<Vec<_>>().join(", ")
+        ),
+        TableOp::MapPartitions { module, function, args } => {
+            format!(
+                "MapPartitions {function}({args}) [wasm {}]",
+                &module.sha256[..12.min(module.sha256.len())]
+            )
+        }
+        TableOp::Head { n } => format!("Head n={n}"),
+        TableOp::Sort { keys } => format!("Sort {}", sort_keys(keys)),
+        TableOp::Aggregate { mode, keys, aggs, .. } => format!(
+            "Aggregate({mode:?}) by [{}]: {}",
+            keys.join(", "),
+            aggs.iter().map(|(n, e)| format!("{n} = {e}")).collect::<Vec<_>>().join(", ")
+        ),
+        TableOp::Join { how, left_on, right_on, .. } => format!(
+            "Join {} on {}",
+            how.as_str(),
+            left_on.iter().zip(right_on).map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(" AND ")
+        ),
+        TableOp::Sample { columns, rows } => format!("Sample {rows} rows of [{}]", columns.join(", ")),
+        TableOp::Boundaries { keys, n } => format!("Boundaries of {n} ranges by {}", sort_keys(keys)),
+        TableOp::Melt { rows, columns, .. } => format!(
+            "Melt {} statistics of [{}]",
+            rows.len(),
+            columns.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}

@@ -1,0 +1,246 @@
+//! The optimizer: projection pushdown (scans read only the columns later operators use),
+//! predicate pushdown (filters right above a scan prune its row groups), then the choice of a
+//! strategy for every aggregation and join ([`strategy`](super::strategy)).
+
+use super::plan::PlanConfig;
+use super::plan::{JoinNode, Plan};
+use super::strategy::{aggregate_strategy, join_strategy};
+use crate::error::{Error, Result};
+use arrow::datatypes::SchemaRef;
+use datafusion::common::DFSchema;
+use shoal_protocol::{FileFormat, JoinHow, TableOp};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Columns an SQL expression refers to, resolved against `schema`.
+fn referenced_columns(sql: &str, schema: &SchemaRef) -> Result<BTreeSet<String>> {
+    let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| Error::Schema(e.to_string()))?;
+    let ctx = shoal_worker::session::session();
+    let expr = ctx
+        .parse_sql_expr(sql, &df_schema)
+        .map_err(|e| Error::Schema(format!("invalid expression '{sql}': {e}")))?;
+    Ok(expr.column_refs().into_iter().map(|c| c.name.clone()).collect())
+}
+
+/// Rewrites a plan: projection pushdown (scans read only the columns later operators use),
+/// predicate pushdown (filters right above a scan prune its row groups), then the choice of a
+/// strategy for every aggregation and join, from estimated sizes.
+pub fn optimize(plan: &Plan, config: &PlanConfig) -> Result<Plan> {
+    let plan = push_projection(plan, None)?;
+    let plan = push_predicates(&plan, &[])?;
+    choose_strategies(&plan, config)
+}
+
+/// Columns the SQL expressions refer to, resolved against `schema`.
+fn referenced_all<'a>(
+    sqls: impl IntoIterator<Item = &'a String>,
+    schema: &SchemaRef,
+) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for sql in sqls {
+        out.extend(referenced_columns(sql, schema)?);
+    }
+    Ok(out)
+}
+
+fn with_keys(
+    needed: Option<BTreeSet<String>>,
+    keys: impl IntoIterator<Item = String>,
+) -> Option<BTreeSet<String>> {
+    needed.map(|mut n| {
+        n.extend(keys);
+        n
+    })
+}
+
+fn names(schema: &SchemaRef) -> Vec<String> {
+    schema.fields().iter().map(|f| f.name().clone()).collect()
+}
+
+/// `needed`: columns required from this node's output (`None`: all of them).
+fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan> {
+    match plan {
+        Plan::Scan(scan) => {
+            let mut scan = scan.clone();
+            if let Some(needed) = needed {
+                let cols: Vec<String> = scan
+                    .file_schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .filter(|n| needed.contains(n))
+                    .collect();
+                // Keep at least one column so row counts survive (`SELECT count(*)`-like plans).
+                let cols = if cols.is_empty() {
+                    scan.file_schema.fields().iter().take(1).map(|f| f.name().clone()).collect()
+                } else {
+                    cols
+                };
+                if cols.len() < scan.file_schema.fields().len() {
+                    scan.projection = Some(cols);
+                }
+            }
+            Ok(Plan::Scan(scan))
+        }
+        Plan::Head { .. } | Plan::Repartition { .. } => {
+            plan.map_children(|input| push_projection(input, needed.clone()))
+        }
+        Plan::TopK { keys, .. } | Plan::Sort { keys, .. } => {
+            let needed = with_keys(needed, keys.iter().map(|k| k.column.clone()));
+            plan.map_children(|input| push_projection(input, needed.clone()))
+        }
+        Plan::Aggregate(a) => {
+            let mut upstream = referenced_all(a.aggs.iter().map(|(_, e)| e), &a.input.schema()?)?;
+            upstream.extend(a.keys.iter().cloned());
+            plan.map_children(|input| push_projection(input, Some(upstream.clone())))
+        }
+        Plan::Join(j) => push_projection_join(j, needed),
+        Plan::Map { input, op, schema } => {
+            let input_schema = input.schema()?;
+            let upstream: Option<BTreeSet<String>> = match op {
+                TableOp::Select { columns } => Some(columns.iter().cloned().collect()),
+                TableOp::Filter { predicate } => needed
+                    .map(|mut n| -> Result<_> {
+                        n.extend(referenced_columns(predicate, &input_schema)?);
+                        Ok(n)
+                    })
+                    .transpose()?,
+                TableOp::Assign { columns } => match needed {
+                    None => None,
+                    Some(mut n) => {
+                        // Later assignments may use earlier ones: walk them backwards.
+                        for (name, sql) in columns.iter().rev() {
+                            n.remove(name);
+                            n.extend(referenced_columns(sql, schema)?);
+                        }
+                        Some(n)
+                    }
+                },
+                TableOp::Head { .. } => needed,
+                TableOp::Sort { keys } => with_keys(needed, keys.iter().map(|k| k.column.clone())),
+                // User code may read any column; the others only appear in lowered plans.
+                _ => None,
+            };
+            let input = Arc::new(push_projection(input, upstream)?);
+            // Pruned inputs can change what a relational step outputs (a select-free chain
+            // passes fewer columns on): re-derive it. A user function's output is its own.
+            let schema = match op {
+                TableOp::MapPartitions { .. } => schema.clone(),
+                _ => shoal_worker::pipeline::output_schema(
+                    input.schema()?,
+                    std::slice::from_ref(op),
+                    &Default::default(),
+                )?,
+            };
+            Ok(Plan::Map { input, op: op.clone(), schema })
+        }
+    }
+}
+
+/// Projection pushdown through a join: each side keeps its keys and the columns the needed
+/// output columns come from. A name on both sides is suffixed only while both sides have it:
+/// whenever one side still delivers such a column (because it is needed, or because an
+/// operator below passes it on), the other side keeps its copy too, so every surviving column
+/// keeps the name the unpruned join gives it.
+fn push_projection_join(j: &JoinNode, needed: Option<BTreeSet<String>>) -> Result<Plan> {
+    let (lnames, rnames) = (names(&j.left.schema()?), names(&j.right.schema()?));
+    let columns =
+        shoal_worker::pipeline::join_columns(&lnames, &rnames, j.how, &j.left_on, &j.right_on, &j.suffixes);
+    let mut left: BTreeSet<String> = j.left_on.iter().cloned().collect();
+    let mut right: BTreeSet<String> = j.right_on.iter().cloned().collect();
+    for c in columns.into_iter().filter(|c| needed.as_ref().is_none_or(|n| n.contains(&c.name))) {
+        left.extend(c.left);
+        right.extend(c.right);
+    }
+    let shared: BTreeSet<&String> =
+        j.left_on.iter().zip(&j.right_on).filter(|(l, r)| l == r).map(|(l, _)| l).collect();
+    let suffixed: Vec<&String> = match j.how {
+        JoinHow::Semi | JoinHow::Anti => vec![],
+        _ => lnames.iter().filter(|n| rnames.contains(n) && !shared.contains(n)).collect(),
+    };
+    // Each round adds at least one column, or ends: at most `suffixed.len()` extra rounds.
+    loop {
+        let l = push_projection(&j.left, Some(left.clone()))?;
+        let r = push_projection(&j.right, Some(right.clone()))?;
+        let (ls, rs) = (names(&l.schema()?), names(&r.schema()?));
+        let mut grew = false;
+        for n in &suffixed {
+            match (ls.contains(n), rs.contains(n)) {
+                (true, false) => grew |= right.insert((*n).clone()),
+                (false, true) => grew |= left.insert((*n).clone()),
+                _ => {}
+            }
+        }
+        if !grew {
+            let mut j = j.clone();
+            j.left = Arc::new(l);
+            j.right = Arc::new(r);
+            // Pruned inputs change the join's unused columns, not its output: re-derive it.
+            j.schema = join_schema(&j)?;
+            return Ok(Plan::Join(j));
+        }
+    }
+}
+
+/// The output schema of a join node's inputs joined.
+pub fn join_schema(j: &JoinNode) -> Result<SchemaRef> {
+    let op = TableOp::Join {
+        port: 1,
+        how: j.how,
+        left_on: j.left_on.clone(),
+        right_on: j.right_on.clone(),
+        suffixes: j.suffixes.clone(),
+    };
+    let sides = std::collections::BTreeMap::from([(1, j.right.schema()?)]);
+    Ok(shoal_worker::pipeline::output_schema(j.left.schema()?, &[op], &sides)?)
+}
+
+/// Collects filters on the way down; a scan directly below them (through selects and other
+/// filters only) prunes by their conjunction. The filters stay in place: pruning only skips row
+/// groups that cannot match, it never changes the answer.
+fn push_predicates(plan: &Plan, pending: &[String]) -> Result<Plan> {
+    match plan {
+        Plan::Scan(scan) => {
+            let mut scan = scan.clone();
+            if !pending.is_empty() && matches!(scan.format, FileFormat::Parquet) {
+                let mut all: Vec<String> = scan.predicate.iter().cloned().collect();
+                all.extend(pending.iter().map(|p| format!("({p})")));
+                scan.predicate = Some(all.join(" AND "));
+            }
+            Ok(Plan::Scan(scan))
+        }
+        Plan::Map { op, .. } => {
+            let below = match op {
+                TableOp::Filter { predicate } => {
+                    let mut v = pending.to_vec();
+                    v.push(predicate.clone());
+                    v
+                }
+                TableOp::Select { .. } => pending.to_vec(),
+                _ => Vec::new(),
+            };
+            plan.map_children(|input| push_predicates(input, &below))
+        }
+        // Filters commute with repartitioning: prune below it too.
+        Plan::Repartition { .. } => plan.map_children(|input| push_predicates(input, pending)),
+        // Not below a sort: its boundaries are sampled from all rows (the divisions of an index
+        // stay its own); a filter right above a sort prunes the scans of its map tasks when
+        // lowered. Nor below anything else that changes which rows a partition holds.
+        _ => plan.map_children(|input| push_predicates(input, &[])),
+    }
+}
+
+/// Chooses, bottom-up, how each aggregation and join is distributed.
+fn choose_strategies(plan: &Plan, config: &PlanConfig) -> Result<Plan> {
+    Ok(match plan.map_children(|input| choose_strategies(input, config))? {
+        Plan::Aggregate(mut a) => {
+            a.strategy = Some(aggregate_strategy(&a, config));
+            Plan::Aggregate(a)
+        }
+        Plan::Join(mut j) => {
+            j.strategy = Some(join_strategy(&j, config)?);
+            Plan::Join(j)
+        }
+        other => other,
+    })
+}

@@ -1,0 +1,377 @@
+//! The DataFrame's logical plan: a tree of operators over scans, with what planning can tell
+//! about each node (schema, partitions, estimated bytes and groups, index, hash partitioning).
+//!
+//! Per-partition operators (`Map`) keep the partitioning of their input; the others (`Head`,
+//! `TopK`, `Aggregate`, `Join`, `Sort`, `Repartition`) change it, and so start a new stage when
+//! lowered. Passes over the tree rebuild nodes through [`Plan::map_children`], the one place
+//! that knows where each node keeps its inputs.
+
+use crate::error::{Error, Result};
+use arrow::datatypes::{DataType, SchemaRef};
+use shoal_protocol::{FileFormat, FileSlice, JoinHow, ObjectRef, SortKey, TableOp};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One file of a scan, as planned from its footer (Parquet) or listing.
+#[derive(Debug, Clone)]
+pub struct FileInfo {
+    pub object: ObjectRef,
+    /// Compressed bytes and rows of each row group (Parquet); empty for other formats.
+    pub row_groups: Vec<(u64, u64)>,
+}
+
+/// A scan of files in object storage.
+#[derive(Debug, Clone)]
+pub struct ScanNode {
+    /// What the user named (`data/*.parquet`), for messages.
+    pub source: String,
+    pub format: FileFormat,
+    /// Schema of the files.
+    pub file_schema: SchemaRef,
+    pub files: Vec<FileInfo>,
+    /// The partitions: each a list of files or row-group subsets of files.
+    pub partitions: Vec<Vec<FileSlice>>,
+    /// Columns to read (set by projection pushdown); `None` reads all.
+    pub projection: Option<Vec<String>>,
+    /// Predicate used to prune row groups (set by predicate pushdown).
+    pub predicate: Option<String>,
+    /// `(min, max)` of integer-valued columns over all files (Parquet statistics): bounds on
+    /// their distinct counts, for choosing aggregation strategies.
+    pub int_ranges: HashMap<String, (i64, i64)>,
+}
+
+impl ScanNode {
+    pub fn schema(&self) -> Result<SchemaRef> {
+        match &self.projection {
+            None => Ok(self.file_schema.clone()),
+            Some(cols) => {
+                let ix = cols
+                    .iter()
+                    .map(|c| self.file_schema.index_of(c).map_err(|e| Error::Schema(e.to_string())))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Arc::new(self.file_schema.project(&ix).map_err(|e| Error::Schema(e.to_string()))?))
+            }
+        }
+    }
+
+    /// Bytes of the files.
+    pub fn file_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.object.size).sum()
+    }
+
+    /// Bytes the scan reads: the files' bytes, scaled by the share of columns read.
+    pub fn estimated_bytes(&self) -> u64 {
+        let total = self.file_schema.fields().len().max(1) as u64;
+        let read = self.projection.as_ref().map_or(total, |p| p.len() as u64);
+        self.file_bytes() * read / total
+    }
+
+    /// Rows in the files, when the footers tell (Parquet).
+    pub fn rows(&self) -> Option<u64> {
+        match self.format {
+            FileFormat::Parquet => Some(self.files.iter().flat_map(|f| &f.row_groups).map(|(_, r)| r).sum()),
+            _ => None,
+        }
+    }
+}
+
+/// Settings that steer the optimizer's choices.
+#[derive(Debug, Clone)]
+pub struct PlanConfig {
+    /// Largest estimated size of a join side that is broadcast to every partition of the other.
+    pub broadcast_bytes: u64,
+    /// Most estimated groups an aggregation reduces with a tree (in one final task); more groups
+    /// shuffle into several output partitions.
+    pub tree_max_groups: u64,
+    /// Inputs per combine task of a tree reduction (Dask's `split_every`).
+    pub split_every: usize,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        Self { broadcast_bytes: 64_000_000, tree_max_groups: 1_000_000, split_every: 8 }
+    }
+}
+
+/// How an aggregation is distributed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggStrategy {
+    /// Partial aggregates per partition, merged `split_every` at a time into one partition.
+    Tree { split_every: usize },
+    /// Partial aggregates hash-shuffled on the keys into `split_out` partitions.
+    Shuffle { split_out: usize },
+}
+
+/// How a join is distributed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinStrategy {
+    /// The right side is materialized and read whole by each partition of the left.
+    BroadcastRight,
+    /// The left side is materialized and read whole by each partition of the right.
+    BroadcastLeft,
+    /// Both sides are already hash-partitioned on the keys into the same partitions.
+    PartitionWise,
+    /// The left side is indexed by the key (`set_index`): the right side is range-shuffled to
+    /// the left's divisions, and partition i of each side pair up.
+    Divisions,
+    /// Both sides are hash-shuffled on the keys into `npartitions` partitions.
+    Hash { npartitions: usize },
+}
+
+impl JoinStrategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            JoinStrategy::BroadcastRight | JoinStrategy::BroadcastLeft => "broadcast",
+            JoinStrategy::PartitionWise => "partition-wise",
+            JoinStrategy::Divisions => "divisions",
+            JoinStrategy::Hash { .. } => "hash",
+        }
+    }
+}
+
+/// A join strategy the user asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinHint {
+    Broadcast,
+    PartitionWise,
+    Hash,
+}
+
+/// An aggregation node.
+#[derive(Debug, Clone)]
+pub struct AggregateNode {
+    pub input: Arc<Plan>,
+    pub keys: Vec<String>,
+    /// `(output name, SQL aggregate expression)`.
+    pub aggs: Vec<(String, String)>,
+    pub schema: SchemaRef,
+    /// User overrides.
+    pub split_out: Option<usize>,
+    pub split_every: Option<usize>,
+    /// Chosen by the optimizer, with the reason.
+    pub strategy: Option<(AggStrategy, String)>,
+}
+
+/// A join node.
+#[derive(Debug, Clone)]
+pub struct JoinNode {
+    pub left: Arc<Plan>,
+    pub right: Arc<Plan>,
+    pub how: JoinHow,
+    pub left_on: Vec<String>,
+    pub right_on: Vec<String>,
+    pub suffixes: (String, String),
+    pub schema: SchemaRef,
+    pub hint: Option<JoinHint>,
+    /// Output partitions of a hash join (default: the larger side's).
+    pub npartitions: Option<usize>,
+    /// Chosen by the optimizer, with the reason.
+    pub strategy: Option<(JoinStrategy, String)>,
+}
+
+/// A node of the logical plan.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    Scan(ScanNode),
+    /// A per-partition operator; `schema` is its validated output schema.
+    Map {
+        input: Arc<Plan>,
+        op: TableOp,
+        schema: SchemaRef,
+    },
+    /// The first `n` rows of the whole collection: one output partition.
+    Head {
+        input: Arc<Plan>,
+        n: usize,
+    },
+    /// The first `n` rows in the order of `keys` (`nlargest` / `nsmallest`): one partition.
+    TopK {
+        input: Arc<Plan>,
+        keys: Vec<SortKey>,
+        n: usize,
+    },
+    Aggregate(AggregateNode),
+    Join(JoinNode),
+    /// A global sort into `npartitions` range partitions (sampled boundaries). With `index`,
+    /// the first key is the index (`set_index`) and the boundaries are its divisions.
+    Sort {
+        input: Arc<Plan>,
+        keys: Vec<SortKey>,
+        npartitions: usize,
+        index: bool,
+    },
+    /// The same rows, in order, in `npartitions` partitions.
+    Repartition {
+        input: Arc<Plan>,
+        npartitions: usize,
+    },
+}
+
+impl Plan {
+    /// The node's inputs, in order (a join's left, then its right).
+    pub fn children(&self) -> Vec<&Arc<Plan>> {
+        match self {
+            Plan::Scan(_) => vec![],
+            Plan::Map { input, .. }
+            | Plan::Head { input, .. }
+            | Plan::TopK { input, .. }
+            | Plan::Sort { input, .. }
+            | Plan::Repartition { input, .. } => vec![input],
+            Plan::Aggregate(a) => vec![&a.input],
+            Plan::Join(j) => vec![&j.left, &j.right],
+        }
+    }
+
+    /// This node rebuilt over `f` of each of its inputs, everything else kept: the one walk
+    /// optimizer passes share. (A node whose schema depends on its inputs' keeps the one it
+    /// had; a pass that changes input schemas re-derives it.)
+    pub fn map_children(&self, mut f: impl FnMut(&Plan) -> Result<Plan>) -> Result<Plan> {
+        let mut f = |p: &Arc<Plan>| f(p).map(Arc::new);
+        Ok(match self {
+            Plan::Scan(_) => self.clone(),
+            Plan::Map { input, op, schema } => {
+                Plan::Map { input: f(input)?, op: op.clone(), schema: schema.clone() }
+            }
+            Plan::Head { input, n } => Plan::Head { input: f(input)?, n: *n },
+            Plan::TopK { input, keys, n } => Plan::TopK { input: f(input)?, keys: keys.clone(), n: *n },
+            Plan::Sort { input, keys, npartitions, index } => {
+                Plan::Sort { input: f(input)?, keys: keys.clone(), npartitions: *npartitions, index: *index }
+            }
+            Plan::Repartition { input, npartitions } => {
+                Plan::Repartition { input: f(input)?, npartitions: *npartitions }
+            }
+            Plan::Aggregate(a) => Plan::Aggregate(AggregateNode { input: f(&a.input)?, ..a.clone() }),
+            Plan::Join(j) => {
+                let (left, right) = (f(&j.left)?, f(&j.right)?);
+                Plan::Join(JoinNode { left, right, ..j.clone() })
+            }
+        })
+    }
+
+    pub fn schema(&self) -> Result<SchemaRef> {
+        match self {
+            Plan::Scan(s) => s.schema(),
+            Plan::Map { schema, .. } => Ok(schema.clone()),
+            Plan::Head { input, .. }
+            | Plan::TopK { input, .. }
+            | Plan::Sort { input, .. }
+            | Plan::Repartition { input, .. } => input.schema(),
+            Plan::Aggregate(a) => Ok(a.schema.clone()),
+            Plan::Join(j) => Ok(j.schema.clone()),
+        }
+    }
+
+    /// Number of output partitions (of an optimized plan: it depends on chosen strategies).
+    pub fn partitions(&self) -> usize {
+        match self {
+            Plan::Scan(s) => s.partitions.len(),
+            Plan::Map { input, .. } => input.partitions(),
+            Plan::Head { .. } | Plan::TopK { .. } => 1,
+            Plan::Aggregate(a) => match a.strategy {
+                Some((AggStrategy::Shuffle { split_out }, _)) => split_out,
+                _ => a.split_out.unwrap_or(1),
+            },
+            Plan::Join(j) => match j.strategy {
+                Some((JoinStrategy::Hash { npartitions }, _)) => npartitions,
+                Some((JoinStrategy::BroadcastLeft, _)) => j.right.partitions(),
+                _ => j.left.partitions(),
+            },
+            Plan::Sort { npartitions, .. } | Plan::Repartition { npartitions, .. } => *npartitions,
+        }
+    }
+
+    /// Estimated bytes this node's output holds (a rough guide for strategies and `explain`).
+    pub fn estimated_bytes(&self) -> u64 {
+        match self {
+            Plan::Scan(s) => s.estimated_bytes(),
+            Plan::Map { input, .. } | Plan::Sort { input, .. } | Plan::Repartition { input, .. } => {
+                input.estimated_bytes()
+            }
+            Plan::Head { input, n } | Plan::TopK { input, n, .. } => {
+                let width = input.schema().map(|s| s.fields().len() as u64).unwrap_or(1).max(1);
+                input.estimated_bytes().min(*n as u64 * width * 16)
+            }
+            Plan::Aggregate(a) => {
+                let width = (a.keys.len() + a.aggs.len()) as u64 * 16;
+                match a.input.estimated_groups(&a.keys) {
+                    Some(groups) => groups.saturating_mul(width),
+                    None if a.keys.is_empty() => width,
+                    None => a.input.estimated_bytes(),
+                }
+            }
+            Plan::Join(j) => j.left.estimated_bytes() + j.right.estimated_bytes(),
+        }
+    }
+
+    /// An upper bound on the distinct values of `keys` in this node's output, when planning can
+    /// tell: integer columns have at most `max - min + 1` values (Parquet statistics), booleans
+    /// 3 (with null); never more than the rows. `None` when unknown.
+    pub fn estimated_groups(&self, keys: &[String]) -> Option<u64> {
+        if keys.is_empty() {
+            return Some(1);
+        }
+        match self {
+            Plan::Scan(s) => {
+                let mut product: u64 = 1;
+                for k in keys {
+                    let dt = s.file_schema.field_with_name(k).ok()?.data_type().clone();
+                    let n = match (&dt, s.int_ranges.get(k)) {
+                        (DataType::Boolean, _) => 3,
+                        (_, Some((lo, hi))) => {
+                            (*hi as i128 - *lo as i128 + 2).clamp(1, u64::MAX as i128) as u64
+                        }
+                        _ => return None,
+                    };
+                    product = product.saturating_mul(n);
+                }
+                Some(s.rows().map_or(product, |r| product.min(r.max(1))))
+            }
+            Plan::Map { input, op, .. } if keeps_values(op, keys) || matches!(op, TableOp::Head { .. }) => {
+                input.estimated_groups(keys)
+            }
+            Plan::Sort { input, .. } | Plan::Repartition { input, .. } => input.estimated_groups(keys),
+            _ => None,
+        }
+    }
+
+    /// The index column (`set_index`) this node's output is sorted and range-partitioned by.
+    pub fn index(&self) -> Option<String> {
+        match self {
+            Plan::Sort { keys, index: true, .. } => keys.first().map(|k| k.column.clone()),
+            Plan::Map { input, op, .. } => {
+                let index = input.index()?;
+                keeps_values(op, std::slice::from_ref(&index)).then_some(index)
+            }
+            _ => None,
+        }
+    }
+
+    /// `Some((keys, n))` when the output is known to be hash-partitioned on `keys` into `n`
+    /// partitions (the output of a shuffled aggregation), so a join on those keys can pair
+    /// partitions without a shuffle.
+    pub fn hash_partitioning(&self) -> Option<(Vec<String>, usize)> {
+        match self {
+            Plan::Aggregate(a) => match a.strategy {
+                Some((AggStrategy::Shuffle { split_out }, _)) => Some((a.keys.clone(), split_out)),
+                _ => None,
+            },
+            Plan::Map { input, op, .. } => {
+                let (keys, n) = input.hash_partitioning()?;
+                keeps_values(op, &keys).then_some((keys, n))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Whether a per-partition operator passes `columns` through with their values unchanged on
+/// every row it keeps, so that what is known about them (distinct counts, partitioning, an
+/// index) still holds after it.
+pub(super) fn keeps_values(op: &TableOp, columns: &[String]) -> bool {
+    match op {
+        TableOp::Filter { .. } => true,
+        TableOp::Select { columns: kept } => columns.iter().all(|c| kept.contains(c)),
+        TableOp::Assign { columns: assigned } => !assigned.iter().any(|(c, _)| columns.contains(c)),
+        _ => false,
+    }
+}
