@@ -1,27 +1,20 @@
 //! The entry point of the Rust API: a [`Client`] holds the configuration (job root, storage,
-//! executor), plans scans from object metadata, and runs task graphs.
+//! executor, function modules). Collections start from it (`read_parquet`, `read_csv`); runs
+//! go through the run module.
 
 use crate::collections::dataframe::plan::PlanConfig;
 use crate::error::{Error, Result};
-use crate::events::{self, EventKind, Events, GraphShape};
 use crate::executor::{
     Executor, ExecutorKind, InProcess, Lambda, LambdaOptions, Processes, find_worker_binary,
 };
-use crate::graph::TaskGraph;
-use crate::report::{Prices, RunReport};
-use crate::scheduler::{self, RunOptions, RunOutput, Speculation};
+use crate::run::report::Prices;
+use crate::scheduler::Speculation;
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
-use shoal_protocol::{
-    JobRecord, JobTask, Limits, Manifest, ModuleRef, ObjectRef, Output, PROTOCOL_VERSION, StorageOptions,
-    layout,
-};
+use shoal_protocol::{Limits, ModuleRef, ObjectRef, StorageOptions, layout};
 use shoal_worker::Worker;
 use shoal_worker::sandbox::{Module, SandboxConfig};
 use shoal_worker::storage::Storage;
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -207,222 +200,5 @@ impl Client {
             Error::Invalid(format!("{location}: {gist}"))
         })?;
         Ok(FunctionModule { bytes, reference, module, functions })
-    }
-
-    /// Runs a task graph: uploads modules, resumes from committed manifests, schedules the rest,
-    /// publishing the run's events to `events` and to `jobs/<job_id>.events.jsonl`.
-    pub(crate) async fn run_graph(
-        &self,
-        graph: &TaskGraph,
-        modules: &[FunctionModule],
-        events: Events,
-    ) -> Result<RunOutput> {
-        let storage = &self.inner.storage;
-        for m in modules {
-            if storage.head(&m.reference.object.url).await.is_err() {
-                storage.put(&m.reference.object.url, m.bytes.clone()).await?;
-            }
-        }
-        if let Some(warning) = crate::graph::many_tasks_warning(graph.len()) {
-            tracing::warn!("{warning}");
-        }
-        let committed = self.committed(graph).await?;
-        let job_id = self.record_job(graph).await?;
-        let root = storage.resolve(&self.inner.root)?;
-        let mut publisher = events.into_publisher(&job_id);
-        let events_url = root.join(&layout::events(&job_id)).url;
-        let writer = tokio::spawn(events::write_jsonl(storage.clone(), events_url, publisher.subscribe()));
-        let executor = self.inner.executor.as_ref();
-        publisher.emit(|| EventKind::JobStarted {
-            graph: GraphShape::of(graph),
-            already_committed: committed.len(),
-            executor: executor.name().to_string(),
-            concurrency: executor.concurrency(),
-        });
-        let opts = RunOptions {
-            job_id,
-            job_root: self.inner.root.clone(),
-            storage: self.inner.config.storage.clone(),
-            limits: self.inner.config.limits.clone(),
-            max_attempts: self.inner.config.max_attempts,
-            speculation: self.inner.config.speculation.clone(),
-            base_backoff: Duration::from_millis(100),
-        };
-        let started = std::time::Instant::now();
-        let (manifests, mut summary) =
-            scheduler::run_counted(graph, executor, &opts, committed, &publisher).await;
-        let report = RunReport::new(
-            &summary,
-            &opts.job_id,
-            executor.name(),
-            started.elapsed().as_secs_f64(),
-            self.inner.config.function_memory_mb,
-            &self.inner.config.prices,
-        );
-        let written = self.write_report(&root, &report).await;
-        publisher.emit(|| EventKind::JobFinished {
-            ok: manifests.is_ok(),
-            error: manifests.as_ref().err().map(ToString::to_string),
-            report: Some(Box::new(report.clone())),
-        });
-        drop(publisher);
-        let logged = writer.await.map_err(|e| Error::Executor(format!("the events writer: {e}")));
-        // Neither the report nor the events file may hide the run's own error.
-        let manifests = manifests?;
-        written?;
-        logged??;
-        summary.report = Some(Box::new(report));
-        Ok(RunOutput { manifests, summary })
-    }
-
-    /// Writes `jobs/<job_id>.json` (the task list `shoal status` reads) and returns the job id:
-    /// a hash of the output tasks' keys, the same for every run of the same job.
-    async fn record_job(&self, graph: &TaskGraph) -> Result<String> {
-        let job_id = graph.outputs.iter().map(|&t| graph.tasks[t].key.as_str()).collect::<Vec<_>>().join(",");
-        let job_id = shoal_functions::sha256_hex(job_id.as_bytes())[..16].to_string();
-        let record = JobRecord {
-            version: PROTOCOL_VERSION,
-            job_id: job_id.clone(),
-            stages: graph.stages.iter().map(|s| s.name.clone()).collect(),
-            tasks: graph
-                .tasks
-                .iter()
-                .map(|t| JobTask { key: t.key.clone(), stage: t.stage, index: t.index })
-                .collect(),
-            outputs: graph.outputs.clone(),
-        };
-        let body = serde_json::to_vec(&record)
-            .map_err(|source| Error::Json { what: format!("the record of job {job_id}"), source })?;
-        let root = self.inner.storage.resolve(&self.inner.root)?;
-        self.inner.storage.put(&root.join(&layout::job(&job_id)).url, Bytes::from(body)).await?;
-        Ok(job_id)
-    }
-
-    async fn write_report(&self, root: &shoal_worker::storage::Location, report: &RunReport) -> Result<()> {
-        let body = serde_json::to_vec_pretty(report)
-            .map_err(|source| Error::Json { what: format!("the report of job {}", report.job_id), source })?;
-        self.inner.storage.put(&root.join(&layout::report(&report.job_id)).url, Bytes::from(body)).await?;
-        Ok(())
-    }
-
-    /// Manifests already committed under the job root for tasks of this graph.
-    async fn committed(&self, graph: &TaskGraph) -> Result<HashMap<usize, Manifest>> {
-        let root = self.inner.storage.resolve(&self.inner.root)?;
-        let commits = root.join("commits");
-        let present: std::collections::HashSet<String> =
-            match root.store.list(Some(&commits.path)).try_collect::<Vec<_>>().await {
-                Ok(metas) => metas.into_iter().map(|m| root.url_of(&m.location)).collect(),
-                Err(object_store::Error::NotFound { .. }) => Default::default(),
-                Err(e) => return Err(shoal_worker::Error::from_store(&commits.url, e).into()),
-            };
-        let storage = &self.inner.storage;
-        let mut reads = Vec::new();
-        for (i, t) in graph.tasks.iter().enumerate() {
-            let url = root.join(&layout::manifest(&t.key)).url;
-            if present.contains(&url) {
-                reads.push(reusable(storage, url, t, i));
-            }
-        }
-        let found: Vec<Option<(usize, Manifest)>> =
-            futures::stream::iter(reads).buffer_unordered(16).try_collect().await?;
-        Ok(found.into_iter().flatten().collect())
-    }
-}
-
-/// The committed manifest of task `index`, if it can be reused. An output outside the job root
-/// can be deleted or overwritten behind the job's back: such a task is reused only if every
-/// part is still the object it committed; otherwise its stale manifest is removed so that the
-/// task runs (and commits) again.
-async fn reusable(
-    storage: &Storage,
-    url: String,
-    task: &crate::graph::TaskNode,
-    index: usize,
-) -> Result<Option<(usize, Manifest)>> {
-    let Some(manifest) = shoal_worker::exec::read_manifest(storage, &url).await? else {
-        return Ok(None);
-    };
-    if matches!(task.output, Output::Parquet { .. }) && !outputs_intact(storage, &manifest).await? {
-        tracing::info!(task = %task.key, "committed output is missing or changed: running the task again");
-        storage.delete(&url).await?;
-        return Ok(None);
-    }
-    Ok(Some((index, manifest)))
-}
-
-/// Whether every object a manifest lists is still there with the size and ETag it was
-/// committed with.
-async fn outputs_intact(storage: &Storage, manifest: &Manifest) -> Result<bool> {
-    for out in &manifest.outputs {
-        let recorded = &out.object;
-        match storage.head(&recorded.url).await {
-            Ok(now) => {
-                let same_tag = match (&recorded.e_tag, &now.e_tag) {
-                    (Some(a), Some(b)) => a == b,
-                    _ => true,
-                };
-                if now.size != recorded.size || !same_tag {
-                    return Ok(false);
-                }
-            }
-            Err(shoal_worker::Error::NotFound { .. }) => return Ok(false),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(true)
-}
-
-/// Committed and missing tasks of one recorded job.
-#[derive(Debug, Clone)]
-pub struct JobStatus {
-    pub job_id: String,
-    /// Per stage: name, committed tasks, total tasks.
-    pub stages: Vec<(String, usize, usize)>,
-    pub missing: Vec<shoal_protocol::TaskKey>,
-    pub tasks: usize,
-}
-
-impl Client {
-    /// The jobs recorded under the job root, with their committed and missing tasks.
-    pub async fn status(&self) -> Result<Vec<JobStatus>> {
-        let storage = &self.inner.storage;
-        let root = storage.resolve(&self.inner.root)?;
-        let list = |prefix: &str| {
-            let loc = root.join(prefix);
-            async move {
-                match loc.store.list(Some(&loc.path)).try_collect::<Vec<_>>().await {
-                    Ok(metas) => Ok(metas),
-                    Err(object_store::Error::NotFound { .. }) => Ok(vec![]),
-                    Err(e) => Err(Error::from(shoal_worker::Error::from_store(&loc.url, e))),
-                }
-            }
-        };
-        let committed: std::collections::HashSet<String> =
-            list("commits").await?.into_iter().map(|m| root.url_of(&m.location)).collect();
-        let mut jobs = Vec::new();
-        for meta in list("jobs").await? {
-            let url = root.url_of(&meta.location);
-            if !layout::is_job_record(&url) {
-                continue;
-            }
-            let bytes = storage.get_url(&url).await?;
-            let record: JobRecord = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Input { url: url.clone(), message: format!("not a job record: {e}") })?;
-            let mut stages: Vec<(String, usize, usize)> =
-                record.stages.iter().map(|s| (s.clone(), 0, 0)).collect();
-            let mut missing = Vec::new();
-            for t in &record.tasks {
-                let done = committed.contains(&root.join(&layout::manifest(&t.key)).url);
-                if let Some(s) = stages.get_mut(t.stage) {
-                    s.2 += 1;
-                    s.1 += usize::from(done);
-                }
-                if !done {
-                    missing.push(t.key.clone());
-                }
-            }
-            jobs.push(JobStatus { job_id: record.job_id, stages, missing, tasks: record.tasks.len() });
-        }
-        Ok(jobs)
     }
 }

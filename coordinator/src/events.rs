@@ -9,7 +9,7 @@
 
 use crate::error::Result;
 use crate::graph::TaskGraph;
-use crate::report::RunReport;
+use crate::run::report::RunReport;
 use serde::{Deserialize, Serialize};
 use shoal_protocol::{TaskFailure, TaskKey, TaskMetrics};
 use shoal_worker::storage::Storage;

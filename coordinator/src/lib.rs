@@ -22,7 +22,7 @@ pub mod events;
 pub mod executor;
 pub mod graph;
 pub mod job;
-pub mod report;
+pub mod run;
 pub mod scheduler;
 
 pub use client::{Client, Config, FunctionModule};

@@ -60,11 +60,11 @@ struct RunArgs {
     /// commas: gb_second, million_invocations, thousand_gets, thousand_puts. Unnamed ones keep
     /// their defaults (AWS Lambda x86 and S3 Standard list prices).
     #[arg(long, value_parser = parse_prices)]
-    prices: Option<shoal::report::Prices>,
+    prices: Option<shoal::run::report::Prices>,
 }
 
-fn parse_prices(text: &str) -> Result<shoal::report::Prices, String> {
-    let mut prices = shoal::report::Prices::default();
+fn parse_prices(text: &str) -> Result<shoal::run::report::Prices, String> {
+    let mut prices = shoal::run::report::Prices::default();
     for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').ok_or_else(|| format!("'{pair}' is not KEY=VALUE"))?;
         let value: f64 = value
@@ -258,7 +258,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// `, N skipped (empty inputs)` when tasks were skipped.
-fn skipped(summary: &shoal::report::RunSummary) -> String {
+fn skipped(summary: &shoal::run::report::RunSummary) -> String {
     match summary.skipped {
         0 => String::new(),
         n => format!(", {n} skipped (empty inputs)"),
@@ -266,7 +266,7 @@ fn skipped(summary: &shoal::report::RunSummary) -> String {
 }
 
 /// The run report, indented under the output's line (also in `jobs/<id>.report.json`).
-fn print_report(summary: &shoal::report::RunSummary) {
+fn print_report(summary: &shoal::run::report::RunSummary) {
     if let Some(report) = &summary.report {
         for line in report.display().lines() {
             eprintln!("  {line}");

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::events::{EventKind, Publisher, TaskRef};
 use crate::executor::Executor;
 use crate::graph::TaskGraph;
-use crate::report::RunSummary;
+use crate::run::report::RunSummary;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};

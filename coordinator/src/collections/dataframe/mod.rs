@@ -18,16 +18,15 @@ pub mod strategy;
 use crate::client::{Client, FunctionModule};
 use crate::error::{Error, Result};
 use crate::events::Events;
-use crate::report::RunSummary;
+use crate::run::report::RunSummary;
+use crate::run::results;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use lower::{Target, lower};
 use optimize::{join_schema, optimize};
 use plan::{AggregateNode, JoinHint, JoinNode, Plan};
-use shoal_protocol::{
-    AggregateMode, JoinHow, OutputObject, PROTOCOL_VERSION, SortKey, SuccessManifest, TableOp, layout,
-};
+use shoal_protocol::{AggregateMode, JoinHow, OutputObject, SortKey, TableOp, layout};
 use std::sync::Arc;
 
 /// An expression: an SQL expression string (`"fare > 10 AND vendor = 'A'"`) or a DataFusion
@@ -630,20 +629,7 @@ impl DataFrame {
     pub async fn compute_with(&self, events: Events) -> Result<(Vec<RecordBatch>, RunSummary)> {
         let graph = lower(&self.optimized()?, &Target::Collect)?;
         let run = self.client.run_graph(&graph, &self.modules, events).await?;
-        let storage = self.client.storage();
-        let mut batches = Vec::new();
-        for &t in &graph.outputs {
-            for out in &run.manifests[t].outputs {
-                let bytes = storage.get(&out.object).await?;
-                let reader = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
-                    .map_err(|e| Error::Input { url: out.object.url.clone(), message: e.to_string() })?;
-                for b in reader {
-                    batches.push(
-                        b.map_err(|e| Error::Input { url: out.object.url.clone(), message: e.to_string() })?,
-                    );
-                }
-            }
-        }
+        let batches = results::collect(self.client.storage(), &graph, &run.manifests).await?;
         Ok((batches, run.summary))
     }
 
@@ -689,18 +675,9 @@ impl DataFrame {
         self.check_output(location).await?;
         storage.delete(&dir.join(layout::SUCCESS).url).await?;
         let run = self.client.run_graph(&graph, &self.modules, events).await?;
-        let parts: Vec<OutputObject> =
-            graph.outputs.iter().flat_map(|&t| run.manifests[t].outputs.iter().cloned()).collect();
-        let rows = parts.iter().map(|p| p.rows).sum();
-        let success = SuccessManifest {
-            version: PROTOCOL_VERSION,
-            job_id: graph.outputs.first().map(|&t| graph.tasks[t].key.to_string()).unwrap_or_default(),
-            parts: parts.clone(),
-            rows,
-            extra: Default::default(),
-        };
-        let body = serde_json::to_vec_pretty(&success).map_err(|e| Error::Invalid(e.to_string()))?;
-        storage.put(&dir.join(layout::SUCCESS).url, Bytes::from(body)).await?;
+        let parts = results::parts(&graph, &run.manifests);
+        let job_id = graph.outputs.first().map(|&t| graph.tasks[t].key.to_string()).unwrap_or_default();
+        let rows = results::write_success(storage, &dir.url, job_id, &parts).await?;
         Ok(WriteSummary { parts, rows, run: run.summary })
     }
 }

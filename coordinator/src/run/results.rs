@@ -1,0 +1,60 @@
+//! Reading a run's results back, and publishing a user-visible output: the same for every
+//! collection, since results travel as committed manifests.
+
+use crate::error::{Error, Result};
+use crate::graph::TaskGraph;
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use shoal_protocol::{Manifest, OutputObject, PROTOCOL_VERSION, SuccessManifest, layout};
+use shoal_worker::storage::Storage;
+
+/// The batches of the graph's output tasks (Arrow IPC files), in partition order.
+pub async fn collect(
+    storage: &Storage,
+    graph: &TaskGraph,
+    manifests: &[Manifest],
+) -> Result<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
+    for &t in &graph.outputs {
+        for out in &manifests[t].outputs {
+            let bytes = storage.get(&out.object).await?;
+            let url = &out.object.url;
+            let undecodable =
+                |e: arrow::error::ArrowError| Error::Input { url: url.clone(), message: e.to_string() };
+            let reader = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
+                .map_err(undecodable)?;
+            for b in reader {
+                batches.push(b.map_err(undecodable)?);
+            }
+        }
+    }
+    Ok(batches)
+}
+
+/// The parts the graph's output tasks wrote, in partition order.
+pub fn parts(graph: &TaskGraph, manifests: &[Manifest]) -> Vec<OutputObject> {
+    graph.outputs.iter().flat_map(|&t| manifests[t].outputs.iter().cloned()).collect()
+}
+
+/// Writes the `_SUCCESS` manifest listing `parts` in the output directory `dir`: written last,
+/// it is what makes the output visible to a reader that trusts it.
+pub async fn write_success(
+    storage: &Storage,
+    dir: &str,
+    job_id: String,
+    parts: &[OutputObject],
+) -> Result<u64> {
+    let rows = parts.iter().map(|p| p.rows).sum();
+    let success = SuccessManifest {
+        version: PROTOCOL_VERSION,
+        job_id,
+        parts: parts.to_vec(),
+        rows,
+        extra: Default::default(),
+    };
+    let body = serde_json::to_vec_pretty(&success)
+        .map_err(|source| Error::Json { what: format!("{dir}/{}", layout::SUCCESS), source })?;
+    let url = storage.resolve(dir)?.join(layout::SUCCESS).url;
+    storage.put(&url, Bytes::from(body)).await?;
+    Ok(rows)
+}
