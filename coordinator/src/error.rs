@@ -2,7 +2,10 @@
 
 use shoal_protocol::TaskFailure;
 
+/// What can go wrong in the coordinator. Variants say what failed, not which library failed;
+/// a cause is kept as the error's `source`.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// Bad input from the user: a job file, an argument, a dataset reference.
     #[error("{0}")]
@@ -30,9 +33,21 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// Anything else from the worker library during planning.
-    #[error(transparent)]
-    Worker(shoal_worker::Error),
+    /// Object storage failed (a location that cannot be used, an object that changed, a
+    /// transient error that outlasted its retries).
+    #[error("{source}")]
+    Storage {
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Planning with the worker's own code failed for a reason that is not the plan's (its
+    /// memory limit, an internal DataFusion error).
+    #[error("{source}")]
+    Planning {
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 fn attempts_note(attempts: u32) -> String {
@@ -46,7 +61,10 @@ impl From<shoal_worker::Error> for Error {
             W::NotFound { url } => Error::NotFound(url),
             W::Schema(m) => Error::Schema(m),
             W::Corrupt { url, message } => Error::Input { url, message },
-            other => Error::Worker(other),
+            other => match other.input().map(str::to_string) {
+                Some(url) => Error::Storage { url, source: Box::new(other) },
+                None => Error::Planning { source: Box::new(other) },
+            },
         }
     }
 }

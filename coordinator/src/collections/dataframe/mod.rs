@@ -30,29 +30,37 @@ use shoal_protocol::{AggregateMode, JoinHow, OutputObject, SortKey, TableOp, lay
 use std::sync::Arc;
 
 /// An expression: an SQL expression string (`"fare > 10 AND vendor = 'A'"`) or a DataFusion
-/// [`Expr`](datafusion::prelude::Expr) built with `col("fare").gt(lit(10))`.
+/// [`Expr`](datafusion::prelude::Expr) built with `col("fare").gt(lit(10))`. Expressions travel
+/// to workers as SQL; one that cannot be written as SQL is refused where it is used.
 #[derive(Debug, Clone)]
-pub struct ExprArg(String);
+pub struct ExprArg(Result<String, String>);
+
+impl ExprArg {
+    /// The expression as SQL, or why it has none.
+    fn into_sql(self) -> Result<String> {
+        self.0.map_err(Error::Invalid)
+    }
+}
 
 impl From<&str> for ExprArg {
     fn from(s: &str) -> Self {
-        ExprArg(s.to_string())
+        ExprArg(Ok(s.to_string()))
     }
 }
 
 impl From<String> for ExprArg {
     fn from(s: String) -> Self {
-        ExprArg(s)
+        ExprArg(Ok(s))
     }
 }
 
 impl From<datafusion::prelude::Expr> for ExprArg {
     fn from(e: datafusion::prelude::Expr) -> Self {
-        // Unparse to SQL: expressions travel to workers as SQL strings.
-        match datafusion::sql::unparser::expr_to_sql(&e) {
-            Ok(sql) => ExprArg(sql.to_string()),
-            Err(_) => ExprArg(e.to_string()),
-        }
+        ExprArg(
+            datafusion::sql::unparser::expr_to_sql(&e)
+                .map(|sql| sql.to_string())
+                .map_err(|why| format!("the expression {e} cannot be written as SQL: {why}")),
+        )
     }
 }
 
@@ -248,7 +256,7 @@ impl DataFrame {
 
     /// Keeps rows where `predicate` is true.
     pub fn filter(&self, predicate: impl Into<ExprArg>) -> Result<DataFrame> {
-        self.map(TableOp::Filter { predicate: predicate.into().0 })
+        self.map(TableOp::Filter { predicate: predicate.into().into_sql()? })
     }
 
     /// Keeps these columns, in this order.
@@ -258,7 +266,7 @@ impl DataFrame {
 
     /// Adds (or replaces) a column computed from an expression.
     pub fn assign(&self, name: &str, expr: impl Into<ExprArg>) -> Result<DataFrame> {
-        self.map(TableOp::Assign { columns: vec![(name.to_string(), expr.into().0)] })
+        self.map(TableOp::Assign { columns: vec![(name.to_string(), expr.into().into_sql()?)] })
     }
 
     /// Runs a user function on every partition. The output schema is found by calling the
@@ -476,7 +484,7 @@ impl DataFrame {
     /// A global sort: the result's partitions are ranges of the sort order (boundaries from a
     /// sample of the keys), each sorted; as many partitions as the input.
     pub fn sort_values(&self, keys: &[SortKey]) -> Result<DataFrame> {
-        self.sort_values_into(keys, self.npartitions_hint())
+        self.sort_values_into(keys, self.npartitions_hint()?)
     }
 
     /// [`sort_values`](Self::sort_values) into `npartitions` partitions.
@@ -498,7 +506,7 @@ impl DataFrame {
         Ok(self.with_plan(Plan::Sort {
             input: self.plan.clone(),
             keys,
-            npartitions: self.npartitions_hint(),
+            npartitions: self.npartitions_hint()?,
             index: true,
         }))
     }
@@ -538,8 +546,8 @@ impl DataFrame {
     }
 
     /// Partitions of this frame, as far as planning can tell before strategies are chosen.
-    fn npartitions_hint(&self) -> usize {
-        optimize(&self.plan, &self.client.config().plan).map(|p| p.partitions()).unwrap_or(1).max(1)
+    fn npartitions_hint(&self) -> Result<usize> {
+        Ok(optimize(&self.plan, &self.client.config().plan)?.partitions().max(1))
     }
 
     /// Joins with `other`, pandas `merge`-style. Null keys never match (as in SQL and DuckDB;
