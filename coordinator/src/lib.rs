@@ -1,20 +1,20 @@
-//! shoal's coordinator: lazy collections, the logical plan and its optimizer, lowering to a
-//! task graph, the scheduler and the executors, and the job-file front end.
+//! shoal's coordinator: lazy collections that lower to one task graph, the scheduler and the
+//! executors that run any graph, the run around them, and the job-file front end.
 //!
-//! Layout:
-//! - [`client`]: [`Client`] — configuration, scan planning from object metadata (Parquet
-//!   footers, CSV samples; never row data), module loading, running graphs with resume.
-//! - [`read`]: scan planning (`Client::read_parquet`, `Client::read_csv`) from object metadata.
-//! - [`dataframe`]: the lazy [`DataFrame`] API.
-//! - [`aggregates`]: expressions over aggregates in `agg`, split into aggregate calls and a
-//!   scalar step after the final aggregation.
-//! - [`plan`]: the logical plan and the optimizer (projection and predicate pushdown).
-//! - [`lower`]: plan → [`graph::TaskGraph`], fusing per-partition operators into one task.
+//! Layout (one room per concern; the graph, scheduler and executors never name an operator):
+//! - [`client`]: [`Client`] — configuration, storage, the executor, module loading.
+//! - [`collections`]: the lazy collections; today [`collections::dataframe`] (API, scan
+//!   planning, logical plan, optimizer, strategies, explain, lowering).
 //! - [`graph`]: the collection-agnostic task graph.
-//! - [`scheduler`]: task states, depth-first ordering, concurrency, retries, events.
-//! - [`executor`]: the [`executor::Executor`] trait and the `sync`, `threads` and `processes`
-//!   backends.
+//! - [`scheduler`]: the per-task state table, depth-first ordering, concurrency, retries,
+//!   speculation, spec building.
+//! - [`events`]: the typed event stream (non-blocking subscribers, `jobs/<id>.events.jsonl`).
+//! - [`executor`]: the [`executor::Executor`] trait and the `sync`, `threads`, `processes` and
+//!   `lambda` backends.
+//! - [`run`]: running a graph (job record, resume, events, report), status, results.
 //! - [`job`]: TOML job files (`shoal run`, `shoal explain`).
+//!
+//! Binary: `shoal` (`main.rs`), the CLI.
 pub mod client;
 pub mod collections;
 pub mod error;
