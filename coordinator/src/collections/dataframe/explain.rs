@@ -38,7 +38,7 @@ impl Plan {
                 out.push('\n');
             }
             Plan::Map { input, op, .. } => {
-                let _ = writeln!(out, "{pad}{}", describe(op));
+                let _ = writeln!(out, "{pad}{}", describe(&op.to_table_op()));
                 input.fmt_tree(out, depth + 1);
             }
             Plan::Head { input, n } => {

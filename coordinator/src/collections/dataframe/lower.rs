@@ -14,7 +14,7 @@
 //! - repartition: adjacent partitions concatenated (fewer) or each split by rows (more).
 
 use super::explain::describe;
-use super::plan::{AggStrategy, AggregateNode, JoinNode, JoinStrategy, Plan};
+use super::plan::{AggStrategy, AggregateNode, JoinNode, JoinStrategy, MapOp, Plan};
 use crate::error::{Error, Result};
 use crate::graph::{Stage, TaskGraph, TaskNode, upstream_bucket, upstream_port};
 use arrow::datatypes::SchemaRef;
@@ -244,18 +244,18 @@ fn lower_node(plan: &Plan, graph: &mut TaskGraph) -> Result<Pending> {
         }
         // A filter right above a sort runs before its range shuffle: fewer rows move, and the
         // ranges it empties (`loc` on an index) are not run at all.
-        Plan::Map { input, op: filter @ TableOp::Filter { .. }, .. } if matches!(&**input, Plan::Sort { npartitions, .. } if *npartitions > 1) =>
+        Plan::Map { input, op: filter @ MapOp::Filter { .. }, .. } if matches!(&**input, Plan::Sort { npartitions, .. } if *npartitions > 1) =>
         {
             let Plan::Sort { input, keys, npartitions, .. } = &**input else {
                 return Err(internal("a filter over a sort".into()));
             };
-            Ok(lower_sort_filtered(input, keys, *npartitions, Some(filter), graph)?.0)
+            Ok(lower_sort_filtered(input, keys, *npartitions, Some(&filter.to_table_op()), graph)?.0)
         }
         Plan::Map { input, op, schema } => {
             let mut p = lower_node(input, graph)?;
             match op {
-                TableOp::MapPartitions { .. } => p.push_function(op.clone(), schema.clone()),
-                _ => p.push(op.clone())?,
+                MapOp::MapPartitions { .. } => p.push_function(op.to_table_op(), schema.clone()),
+                _ => p.push(op.to_table_op())?,
             }
             Ok(p)
         }

@@ -25,7 +25,7 @@ use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use lower::{Target, lower};
 use optimize::{join_schema, optimize};
-use plan::{AggregateNode, JoinHint, JoinNode, Plan};
+use plan::{AggregateNode, JoinHint, JoinNode, MapOp, Plan};
 use shoal_protocol::{AggregateMode, JoinHow, OutputObject, SortKey, TableOp, layout};
 use std::sync::Arc;
 
@@ -243,10 +243,9 @@ impl DataFrame {
         &self.plan
     }
 
-    fn map(&self, op: TableOp) -> Result<DataFrame> {
+    fn map(&self, op: MapOp) -> Result<DataFrame> {
         let input = self.plan.schema()?;
-        let schema =
-            shoal_worker::pipeline::output_schema(input, std::slice::from_ref(&op), &Default::default())?;
+        let schema = shoal_worker::pipeline::output_schema(input, &[op.to_table_op()], &Default::default())?;
         Ok(self.with_plan(Plan::Map { input: self.plan.clone(), op, schema }))
     }
 
@@ -256,17 +255,17 @@ impl DataFrame {
 
     /// Keeps rows where `predicate` is true.
     pub fn filter(&self, predicate: impl Into<ExprArg>) -> Result<DataFrame> {
-        self.map(TableOp::Filter { predicate: predicate.into().into_sql()? })
+        self.map(MapOp::Filter { predicate: predicate.into().into_sql()? })
     }
 
     /// Keeps these columns, in this order.
     pub fn select<S: AsRef<str>>(&self, columns: &[S]) -> Result<DataFrame> {
-        self.map(TableOp::Select { columns: columns.iter().map(|c| c.as_ref().to_string()).collect() })
+        self.map(MapOp::Select { columns: columns.iter().map(|c| c.as_ref().to_string()).collect() })
     }
 
     /// Adds (or replaces) a column computed from an expression.
     pub fn assign(&self, name: &str, expr: impl Into<ExprArg>) -> Result<DataFrame> {
-        self.map(TableOp::Assign { columns: vec![(name.to_string(), expr.into().into_sql()?)] })
+        self.map(MapOp::Assign { columns: vec![(name.to_string(), expr.into().into_sql()?)] })
     }
 
     /// Runs a user function on every partition. The output schema is found by calling the
@@ -296,7 +295,7 @@ impl DataFrame {
         .map_err(|_| Error::Invalid(format!("map_partitions {function}: the sandbox thread panicked")))?
         .map_err(|e| Error::Invalid(format!("map_partitions {function}: {e}")))?;
         let op =
-            TableOp::MapPartitions { module: module.reference.clone(), function: function.to_string(), args };
+            MapOp::MapPartitions { module: module.reference.clone(), function: function.to_string(), args };
         let mut df = self.with_plan(Plan::Map { input: self.plan.clone(), op, schema: out.batch.schema() });
         if !df.modules.iter().any(|m| m.reference.sha256 == module.reference.sha256) {
             df.modules.push(module.clone());
@@ -363,16 +362,15 @@ impl DataFrame {
             return Ok(aggregated);
         }
         let columns: Vec<String> = keys.iter().chain(aggs.iter().map(|(n, _)| n)).cloned().collect();
-        match aggregated.map(TableOp::Assign { columns: split.post.clone() }) {
+        match aggregated.map(MapOp::Assign { columns: split.post.clone() }) {
             Ok(assigned) => assigned.select(&columns),
             // Name the expression at fault: check them one at a time (only on this path).
             Err(all) => Err(split
                 .post
                 .iter()
                 .find_map(|(name, sql)| {
-                    let e = aggregated
-                        .map(TableOp::Assign { columns: vec![(name.clone(), sql.clone())] })
-                        .err()?;
+                    let e =
+                        aggregated.map(MapOp::Assign { columns: vec![(name.clone(), sql.clone())] }).err()?;
                     let user = aggs.iter().find(|(n, _)| n == name).map_or(sql.as_str(), |(_, s)| s.as_str());
                     let keys = if keys.is_empty() { "none".to_string() } else { keys.join(", ") };
                     Some(Error::Schema(format!(
@@ -423,7 +421,7 @@ impl DataFrame {
             columns.push((c.clone(), sources));
         }
         let rows = STATS.iter().map(|s| s.to_string()).collect();
-        self.agg(&aggs)?.map(TableOp::Melt { id: "statistic".into(), rows, columns })
+        self.agg(&aggs)?.map(MapOp::Melt { id: "statistic".into(), rows, columns })
     }
 
     /// Counts of each distinct value of `column`, most frequent first: columns `column`, `count`.

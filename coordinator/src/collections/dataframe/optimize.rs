@@ -3,7 +3,7 @@
 //! strategy for every aggregation and join ([`strategy`](super::strategy)).
 
 use super::plan::PlanConfig;
-use super::plan::{JoinNode, Plan};
+use super::plan::{JoinNode, MapOp, Plan};
 use super::strategy::{aggregate_strategy, join_strategy};
 use crate::error::{Error, Result};
 use arrow::datatypes::SchemaRef;
@@ -98,14 +98,14 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
         Plan::Map { input, op, schema } => {
             let input_schema = input.schema()?;
             let upstream: Option<BTreeSet<String>> = match op {
-                TableOp::Select { columns } => Some(columns.iter().cloned().collect()),
-                TableOp::Filter { predicate } => needed
+                MapOp::Select { columns } => Some(columns.iter().cloned().collect()),
+                MapOp::Filter { predicate } => needed
                     .map(|mut n| -> Result<_> {
                         n.extend(referenced_columns(predicate, &input_schema)?);
                         Ok(n)
                     })
                     .transpose()?,
-                TableOp::Assign { columns } => match needed {
+                MapOp::Assign { columns } => match needed {
                     None => None,
                     Some(mut n) => {
                         // Later assignments may use earlier ones: walk them backwards.
@@ -116,19 +116,17 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
                         Some(n)
                     }
                 },
-                TableOp::Head { .. } => needed,
-                TableOp::Sort { keys } => with_keys(needed, keys.iter().map(|k| k.column.clone())),
-                // User code may read any column; the others only appear in lowered plans.
-                _ => None,
+                // User code may read any column; a melt reads the ones it names.
+                MapOp::MapPartitions { .. } | MapOp::Melt { .. } => None,
             };
             let input = Arc::new(push_projection(input, upstream)?);
             // Pruned inputs can change what a relational step outputs (a select-free chain
             // passes fewer columns on): re-derive it. A user function's output is its own.
             let schema = match op {
-                TableOp::MapPartitions { .. } => schema.clone(),
+                MapOp::MapPartitions { .. } => schema.clone(),
                 _ => shoal_worker::pipeline::output_schema(
                     input.schema()?,
-                    std::slice::from_ref(op),
+                    &[op.to_table_op()],
                     &Default::default(),
                 )?,
             };
@@ -211,12 +209,12 @@ fn push_predicates(plan: &Plan, pending: &[String]) -> Result<Plan> {
         }
         Plan::Map { op, .. } => {
             let below = match op {
-                TableOp::Filter { predicate } => {
+                MapOp::Filter { predicate } => {
                     let mut v = pending.to_vec();
                     v.push(predicate.clone());
                     v
                 }
-                TableOp::Select { .. } => pending.to_vec(),
+                MapOp::Select { .. } => pending.to_vec(),
                 _ => Vec::new(),
             };
             plan.map_children(|input| push_predicates(input, &below))

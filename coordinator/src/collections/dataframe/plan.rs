@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use arrow::datatypes::{DataType, SchemaRef};
-use shoal_protocol::{FileFormat, FileSlice, JoinHow, ObjectRef, SortKey, TableOp};
+use shoal_protocol::{FileFormat, FileSlice, JoinHow, ModuleRef, ObjectRef, SortKey, TableOp};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -169,6 +169,39 @@ pub struct JoinNode {
     pub strategy: Option<(JoinStrategy, String)>,
 }
 
+/// A per-partition step a DataFrame method records (the op of a [`Plan::Map`]). Lowering turns
+/// it into the table operator workers run ([`MapOp::to_table_op`]); operators that exist only
+/// in task pipelines (aggregation modes, joins on ports, samples, boundaries) cannot be
+/// recorded here.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MapOp {
+    /// Keep rows where the SQL predicate is true.
+    Filter { predicate: String },
+    /// Keep these columns, in this order.
+    Select { columns: Vec<String> },
+    /// Add or replace columns, in order (a later one may use an earlier one).
+    Assign { columns: Vec<(String, String)> },
+    /// A user function over the whole partition.
+    MapPartitions { module: ModuleRef, function: String, args: serde_json::Value },
+    /// A one-row table of statistics as one row per statistic (`describe`).
+    Melt { id: String, rows: Vec<String>, columns: Vec<(String, Vec<String>)> },
+}
+
+impl MapOp {
+    /// The table operator that runs this step.
+    pub fn to_table_op(&self) -> TableOp {
+        match self.clone() {
+            MapOp::Filter { predicate } => TableOp::Filter { predicate },
+            MapOp::Select { columns } => TableOp::Select { columns },
+            MapOp::Assign { columns } => TableOp::Assign { columns },
+            MapOp::MapPartitions { module, function, args } => {
+                TableOp::MapPartitions { module, function, args }
+            }
+            MapOp::Melt { id, rows, columns } => TableOp::Melt { id, rows, columns },
+        }
+    }
+}
+
 /// A node of the logical plan.
 #[derive(Debug, Clone)]
 pub enum Plan {
@@ -176,7 +209,7 @@ pub enum Plan {
     /// A per-partition operator; `schema` is its validated output schema.
     Map {
         input: Arc<Plan>,
-        op: TableOp,
+        op: MapOp,
         schema: SchemaRef,
     },
     /// The first `n` rows of the whole collection: one output partition.
@@ -326,9 +359,7 @@ impl Plan {
                 }
                 Some(s.rows().map_or(product, |r| product.min(r.max(1))))
             }
-            Plan::Map { input, op, .. } if keeps_values(op, keys) || matches!(op, TableOp::Head { .. }) => {
-                input.estimated_groups(keys)
-            }
+            Plan::Map { input, op, .. } if keeps_values(op, keys) => input.estimated_groups(keys),
             Plan::Sort { input, .. } | Plan::Repartition { input, .. } => input.estimated_groups(keys),
             _ => None,
         }
@@ -367,11 +398,11 @@ impl Plan {
 /// Whether a per-partition operator passes `columns` through with their values unchanged on
 /// every row it keeps, so that what is known about them (distinct counts, partitioning, an
 /// index) still holds after it.
-pub(super) fn keeps_values(op: &TableOp, columns: &[String]) -> bool {
+pub(super) fn keeps_values(op: &MapOp, columns: &[String]) -> bool {
     match op {
-        TableOp::Filter { .. } => true,
-        TableOp::Select { columns: kept } => columns.iter().all(|c| kept.contains(c)),
-        TableOp::Assign { columns: assigned } => !assigned.iter().any(|(c, _)| columns.contains(c)),
-        _ => false,
+        MapOp::Filter { .. } => true,
+        MapOp::Select { columns: kept } => columns.iter().all(|c| kept.contains(c)),
+        MapOp::Assign { columns: assigned } => !assigned.iter().any(|(c, _)| columns.contains(c)),
+        MapOp::MapPartitions { .. } | MapOp::Melt { .. } => false,
     }
 }
