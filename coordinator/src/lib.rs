@@ -14,14 +14,15 @@
 //! - [`scheduler`]: task states, depth-first ordering, concurrency, retries, events.
 //! - [`executor`]: the [`executor::Executor`] trait and the `sync`, `threads` and `processes`
 //!   backends.
-//! - [`job`]: TOML job files (`shoal run`, `shoal explain`).
+//! - [`jobfile`]: TOML job files (`shoal run`, `shoal explain`): the datasets' `Operation` enum
+//!   dispatching to one module per operation family, and the builder of their DataFrames.
 pub mod aggregates;
 pub mod client;
 pub mod dataframe;
 pub mod error;
 pub mod executor;
 pub mod graph;
-pub mod job;
+pub mod jobfile;
 pub mod lower;
 pub mod plan;
 pub mod read;
