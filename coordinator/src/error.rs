@@ -48,6 +48,23 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// An error in one dataset of a job file, with the dataset's name.
+    #[error("dataset '{name}': {source}")]
+    Dataset {
+        name: String,
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+impl Error {
+    /// The error under any context wrapped around it (`Dataset`): what kind of failure it is.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Dataset { source, .. } => source.root(),
+            other => other,
+        }
+    }
 }
 
 fn attempts_note(attempts: u32) -> String {

@@ -12,7 +12,8 @@
 //! - [`executor`]: the [`executor::Executor`] trait and the `sync`, `threads`, `processes` and
 //!   `lambda` backends.
 //! - [`run`]: running a graph (job record, resume, events, report), status, results.
-//! - [`job`]: TOML job files (`shoal run`, `shoal explain`).
+//! - [`jobfile`]: TOML job files (`shoal run`, `shoal explain`): the datasets' `Operation` enum
+//!   dispatching to one module per operation family, and the builder of their DataFrames.
 //!
 //! Binary: `shoal` (`main.rs`), the CLI.
 pub mod client;
@@ -21,7 +22,7 @@ pub mod error;
 pub mod events;
 pub mod executor;
 pub mod graph;
-pub mod job;
+pub mod jobfile;
 pub mod run;
 pub mod scheduler;
 

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use shoal::events::{EventKind, Events};
-use shoal::job::{Builder, JobFile};
+use shoal::jobfile::{Builder, JobFile};
 use shoal::scheduler::Speculation;
 use shoal::{Client, Config, ExecutorKind};
 use std::path::PathBuf;
@@ -356,8 +356,23 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, joined as anyhow's `{:#}` joins them, except that the cause of a
+/// [`shoal::Error::Dataset`] is not repeated: that error's message already ends with it
+/// (`dataset 'x': <cause>`).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    let mut shown = false;
+    for cause in e.chain() {
+        if !shown {
+            parts.push(cause.to_string());
+        }
+        shown = matches!(cause.downcast_ref::<shoal::Error>(), Some(shoal::Error::Dataset { .. }));
+    }
+    parts.join(": ")
 }

@@ -1,0 +1,308 @@
+//! Job files (TOML): named datasets, each read from storage or built from another dataset by
+//! exactly one operation, and the outputs to produce.
+//!
+//! ```toml
+//! [datasets.trips]
+//! read_csv = "trips.csv"              # or read_parquet = "data/*.parquet"
+//!
+//! [datasets.long]
+//! from = "trips"
+//! filter = "distance_km > 2"
+//!
+//! [datasets.priced]
+//! from = "long"
+//! assign = { tip = "fare * 0.15", total = "fare + tip" }
+//!
+//! [datasets.by_vendor]
+//! from = "priced"
+//! groupby = ["vendor"]
+//! agg = { revenue = ["total", "sum"], trips = ["total", "size"], p90 = "approx_percentile_cont(0.9) WITHIN GROUP (ORDER BY total)" }
+//!
+//! [datasets.with_zone]
+//! from = "priced"
+//! merge = { right = "zones", on = ["zone_id"], how = "left" }
+//!
+//! [[outputs]]
+//! dataset = "priced"
+//! to_parquet = "out/priced"            # or: show = true
+//! ```
+//! Relative paths are relative to the job file's directory.
+//!
+//! Layout: this file holds the job file, its outputs and the [`Builder`];
+//! [`dataset`] checks a dataset's table (exactly one operation, its modifiers, `from`);
+//! [`operation`] is the [`Operation`] enum, which only dispatches; each family of operations
+//! has a module with its keys and its application to a [`DataFrame`] — [`read`], [`rows`]
+//! (filter, select, assign, head, map_partitions), [`aggregate`] (agg, value_counts,
+//! drop_duplicates), [`join`] (merge), [`order`] (sort_values, set_index, nlargest, nsmallest,
+//! repartition); [`env`] is what an operation may use (client, locations, modules, inputs).
+
+use crate::client::{Client, FunctionModule};
+use crate::collections::dataframe::DataFrame;
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+pub mod aggregate;
+pub mod dataset;
+pub mod env;
+pub mod join;
+mod names;
+pub mod operation;
+pub mod order;
+pub mod read;
+pub mod rows;
+
+pub use dataset::Dataset;
+pub use operation::Operation;
+
+/// A parsed job file.
+#[derive(Debug, Clone)]
+pub struct JobFile {
+    pub datasets: BTreeMap<String, Dataset>,
+    pub outputs: Vec<OutputSpec>,
+    /// Directory relative paths are resolved against (the job file's).
+    pub base_dir: PathBuf,
+}
+
+/// The file as TOML gives it: each dataset a table, checked by [`Dataset::parse`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJobFile {
+    #[serde(default)]
+    datasets: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    outputs: Vec<OutputSpec>,
+}
+
+/// What to do with a dataset.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    pub dataset: String,
+    /// Write Parquet parts and a `_SUCCESS` manifest under this location.
+    pub to_parquet: Option<String>,
+    /// Print the dataset as a table.
+    #[serde(default)]
+    pub show: bool,
+    /// Rows to print with `show` (default 20).
+    pub rows: Option<usize>,
+}
+
+impl JobFile {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Invalid(format!("cannot read job file {}: {e}", path.display())))?;
+        let mut job = Self::parse(&text).map_err(|e| match e {
+            Error::Invalid(m) => Error::Invalid(format!("{}: {m}", path.display())),
+            other => other,
+        })?;
+        job.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(job)
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        let raw: RawJobFile =
+            toml::from_str(text).map_err(|e| Error::Invalid(format!("invalid job file: {e}")))?;
+        let datasets = raw
+            .datasets
+            .into_iter()
+            .map(|(name, table)| Ok((name.clone(), Dataset::parse(&name, table)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let job = JobFile { datasets, outputs: raw.outputs, base_dir: PathBuf::new() };
+        if job.outputs.is_empty() {
+            return Err(Error::Invalid("the job has no [[outputs]]: nothing to do".into()));
+        }
+        for o in &job.outputs {
+            if !job.datasets.contains_key(&o.dataset) {
+                return Err(Error::Invalid(format!(
+                    "output refers to unknown dataset '{}' (defined: {})",
+                    o.dataset,
+                    job.dataset_names()
+                )));
+            }
+            if o.to_parquet.is_none() && !o.show {
+                return Err(Error::Invalid(format!(
+                    "output of '{}' needs `to_parquet = \"...\"` or `show = true`",
+                    o.dataset
+                )));
+            }
+        }
+        Ok(job)
+    }
+
+    /// Resolves a location written in the job file: URLs as they are, paths against the job
+    /// file's directory.
+    pub fn location(&self, loc: &str) -> String {
+        env::resolve(&self.base_dir, loc)
+    }
+
+    fn dataset_names(&self) -> String {
+        self.datasets.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Builds the job's datasets as DataFrames (reading only metadata).
+#[derive(Debug)]
+pub struct Builder<'a> {
+    job: &'a JobFile,
+    client: &'a Client,
+    built: HashMap<String, DataFrame>,
+    modules: HashMap<String, FunctionModule>,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(job: &'a JobFile, client: &'a Client) -> Self {
+        Self { job, client, built: HashMap::new(), modules: HashMap::new() }
+    }
+
+    /// The DataFrame of a named dataset.
+    pub async fn dataset(&mut self, name: &str) -> Result<DataFrame> {
+        let mut visiting = Vec::new();
+        self.build(name, &mut visiting).await
+    }
+
+    /// Builds `name` after the datasets it reads; `visiting` is the chain of datasets waiting
+    /// for it, to report a cycle.
+    async fn build(&mut self, name: &str, visiting: &mut Vec<String>) -> Result<DataFrame> {
+        if let Some(df) = self.built.get(name) {
+            return Ok(df.clone());
+        }
+        if visiting.iter().any(|v| v == name) {
+            visiting.push(name.to_string());
+            return Err(Error::Invalid(format!("datasets form a cycle: {}", visiting.join(" -> "))));
+        }
+        let job = self.job;
+        let dataset = job.datasets.get(name).ok_or_else(|| {
+            Error::Invalid(format!("unknown dataset '{name}' (defined: {})", job.dataset_names()))
+        })?;
+        visiting.push(name.to_string());
+        for input in dataset.inputs() {
+            Box::pin(self.build(input, visiting)).await?;
+        }
+        visiting.pop();
+        let df = self
+            .apply(dataset)
+            .await
+            .map_err(|e| Error::Dataset { name: name.to_string(), source: Box::new(e) })?;
+        self.built.insert(name.to_string(), df.clone());
+        Ok(df)
+    }
+
+    /// Applies the dataset's operation to its inputs, all built already.
+    async fn apply(&mut self, dataset: &Dataset) -> Result<DataFrame> {
+        let mut env = env::Env::new(
+            self.client,
+            &self.job.base_dir,
+            &self.built,
+            &mut self.modules,
+            dataset.from.as_deref(),
+        );
+        let df = dataset.operation.apply(&mut env).await?;
+        // The plan that will run, checked now: an error names this dataset, not a task.
+        df.validate()?;
+        Ok(df)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::JoinHint;
+    use crate::collections::dataframe::Agg;
+    use shoal_protocol::{JoinHow, SortKey};
+
+    #[test]
+    fn relational_operations_parse() {
+        let job = JobFile::parse(
+            "[datasets.a]\nread_parquet='x'\n\
+             [datasets.g]\nfrom='a'\ngroupby=['k']\nsplit_out=4\nagg={ total = ['v', 'sum'], n = 'count(*)' }\n\
+             [datasets.m]\nfrom='a'\nmerge={ right = 'g', on = ['k'], how = 'left', strategy = 'hash' }\n\
+             [datasets.s]\nfrom='a'\nsort_values={ by = ['k', 'v'], ascending = [true, false], na_position = 'first' }\n\
+             [[outputs]]\ndataset='m'\nshow=true",
+        )
+        .unwrap();
+        let Operation::Agg(g) = &job.datasets["g"].operation else { panic!("{:?}", job.datasets["g"]) };
+        let aggs = g.aggs().unwrap();
+        assert_eq!(aggs, [Agg::sql("total", "sum(\"v\")"), Agg::sql("n", "count(*)")]);
+        assert_eq!((g.groupby.as_deref(), g.split_out), (Some(&["k".to_string()][..]), Some(4)));
+        let Operation::SortValues(s) = &job.datasets["s"].operation else { panic!() };
+        let keys = s.sort_values.keys().unwrap();
+        assert_eq!(keys[1], SortKey { column: "v".into(), ascending: false, nulls_first: true });
+        let Operation::Merge(m) = &job.datasets["m"].operation else { panic!() };
+        let options = m.merge.options().unwrap();
+        assert_eq!((options.how, options.strategy), (JoinHow::Left, Some(JoinHint::Hash)));
+        assert_eq!(job.datasets["m"].inputs().collect::<Vec<_>>(), ["a", "g"]);
+        let bad = join::MergeSpec { on: None, ..m.merge.clone() };
+        assert!(bad.options().unwrap_err().to_string().contains("left_on"));
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_missing_outputs() {
+        let err = JobFile::parse(
+            "[datasets.a]\nread_parquet = 'x'\nfliter = 'a'\n[[outputs]]\ndataset='a'\nshow=true",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("fliter"), "{err}");
+        let err = JobFile::parse("[datasets.a]\nread_parquet = 'x'\n").unwrap_err().to_string();
+        assert!(err.contains("no [[outputs]]"), "{err}");
+        let err = JobFile::parse("[datasets.a]\nread_parquet = 'x'\n[[outputs]]\ndataset='b'\nshow=true")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown dataset 'b'"), "{err}");
+    }
+
+    #[test]
+    fn assign_keeps_file_order() {
+        let job = JobFile::parse(
+            "[datasets.a]\nfrom='x'\nassign = { z = '1', a = 'z + 1' }\n[datasets.x]\nread_csv='f'\n[[outputs]]\ndataset='a'\nshow=true",
+        )
+        .unwrap();
+        let Operation::Assign(assign) = &job.datasets["a"].operation else { panic!() };
+        let keys: Vec<_> = assign.assign.keys().cloned().collect();
+        assert_eq!(keys, ["z", "a"]);
+    }
+
+    #[test]
+    fn dataset_errors_name_the_dataset_and_keep_their_kind() {
+        let err = JobFile::parse(
+            "[datasets.a]\nfrom = 'b'\nfilter = 'x'\nhead = 2\n[[outputs]]\ndataset='a'\nshow=true",
+        )
+        .unwrap_err();
+        assert!(matches!(&err, Error::Dataset { name, .. } if name == "a"), "{err:?}");
+        assert!(matches!(err.root(), Error::Invalid(_)), "{err:?}");
+        assert!(err.to_string().ends_with("it has 2: filter, head"), "{err}");
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(source.is_some_and(|s| s.starts_with("must have exactly one operation")));
+    }
+
+    #[test]
+    fn drop_duplicates_rejects_entries_that_are_not_column_names() {
+        let job = JobFile::parse(
+            "[datasets.a]\nread_csv = 'f'\n[datasets.d]\nfrom = 'a'\ndrop_duplicates = ['k', 3]\n\
+             [datasets.e]\nfrom = 'a'\ndrop_duplicates = ['k', 'v']\n[[outputs]]\ndataset='d'\nshow=true",
+        )
+        .unwrap();
+        let Operation::DropDuplicates(d) = &job.datasets["d"].operation else { panic!() };
+        let err = Error::Dataset { name: "d".into(), source: Box::new(d.subset().unwrap_err()) };
+        assert_eq!(
+            err.to_string(),
+            "dataset 'd': drop_duplicates: entry 2 (3) is not a column name (a string)"
+        );
+        let Operation::DropDuplicates(e) = &job.datasets["e"].operation else { panic!() };
+        assert_eq!(e.subset().unwrap(), Some(vec!["k", "v"]));
+    }
+
+    #[test]
+    fn map_partitions_args_are_json() {
+        let job = JobFile::parse(
+            "[datasets.a]\nread_csv = 'f'\n[datasets.m]\nfrom = 'a'\n\
+             map_partitions = { module = 'builtin:examples', function = 'f', args = { factor = 2.5, tags = ['x'] } }\n\
+             [[outputs]]\ndataset='m'\nshow=true",
+        )
+        .unwrap();
+        let Operation::MapPartitions(mp) = &job.datasets["m"].operation else { panic!() };
+        assert_eq!(mp.map_partitions.args, Some(serde_json::json!({ "factor": 2.5, "tags": ["x"] })));
+    }
+}

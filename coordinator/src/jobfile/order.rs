@@ -1,0 +1,175 @@
+//! Ordering and partitioning: `sort_values`, `set_index`, `nlargest`, `nsmallest` and
+//! `repartition`.
+
+use crate::collections::dataframe::DataFrame;
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use shoal_protocol::SortKey;
+
+/// `sort_values = { by = ["a", "b"], ascending = [true, false], na_position = "last" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SortValues {
+    pub sort_values: SortSpec,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SortSpec {
+    pub by: Vec<String>,
+    /// One flag for all keys, or one per key (default true).
+    pub ascending: Option<toml::Value>,
+    /// `first` or `last` (default).
+    pub na_position: Option<String>,
+    pub npartitions: Option<usize>,
+}
+
+impl SortSpec {
+    pub fn keys(&self) -> Result<Vec<SortKey>> {
+        let bad = |msg: String| Error::Invalid(format!("sort_values: {msg}"));
+        let ascending: Vec<bool> = match &self.ascending {
+            None => vec![true; self.by.len()],
+            Some(toml::Value::Boolean(b)) => vec![*b; self.by.len()],
+            Some(toml::Value::Array(v)) if v.len() == self.by.len() => v
+                .iter()
+                .map(|x| x.as_bool().ok_or_else(|| bad("ascending must hold booleans".into())))
+                .collect::<Result<_>>()?,
+            Some(_) => return Err(bad("ascending must be a boolean or one boolean per `by` column".into())),
+        };
+        let nulls_first = match self.na_position.as_deref() {
+            None | Some("last") => false,
+            Some("first") => true,
+            Some(other) => return Err(bad(format!("na_position must be 'first' or 'last', not '{other}'"))),
+        };
+        Ok(self
+            .by
+            .iter()
+            .zip(ascending)
+            .map(|(c, ascending)| SortKey { column: c.clone(), ascending, nulls_first })
+            .collect())
+    }
+}
+
+impl SortValues {
+    pub fn apply(&self, input: DataFrame) -> Result<DataFrame> {
+        let keys = self.sort_values.keys()?;
+        match self.sort_values.npartitions {
+            Some(n) => input.sort_values_into(&keys, n),
+            None => input.sort_values(&keys),
+        }
+    }
+}
+
+/// `set_index = "ts"`: sorted by this column, which becomes the index (range partitions with
+/// recorded divisions).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetIndex {
+    pub set_index: String,
+}
+
+impl SetIndex {
+    pub fn apply(&self, input: DataFrame) -> Result<DataFrame> {
+        input.set_index(&self.set_index)
+    }
+}
+
+/// `nlargest = { n = 5, columns = ["fare"] }` (and `nsmallest`, the same keys).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopSpec {
+    pub n: usize,
+    pub columns: Vec<String>,
+}
+
+/// `nlargest = { n = 5, columns = ["fare"] }`: the rows with the largest values.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nlargest {
+    pub nlargest: TopSpec,
+}
+
+impl Nlargest {
+    pub fn apply(&self, input: DataFrame) -> Result<DataFrame> {
+        input.nlargest(self.nlargest.n, &self.nlargest.columns)
+    }
+}
+
+/// `nsmallest = { n = 5, columns = ["fare"] }`: the rows with the smallest values.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nsmallest {
+    pub nsmallest: TopSpec,
+}
+
+impl Nsmallest {
+    pub fn apply(&self, input: DataFrame) -> Result<DataFrame> {
+        input.nsmallest(self.nsmallest.n, &self.nsmallest.columns)
+    }
+}
+
+/// `repartition = { npartitions = 8 }` or `repartition = { partition_size = "100MB" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Repartition {
+    pub repartition: RepartitionSpec,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepartitionSpec {
+    pub npartitions: Option<usize>,
+    pub partition_size: Option<String>,
+}
+
+impl Repartition {
+    pub fn apply(&self, input: DataFrame) -> Result<DataFrame> {
+        match (self.repartition.npartitions, &self.repartition.partition_size) {
+            (Some(n), None) => Ok(input.repartition(n)),
+            (None, Some(size)) => Ok(input.repartition_size(parse_size(size)?)),
+            _ => Err(Error::Invalid(
+                "repartition needs exactly one of `npartitions` or `partition_size`".into(),
+            )),
+        }
+    }
+}
+
+/// `"100MB"`, `"1.5 GB"`, `"64MiB"`, `"4096"` → bytes.
+pub fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| Error::Invalid(format!("size '{text}': expected a number and a unit like 100MB")))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(Error::Invalid(format!(
+                "size '{text}': unknown unit '{other}' (B, KB, MB, GB, KiB, MiB, GiB)"
+            )));
+        }
+    };
+    Ok((n * mult) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("100MB").unwrap(), 100_000_000);
+        assert_eq!(parse_size("1.5 GB").unwrap(), 1_500_000_000);
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("lots").unwrap_err().to_string().contains("lots"));
+        assert!(parse_size("3 parsecs").unwrap_err().to_string().contains("parsecs"));
+    }
+}
