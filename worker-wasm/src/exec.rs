@@ -25,7 +25,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use shoal_protocol::{
     FailureKind, Manifest, ModuleRef, Operator, Output, OutputObject, PROTOCOL_VERSION, StorageOptions,
-    TaskFailure, TaskKey, TaskMetrics, TaskOutcome, TaskResult, TaskSpec, layout,
+    TableOp, TaskFailure, TaskKey, TaskMetrics, TaskOutcome, TaskResult, TaskSpec, layout,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -150,7 +150,7 @@ impl Worker {
         let (schema, batches) = self.run_pipeline(&storage, spec, schema, batches, &sides, metrics).await?;
         metrics.rows_out = batches.iter().map(|b| b.num_rows() as u64).sum();
         let divisions = match spec.pipeline.last() {
-            Some(Operator::Boundaries { .. }) => Some(shuffle::rows_as_text(&batches)?),
+            Some(Operator::Table(TableOp::Boundaries { .. })) => Some(shuffle::rows_as_text(&batches)?),
             _ => None,
         };
 
@@ -226,6 +226,9 @@ impl Worker {
         let ctx = session::task_session(spec.limits.task_memory_bytes)?;
         let mut current = Current::Table(schema, batches);
         for op in &spec.pipeline {
+            let Operator::Table(op) = op else {
+                return Err(pipeline::unsupported_family(op));
+            };
             // Runs of relational operators fuse into one DataFusion plan, executed only when
             // something that is not a plan step needs the rows.
             if pipeline::is_relational(op) {
@@ -233,28 +236,28 @@ impl Worker {
                 continue;
             }
             current = match op {
-                Operator::Aggregate { mode, keys, aggs, input } => {
+                TableOp::Aggregate { mode, keys, aggs, input } => {
                     let raw = crate::schema::from_fields(input)?;
                     let (s, b) =
                         aggregate::run(&ctx, current.into_frame(&ctx)?, *mode, keys, aggs, raw).await?;
                     Current::Table(s, b)
                 }
-                Operator::Sample { columns, rows } => {
+                TableOp::Sample { columns, rows } => {
                     let (s, b) = current.into_table().await?;
                     let (s, b) = shuffle::sample(&s, &b, columns, *rows)?;
                     Current::Table(s, b)
                 }
-                Operator::Boundaries { keys, n } => {
+                TableOp::Boundaries { keys, n } => {
                     let (s, b) = current.into_table().await?;
                     let (s, b) = shuffle::boundaries(&s, &b, keys, *n)?;
                     Current::Table(s, b)
                 }
-                Operator::Melt { id, rows, columns } => {
+                TableOp::Melt { id, rows, columns } => {
                     let (s, b) = current.into_table().await?;
                     let (s, b) = shuffle::melt(&s, &b, id, rows, columns)?;
                     Current::Table(s, b)
                 }
-                Operator::MapPartitions { module, function, args } => {
+                TableOp::MapPartitions { module, function, args } => {
                     let (schema, batches) = current.into_table().await?;
                     let compiled_before = self.sandbox.compiled_count();
                     let module = self.load_module(storage, module).await?;

@@ -11,7 +11,7 @@ use arrow::datatypes::SchemaRef;
 use datafusion::common::{Column, JoinType};
 use datafusion::functions::core::expr_fn::coalesce;
 use datafusion::prelude::{DataFrame, Expr};
-use shoal_protocol::{AggregateMode, Input, JoinHow, Operator, Output, Partitioning};
+use shoal_protocol::{AggregateMode, Input, JoinHow, Operator, Output, Partitioning, TableOp};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
@@ -20,19 +20,19 @@ pub type Sides = BTreeMap<u32, Table>;
 
 /// Whether `op` is one step of a DataFusion logical plan, so that a run of them fuses into one
 /// plan. User functions, multi-step aggregations and the sampling kernels are not.
-pub fn is_relational(op: &Operator) -> bool {
+pub fn is_relational(op: &TableOp) -> bool {
     match op {
-        Operator::Filter { .. }
-        | Operator::Select { .. }
-        | Operator::Assign { .. }
-        | Operator::Head { .. }
-        | Operator::Sort { .. }
-        | Operator::Join { .. } => true,
-        Operator::Aggregate { mode, .. } => *mode == AggregateMode::Single,
-        Operator::MapPartitions { .. }
-        | Operator::Sample { .. }
-        | Operator::Boundaries { .. }
-        | Operator::Melt { .. } => false,
+        TableOp::Filter { .. }
+        | TableOp::Select { .. }
+        | TableOp::Assign { .. }
+        | TableOp::Head { .. }
+        | TableOp::Sort { .. }
+        | TableOp::Join { .. } => true,
+        TableOp::Aggregate { mode, .. } => *mode == AggregateMode::Single,
+        TableOp::MapPartitions { .. }
+        | TableOp::Sample { .. }
+        | TableOp::Boundaries { .. }
+        | TableOp::Melt { .. } => false,
     }
 }
 
@@ -41,13 +41,13 @@ fn column(name: &str) -> Expr {
 }
 
 /// Applies one relational operator to a DataFrame; `sides` holds the task's side tables.
-pub fn apply(df: DataFrame, op: &Operator, sides: &Sides) -> Result<DataFrame> {
+pub fn apply(df: DataFrame, op: &TableOp, sides: &Sides) -> Result<DataFrame> {
     match op {
-        Operator::Filter { predicate } => {
+        TableOp::Filter { predicate } => {
             let expr = df.parse_sql_expr(predicate).map_err(|e| expr_error("filter", predicate, e))?;
             df.filter(expr).map_err(|e| expr_error("filter", predicate, e))
         }
-        Operator::Select { columns } => {
+        TableOp::Select { columns } => {
             let available: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
             for c in columns {
                 if !available.contains(c) {
@@ -60,7 +60,7 @@ pub fn apply(df: DataFrame, op: &Operator, sides: &Sides) -> Result<DataFrame> {
             let names: Vec<&str> = columns.iter().map(String::as_str).collect();
             df.select_columns(&names).map_err(|e| Error::Schema(format!("select: {e}")))
         }
-        Operator::Assign { columns } => {
+        TableOp::Assign { columns } => {
             let mut df = df;
             for (name, sql) in columns {
                 let expr =
@@ -69,16 +69,16 @@ pub fn apply(df: DataFrame, op: &Operator, sides: &Sides) -> Result<DataFrame> {
             }
             Ok(df)
         }
-        Operator::Head { n } => df.limit(0, Some(*n)).map_err(|e| Error::Execution(e.to_string())),
-        Operator::Sort { keys } => {
+        TableOp::Head { n } => df.limit(0, Some(*n)).map_err(|e| Error::Execution(e.to_string())),
+        TableOp::Sort { keys } => {
             check_columns(&df, "sort", keys.iter().map(|k| k.column.as_str()))?;
             let exprs = keys.iter().map(|k| column(&k.column).sort(k.ascending, k.nulls_first)).collect();
             df.sort(exprs).map_err(|e| Error::Schema(format!("sort: {}", e.strip_backtrace())))
         }
-        Operator::Aggregate { mode: AggregateMode::Single, keys, aggs, .. } => {
+        TableOp::Aggregate { mode: AggregateMode::Single, keys, aggs, .. } => {
             crate::aggregate::logical(df, keys, aggs)
         }
-        Operator::Join { port, how, left_on, right_on, suffixes } => {
+        TableOp::Join { port, how, left_on, right_on, suffixes } => {
             let (schema, batches) = sides
                 .get(port)
                 .ok_or_else(|| Error::InvalidTask(format!("join: no side table on port {port}")))?;
@@ -86,11 +86,11 @@ pub fn apply(df: DataFrame, op: &Operator, sides: &Sides) -> Result<DataFrame> {
             let right = frame(&ctx, schema.clone(), batches.clone())?;
             join(df, right, *how, left_on, right_on, suffixes)
         }
-        Operator::Aggregate { .. }
-        | Operator::MapPartitions { .. }
-        | Operator::Sample { .. }
-        | Operator::Boundaries { .. }
-        | Operator::Melt { .. } => Err(Error::InvalidTask(format!("{op:?} is not a single relational step"))),
+        TableOp::Aggregate { .. }
+        | TableOp::MapPartitions { .. }
+        | TableOp::Sample { .. }
+        | TableOp::Boundaries { .. }
+        | TableOp::Melt { .. } => Err(Error::InvalidTask(format!("{op:?} is not a single relational step"))),
     }
 }
 
@@ -220,17 +220,30 @@ pub fn join_columns(
 /// of nothing), `melt`, and user functions (which may make rows from nothing).
 pub fn preserves_empty(ops: &[Operator]) -> bool {
     ops.iter().all(|op| match op {
-        Operator::Filter { .. }
-        | Operator::Select { .. }
-        | Operator::Assign { .. }
-        | Operator::Head { .. }
-        | Operator::Sort { .. }
-        | Operator::Join { .. }
-        | Operator::Sample { .. }
-        | Operator::Boundaries { .. } => true,
-        Operator::Aggregate { keys, .. } => !keys.is_empty(),
-        Operator::MapPartitions { .. } | Operator::Melt { .. } => false,
+        Operator::Table(op) => table_preserves_empty(op),
+        // An operator of a family this worker does not know: the task must run (and refuse it).
+        _ => false,
     })
+}
+
+fn table_preserves_empty(op: &TableOp) -> bool {
+    match op {
+        TableOp::Filter { .. }
+        | TableOp::Select { .. }
+        | TableOp::Assign { .. }
+        | TableOp::Head { .. }
+        | TableOp::Sort { .. }
+        | TableOp::Join { .. }
+        | TableOp::Sample { .. }
+        | TableOp::Boundaries { .. } => true,
+        TableOp::Aggregate { keys, .. } => !keys.is_empty(),
+        TableOp::MapPartitions { .. } | TableOp::Melt { .. } => false,
+    }
+}
+
+/// The error for an operator of a family this worker cannot run.
+pub fn unsupported_family(op: &Operator) -> Error {
+    Error::InvalidTask(format!("operator family '{}' is not supported by this worker", op.family()))
 }
 
 /// Checks that a task's inputs and its operators agree on the side-table ports: every side port
@@ -246,7 +259,7 @@ pub fn check_ports(inputs: &[Input], ops: &[Operator], output: &Output) -> Resul
     let ports = ops
         .iter()
         .filter_map(|op| match op {
-            Operator::Join { port, .. } => Some(*port),
+            Operator::Table(TableOp::Join { port, .. }) => Some(*port),
             _ => None,
         })
         .chain(match output {
@@ -289,17 +302,20 @@ pub fn output_schema(
     let sides: Sides = sides.iter().map(|(p, s)| (*p, (s.clone(), vec![]))).collect();
     let mut df = frame(&ctx, schema, vec![])?;
     for op in ops {
+        let Operator::Table(op) = op else {
+            return Err(unsupported_family(op));
+        };
         // The kernels that are not plan steps run on an empty table: the same code decides.
         let input = || Arc::new(df.schema().as_arrow().clone());
         let kernel = match op {
-            Operator::Melt { id, rows, columns } => {
+            TableOp::Melt { id, rows, columns } => {
                 Some(crate::shuffle::melt(&input(), &[], id, rows, columns)?)
             }
-            Operator::Sample { columns, rows } => {
+            TableOp::Sample { columns, rows } => {
                 Some(crate::shuffle::sample(&input(), &[], columns, *rows)?)
             }
-            Operator::Boundaries { keys, n } => Some(crate::shuffle::boundaries(&input(), &[], keys, *n)?),
-            Operator::MapPartitions { function, .. } => {
+            TableOp::Boundaries { keys, n } => Some(crate::shuffle::boundaries(&input(), &[], keys, *n)?),
+            TableOp::MapPartitions { function, .. } => {
                 return Err(Error::InvalidTask(format!(
                     "map_partitions {function}: its output schema is the function's, found by calling it"
                 )));
@@ -311,7 +327,7 @@ pub fn output_schema(
             continue;
         }
         let op = match op {
-            Operator::Aggregate { keys, aggs, input, .. } => Operator::Aggregate {
+            TableOp::Aggregate { keys, aggs, input, .. } => TableOp::Aggregate {
                 mode: AggregateMode::Single,
                 keys: keys.clone(),
                 aggs: aggs.clone(),
@@ -339,9 +355,9 @@ mod tests {
     #[test]
     fn output_schema_follows_operators() {
         let ops = vec![
-            Operator::Filter { predicate: "fare > 10 AND vendor = 'A'".into() },
-            Operator::Assign { columns: vec![("tip".into(), "fare * 0.2".into())] },
-            Operator::Select { columns: vec!["tip".into(), "vendor".into()] },
+            TableOp::Filter { predicate: "fare > 10 AND vendor = 'A'".into() }.into(),
+            TableOp::Assign { columns: vec![("tip".into(), "fare * 0.2".into())] }.into(),
+            TableOp::Select { columns: vec!["tip".into(), "vendor".into()] }.into(),
         ];
         let out = output_schema(schema(), &ops, &BTreeMap::new()).unwrap();
         let names: Vec<_> = out.fields().iter().map(|f| f.name().as_str()).collect();
@@ -361,13 +377,14 @@ mod tests {
     }
 
     fn join_on(port: u32) -> Operator {
-        Operator::Join {
+        TableOp::Join {
             port,
             how: JoinHow::Inner,
             left_on: vec!["k".into()],
             right_on: vec!["k".into()],
             suffixes: ("_x".into(), "_y".into()),
         }
+        .into()
     }
 
     #[test]
@@ -392,20 +409,20 @@ mod tests {
     #[test]
     fn unknown_columns_and_bad_expressions_are_named() {
         let err =
-            output_schema(schema(), &[Operator::Filter { predicate: "nope > 1".into() }], &BTreeMap::new())
+            output_schema(schema(), &[TableOp::Filter { predicate: "nope > 1".into() }.into()], &BTreeMap::new())
                 .unwrap_err()
                 .to_string();
         assert!(err.contains("nope"), "{err}");
         let err = output_schema(
             schema(),
-            &[Operator::Assign { columns: vec![("x".into(), "fare +* 2".into())] }],
+            &[TableOp::Assign { columns: vec![("x".into(), "fare +* 2".into())] }.into()],
             &BTreeMap::new(),
         )
         .unwrap_err()
         .to_string();
         assert!(err.contains("fare +* 2"), "{err}");
         let err =
-            output_schema(schema(), &[Operator::Select { columns: vec!["zzz".into()] }], &BTreeMap::new())
+            output_schema(schema(), &[TableOp::Select { columns: vec!["zzz".into()] }.into()], &BTreeMap::new())
                 .unwrap_err()
                 .to_string();
         assert!(err.contains("'zzz'") && err.contains("fare"), "{err}");

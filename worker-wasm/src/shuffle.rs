@@ -218,7 +218,7 @@ pub fn boundaries(schema: &SchemaRef, batches: &[RecordBatch], keys: &[SortKey],
     Ok((schema.clone(), vec![taken]))
 }
 
-/// The `Melt` kernel (see [`shoal_protocol::Operator::Melt`]).
+/// The `Melt` kernel (see [`shoal_protocol::TableOp::Melt`]).
 pub fn melt(
     schema: &SchemaRef,
     batches: &[RecordBatch],
