@@ -17,7 +17,7 @@ use shoal_protocol::{
 };
 use shoal_worker::Worker;
 use shoal_worker::sandbox::{Module, SandboxConfig};
-use shoal_worker::storage::Storage;
+use shoal_worker::io::storage::Storage;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -308,7 +308,7 @@ async fn reusable(
     task: &crate::graph::TaskNode,
     index: usize,
 ) -> Result<Option<(usize, Manifest)>> {
-    let Some(manifest) = shoal_worker::exec::read_manifest(storage, &url).await? else {
+    let Some(manifest) = shoal_worker::task::commit::read_manifest(storage, &url).await? else {
         return Ok(None);
     };
     if matches!(task.output, Output::Parquet { .. }) && !outputs_intact(storage, &manifest).await? {

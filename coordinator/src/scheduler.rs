@@ -260,7 +260,7 @@ pub async fn run_counted(
             attempt
         }};
     }
-    let storage = Arc::new(shoal_worker::storage::Storage::new(opts.storage.clone()));
+    let storage = Arc::new(shoal_worker::io::storage::Storage::new(opts.storage.clone()));
 
     while done < n {
         while failure.is_none() && running < concurrency {
@@ -457,13 +457,13 @@ fn empty_output(graph: &TaskGraph, task: usize, manifests: &[Option<Manifest>]) 
         }
         Input::Scan { .. } => false,
     });
-    empty.then(|| shoal_worker::schema::to_fields(schema))
+    empty.then(|| shoal_worker::io::schema::to_fields(schema))
 }
 
 /// Commits the empty output of a skipped task: a manifest with no objects, created like any
 /// other (create-if-absent; an earlier commit wins).
 async fn commit_empty(
-    storage: Arc<shoal_worker::storage::Storage>,
+    storage: Arc<shoal_worker::io::storage::Storage>,
     job_root: String,
     task_key: TaskKey,
     schema: Vec<Field>,
@@ -491,9 +491,9 @@ async fn commit_empty(
     let metrics = TaskMetrics { requests: 1, ..Default::default() };
     let created = storage.create_if_absent(&url, body.into()).await.map_err(failed)?;
     let (manifest, won_commit) = match created {
-        shoal_worker::storage::Created::Created => (manifest, true),
-        shoal_worker::storage::Created::AlreadyExists => {
-            let winner = shoal_worker::exec::read_manifest(&storage, &url).await.map_err(failed)?;
+        shoal_worker::io::storage::Created::Created => (manifest, true),
+        shoal_worker::io::storage::Created::AlreadyExists => {
+            let winner = shoal_worker::task::commit::read_manifest(&storage, &url).await.map_err(failed)?;
             (winner.unwrap_or(manifest), false)
         }
     };
