@@ -10,12 +10,13 @@
 //! scheduler on the same shape of graph in the same run.
 
 use async_trait::async_trait;
+use shoal::events::{Events, Publisher};
 use shoal::executor::{Executor, InProcess};
 use shoal::graph::{TaskGraph, TaskNode, upstream};
 use shoal::scheduler::{self, RunOptions};
 use shoal_protocol::{
-    Input, Limits, Manifest, Operator, Output, PROTOCOL_VERSION, StorageOptions, TaskKey, TaskMetrics,
-    TaskOutcome, TaskResult, TaskSpec,
+    Input, Limits, Manifest, Operator, Output, PROTOCOL_VERSION, StorageOptions, TableOp, TaskKey,
+    TaskMetrics, TaskOutcome, TaskResult, TaskSpec,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -62,7 +63,6 @@ fn options(root: &str) -> RunOptions {
         max_attempts: 3,
         base_backoff: Duration::from_millis(10),
         speculation: None,
-        events: None,
     }
 }
 
@@ -116,13 +116,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let g = graph(n_core, |i| upstream(&TaskKey(format!("src-{i}"))), vec![]);
     let opts = options("memory://bench-core/");
     let started = Instant::now();
-    let out = rt.block_on(scheduler::run(&g, &Noop, &opts, HashMap::new()))?;
+    let out = rt.block_on(scheduler::run(&g, &Noop, &opts, HashMap::new(), &Publisher::none("bench")))?;
     let core = started.elapsed();
     let n_core = out.manifests.len();
     println!(
         "scheduler core, no-op executor: {n_core} tasks in {:.3} s = {:.1} µs/task",
         core.as_secs_f64(),
         core.as_secs_f64() * 1e6 / n_core as f64
+    );
+
+    // 1b. The same, publishing every event to one subscriber draining on its own thread.
+    let mut events = Events::new();
+    let mut subscription = events.subscribe();
+    let drain = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while subscription.blocking_recv().is_some() {
+            n += 1;
+        }
+        n
+    });
+    let publisher = events.into_publisher("bench");
+    let started = Instant::now();
+    let out = rt.block_on(scheduler::run(&g, &Noop, &opts, HashMap::new(), &publisher))?;
+    let published = started.elapsed();
+    drop(publisher);
+    let received = drain.join().map_err(|_| "the subscriber panicked")?;
+    println!(
+        "scheduler core, no-op executor, 1 subscriber: {} tasks in {:.3} s = {:.1} µs/task ({received} events)",
+        out.manifests.len(),
+        published.as_secs_f64(),
+        published.as_secs_f64() * 1e6 / out.manifests.len() as f64
     );
 
     // 2. Threads executor, real tiny tasks on memory://.
@@ -148,13 +171,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             predicate: None,
             schema: None,
         },
-        vec![Operator::Filter { predicate: "x > 1".into() }],
+        vec![TableOp::Filter { predicate: "x > 1".into() }.into()],
     );
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let executor = InProcess::threads(worker, threads);
     let opts = options("memory://bench-threads/job");
     let started = Instant::now();
-    let out = rt.block_on(scheduler::run(&g, &executor, &opts, HashMap::new()))?;
+    let out = rt.block_on(scheduler::run(&g, &executor, &opts, HashMap::new(), &Publisher::none("bench")))?;
     let real = started.elapsed();
     let wide = n_threads * 10 / 11;
     let n_threads = out.manifests.len();

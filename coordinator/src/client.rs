@@ -2,13 +2,14 @@
 //! executor), plans scans from object metadata, and runs task graphs.
 
 use crate::error::{Error, Result};
+use crate::events::{self, EventKind, Events, GraphShape};
 use crate::executor::{
     Executor, ExecutorKind, InProcess, Lambda, LambdaOptions, Processes, find_worker_binary,
 };
 use crate::graph::TaskGraph;
 use crate::plan::PlanConfig;
 use crate::report::{Prices, RunReport};
-use crate::scheduler::{self, EventSink, RunOptions, RunOutput, Speculation};
+use crate::scheduler::{self, RunOptions, RunOutput, Speculation};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use shoal_protocol::{
@@ -16,8 +17,8 @@ use shoal_protocol::{
     layout,
 };
 use shoal_worker::Worker;
-use shoal_worker::sandbox::{Module, SandboxConfig};
 use shoal_worker::io::storage::Storage;
+use shoal_worker::sandbox::{Module, SandboxConfig};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -208,12 +209,13 @@ impl Client {
         Ok(FunctionModule { bytes, reference, module, functions })
     }
 
-    /// Runs a task graph: uploads modules, resumes from committed manifests, schedules the rest.
+    /// Runs a task graph: uploads modules, resumes from committed manifests, schedules the rest,
+    /// publishing the run's events to `events` and to `jobs/<job_id>.events.jsonl`.
     pub(crate) async fn run_graph(
         &self,
         graph: &TaskGraph,
         modules: &[FunctionModule],
-        events: Option<EventSink>,
+        events: Events,
     ) -> Result<RunOutput> {
         let storage = &self.inner.storage;
         for m in modules {
@@ -225,6 +227,57 @@ impl Client {
             tracing::warn!("{warning}");
         }
         let committed = self.committed(graph).await?;
+        let job_id = self.record_job(graph).await?;
+        let root = storage.resolve(&self.inner.root)?;
+        let mut publisher = events.into_publisher(&job_id);
+        let events_url = root.join(&layout::events(&job_id)).url;
+        let writer = tokio::spawn(events::write_jsonl(storage.clone(), events_url, publisher.subscribe()));
+        let executor = self.inner.executor.as_ref();
+        publisher.emit(|| EventKind::JobStarted {
+            graph: GraphShape::of(graph),
+            already_committed: committed.len(),
+            executor: executor.name().to_string(),
+            concurrency: executor.concurrency(),
+        });
+        let opts = RunOptions {
+            job_id,
+            job_root: self.inner.root.clone(),
+            storage: self.inner.config.storage.clone(),
+            limits: self.inner.config.limits.clone(),
+            max_attempts: self.inner.config.max_attempts,
+            speculation: self.inner.config.speculation.clone(),
+            base_backoff: Duration::from_millis(100),
+        };
+        let started = std::time::Instant::now();
+        let (manifests, mut summary) =
+            scheduler::run_counted(graph, executor, &opts, committed, &publisher).await;
+        let report = RunReport::new(
+            &summary,
+            &opts.job_id,
+            executor.name(),
+            started.elapsed().as_secs_f64(),
+            self.inner.config.function_memory_mb,
+            &self.inner.config.prices,
+        );
+        let written = self.write_report(&root, &report).await;
+        publisher.emit(|| EventKind::JobFinished {
+            ok: manifests.is_ok(),
+            error: manifests.as_ref().err().map(ToString::to_string),
+            report: Some(Box::new(report.clone())),
+        });
+        drop(publisher);
+        let logged = writer.await.map_err(|e| Error::Executor(format!("the events writer: {e}")));
+        // Neither the report nor the events file may hide the run's own error.
+        let manifests = manifests?;
+        written?;
+        logged??;
+        summary.report = Some(Box::new(report));
+        Ok(RunOutput { manifests, summary })
+    }
+
+    /// Writes `jobs/<job_id>.json` (the task list `shoal status` reads) and returns the job id:
+    /// a hash of the output tasks' keys, the same for every run of the same job.
+    async fn record_job(&self, graph: &TaskGraph) -> Result<String> {
         let job_id = graph.outputs.iter().map(|&t| graph.tasks[t].key.as_str()).collect::<Vec<_>>().join(",");
         let job_id = shoal_functions::sha256_hex(job_id.as_bytes())[..16].to_string();
         let record = JobRecord {
@@ -238,40 +291,22 @@ impl Client {
                 .collect(),
             outputs: graph.outputs.clone(),
         };
-        let body = serde_json::to_vec(&record).map_err(|e| Error::Invalid(e.to_string()))?;
-        let root = storage.resolve(&self.inner.root)?;
-        storage.put(&root.join(&layout::job(&job_id)).url, Bytes::from(body)).await?;
-        let opts = RunOptions {
-            job_id,
-            job_root: self.inner.root.clone(),
-            storage: self.inner.config.storage.clone(),
-            limits: self.inner.config.limits.clone(),
-            max_attempts: self.inner.config.max_attempts,
-            speculation: self.inner.config.speculation.clone(),
-            base_backoff: Duration::from_millis(100),
-            events,
-        };
-        let started = std::time::Instant::now();
-        let (manifests, mut summary) =
-            scheduler::run_counted(graph, self.inner.executor.as_ref(), &opts, committed).await;
-        let report = RunReport::new(
-            &summary,
-            &opts.job_id,
-            self.inner.executor.name(),
-            started.elapsed().as_secs_f64(),
-            self.inner.config.function_memory_mb,
-            &self.inner.config.prices,
-        );
-        let body = serde_json::to_vec_pretty(&report).map_err(|e| Error::Invalid(e.to_string()))?;
-        let url = root.join(&layout::report(&opts.job_id)).url;
-        // The report must not hide the run's own error.
-        if let Err(e) = storage.put(&url, Bytes::from(body)).await
-            && manifests.is_ok()
-        {
-            return Err(e.into());
-        }
-        summary.report = Some(Box::new(report));
-        Ok(RunOutput { manifests: manifests?, summary })
+        let body = serde_json::to_vec(&record)
+            .map_err(|source| Error::Json { what: format!("the record of job {job_id}"), source })?;
+        let root = self.inner.storage.resolve(&self.inner.root)?;
+        self.inner.storage.put(&root.join(&layout::job(&job_id)).url, Bytes::from(body)).await?;
+        Ok(job_id)
+    }
+
+    async fn write_report(
+        &self,
+        root: &shoal_worker::io::storage::Location,
+        report: &RunReport,
+    ) -> Result<()> {
+        let body = serde_json::to_vec_pretty(report)
+            .map_err(|source| Error::Json { what: format!("the report of job {}", report.job_id), source })?;
+        self.inner.storage.put(&root.join(&layout::report(&report.job_id)).url, Bytes::from(body)).await?;
+        Ok(())
     }
 
     /// Manifests already committed under the job root for tasks of this graph.
@@ -371,7 +406,7 @@ impl Client {
         let mut jobs = Vec::new();
         for meta in list("jobs").await? {
             let url = root.url_of(&meta.location);
-            if url.ends_with(".report.json") {
+            if !layout::is_job_record(&url) {
                 continue;
             }
             let bytes = storage.get_url(&url).await?;

@@ -4,14 +4,15 @@
 
 use crate::client::{Client, FunctionModule};
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::lower::{Target, lower};
 use crate::plan::{AggregateNode, JoinHint, JoinNode, Plan, join_schema, optimize};
-use crate::scheduler::{EventSink, RunSummary};
+use crate::report::RunSummary;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use shoal_protocol::{
-    AggregateMode, JoinHow, Operator, OutputObject, PROTOCOL_VERSION, SortKey, SuccessManifest, layout,
+    AggregateMode, JoinHow, OutputObject, PROTOCOL_VERSION, SortKey, SuccessManifest, TableOp, layout,
 };
 use std::sync::Arc;
 
@@ -221,10 +222,10 @@ impl DataFrame {
         &self.plan
     }
 
-    fn map(&self, op: Operator) -> Result<DataFrame> {
+    fn map(&self, op: TableOp) -> Result<DataFrame> {
         let input = self.plan.schema()?;
         let schema =
-            shoal_worker::ops::output_schema(input, std::slice::from_ref(&op), &Default::default())?;
+            shoal_worker::ops::table::output_schema(input, std::slice::from_ref(&op), &Default::default())?;
         Ok(self.with_plan(Plan::Map { input: self.plan.clone(), op, schema }))
     }
 
@@ -234,17 +235,17 @@ impl DataFrame {
 
     /// Keeps rows where `predicate` is true.
     pub fn filter(&self, predicate: impl Into<ExprArg>) -> Result<DataFrame> {
-        self.map(Operator::Filter { predicate: predicate.into().0 })
+        self.map(TableOp::Filter { predicate: predicate.into().0 })
     }
 
     /// Keeps these columns, in this order.
     pub fn select<S: AsRef<str>>(&self, columns: &[S]) -> Result<DataFrame> {
-        self.map(Operator::Select { columns: columns.iter().map(|c| c.as_ref().to_string()).collect() })
+        self.map(TableOp::Select { columns: columns.iter().map(|c| c.as_ref().to_string()).collect() })
     }
 
     /// Adds (or replaces) a column computed from an expression.
     pub fn assign(&self, name: &str, expr: impl Into<ExprArg>) -> Result<DataFrame> {
-        self.map(Operator::Assign { columns: vec![(name.to_string(), expr.into().0)] })
+        self.map(TableOp::Assign { columns: vec![(name.to_string(), expr.into().0)] })
     }
 
     /// Runs a user function on every partition. The output schema is found by calling the
@@ -273,11 +274,8 @@ impl DataFrame {
         })
         .map_err(|_| Error::Invalid(format!("map_partitions {function}: the sandbox thread panicked")))?
         .map_err(|e| Error::Invalid(format!("map_partitions {function}: {e}")))?;
-        let op = Operator::MapPartitions {
-            module: module.reference.clone(),
-            function: function.to_string(),
-            args,
-        };
+        let op =
+            TableOp::MapPartitions { module: module.reference.clone(), function: function.to_string(), args };
         let mut df = self.with_plan(Plan::Map { input: self.plan.clone(), op, schema: out.batch.schema() });
         if !df.modules.iter().any(|m| m.reference.sha256 == module.reference.sha256) {
             df.modules.push(module.clone());
@@ -324,13 +322,13 @@ impl DataFrame {
         taken.extend(input.fields().iter().map(|f| f.name().clone()));
         // Expressions over aggregates: the calls are aggregated, the rest is evaluated after.
         let split = crate::aggregates::split(&aggs, &taken)?;
-        let op = Operator::Aggregate {
+        let op = TableOp::Aggregate {
             mode: AggregateMode::Single,
             keys: keys.to_vec(),
             aggs: split.calls.clone(),
             input: vec![],
         };
-        let schema = shoal_worker::ops::output_schema(input, &[op], &Default::default())?;
+        let schema = shoal_worker::ops::table::output_schema(input, &[op], &Default::default())?;
         let aggregated = self.with_plan(Plan::Aggregate(AggregateNode {
             input: self.plan.clone(),
             keys: keys.to_vec(),
@@ -344,7 +342,7 @@ impl DataFrame {
             return Ok(aggregated);
         }
         let columns: Vec<String> = keys.iter().chain(aggs.iter().map(|(n, _)| n)).cloned().collect();
-        match aggregated.map(Operator::Assign { columns: split.post.clone() }) {
+        match aggregated.map(TableOp::Assign { columns: split.post.clone() }) {
             Ok(assigned) => assigned.select(&columns),
             // Name the expression at fault: check them one at a time (only on this path).
             Err(all) => Err(split
@@ -352,7 +350,7 @@ impl DataFrame {
                 .iter()
                 .find_map(|(name, sql)| {
                     let e = aggregated
-                        .map(Operator::Assign { columns: vec![(name.clone(), sql.clone())] })
+                        .map(TableOp::Assign { columns: vec![(name.clone(), sql.clone())] })
                         .err()?;
                     let user = aggs.iter().find(|(n, _)| n == name).map_or(sql.as_str(), |(_, s)| s.as_str());
                     let keys = if keys.is_empty() { "none".to_string() } else { keys.join(", ") };
@@ -404,7 +402,7 @@ impl DataFrame {
             columns.push((c.clone(), sources));
         }
         let rows = STATS.iter().map(|s| s.to_string()).collect();
-        self.agg(&aggs)?.map(Operator::Melt { id: "statistic".into(), rows, columns })
+        self.agg(&aggs)?.map(TableOp::Melt { id: "statistic".into(), rows, columns })
     }
 
     /// Counts of each distinct value of `column`, most frequent first: columns `column`, `count`.
@@ -454,9 +452,9 @@ impl DataFrame {
         if keys.is_empty() {
             return Err(Error::Invalid("sort: no columns given".into()));
         }
-        shoal_worker::ops::output_schema(
+        shoal_worker::ops::table::output_schema(
             self.schema()?,
-            &[Operator::Sort { keys: keys.to_vec() }],
+            &[TableOp::Sort { keys: keys.to_vec() }],
             &Default::default(),
         )?;
         Ok(())
@@ -610,11 +608,12 @@ impl DataFrame {
 
     /// Runs the plan and returns the result's batches, in partition order.
     pub async fn compute(&self) -> Result<Vec<RecordBatch>> {
-        Ok(self.compute_with(None).await?.0)
+        Ok(self.compute_with(Events::new()).await?.0)
     }
 
-    /// [`compute`](Self::compute) with progress events; also returns the run's totals.
-    pub async fn compute_with(&self, events: Option<EventSink>) -> Result<(Vec<RecordBatch>, RunSummary)> {
+    /// [`compute`](Self::compute), publishing the run's events to `events`' subscribers; also
+    /// returns the run's totals.
+    pub async fn compute_with(&self, events: Events) -> Result<(Vec<RecordBatch>, RunSummary)> {
         let graph = lower(&self.optimized()?, &Target::Collect)?;
         let run = self.client.run_graph(&graph, &self.modules, events).await?;
         let storage = self.client.storage();
@@ -664,7 +663,12 @@ impl DataFrame {
     /// `_SUCCESS` manifest listing them. A reader that trusts `_SUCCESS` never sees a partial
     /// result: an earlier `_SUCCESS` is removed before any part is rewritten. Re-running
     /// rewrites identical parts, and reruns only the tasks whose parts are missing or changed.
-    pub async fn to_parquet(&self, location: &str, events: Option<EventSink>) -> Result<WriteSummary> {
+    pub async fn to_parquet(&self, location: &str) -> Result<WriteSummary> {
+        self.to_parquet_with(location, Events::new()).await
+    }
+
+    /// [`to_parquet`](Self::to_parquet), publishing the run's events to `events`' subscribers.
+    pub async fn to_parquet_with(&self, location: &str, events: Events) -> Result<WriteSummary> {
         let storage = self.client.storage();
         let dir = storage.resolve(location)?;
         let graph = lower(&self.optimized()?, &Target::Parquet { url: dir.url.clone() })?;

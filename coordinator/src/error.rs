@@ -22,6 +22,14 @@ pub enum Error {
     /// An executor could not carry tasks (worker binary missing, pool broken).
     #[error("executor: {0}")]
     Executor(String),
+    /// JSON that shoal itself writes or reads back (records, events, reports) failed to encode
+    /// or decode: `what` names it.
+    #[error("{what}: {source}")]
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
     /// Anything else from the worker library during planning.
     #[error(transparent)]
     Worker(shoal_worker::Error),

@@ -85,6 +85,17 @@ impl TaskGraph {
         })
     }
 
+    /// For each stage, the stages it reads from (sorted, without repeats).
+    pub fn stage_upstreams(&self) -> Vec<Vec<usize>> {
+        let mut up: Vec<std::collections::BTreeSet<usize>> = vec![Default::default(); self.stages.len()];
+        for t in &self.tasks {
+            if let Some(set) = up.get_mut(t.stage) {
+                set.extend(t.deps.iter().map(|&d| self.tasks[d].stage).filter(|&s| s != t.stage));
+            }
+        }
+        up.into_iter().map(|s| s.into_iter().collect()).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.tasks.len()
     }

@@ -19,6 +19,7 @@ pub mod aggregates;
 pub mod client;
 pub mod dataframe;
 pub mod error;
+pub mod events;
 pub mod executor;
 pub mod graph;
 pub mod job;

@@ -17,7 +17,9 @@ use crate::error::{Error, Result};
 use crate::graph::{Stage, TaskGraph, TaskNode, upstream_bucket, upstream_port};
 use crate::plan::{AggStrategy, AggregateNode, JoinNode, JoinStrategy, Plan, describe};
 use arrow::datatypes::SchemaRef;
-use shoal_protocol::{AggregateMode, Input, JoinHow, Operator, Output, Partitioning, SortKey, TaskKey};
+use shoal_protocol::{
+    AggregateMode, Input, JoinHow, Operator, Output, Partitioning, SortKey, TableOp, TaskKey,
+};
 use std::collections::BTreeMap;
 
 /// Graphs larger than this get a warning: per-task overhead (a spec, a commit, a few requests)
@@ -54,7 +56,7 @@ pub enum Target {
 struct Pending {
     name: String,
     partitions: Vec<(Vec<Input>, Vec<usize>)>,
-    ops: Vec<Operator>,
+    ops: Vec<TableOp>,
     estimated_bytes: u64,
     /// Schema of the rows after `ops` (`None`: aggregation states).
     schema: Option<SchemaRef>,
@@ -89,10 +91,10 @@ impl Pending {
     /// Fuses `op`, checking it against the current rows and side tables. An aggregation step
     /// is checked as the single-step aggregation of its raw input; `Partial` and `Combine`
     /// produce states.
-    fn push(&mut self, op: Operator) -> Result<()> {
+    fn push(&mut self, op: TableOp) -> Result<()> {
         let states = |mode| matches!(mode, AggregateMode::Partial | AggregateMode::Combine);
         let schema = match &op {
-            Operator::Aggregate {
+            TableOp::Aggregate {
                 mode: mode @ (AggregateMode::Combine | AggregateMode::Final),
                 input,
                 ..
@@ -109,7 +111,7 @@ impl Pending {
                 })?;
                 let out = output_schema_of(rows, &op, &self.sides)?;
                 match &op {
-                    Operator::Aggregate { mode, .. } if states(*mode) => None,
+                    TableOp::Aggregate { mode, .. } if states(*mode) => None,
                     _ => Some(out),
                 }
             }
@@ -120,7 +122,7 @@ impl Pending {
     }
 
     /// Fuses a user function, whose output schema was found by calling it (`map_partitions`).
-    fn push_function(&mut self, op: Operator, schema: SchemaRef) {
+    fn push_function(&mut self, op: TableOp, schema: SchemaRef) {
         self.schema = Some(schema);
         self.ops.push(op);
     }
@@ -129,7 +131,7 @@ impl Pending {
     fn next_port(&self) -> u32 {
         let inputs = self.partitions.iter().flat_map(|(inputs, _)| inputs.iter().map(Input::port));
         let ops = self.ops.iter().filter_map(|op| match op {
-            Operator::Join { port, .. } => Some(*port),
+            TableOp::Join { port, .. } => Some(*port),
             _ => None,
         });
         inputs.chain(ops).chain(self.sides.keys().copied()).max().unwrap_or(0) + 1
@@ -171,8 +173,8 @@ fn from_fields(fields: &[shoal_protocol::Field]) -> Result<SchemaRef> {
     Ok(shoal_worker::io::schema::from_fields(fields)?)
 }
 
-fn output_schema_of(rows: SchemaRef, op: &Operator, sides: &BTreeMap<u32, SchemaRef>) -> Result<SchemaRef> {
-    Ok(shoal_worker::ops::output_schema(rows, std::slice::from_ref(op), sides)?)
+fn output_schema_of(rows: SchemaRef, op: &TableOp, sides: &BTreeMap<u32, SchemaRef>) -> Result<SchemaRef> {
+    Ok(shoal_worker::ops::table::output_schema(rows, std::slice::from_ref(op), sides)?)
 }
 
 /// The schema of the outputs of `tasks` (all of one stage).
@@ -255,7 +257,7 @@ fn lower_node(plan: &Plan, graph: &mut TaskGraph) -> Result<Pending> {
         }
         // A filter right above a sort runs before its range shuffle: fewer rows move, and the
         // ranges it empties (`loc` on an index) are not run at all.
-        Plan::Map { input, op: filter @ Operator::Filter { .. }, .. } if matches!(&**input, Plan::Sort { npartitions, .. } if *npartitions > 1) =>
+        Plan::Map { input, op: filter @ TableOp::Filter { .. }, .. } if matches!(&**input, Plan::Sort { npartitions, .. } if *npartitions > 1) =>
         {
             let Plan::Sort { input, keys, npartitions, .. } = &**input else {
                 return Err(internal("a filter over a sort".into()));
@@ -265,7 +267,7 @@ fn lower_node(plan: &Plan, graph: &mut TaskGraph) -> Result<Pending> {
         Plan::Map { input, op, schema } => {
             let mut p = lower_node(input, graph)?;
             match op {
-                Operator::MapPartitions { .. } => p.push_function(op.clone(), schema.clone()),
+                TableOp::MapPartitions { .. } => p.push_function(op.clone(), schema.clone()),
                 _ => p.push(op.clone())?,
             }
             Ok(p)
@@ -273,15 +275,15 @@ fn lower_node(plan: &Plan, graph: &mut TaskGraph) -> Result<Pending> {
         Plan::Head { input, n } => {
             let mut p = lower_node(input, graph)?;
             // Each partition keeps at most n rows, then one task takes the first n overall.
-            p.push(Operator::Head { n: *n })?;
+            p.push(TableOp::Head { n: *n })?;
             let tasks = materialize(p, graph, |_| Output::Intermediate)?;
             let mut head = Pending::gather("head", graph, tasks, 0)?;
-            head.push(Operator::Head { n: *n })?;
+            head.push(TableOp::Head { n: *n })?;
             Ok(head)
         }
         Plan::TopK { input, keys, n } => {
             let mut p = lower_node(input, graph)?;
-            let ops = [Operator::Sort { keys: keys.clone() }, Operator::Head { n: *n }];
+            let ops = [TableOp::Sort { keys: keys.clone() }, TableOp::Head { n: *n }];
             for op in &ops {
                 p.push(op.clone())?;
             }
@@ -306,7 +308,7 @@ fn lower_aggregate(plan: &Plan, a: &AggregateNode, graph: &mut TaskGraph) -> Res
     let rows = p.schema.clone().ok_or_else(|| internal("an aggregation of aggregation states".into()))?;
     let raw = shoal_worker::io::schema::to_fields(&rows);
     let step =
-        |mode| Operator::Aggregate { mode, keys: a.keys.clone(), aggs: a.aggs.clone(), input: raw.clone() };
+        |mode| TableOp::Aggregate { mode, keys: a.keys.clone(), aggs: a.aggs.clone(), input: raw.clone() };
     let out_bytes = plan.estimated_bytes();
     match a.strategy.as_ref().map(|s| s.0) {
         Some(AggStrategy::Shuffle { split_out }) => {
@@ -346,8 +348,8 @@ fn join_op(
     left_on: &[String],
     right_on: &[String],
     suffixes: (String, String),
-) -> Operator {
-    Operator::Join { port, how, left_on: left_on.to_vec(), right_on: right_on.to_vec(), suffixes }
+) -> TableOp {
+    TableOp::Join { port, how, left_on: left_on.to_vec(), right_on: right_on.to_vec(), suffixes }
 }
 
 fn lower_join(plan: &Plan, j: &JoinNode, graph: &mut TaskGraph) -> Result<Pending> {
@@ -384,7 +386,7 @@ fn lower_join(plan: &Plan, j: &JoinNode, graph: &mut TaskGraph) -> Result<Pendin
                 &j.right_on,
                 &j.suffixes,
             );
-            p.push(Operator::Select { columns: columns.into_iter().map(|c| c.name).collect() })?;
+            p.push(TableOp::Select { columns: columns.into_iter().map(|c| c.name).collect() })?;
             Ok(p)
         }
         Some(JoinStrategy::PartitionWise) => {
@@ -471,7 +473,7 @@ fn lower_repartition(input: &Plan, n: usize, graph: &mut TaskGraph) -> Result<Pe
         // inputs merge without a stage boundary; anything else is materialized.
         let row_wise = p.sides.is_empty()
             && p.ops.iter().all(|op| {
-                matches!(op, Operator::Filter { .. } | Operator::Select { .. } | Operator::Assign { .. })
+                matches!(op, TableOp::Filter { .. } | TableOp::Select { .. } | TableOp::Assign { .. })
             });
         let (parts, mut merged) = if row_wise {
             let mut merged = p.clone();
@@ -526,12 +528,12 @@ fn lower_sort_filtered(
     input: &Plan,
     keys: &[SortKey],
     n: usize,
-    filter: Option<&Operator>,
+    filter: Option<&TableOp>,
     graph: &mut TaskGraph,
 ) -> Result<(Pending, Option<usize>)> {
     let mut p = lower_node(input, graph)?;
     let bytes = input.estimated_bytes();
-    let sort = Operator::Sort { keys: keys.to_vec() };
+    let sort = TableOp::Sort { keys: keys.to_vec() };
     if n == 1
         && let Some(f) = filter
     {
@@ -561,13 +563,13 @@ fn lower_sort_filtered(
             }
         }
     }
-    sample.push(Operator::Sample { columns, rows: SAMPLE_ROWS })?;
+    sample.push(TableOp::Sample { columns, rows: SAMPLE_ROWS })?;
     let samples = materialize(sample, graph, |_| Output::Intermediate)?;
     let mut bounds = Pending::gather("boundaries", graph, samples, 0)?;
-    bounds.push(Operator::Boundaries { keys: keys.to_vec(), n: n as u32 })?;
+    bounds.push(TableOp::Boundaries { keys: keys.to_vec(), n: n as u32 })?;
     let bounds = materialize(bounds, graph, |_| Output::Intermediate)?;
     let mut map = p;
-    if let Some(filter @ Operator::Filter { predicate }) = filter {
+    if let Some(filter @ TableOp::Filter { predicate }) = filter {
         if map.ops.is_empty() {
             prune_scans(&mut map, predicate);
         }
@@ -608,14 +610,14 @@ fn materialize(p: Pending, graph: &mut TaskGraph, output: impl Fn(usize) -> Outp
     let mut ids = Vec::with_capacity(p.partitions.len());
     for (index, (inputs, deps)) in p.partitions.into_iter().enumerate() {
         let output = output(index);
-        shoal_worker::ops::check_ports(&inputs, &p.ops, &output)
+        shoal_worker::ops::table::check_ports(&inputs, &p.ops, &output)
             .map_err(|e| internal(format!("stage {name}: {e}")))?;
         check_deps(graph, &inputs, &deps).map_err(|e| internal(format!("stage {name}: {e}")))?;
-        let key = TaskKey::derive(&name, &(&inputs, &p.ops, &output));
+        let pipeline: Vec<Operator> = p.ops.iter().cloned().map(Operator::Table).collect();
+        let key = TaskKey::derive(&name, &(&inputs, &pipeline, &output));
         let skip_if_empty = p.schema.is_some()
             && inputs.iter().all(|i| matches!(i, Input::Upstream { .. }))
-            && shoal_worker::ops::preserves_empty(&p.ops);
-        let pipeline = p.ops.clone();
+            && shoal_worker::ops::table::preserves_empty(&p.ops);
         ids.push(graph.push(TaskNode { key, stage, index, deps, inputs, pipeline, output, skip_if_empty }));
     }
     Ok(ids)
@@ -641,22 +643,22 @@ fn check_deps(graph: &TaskGraph, inputs: &[Input], deps: &[usize]) -> std::resul
 }
 
 /// `scan-filter-assign`: the source and the kinds of fused operators, deduplicated in order.
-fn stage_name(source: &str, ops: &[Operator]) -> String {
+fn stage_name(source: &str, ops: &[TableOp]) -> String {
     let mut parts = vec![source.to_string()];
     for op in ops {
         let kind = match op {
-            Operator::Filter { .. } => "filter",
-            Operator::Select { .. } => "select",
-            Operator::Assign { .. } => "assign",
-            Operator::MapPartitions { .. } => "map",
-            Operator::Head { .. } => "head",
-            Operator::Sort { .. } => "sort",
-            Operator::Aggregate { mode: AggregateMode::Partial, .. } => "partial",
-            Operator::Aggregate { .. } => "aggregate",
-            Operator::Join { .. } => "join",
-            Operator::Sample { .. } => "sample",
-            Operator::Boundaries { .. } => "boundaries",
-            Operator::Melt { .. } => "melt",
+            TableOp::Filter { .. } => "filter",
+            TableOp::Select { .. } => "select",
+            TableOp::Assign { .. } => "assign",
+            TableOp::MapPartitions { .. } => "map",
+            TableOp::Head { .. } => "head",
+            TableOp::Sort { .. } => "sort",
+            TableOp::Aggregate { mode: AggregateMode::Partial, .. } => "partial",
+            TableOp::Aggregate { .. } => "aggregate",
+            TableOp::Join { .. } => "join",
+            TableOp::Sample { .. } => "sample",
+            TableOp::Boundaries { .. } => "boundaries",
+            TableOp::Melt { .. } => "melt",
         };
         if parts.last().map(String::as_str) != Some(kind) {
             parts.push(kind.to_string());

@@ -3,11 +3,11 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use shoal::events::{EventKind, Events};
 use shoal::job::{Builder, JobFile};
-use shoal::scheduler::{Event, EventSink, Speculation};
+use shoal::scheduler::Speculation;
 use shoal::{Client, Config, ExecutorKind};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// shoal: lazy DataFrames over object storage, run as WebAssembly tasks on stateless workers.
@@ -138,40 +138,61 @@ fn client(args: &RunArgs) -> anyhow::Result<Client> {
     Ok(Client::new(config)?)
 }
 
-fn progress(label: &str) -> (ProgressBar, EventSink) {
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} tasks {msg} ({elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(label.to_string());
-    let b = bar.clone();
-    let sink: EventSink = Arc::new(move |e: &Event| match e {
-        Event::Started { tasks, already_committed } => {
-            b.set_length(*tasks as u64);
+/// A progress bar fed by one run's events on a thread of its own, so drawing it never slows
+/// the scheduler. [`Progress::finish`] waits until it has shown the last event.
+struct Progress(std::thread::JoinHandle<()>);
+
+impl Progress {
+    fn start(label: &str) -> (Events, Progress) {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} tasks {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(label.to_string());
+        let mut events = Events::new();
+        let mut subscription = events.subscribe();
+        let thread = std::thread::spawn(move || {
+            while let Some(event) = subscription.blocking_recv() {
+                show(&bar, &event.kind);
+            }
+            bar.finish_and_clear();
+        });
+        (events, Progress(thread))
+    }
+
+    fn finish(self) {
+        // A panic in the bar's thread has already printed itself; the run's result stands.
+        let _ = self.0.join();
+    }
+}
+
+/// `suspend` + eprintln rather than `println`: these lines must show up even when stderr is
+/// not a terminal and the bar itself is hidden.
+fn show(b: &ProgressBar, event: &EventKind) {
+    match event {
+        EventKind::JobStarted { graph, already_committed, .. } => {
+            let tasks = graph.tasks;
+            b.set_length(tasks as u64);
             b.set_position(*already_committed as u64);
-            // `suspend` + eprintln rather than `println`: these lines must show up even when
-            // stderr is not a terminal and the bar itself is hidden.
             if *already_committed > 0 {
                 b.suspend(|| eprintln!("resuming: {already_committed} of {tasks} tasks already committed"));
             }
-            if let Some(warning) = shoal::lower::many_tasks_warning(*tasks) {
+            if let Some(warning) = shoal::lower::many_tasks_warning(tasks) {
                 b.suspend(|| eprintln!("warning: {warning}"));
             }
         }
-        Event::TaskCommitted { .. } => b.inc(1),
-        Event::TaskRetrying { failure, delay, attempt, .. } => {
-            b.suspend(|| eprintln!("retrying after attempt {attempt} in {delay:?}: {failure}"));
+        EventKind::TaskCommitted { .. } => b.inc(1),
+        EventKind::TaskRetrying { failure, delay_ms, attempt, .. } => {
+            b.suspend(|| eprintln!("retrying after attempt {attempt} in {delay_ms}ms: {failure}"));
         }
-        Event::TaskFailed { failure, .. } => b.suspend(|| eprintln!("failed: {failure}")),
-        Event::Speculating { attempt, .. } => {
+        EventKind::TaskFailed { failure, .. } => b.suspend(|| eprintln!("failed: {failure}")),
+        EventKind::BackupLaunched { attempt, .. } => {
             b.suspend(|| eprintln!("straggler: launched backup attempt {attempt}"));
         }
-        Event::Finished => b.finish_and_clear(),
-        Event::TaskStarted { .. } | Event::AttemptDiscarded { .. } => {}
-    });
-    (bar, sink)
+        _ => {}
+    }
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -189,10 +210,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     for (output, df) in planned {
         let started = Instant::now();
-        let (_bar, events) = progress(&output.dataset);
         if let Some(loc) = &output.to_parquet {
             let loc = job.location(loc);
-            let written = df.to_parquet(&loc, Some(events.clone())).await?;
+            let (events, progress) = Progress::start(&output.dataset);
+            let written = df.to_parquet_with(&loc, events).await;
+            progress.finish();
+            let written = written?;
             eprintln!(
                 "{}: wrote {} rows in {} parts to {loc} ({} tasks run, {} reused{}, {:.2}s)",
                 output.dataset,
@@ -206,7 +229,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             print_report(&written.run);
         }
         if output.show {
-            let (batches, summary) = df.compute_with(Some(events)).await?;
+            let (events, progress) = Progress::start(&output.dataset);
+            let computed = df.compute_with(events).await;
+            progress.finish();
+            let (batches, summary) = computed?;
             let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
             let limit = output.rows.unwrap_or(20);
             let shown = take_rows(&batches, limit)?;
@@ -232,7 +258,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// `, N skipped (empty inputs)` when tasks were skipped.
-fn skipped(summary: &shoal::scheduler::RunSummary) -> String {
+fn skipped(summary: &shoal::report::RunSummary) -> String {
     match summary.skipped {
         0 => String::new(),
         n => format!(", {n} skipped (empty inputs)"),
@@ -240,7 +266,7 @@ fn skipped(summary: &shoal::scheduler::RunSummary) -> String {
 }
 
 /// The run report, indented under the output's line (also in `jobs/<id>.report.json`).
-fn print_report(summary: &shoal::scheduler::RunSummary) {
+fn print_report(summary: &shoal::report::RunSummary) {
     if let Some(report) = &summary.report {
         for line in report.display().lines() {
             eprintln!("  {line}");

@@ -10,7 +10,7 @@
 use crate::error::{Error, Result};
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::DFSchema;
-use shoal_protocol::{FileFormat, FileSlice, JoinHow, ObjectRef, Operator, SortKey};
+use shoal_protocol::{FileFormat, FileSlice, JoinHow, ObjectRef, SortKey, TableOp};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -179,7 +179,7 @@ pub enum Plan {
     /// A per-partition operator; `schema` is its validated output schema.
     Map {
         input: Arc<Plan>,
-        op: Operator,
+        op: TableOp,
         schema: SchemaRef,
     },
     /// The first `n` rows of the whole collection: one output partition.
@@ -289,7 +289,7 @@ impl Plan {
                 }
                 Some(s.rows().map_or(product, |r| product.min(r.max(1))))
             }
-            Plan::Map { input, op, .. } if keeps_values(op, keys) || matches!(op, Operator::Head { .. }) => {
+            Plan::Map { input, op, .. } if keeps_values(op, keys) || matches!(op, TableOp::Head { .. }) => {
                 input.estimated_groups(keys)
             }
             Plan::Sort { input, .. } | Plan::Repartition { input, .. } => input.estimated_groups(keys),
@@ -434,45 +434,45 @@ pub fn sort_keys(keys: &[SortKey]) -> String {
 /// Whether a per-partition operator passes `columns` through with their values unchanged on
 /// every row it keeps, so that what is known about them (distinct counts, partitioning, an
 /// index) still holds after it.
-fn keeps_values(op: &Operator, columns: &[String]) -> bool {
+fn keeps_values(op: &TableOp, columns: &[String]) -> bool {
     match op {
-        Operator::Filter { .. } => true,
-        Operator::Select { columns: kept } => columns.iter().all(|c| kept.contains(c)),
-        Operator::Assign { columns: assigned } => !assigned.iter().any(|(c, _)| columns.contains(c)),
+        TableOp::Filter { .. } => true,
+        TableOp::Select { columns: kept } => columns.iter().all(|c| kept.contains(c)),
+        TableOp::Assign { columns: assigned } => !assigned.iter().any(|(c, _)| columns.contains(c)),
         _ => false,
     }
 }
 
 /// One line describing an operator.
-pub fn describe(op: &Operator) -> String {
+pub fn describe(op: &TableOp) -> String {
     match op {
-        Operator::Filter { predicate } => format!("Filter {predicate}"),
-        Operator::Select { columns } => format!("Select {}", columns.join(", ")),
-        Operator::Assign { columns } => format!(
+        TableOp::Filter { predicate } => format!("Filter {predicate}"),
+        TableOp::Select { columns } => format!("Select {}", columns.join(", ")),
+        TableOp::Assign { columns } => format!(
             "Assign {}",
             columns.iter().map(|(n, e)| format!("{n} = {e}")).collect::<Vec<_>>().join(", ")
         ),
-        Operator::MapPartitions { module, function, args } => {
+        TableOp::MapPartitions { module, function, args } => {
             format!(
                 "MapPartitions {function}({args}) [wasm {}]",
                 &module.sha256[..12.min(module.sha256.len())]
             )
         }
-        Operator::Head { n } => format!("Head n={n}"),
-        Operator::Sort { keys } => format!("Sort {}", sort_keys(keys)),
-        Operator::Aggregate { mode, keys, aggs, .. } => format!(
+        TableOp::Head { n } => format!("Head n={n}"),
+        TableOp::Sort { keys } => format!("Sort {}", sort_keys(keys)),
+        TableOp::Aggregate { mode, keys, aggs, .. } => format!(
             "Aggregate({mode:?}) by [{}]: {}",
             keys.join(", "),
             aggs.iter().map(|(n, e)| format!("{n} = {e}")).collect::<Vec<_>>().join(", ")
         ),
-        Operator::Join { how, left_on, right_on, .. } => format!(
+        TableOp::Join { how, left_on, right_on, .. } => format!(
             "Join {} on {}",
             how.as_str(),
             left_on.iter().zip(right_on).map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(" AND ")
         ),
-        Operator::Sample { columns, rows } => format!("Sample {rows} rows of [{}]", columns.join(", ")),
-        Operator::Boundaries { keys, n } => format!("Boundaries of {n} ranges by {}", sort_keys(keys)),
-        Operator::Melt { rows, columns, .. } => format!(
+        TableOp::Sample { columns, rows } => format!("Sample {rows} rows of [{}]", columns.join(", ")),
+        TableOp::Boundaries { keys, n } => format!("Boundaries of {n} ranges by {}", sort_keys(keys)),
+        TableOp::Melt { rows, columns, .. } => format!(
             "Melt {} statistics of [{}]",
             rows.len(),
             columns.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", ")
@@ -591,14 +591,14 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
         Plan::Map { input, op, schema } => {
             let input_schema = input.schema()?;
             let upstream: Option<BTreeSet<String>> = match op {
-                Operator::Select { columns } => Some(columns.iter().cloned().collect()),
-                Operator::Filter { predicate } => needed
+                TableOp::Select { columns } => Some(columns.iter().cloned().collect()),
+                TableOp::Filter { predicate } => needed
                     .map(|mut n| -> Result<_> {
                         n.extend(referenced_columns(predicate, &input_schema)?);
                         Ok(n)
                     })
                     .transpose()?,
-                Operator::Assign { columns } => match needed {
+                TableOp::Assign { columns } => match needed {
                     None => None,
                     Some(mut n) => {
                         // Later assignments may use earlier ones: walk them backwards.
@@ -609,8 +609,8 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
                         Some(n)
                     }
                 },
-                Operator::Head { .. } => needed,
-                Operator::Sort { keys } => with_keys(needed, keys.iter().map(|k| k.column.clone())),
+                TableOp::Head { .. } => needed,
+                TableOp::Sort { keys } => with_keys(needed, keys.iter().map(|k| k.column.clone())),
                 // User code may read any column; the others only appear in lowered plans.
                 _ => None,
             };
@@ -618,8 +618,8 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
             // Pruned inputs can change what a relational step outputs (a select-free chain
             // passes fewer columns on): re-derive it. A user function's output is its own.
             let schema = match op {
-                Operator::MapPartitions { .. } => schema.clone(),
-                _ => shoal_worker::ops::output_schema(
+                TableOp::MapPartitions { .. } => schema.clone(),
+                _ => shoal_worker::ops::table::output_schema(
                     input.schema()?,
                     std::slice::from_ref(op),
                     &Default::default(),
@@ -637,8 +637,14 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
 /// keeps the name the unpruned join gives it.
 fn push_projection_join(j: &JoinNode, needed: Option<BTreeSet<String>>) -> Result<Plan> {
     let (lnames, rnames) = (names(&j.left.schema()?), names(&j.right.schema()?));
-    let columns =
-        shoal_worker::ops::table::join::join_columns(&lnames, &rnames, j.how, &j.left_on, &j.right_on, &j.suffixes);
+    let columns = shoal_worker::ops::table::join::join_columns(
+        &lnames,
+        &rnames,
+        j.how,
+        &j.left_on,
+        &j.right_on,
+        &j.suffixes,
+    );
     let mut left: BTreeSet<String> = j.left_on.iter().cloned().collect();
     let mut right: BTreeSet<String> = j.right_on.iter().cloned().collect();
     for c in columns.into_iter().filter(|c| needed.as_ref().is_none_or(|n| n.contains(&c.name))) {
@@ -677,7 +683,7 @@ fn push_projection_join(j: &JoinNode, needed: Option<BTreeSet<String>>) -> Resul
 
 /// The output schema of a join node's inputs joined.
 pub fn join_schema(j: &JoinNode) -> Result<SchemaRef> {
-    let op = Operator::Join {
+    let op = TableOp::Join {
         port: 1,
         how: j.how,
         left_on: j.left_on.clone(),
@@ -685,7 +691,7 @@ pub fn join_schema(j: &JoinNode) -> Result<SchemaRef> {
         suffixes: j.suffixes.clone(),
     };
     let sides = std::collections::BTreeMap::from([(1, j.right.schema()?)]);
-    Ok(shoal_worker::ops::output_schema(j.left.schema()?, &[op], &sides)?)
+    Ok(shoal_worker::ops::table::output_schema(j.left.schema()?, &[op], &sides)?)
 }
 
 /// Collects filters on the way down; a scan directly below them (through selects and other
@@ -705,12 +711,12 @@ fn push_predicates(plan: &Plan, pending: &[String]) -> Plan {
         }
         Plan::Map { input, op, schema } => {
             let below = match op {
-                Operator::Filter { predicate } => {
+                TableOp::Filter { predicate } => {
                     let mut v = pending.to_vec();
                     v.push(predicate.clone());
                     v
                 }
-                Operator::Select { .. } => pending.to_vec(),
+                TableOp::Select { .. } => pending.to_vec(),
                 _ => Vec::new(),
             };
             Plan::Map {

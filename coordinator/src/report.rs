@@ -6,7 +6,7 @@
 //! price per invocation; storage requests per thousand. Data transfer inside one region is free
 //! and not counted. For the local executors it answers "what would this run cost on Lambda".
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Totals of one run. Resource counters add up every attempt that returned metrics, including
 /// duplicates whose result was discarded: they did the work.
@@ -63,7 +63,7 @@ impl RunSummary {
 }
 
 /// Unit prices, in USD. Defaults: AWS list prices for Lambda (x86, us-east-1) and S3 Standard.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prices {
     pub per_gb_second: f64,
     pub per_million_invocations: f64,
@@ -83,7 +83,7 @@ impl Default for Prices {
 }
 
 /// Estimated cost of a run, in USD.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cost {
     pub compute: f64,
     pub invocations: f64,
@@ -92,7 +92,7 @@ pub struct Cost {
 }
 
 /// Everything a run did, for people and for machines.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
     pub job_id: String,
     pub executor: String,

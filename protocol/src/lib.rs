@@ -601,6 +601,16 @@ pub mod layout {
         format!("specs/{task_key}-{attempt}.json")
     }
 
+    /// `jobs/<job_id>.events.jsonl`: the events of every run of the job, one JSON object per line.
+    pub fn events(job_id: &str) -> String {
+        format!("jobs/{job_id}.events.jsonl")
+    }
+
+    /// Whether a name under `jobs/` is a job record (not a report or an events file).
+    pub fn is_job_record(name: &str) -> bool {
+        name.ends_with(".json") && !name.ends_with(".report.json")
+    }
+
     /// `jobs/<job_id>.report.json`: the report of the job's latest run.
     pub fn report(job_id: &str) -> String {
         format!("jobs/{job_id}.report.json")

@@ -2,7 +2,7 @@
 //! complete, readable output; losers clean up after themselves.
 
 use shoal_protocol::{
-    FileFormat, FileSlice, Input, Limits, Operator, Output, PROTOCOL_VERSION, StorageOptions, TaskKey,
+    FileFormat, FileSlice, Input, Limits, Output, PROTOCOL_VERSION, StorageOptions, TableOp, TaskKey,
     TaskSpec, layout,
 };
 use shoal_tests::data::{trips_batch, write_trips};
@@ -26,7 +26,7 @@ async fn race(root: &str, input: &str, storage: StorageOptions, attempts: u32) {
             predicate: None,
             schema: None,
         }],
-        pipeline: vec![Operator::Filter { predicate: "passengers >= 2".into() }],
+        pipeline: vec![TableOp::Filter { predicate: "passengers >= 2".into() }.into()],
         output: Output::Intermediate,
         limits: Limits::default(),
         storage,

@@ -155,7 +155,7 @@ async fn parquet_output_matches_duckdb_and_lists_parts() {
         .filter("vendor = 'A' OR vendor IS NULL")
         .unwrap();
     let out = tmp.path().join("out");
-    let written = df.to_parquet(&out.display().to_string(), None).await.unwrap();
+    let written = df.to_parquet(&out.display().to_string()).await.unwrap();
     assert_eq!(written.parts.len(), 3);
     let success: shoal_protocol::SuccessManifest =
         serde_json::from_slice(&std::fs::read(out.join("_SUCCESS")).unwrap()).unwrap();
@@ -175,7 +175,7 @@ async fn parquet_output_matches_duckdb_and_lists_parts() {
     assert_same_table(&read_parquet_dir(&out).unwrap(), &read_parquet_dir(&ref_out).unwrap(), "id").unwrap();
 
     // Running again reuses every committed task and rewrites nothing.
-    let again = df.to_parquet(&out.display().to_string(), None).await.unwrap();
+    let again = df.to_parquet(&out.display().to_string()).await.unwrap();
     assert_eq!(again.run.executed, 0);
     assert_eq!(again.run.already_committed, 3);
 }
@@ -198,7 +198,7 @@ async fn projection_and_predicate_pushdown_read_less_and_agree() {
     let plan = df.explain().unwrap();
     assert!(plan.contains("columns=[id, fare]"), "projection pushed into the scan:\n{plan}");
     assert!(plan.contains("prune_by=((id >= 36000))"), "predicate pushed into the scan:\n{plan}");
-    let (batches, summary) = df.compute_with(None).await.unwrap();
+    let (batches, summary) = df.compute_with(shoal::events::Events::new()).await.unwrap();
     let all_bytes = std::fs::metadata(data.join("trips-000.parquet")).unwrap().len();
     assert!(
         summary.bytes_read * 4 < all_bytes,
@@ -237,7 +237,7 @@ async fn page_index_skips_pages_inside_a_row_group() {
     let c = client(&tmp.path().join("root"), ExecutorKind::Sync);
     let trips = c.read_parquet(&data.display().to_string()).await.unwrap();
     let narrow = trips.filter("id >= 39000 AND id < 39500").unwrap().select(&["id", "fare", "note"]).unwrap();
-    let (batches, summary) = narrow.compute_with(None).await.unwrap();
+    let (batches, summary) = narrow.compute_with(shoal::events::Events::new()).await.unwrap();
     let all_bytes = std::fs::metadata(&path).unwrap().len();
     assert!(
         summary.bytes_read * 10 < all_bytes,

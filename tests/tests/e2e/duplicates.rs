@@ -32,7 +32,7 @@ async fn job(c: &Client, data: &Path) -> Vec<RecordBatch> {
         .split_out(3)
         .agg(&[Agg::new("qty", "qty", "sum").unwrap(), Agg::new("n", "id", "size").unwrap()])
         .unwrap();
-    let (batches, summary) = df.compute_with(None).await.unwrap();
+    let (batches, summary) = df.compute_with(shoal::events::Events::new()).await.unwrap();
     let report = summary.report.as_ref().expect("a report");
     assert_eq!(report.tasks_run, summary.tasks);
     batches

@@ -35,7 +35,7 @@ async fn run(c: &Client, out: &str, direct: &Storage) -> (SuccessManifest, Vec<B
         .unwrap()
         .sort_values_into(&[shoal_protocol::SortKey::asc("region"), shoal_protocol::SortKey::asc("sku")], 3)
         .unwrap();
-    df.to_parquet(out, None).await.unwrap();
+    df.to_parquet(out).await.unwrap();
     let success: SuccessManifest =
         serde_json::from_slice(&direct.get_url(&format!("{out}/_SUCCESS")).await.unwrap()).unwrap();
     let mut parts = Vec::new();

@@ -40,7 +40,7 @@ async fn throttling_large_specs_and_cold_starts() {
     let root = tmp.path().join("root");
     let c = lambda_client(&root, &lambda, 4, 1);
     lambda.throttle_next(5);
-    let (got, summary) = grouped(&c, &data).await.compute_with(None).await.unwrap();
+    let (got, summary) = grouped(&c, &data).await.compute_with(shoal::events::Events::new()).await.unwrap();
     assert_same_rows(&got, &expected).unwrap();
     assert_eq!(lambda.throttled(), 5);
     assert_eq!(summary.attempts, summary.tasks as u64, "throttling spends no attempt: {summary:?}");
@@ -78,7 +78,7 @@ async fn survives_kills(c: &Client, data: &Path, expected: &[RecordBatch], kill:
     // Each map task sleeps 400 ms in the sandbox, so kills land mid-task.
     let sales = c.read_parquet(&format!("{}/*.parquet", data.display())).await.unwrap();
     let df = group(&sales.map_partitions(&testing, "slow", json!({"ms": 400})).unwrap());
-    let run = tokio::spawn(async move { df.compute_with(None).await });
+    let run = tokio::spawn(async move { df.compute_with(shoal::events::Events::new()).await });
     let mut kills = 0;
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -160,7 +160,7 @@ async fn warm_functions_never_recompile_components() {
                     json!({"column": "score", "factor": 2.0, "output": "score2"}),
                 )
                 .unwrap();
-            df.compute_with(None).await.unwrap().1.report.unwrap()
+            df.compute_with(shoal::events::Events::new()).await.unwrap().1.report.unwrap()
         }
     };
     let first = scaled(lambda_client(&tmp.path().join("a"), &lambda, 1, 256 << 10)).await;

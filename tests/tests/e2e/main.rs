@@ -7,6 +7,7 @@ mod cli;
 mod commit;
 mod differential;
 mod duplicates;
+mod events;
 mod executors;
 mod faults;
 mod lambda;

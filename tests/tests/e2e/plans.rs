@@ -232,7 +232,7 @@ async fn loc_skips_the_partitions_outside_its_range() {
     let window = indexed.loc(Some("100"), Some("400")).unwrap();
     let plan = window.explain().unwrap();
     assert!(plan.contains("skipped when all its inputs are empty"), "{plan}");
-    let (actual, run) = window.compute_with(None).await.unwrap();
+    let (actual, run) = window.compute_with(shoal::events::Events::new()).await.unwrap();
     let expected = env.duckdb("loc", "SELECT * FROM s WHERE id BETWEEN 100 AND 400 ORDER BY id");
     shoal_tests::data::assert_same_rows_ordered(&actual, &expected).unwrap();
     // The ids are spread evenly over 12 ranges of about 200: at most 3 hold [100, 400]. The
@@ -240,7 +240,7 @@ async fn loc_skips_the_partitions_outside_its_range() {
     assert!(run.skipped >= 8, "{run:?}\n{plan}");
     assert_eq!(run.executed + run.skipped, run.tasks, "{run:?}");
     // Resumed, the skipped tasks are committed like the others.
-    let (again, rerun) = window.compute_with(None).await.unwrap();
+    let (again, rerun) = window.compute_with(shoal::events::Events::new()).await.unwrap();
     assert_eq!((rerun.executed, rerun.already_committed), (0, run.tasks), "{rerun:?}");
     shoal_tests::data::assert_same_rows_ordered(&again, &expected).unwrap();
 }
@@ -258,24 +258,24 @@ async fn a_deleted_or_overwritten_part_is_rewritten_by_its_task_alone() {
         .split_out(4)
         .agg(&[Agg::new("n", "id", "size").unwrap()])
         .unwrap();
-    let first = df.to_parquet(&loc, None).await.unwrap();
+    let first = df.to_parquet(&loc).await.unwrap();
     assert_eq!(first.parts.len(), 4);
     let original = parts(&out);
     assert_eq!(original.len(), 4);
 
     // Nothing changed: everything reused.
-    let again = df.to_parquet(&loc, None).await.unwrap();
+    let again = df.to_parquet(&loc).await.unwrap();
     assert_eq!(again.run.executed, 0, "{:?}", again.run);
 
     // A deleted part: only its task runs again, and writes the same bytes.
     std::fs::remove_file(out.join("part-00002.parquet")).unwrap();
-    let rerun = df.to_parquet(&loc, None).await.unwrap();
+    let rerun = df.to_parquet(&loc).await.unwrap();
     assert_eq!(rerun.run.executed, 1, "{:?}", rerun.run);
     assert_eq!(parts(&out), original);
 
     // A part overwritten with other bytes: the same.
     std::fs::write(out.join("part-00001.parquet"), b"not the part").unwrap();
-    let rerun = df.to_parquet(&loc, None).await.unwrap();
+    let rerun = df.to_parquet(&loc).await.unwrap();
     assert_eq!(rerun.run.executed, 1, "{:?}", rerun.run);
     assert_eq!(parts(&out), original);
 
@@ -295,10 +295,10 @@ async fn an_output_location_that_cannot_take_parts_fails_before_any_task() {
     let file = env.dir.join("notes.txt");
     std::fs::write(&file, "a file").unwrap();
     let df = env.sales.filter("qty > 3").unwrap();
-    let err = df.to_parquet(&file.display().to_string(), None).await.unwrap_err();
+    let err = df.to_parquet(&file.display().to_string()).await.unwrap_err();
     assert!(matches!(err, shoal::Error::Invalid(_)) && err.to_string().contains("is a file"), "{err}");
     let below = file.join("out");
-    let err = df.to_parquet(&below.display().to_string(), None).await.unwrap_err();
+    let err = df.to_parquet(&below.display().to_string()).await.unwrap_err();
     assert!(err.to_string().contains("cannot write to"), "{err}");
     // No task ran: nothing was committed under the job root.
     assert!(!env.dir.join("root/commits").exists());

@@ -475,7 +475,7 @@ async fn shuffle_larger_than_task_memory_completes() {
 
     let keys = [SortKey::asc("cust"), SortKey::asc("id")];
     let sorted = sales.sort_values_into(&keys, 40).unwrap();
-    let (batches, summary) = sorted.compute_with(None).await.unwrap();
+    let (batches, summary) = sorted.compute_with(shoal::events::Events::new()).await.unwrap();
     assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), rows);
     let mut previous: Option<(Option<i64>, i64)> = None;
     for b in &batches {

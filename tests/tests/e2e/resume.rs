@@ -33,9 +33,7 @@ fn job(dir: &Path, out: &str) {
 fn committed(root: &Path) -> usize {
     std::fs::read_dir(root.join("commits"))
         .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-                .count()
+            d.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "json")).count()
         })
         .unwrap_or(0)
 }

@@ -1,30 +1,26 @@
 //! Side-table ports: which of a task's inputs feed which operator.
+//!
+//! `reads` are the side ports a task's operators read, one per reading operator.
 
-use super::table;
 use crate::error::{Error, Result};
-use shoal_protocol::{Input, Operator, Output, Partitioning};
+use shoal_protocol::{Input, Output, Partitioning};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Checks that a task's inputs and its operators agree on the side-table ports: every side port
 /// an input feeds is read by exactly one operator (a join) or by the output (a range shuffle's
 /// boundaries), every port they read is fed, and there is a main input (port 0). Two tables
 /// sharing one port would be appended into one table, so this refuses such a task outright.
-pub fn check_ports(inputs: &[Input], ops: &[Operator], output: &Output) -> Result<()> {
+pub fn check(inputs: &[Input], reads: impl IntoIterator<Item = u32>, output: &Output) -> Result<()> {
     let fed: BTreeSet<u32> = inputs.iter().map(Input::port).collect();
     if !fed.contains(&0) {
         return Err(Error::InvalidTask("the task has no main input (port 0)".into()));
     }
     let mut read: BTreeMap<u32, usize> = BTreeMap::new();
-    let ports = ops
-        .iter()
-        .filter_map(|op| match op {
-            Operator::Table(op) => table::side_port(op),
-            _ => None,
-        })
-        .chain(match output {
-            Output::Shuffle { partitioning: Partitioning::Range { port, .. } } => Some(*port),
-            _ => None,
-        });
+    let range_bounds = match output {
+        Output::Shuffle { partitioning: Partitioning::Range { port, .. } } => Some(*port),
+        _ => None,
+    };
+    let ports = reads.into_iter().chain(range_bounds);
     for port in ports {
         if port == 0 {
             return Err(Error::InvalidTask(
@@ -51,8 +47,8 @@ pub fn check_ports(inputs: &[Input], ops: &[Operator], output: &Output) -> Resul
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use shoal_protocol::{JoinHow, TableOp};
+    use crate::ops::check_ports;
+    use shoal_protocol::{Input, JoinHow, Operator, Output, Partitioning, TableOp};
 
     fn side(port: u32) -> Input {
         Input::Upstream {

@@ -25,7 +25,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::prelude::{DataFrame, SessionContext};
 use session::{frame, session};
-use shoal_protocol::{AggregateMode, TableOp};
+use shoal_protocol::{AggregateMode, Input, Output, TableOp};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -122,10 +122,14 @@ impl Current {
     }
 }
 
-/// Whether `op` turns an empty table (and empty side tables) into an empty table. Not so for
-/// whole-table aggregations (one row of nothing), `melt`, and user functions (which may make
-/// rows from nothing).
-pub fn preserves_empty(op: &TableOp) -> bool {
+/// Whether `ops` turn an empty table (and empty side tables) into an empty table, so that a
+/// task whose inputs are all empty need not run. Not so for whole-table aggregations (one row
+/// of nothing), `melt`, and user functions (which may make rows from nothing).
+pub fn preserves_empty(ops: &[TableOp]) -> bool {
+    ops.iter().all(op_preserves_empty)
+}
+
+fn op_preserves_empty(op: &TableOp) -> bool {
     match op {
         TableOp::Filter { .. }
         | TableOp::Select { .. }
@@ -138,6 +142,14 @@ pub fn preserves_empty(op: &TableOp) -> bool {
         TableOp::Aggregate { keys, .. } => !keys.is_empty(),
         TableOp::MapPartitions { .. } | TableOp::Melt { .. } => false,
     }
+}
+
+/// Checks that a task's inputs and its operators agree on the side-table ports: every side port
+/// an input feeds is read by exactly one operator (a join) or by the output (a range shuffle's
+/// boundaries), every port they read is fed, and there is a main input (port 0). Two tables
+/// sharing one port would be appended into one table, so this refuses such a task outright.
+pub fn check_ports(inputs: &[Input], ops: &[TableOp], output: &Output) -> Result<()> {
+    super::ports::check(inputs, ops.iter().filter_map(side_port), output)
 }
 
 /// The side table `op` reads, if any.
@@ -161,13 +173,13 @@ pub fn divisions(last: &TableOp, output: &[RecordBatch]) -> Result<Option<Vec<Ve
 /// the single-step aggregation whose result its steps produce together.
 pub fn output_schema(
     schema: SchemaRef,
-    ops: &[&TableOp],
+    ops: &[TableOp],
     sides: &BTreeMap<u32, SchemaRef>,
 ) -> Result<SchemaRef> {
     let ctx = session();
     let sides: Sides = sides.iter().map(|(p, s)| (*p, (s.clone(), vec![]))).collect();
     let mut df = frame(&ctx, schema, vec![])?;
-    for &op in ops {
+    for op in ops {
         // The kernels that are not plan steps run on an empty table: the same code decides.
         let input = || Arc::new(df.schema().as_arrow().clone());
         let kernel = match op {
@@ -197,4 +209,54 @@ pub fn output_schema(
         df = relational::apply(df, &op, &sides)?;
     }
     Ok(Arc::new(df.schema().as_arrow().clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use shoal_protocol::TableOp;
+    use std::sync::Arc;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("fare", DataType::Float64, true),
+            Field::new("vendor", DataType::Utf8, true),
+        ]))
+    }
+
+    #[test]
+    fn output_schema_follows_operators() {
+        let ops = vec![
+            TableOp::Filter { predicate: "fare > 10 AND vendor = 'A'".into() },
+            TableOp::Assign { columns: vec![("tip".into(), "fare * 0.2".into())] },
+            TableOp::Select { columns: vec!["tip".into(), "vendor".into()] },
+        ];
+        let out = output_schema(schema(), &ops, &BTreeMap::new()).unwrap();
+        let names: Vec<_> = out.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["tip", "vendor"]);
+        assert_eq!(out.field(0).data_type(), &DataType::Float64);
+    }
+
+    #[test]
+    fn unknown_columns_and_bad_expressions_are_named() {
+        let err =
+            output_schema(schema(), &[TableOp::Filter { predicate: "nope > 1".into() }], &BTreeMap::new())
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("nope"), "{err}");
+        let err = output_schema(
+            schema(),
+            &[TableOp::Assign { columns: vec![("x".into(), "fare +* 2".into())] }],
+            &BTreeMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("fare +* 2"), "{err}");
+        let err =
+            output_schema(schema(), &[TableOp::Select { columns: vec!["zzz".into()] }], &BTreeMap::new())
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("'zzz'") && err.contains("fare"), "{err}");
+    }
 }
