@@ -160,7 +160,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         schema.clone(),
         vec![Arc::new(arrow::array::Int64Array::from(vec![1, 2, 3]))],
     )?;
-    let bytes = shoal_worker::exec::encode_ipc(&schema, &[batch], false)?;
+    let bytes = shoal_worker::io::ipc::encode_file(&schema, &[batch], false)?;
     let object = rt.block_on(storage.put("memory://bench-threads/input.arrow", bytes))?;
     let g = graph(
         n_threads,

@@ -12,8 +12,8 @@ use crate::scheduler::Speculation;
 use bytes::Bytes;
 use shoal_protocol::{Limits, ModuleRef, ObjectRef, StorageOptions, layout};
 use shoal_worker::Worker;
+use shoal_worker::io::storage::Storage;
 use shoal_worker::sandbox::{Module, SandboxConfig};
-use shoal_worker::storage::Storage;
 use std::sync::Arc;
 
 /// Client settings.

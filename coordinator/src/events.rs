@@ -12,7 +12,7 @@ use crate::graph::TaskGraph;
 use crate::run::report::RunReport;
 use serde::{Deserialize, Serialize};
 use shoal_protocol::{TaskFailure, TaskKey, TaskMetrics};
-use shoal_worker::storage::Storage;
+use shoal_worker::io::storage::Storage;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;

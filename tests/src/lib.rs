@@ -197,7 +197,7 @@ pub mod localstack {
             }
         }
 
-        /// Options for `shoal_worker::storage::Storage` pointing at this server.
+        /// Options for `shoal_worker::io::storage::Storage` pointing at this server.
         pub fn storage_options(&self) -> shoal_protocol::StorageOptions {
             shoal_protocol::StorageOptions {
                 endpoint: Some(self.endpoint.clone()),

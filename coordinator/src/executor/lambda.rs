@@ -21,7 +21,7 @@ use aws_sdk_lambda::types::InvocationType;
 use bytes::Bytes;
 use rand::Rng;
 use shoal_protocol::{FailureKind, Invocation, TaskFailure, TaskOutcome, TaskSpec, layout};
-use shoal_worker::storage::Storage;
+use shoal_worker::io::storage::Storage;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OnceCell, Semaphore};

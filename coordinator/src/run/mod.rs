@@ -108,7 +108,11 @@ impl Client {
         Ok(job_id)
     }
 
-    async fn write_report(&self, root: &shoal_worker::storage::Location, report: &RunReport) -> Result<()> {
+    async fn write_report(
+        &self,
+        root: &shoal_worker::io::storage::Location,
+        report: &RunReport,
+    ) -> Result<()> {
         let body = serde_json::to_vec_pretty(report)
             .map_err(|source| Error::Json { what: format!("the report of job {}", report.job_id), source })?;
         self.storage().put(&root.join(&layout::report(&report.job_id)).url, Bytes::from(body)).await?;

@@ -6,7 +6,7 @@ use crate::graph::TaskGraph;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use shoal_protocol::{Manifest, OutputObject, PROTOCOL_VERSION, SuccessManifest, layout};
-use shoal_worker::storage::Storage;
+use shoal_worker::io::storage::Storage;
 
 /// The batches of the graph's output tasks (Arrow IPC files), in partition order.
 pub async fn collect(

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::graph::TaskGraph;
 use futures::{StreamExt, TryStreamExt};
 use shoal_protocol::{Manifest, Output, layout};
-use shoal_worker::storage::Storage;
+use shoal_worker::io::storage::Storage;
 use std::collections::HashMap;
 
 /// Manifests already committed under the job root for tasks of this graph.
@@ -42,7 +42,7 @@ async fn reusable(
     task: &crate::graph::TaskNode,
     index: usize,
 ) -> Result<Option<(usize, Manifest)>> {
-    let Some(manifest) = shoal_worker::exec::read_manifest(storage, &url).await? else {
+    let Some(manifest) = shoal_worker::task::commit::read_manifest(storage, &url).await? else {
         return Ok(None);
     };
     if matches!(task.output, Output::Parquet { .. }) && !outputs_intact(storage, &manifest).await? {

@@ -112,7 +112,7 @@ struct Run<'a> {
     summary: RunSummary,
     /// The first task failure, with its task's attempt count: the run's error.
     failure: Option<(TaskFailure, u32)>,
-    storage: Arc<shoal_worker::storage::Storage>,
+    storage: Arc<shoal_worker::io::storage::Storage>,
 }
 
 impl<'a> Run<'a> {
@@ -143,7 +143,7 @@ impl<'a> Run<'a> {
             durations: StageDurations::new(graph.stages.len()),
             summary,
             failure: None,
-            storage: Arc::new(shoal_worker::storage::Storage::new(opts.storage.clone())),
+            storage: Arc::new(shoal_worker::io::storage::Storage::new(opts.storage.clone())),
         }
     }
 

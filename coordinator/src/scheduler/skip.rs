@@ -27,13 +27,13 @@ pub(super) fn empty_output(graph: &TaskGraph, task: usize, tasks: &Tasks) -> Opt
         }
         Input::Scan { .. } => false,
     });
-    empty.then(|| shoal_worker::schema::to_fields(schema))
+    empty.then(|| shoal_worker::io::schema::to_fields(schema))
 }
 
 /// Commits the empty output of a skipped task: a manifest with no objects, created like any
 /// other (create-if-absent; an earlier commit wins).
 pub(super) async fn commit_empty(
-    storage: Arc<shoal_worker::storage::Storage>,
+    storage: Arc<shoal_worker::io::storage::Storage>,
     job_root: String,
     task_key: TaskKey,
     schema: Vec<Field>,
@@ -61,9 +61,9 @@ pub(super) async fn commit_empty(
     let metrics = TaskMetrics { requests: 1, ..Default::default() };
     let created = storage.create_if_absent(&url, body.into()).await.map_err(failed)?;
     let (manifest, won_commit) = match created {
-        shoal_worker::storage::Created::Created => (manifest, true),
-        shoal_worker::storage::Created::AlreadyExists => {
-            let winner = shoal_worker::exec::read_manifest(&storage, &url).await.map_err(failed)?;
+        shoal_worker::io::storage::Created::Created => (manifest, true),
+        shoal_worker::io::storage::Created::AlreadyExists => {
+            let winner = shoal_worker::task::commit::read_manifest(&storage, &url).await.map_err(failed)?;
             (winner.unwrap_or(manifest), false)
         }
     };

@@ -8,7 +8,7 @@ use shoal_protocol::{StorageOptions, SuccessManifest};
 use shoal_tests::data::write_sales;
 use shoal_tests::faults::{FaultProxy, FaultRates};
 use shoal_tests::localstack::LocalStack;
-use shoal_worker::storage::Storage;
+use shoal_worker::io::storage::Storage;
 
 fn s3_client(root: &str, storage: StorageOptions) -> Client {
     let config = Config {

@@ -470,7 +470,7 @@ async fn shuffle_larger_than_task_memory_completes() {
 
     // The decoded size of the data, measured the way the worker measures a task's inputs.
     let all = sales.compute().await.unwrap();
-    let in_memory = shoal_worker::memory::held_bytes(&all);
+    let in_memory = shoal_worker::io::memory::held_bytes(&all);
     assert!(in_memory as u64 >= 4 * limit, "{in_memory} bytes is not 4x the {limit}-byte limit");
 
     let keys = [SortKey::asc("cust"), SortKey::asc("id")];

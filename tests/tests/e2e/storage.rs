@@ -6,7 +6,7 @@ use bytes::Bytes;
 use shoal_protocol::{ObjectRef, StorageOptions};
 use shoal_tests::localstack::LocalStack;
 use shoal_worker::Error;
-use shoal_worker::storage::{Created, Storage};
+use shoal_worker::io::storage::{Created, Storage};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -12,8 +12,8 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shoal_protocol::{FailureKind, Invocation, TaskFailure, TaskKey, TaskOutcome, TaskSpec};
+use shoal_worker::io::storage::Storage;
 use shoal_worker::sandbox::SandboxConfig;
-use shoal_worker::storage::Storage;
 use shoal_worker::{Worker, WorkerConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

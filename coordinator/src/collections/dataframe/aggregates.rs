@@ -33,7 +33,7 @@ pub struct Split {
 /// Splits `aggs` (`(output name, SQL)`); hidden column names avoid every name in `taken` (the
 /// input's columns and the output's).
 pub fn split(aggs: &[(String, String)], taken: &BTreeSet<String>) -> Result<Split> {
-    let ctx = shoal_worker::session::session();
+    let ctx = shoal_worker::ops::table::session::session();
     let mut calls = Vec::new();
     // The column holding each distinct call, by its canonical SQL text.
     let mut columns: HashMap<String, String> = HashMap::new();

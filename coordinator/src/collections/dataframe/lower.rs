@@ -157,11 +157,11 @@ fn internal(message: String) -> Error {
 }
 
 fn from_fields(fields: &[shoal_protocol::Field]) -> Result<SchemaRef> {
-    Ok(shoal_worker::schema::from_fields(fields)?)
+    Ok(shoal_worker::io::schema::from_fields(fields)?)
 }
 
 fn output_schema_of(rows: SchemaRef, op: &TableOp, sides: &BTreeMap<u32, SchemaRef>) -> Result<SchemaRef> {
-    Ok(shoal_worker::pipeline::output_schema(rows, std::slice::from_ref(op), sides)?)
+    Ok(shoal_worker::ops::table::output_schema(rows, std::slice::from_ref(op), sides)?)
 }
 
 /// The schema of the outputs of `tasks` (all of one stage).
@@ -222,7 +222,7 @@ fn lower_node(plan: &Plan, graph: &mut TaskGraph) -> Result<Pending> {
         Plan::Scan(scan) => {
             let schema = match &scan.format {
                 shoal_protocol::FileFormat::Csv(_) => {
-                    Some(shoal_worker::schema::to_fields(&scan.file_schema))
+                    Some(shoal_worker::io::schema::to_fields(&scan.file_schema))
                 }
                 _ => None,
             };
@@ -293,7 +293,7 @@ fn lower_aggregate(plan: &Plan, a: &AggregateNode, graph: &mut TaskGraph) -> Res
     // The states are typed by the rows really aggregated: the schema the lowering derived,
     // not one recorded before the optimizer pruned columns.
     let rows = p.schema.clone().ok_or_else(|| internal("an aggregation of aggregation states".into()))?;
-    let raw = shoal_worker::schema::to_fields(&rows);
+    let raw = shoal_worker::io::schema::to_fields(&rows);
     let step =
         |mode| TableOp::Aggregate { mode, keys: a.keys.clone(), aggs: a.aggs.clone(), input: raw.clone() };
     let out_bytes = plan.estimated_bytes();
@@ -365,7 +365,7 @@ fn lower_join(plan: &Plan, j: &JoinNode, graph: &mut TaskGraph) -> Result<Pendin
             };
             let swapped = (j.suffixes.1.clone(), j.suffixes.0.clone());
             p.push(join_op(port, how, &j.right_on, &j.left_on, swapped))?;
-            let columns = shoal_worker::pipeline::join_columns(
+            let columns = shoal_worker::ops::table::join::join_columns(
                 &left_names,
                 &right_names,
                 j.how,
@@ -597,14 +597,14 @@ fn materialize(p: Pending, graph: &mut TaskGraph, output: impl Fn(usize) -> Outp
     let mut ids = Vec::with_capacity(p.partitions.len());
     for (index, (inputs, deps)) in p.partitions.into_iter().enumerate() {
         let output = output(index);
-        shoal_worker::pipeline::check_ports(&inputs, &p.ops, &output)
+        shoal_worker::ops::table::check_ports(&inputs, &p.ops, &output)
             .map_err(|e| internal(format!("stage {name}: {e}")))?;
         check_deps(graph, &inputs, &deps).map_err(|e| internal(format!("stage {name}: {e}")))?;
         let pipeline: Vec<Operator> = p.ops.iter().cloned().map(Operator::Table).collect();
         let key = TaskKey::derive(&name, &(&inputs, &pipeline, &output));
         let skip_if_empty = p.schema.is_some()
             && inputs.iter().all(|i| matches!(i, Input::Upstream { .. }))
-            && shoal_worker::pipeline::preserves_empty(&p.ops);
+            && shoal_worker::ops::table::preserves_empty(&p.ops);
         ids.push(graph.push(TaskNode { key, stage, index, deps, inputs, pipeline, output, skip_if_empty }));
     }
     Ok(ids)

@@ -245,7 +245,8 @@ impl DataFrame {
 
     fn map(&self, op: MapOp) -> Result<DataFrame> {
         let input = self.plan.schema()?;
-        let schema = shoal_worker::pipeline::output_schema(input, &[op.to_table_op()], &Default::default())?;
+        let schema =
+            shoal_worker::ops::table::output_schema(input, &[op.to_table_op()], &Default::default())?;
         Ok(self.with_plan(Plan::Map { input: self.plan.clone(), op, schema }))
     }
 
@@ -348,7 +349,7 @@ impl DataFrame {
             aggs: split.calls.clone(),
             input: vec![],
         };
-        let schema = shoal_worker::pipeline::output_schema(input, &[op], &Default::default())?;
+        let schema = shoal_worker::ops::table::output_schema(input, &[op], &Default::default())?;
         let aggregated = self.with_plan(Plan::Aggregate(AggregateNode {
             input: self.plan.clone(),
             keys: keys.to_vec(),
@@ -471,7 +472,7 @@ impl DataFrame {
         if keys.is_empty() {
             return Err(Error::Invalid("sort: no columns given".into()));
         }
-        shoal_worker::pipeline::output_schema(
+        shoal_worker::ops::table::output_schema(
             self.schema()?,
             &[TableOp::Sort { keys: keys.to_vec() }],
             &Default::default(),
@@ -570,8 +571,8 @@ impl DataFrame {
                 ))
             })?;
             let (lh, rh) = (
-                shoal_worker::shuffle::hash_type(lt.data_type()),
-                shoal_worker::shuffle::hash_type(rt.data_type()),
+                shoal_worker::ops::table::partition::hash_type(lt.data_type()),
+                shoal_worker::ops::table::partition::hash_type(rt.data_type()),
             );
             if lh != rh {
                 return Err(Error::Schema(format!(

@@ -15,7 +15,7 @@ use std::sync::Arc;
 /// Columns an SQL expression refers to, resolved against `schema`.
 fn referenced_columns(sql: &str, schema: &SchemaRef) -> Result<BTreeSet<String>> {
     let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| Error::Schema(e.to_string()))?;
-    let ctx = shoal_worker::session::session();
+    let ctx = shoal_worker::ops::table::session::session();
     let expr = ctx
         .parse_sql_expr(sql, &df_schema)
         .map_err(|e| Error::Schema(format!("invalid expression '{sql}': {e}")))?;
@@ -124,7 +124,7 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
             // passes fewer columns on): re-derive it. A user function's output is its own.
             let schema = match op {
                 MapOp::MapPartitions { .. } => schema.clone(),
-                _ => shoal_worker::pipeline::output_schema(
+                _ => shoal_worker::ops::table::output_schema(
                     input.schema()?,
                     &[op.to_table_op()],
                     &Default::default(),
@@ -142,8 +142,14 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
 /// keeps the name the unpruned join gives it.
 fn push_projection_join(j: &JoinNode, needed: Option<BTreeSet<String>>) -> Result<Plan> {
     let (lnames, rnames) = (names(&j.left.schema()?), names(&j.right.schema()?));
-    let columns =
-        shoal_worker::pipeline::join_columns(&lnames, &rnames, j.how, &j.left_on, &j.right_on, &j.suffixes);
+    let columns = shoal_worker::ops::table::join::join_columns(
+        &lnames,
+        &rnames,
+        j.how,
+        &j.left_on,
+        &j.right_on,
+        &j.suffixes,
+    );
     let mut left: BTreeSet<String> = j.left_on.iter().cloned().collect();
     let mut right: BTreeSet<String> = j.right_on.iter().cloned().collect();
     for c in columns.into_iter().filter(|c| needed.as_ref().is_none_or(|n| n.contains(&c.name))) {
@@ -190,7 +196,7 @@ pub fn join_schema(j: &JoinNode) -> Result<SchemaRef> {
         suffixes: j.suffixes.clone(),
     };
     let sides = std::collections::BTreeMap::from([(1, j.right.schema()?)]);
-    Ok(shoal_worker::pipeline::output_schema(j.left.schema()?, &[op], &sides)?)
+    Ok(shoal_worker::ops::table::output_schema(j.left.schema()?, &[op], &sides)?)
 }
 
 /// Collects filters on the way down; a scan directly below them (through selects and other

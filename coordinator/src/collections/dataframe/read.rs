@@ -9,7 +9,7 @@ use arrow::datatypes::SchemaRef;
 use object_store::ObjectStoreExt;
 use parquet::arrow::async_reader::AsyncFileReader;
 use shoal_protocol::{CsvOptions, FileFormat, FileSlice};
-use shoal_worker::reader::{IoCounter, ObjectReader};
+use shoal_worker::io::reader::{IoCounter, ObjectReader};
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
-//! DataFusion sessions for planning and for running one task, in-memory frames, and the mapping
-//! of DataFusion's errors onto the worker's. Shared by the relational operators and the
-//! aggregation steps (which import this, not each other).
+//! DataFusion sessions for planning and for running one task, in-memory frames over them, and
+//! the errors of their expressions. Shared by the relational operators, joins and the
+//! aggregation steps (which import this, not each other's helpers).
 
 use crate::error::{Error, Result};
 use arrow::datatypes::SchemaRef;
@@ -23,31 +23,34 @@ pub fn task_session(memory_bytes: u64) -> Result<SessionContext> {
         .with_memory_pool(Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(
             usize::try_from(memory_bytes).unwrap_or(usize::MAX),
         )))
-        .build_arc()
-        .map_err(|e| Error::Execution(e.to_string()))?;
+        .build_arc()?;
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }
 
 /// A DataFrame over in-memory batches (possibly none) of `schema`.
 pub fn frame(ctx: &SessionContext, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<DataFrame> {
-    let table = MemTable::try_new(schema, vec![batches]).map_err(|e| Error::Execution(e.to_string()))?;
-    ctx.read_table(Arc::new(table)).map_err(|e| Error::Execution(e.to_string()))
+    let table = MemTable::try_new(schema, vec![batches])?;
+    Ok(ctx.read_table(Arc::new(table))?)
 }
 
-/// A DataFusion execution error; running out of the task's memory budget is [`Error::Memory`].
-pub fn execution_error(e: datafusion::error::DataFusionError) -> Error {
-    let message = e.strip_backtrace();
-    match e.find_root() {
-        datafusion::error::DataFusionError::ResourcesExhausted(_) => Error::Memory(format!(
-            "the task ran out of its memory budget: {message}; split the work into more partitions"
-        )),
-        _ => Error::Execution(message),
-    }
-}
-
+/// An expression of operator `what` that does not plan: a [`Error::Schema`] naming it.
 pub fn expr_error(what: &str, sql: &str, e: datafusion::error::DataFusionError) -> Error {
     // DataFusion's messages carry a backtrace-free context chain; keep the first line.
     // DataFusion names columns of an anonymous table `"?table?".x`; users never see that name.
     let msg = e.strip_backtrace().replace("\"?table?\".", "").replace("'?table?'.", "");
     Error::Schema(format!("{what}: invalid expression '{sql}': {msg}"))
+}
+
+/// Refuses `names` that are not columns of `df`, listing the columns it has.
+pub fn check_columns<'a>(df: &DataFrame, what: &str, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    for name in names {
+        if df.schema().field_with_unqualified_name(name).is_err() {
+            let available: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+            return Err(Error::Schema(format!(
+                "{what}: unknown column '{name}' (available: {})",
+                available.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }

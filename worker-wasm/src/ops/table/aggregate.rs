@@ -11,9 +11,9 @@
 //! planned (analyzed and type-coerced, but not rewritten by the optimizer) against the raw input
 //! schema. Later modes swap in the states they were sent as input.
 
+use super::session;
 use crate::error::{Error, Result};
-use crate::session;
-use crate::shuffle::Table;
+use crate::io::Table;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::Column;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -80,7 +80,7 @@ pub async fn run(
         AggregateMode::Single => {
             let df = logical(input, keys, aggs)?;
             let schema = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await.map_err(exec_error)?;
+            let batches = df.collect().await?;
             return Ok((schema, batches));
         }
         AggregateMode::Partial => partial_step(input, keys, aggs).await?,
@@ -94,25 +94,22 @@ pub async fn run(
             // The states are merged by position: columns of other types would panic in an
             // accumulator, other names mean other states.
             check_states(input.schema().as_arrow(), &partial.schema())?;
-            let states = input.collect().await.map_err(exec_error)?;
+            let states = input.collect().await?;
             let source = MemorySourceConfig::try_new_exec(&[states], partial.schema(), None)
                 .map_err(|e| Error::Schema(format!("aggregate states: {}", e.strip_backtrace())))?;
             let df_mode = if mode == AggregateMode::Final { DfMode::Final } else { DfMode::PartialReduce };
-            Arc::new(
-                AggregateExec::try_new(
-                    df_mode,
-                    partial.group_expr().as_final(),
-                    partial.aggr_expr().to_vec(),
-                    partial.filter_expr().to_vec(),
-                    source,
-                    partial.input_schema(),
-                )
-                .map_err(exec_error)?,
-            )
+            Arc::new(AggregateExec::try_new(
+                df_mode,
+                partial.group_expr().as_final(),
+                partial.aggr_expr().to_vec(),
+                partial.filter_expr().to_vec(),
+                source,
+                partial.input_schema(),
+            )?)
         }
     };
     let schema = exec.schema();
-    let batches = datafusion::physical_plan::collect(exec, ctx.task_ctx()).await.map_err(exec_error)?;
+    let batches = datafusion::physical_plan::collect(exec, ctx.task_ctx()).await?;
     Ok((schema, batches))
 }
 
@@ -125,7 +122,7 @@ async fn partial_step(
     aggs: &[(String, String)],
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let (state, plan) = input.into_parts();
-    let optimized = state.optimize(&plan).map_err(exec_error)?;
+    let optimized = state.optimize(&plan)?;
     let input = DataFrame::new(state, optimized);
     let (_, plan) = logical(input, keys, aggs)?.into_parts();
     partial_exec(plan).await
@@ -142,7 +139,7 @@ async fn partial_exec(plan: datafusion::logical_expr::LogicalPlan) -> Result<Arc
         .with_optimizer_rules(vec![])
         .with_physical_optimizer_rules(vec![])
         .build();
-    let physical = state.create_physical_plan(&plan).await.map_err(exec_error)?;
+    let physical = state.create_physical_plan(&plan).await?;
     let mut stack = vec![physical];
     while let Some(node) = stack.pop() {
         if let Some(agg) = node.downcast_ref::<AggregateExec>()
@@ -177,14 +174,10 @@ fn check_states(states: &arrow::datatypes::Schema, expected: &arrow::datatypes::
     )))
 }
 
-fn exec_error(e: datafusion::error::DataFusionError) -> Error {
-    session::execution_error(e)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline;
+    use crate::ops::table::join;
     use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
 
@@ -236,15 +229,9 @@ mod tests {
         let left = session::frame(&ctx, schema.clone(), batches.clone()).unwrap();
         let right = session::frame(&ctx, schema, batches).unwrap();
         let suffixes = ("_l".to_string(), "_r".to_string());
-        let joined = pipeline::join(
-            left,
-            right,
-            shoal_protocol::JoinHow::Inner,
-            &["n".into()],
-            &["n".into()],
-            &suffixes,
-        )
-        .unwrap();
+        let joined =
+            join::join(left, right, shoal_protocol::JoinHow::Inner, &["n".into()], &["n".into()], &suffixes)
+                .unwrap();
         let aggs = [("total".to_string(), "sum(x_l)".to_string())];
         let exec = partial_step(joined, &["g_l".to_string()], &aggs).await.unwrap();
         let plan = datafusion::physical_plan::displayable(exec.as_ref()).indent(true).to_string();

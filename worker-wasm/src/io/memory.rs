@@ -26,12 +26,3 @@ pub fn held_bytes<'a>(batches: impl IntoIterator<Item = &'a RecordBatch>) -> usi
     }
     total
 }
-
-/// `1.5 GiB`, `12.0 MiB`: sizes in task-memory messages.
-pub fn human_bytes(n: u64) -> String {
-    if n >= 1 << 30 {
-        format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64)
-    } else {
-        format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64)
-    }
-}

@@ -2,10 +2,11 @@
 //! statistics and page pruning from the page index), CSV, Arrow IPC intermediates, and shuffle
 //! buckets (range reads).
 
-use crate::error::{Error, Result};
-use crate::reader::{IoCounter, ObjectReader};
-use crate::session;
-use crate::storage::Storage;
+use super::ipc;
+use super::reader::{IoCounter, ObjectReader};
+use super::schema::from_fields;
+use super::storage::Storage;
+use crate::error::{DecodeError, Error, Result};
 use arrow::array::{ArrayRef, BooleanArray, UInt64Array};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -17,11 +18,13 @@ use datafusion::datasource::physical_plan::parquet::{
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::TryStreamExt;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection};
+use parquet::errors::ParquetError;
 use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::schema::types::SchemaDescriptor;
@@ -64,7 +67,7 @@ impl Loaded {
 pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
     match input {
         Input::Scan { format, files, projection, predicate, schema } => {
-            let schema = schema.as_deref().map(crate::schema::from_fields).transpose()?;
+            let schema = schema.as_deref().map(from_fields).transpose()?;
             let mut loaded: Option<Loaded> = None;
             for file in files {
                 let part = match format {
@@ -88,7 +91,7 @@ pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
             read_buckets(storage, task_key, objects, ranges).await
         }
         Input::Upstream { objects, schema: Some(schema), .. } if objects.is_empty() => Ok(Loaded {
-            schema: crate::schema::from_fields(schema)?,
+            schema: from_fields(schema)?,
             batches: vec![],
             bytes_read: 0,
             objects_read: 0,
@@ -133,7 +136,7 @@ async fn read_buckets(
         }
         let bytes = storage.get_range(object, range.offset..range.offset + range.len).await?;
         let size = bytes.len() as u64;
-        let (schema, batches) = crate::shuffle::decode(&object.url, bytes)?;
+        let (schema, batches) = ipc::decode_stream(&object.url, bytes)?;
         let part = Loaded { schema, batches, bytes_read: size, objects_read: 1, requests: 1 };
         Loaded::append(&mut acc, part, || format!("{}: schema differs from the other inputs", object.url))?;
     }
@@ -228,21 +231,24 @@ async fn read_parquet(
                 ix.iter().map(|i| sorted.iter().position(|s| s == i).unwrap_or_default()).collect();
             batches = batches
                 .into_iter()
-                .map(|b| b.project(&order).map_err(|e| Error::Execution(e.to_string())))
+                .map(|b| b.project(&order).map_err(Error::arrow("reordering projected columns")))
                 .collect::<Result<_>>()?;
         }
     }
     Ok(Loaded { schema, batches, bytes_read: counter.bytes(), objects_read: 1, requests: counter.requests() })
 }
 
-fn parquet_error(url: &str, e: parquet::errors::ParquetError) -> Error {
-    match e {
-        parquet::errors::ParquetError::External(inner) => match inner.downcast::<object_store::Error>() {
-            Ok(store) => Error::from_store(url, *store),
-            Err(other) => Error::Corrupt { url: url.to_string(), message: other.to_string() },
+/// A Parquet reader's error: the storage error under it when there is one (the reader's I/O
+/// goes through object_store), otherwise the file's.
+fn parquet_error(url: &str, e: ParquetError) -> Error {
+    let source = match e {
+        ParquetError::External(inner) => match inner.downcast::<object_store::Error>() {
+            Ok(store) => return Error::from_store(url, *store),
+            Err(other) => ParquetError::External(other),
         },
-        other => Error::Corrupt { url: url.to_string(), message: other.to_string() },
-    }
+        other => other,
+    };
+    Error::Decode { url: url.to_string(), source: DecodeError::Parquet(source) }
 }
 
 /// Row-group pruning from column statistics: `true` where a row group may hold matching rows.
@@ -265,7 +271,9 @@ pub fn prune_row_groups(
 
 /// The pushed-down predicate (SQL) planned against the file's schema.
 fn physical_predicate(predicate: &str, schema: &SchemaRef) -> Result<Arc<dyn PhysicalExpr>> {
-    let ctx = session::session();
+    // Planning one expression needs no catalog and no parallelism.
+    let config = SessionConfig::new().with_target_partitions(1).with_information_schema(false);
+    let ctx = SessionContext::new_with_config(config);
     let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| Error::Schema(e.to_string()))?;
     let expr = ctx
         .parse_sql_expr(predicate, &df_schema)
@@ -370,12 +378,8 @@ async fn read_csv(
         }
         None => schema.clone(),
     };
-    let reader = builder
-        .build(Cursor::new(bytes))
-        .map_err(|e| Error::Corrupt { url: url.clone(), message: e.to_string() })?;
-    let batches = reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Corrupt { url: url.clone(), message: e.to_string() })?;
+    let reader = builder.build(Cursor::new(bytes)).map_err(Error::decode(url))?;
+    let batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(Error::decode(url))?;
     Ok(Loaded { schema: out_schema, batches, bytes_read: size, objects_read: 1, requests: 1 })
 }
 
@@ -383,12 +387,10 @@ async fn read_ipc(storage: &Storage, file: &FileSlice, projection: Option<&[Stri
     let url = &file.object.url;
     let bytes = storage.get(&file.object).await?;
     let size = bytes.len() as u64;
-    let reader = arrow::ipc::reader::FileReader::try_new(Cursor::new(bytes), None)
-        .map_err(|e| Error::Corrupt { url: url.clone(), message: e.to_string() })?;
+    let reader =
+        arrow::ipc::reader::FileReader::try_new(Cursor::new(bytes), None).map_err(Error::decode(url))?;
     let schema = reader.schema();
-    let mut batches = reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Corrupt { url: url.clone(), message: e.to_string() })?;
+    let mut batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(Error::decode(url))?;
     let schema = match projection {
         Some(cols) => {
             let mut ix = Vec::with_capacity(cols.len());
@@ -397,7 +399,7 @@ async fn read_ipc(storage: &Storage, file: &FileSlice, projection: Option<&[Stri
             }
             batches = batches
                 .into_iter()
-                .map(|b| b.project(&ix).map_err(|e| Error::Execution(e.to_string())))
+                .map(|b| b.project(&ix).map_err(Error::arrow("projecting columns")))
                 .collect::<Result<_>>()?;
             Arc::new(schema.project(&ix).map_err(|e| Error::Schema(e.to_string()))?)
         }

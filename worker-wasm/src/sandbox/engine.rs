@@ -1,47 +1,20 @@
-//! The wasmtime sandbox that runs user functions (WebAssembly components).
-//!
-//! One [`Sandbox`] per worker process: one [`Engine`] (pooling allocator, epoch interruption),
-//! a background thread that ticks the epoch every [`EPOCH_TICK`], and a cache of compiled
-//! components keyed by the SHA-256 of their bytes — in memory, and optionally on disk as
-//! precompiled `.cwasm` artifacts (`<cache_dir>/<wasmtime>-<config hash>-<sha256>.cwasm`).
-//!
-//! Every call gets a fresh [`Store`] whose WASI context has no preopened directories, no
-//! environment, no arguments and no network; stdout and stderr go to one bounded in-memory
-//! log. The store enforces the task's [`Limits`]: linear memory (a denied growth is reported
-//! as [`SandboxError::MemoryLimit`]) and wall-clock time (epoch deadline →
-//! [`SandboxError::Timeout`]).
-//!
-//! The component interface is `functions/wit/shoal.wit`: inputs cross as Arrow IPC streams,
-//! arguments as JSON text.
-//!
-//! Calls block the calling thread, and WASI's sync bindings use `Handle::block_on` when a
-//! Tokio runtime is current: call [`Sandbox::call`] from a plain thread or from
-//! `spawn_blocking`, never directly on an async worker thread.
+//! The sandbox itself: one wasmtime engine and WASI linker per process, components loaded once
+//! per hash, and calls of their functions, each in a fresh store within the task's limits.
 
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::io::Cursor;
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
+use super::cache::ComponentCache;
+use super::limits::{EpochTicker, GuestLimiter, deadline_ticks};
+use super::log::BoundedLog;
+use super::{SandboxConfig, SandboxError};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
-use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use shoal_protocol::Limits;
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap,
-};
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 mod bindings {
@@ -52,83 +25,6 @@ mod bindings {
 }
 
 use bindings::{ShoalFunction, ShoalFunctionPre};
-
-/// How often the epoch advances; timeouts are rounded up to a multiple of this.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// Part of the on-disk artifact name. `Component::deserialize_file` refuses artifacts from
-/// another wasmtime version anyway (and we then recompile), so this only keeps names apart.
-const WASMTIME_TAG: &str = "wasmtime48";
-
-/// Engine-wide sandbox settings.
-#[derive(Debug, Clone)]
-pub struct SandboxConfig {
-    /// Where precompiled components are cached (`None`: in memory only).
-    pub cache_dir: Option<PathBuf>,
-    /// Upper bound of one linear memory (the pool's slot size); per-call limits
-    /// (`Limits::guest_memory_bytes`) are enforced below it.
-    pub max_memory_bytes: u64,
-    /// How many guest instances may be alive at once (concurrent calls).
-    pub max_instances: u32,
-}
-
-impl Default for SandboxConfig {
-    fn default() -> Self {
-        Self {
-            cache_dir: None,
-            // wasm32's whole address space; each slot is a virtual reservation only.
-            max_memory_bytes: 4 << 30,
-            // 16 instances × 2 memories × ~4 GiB ≈ 128 GiB of *virtual* address space, no
-            // resident memory: far below the 128 TiB a process may map.
-            max_instances: 16,
-        }
-    }
-}
-
-/// Errors from loading or running a component.
-#[derive(thiserror::Error, Debug)]
-pub enum SandboxError {
-    /// The bytes are not a valid component for this interface.
-    #[error("invalid function module: {0}")]
-    InvalidModule(String),
-    /// The bytes do not hash to the SHA-256 they were referenced by.
-    #[error("module bytes hash to {actual}, expected {expected}")]
-    HashMismatch { expected: String, actual: String },
-    /// The guest trapped (panicked, hit `unreachable`, ...).
-    #[error("user function trapped: {message}")]
-    Trap { message: String, log: String },
-    /// The guest ran longer than its wall-clock budget.
-    #[error("user function timed out after {limit_ms} ms")]
-    Timeout { limit_ms: u64, log: String },
-    /// The guest tried to grow its memory beyond the limit.
-    #[error("user function exceeded its memory limit of {limit_bytes} bytes")]
-    MemoryLimit { limit_bytes: u64, log: String },
-    /// The function ran and returned an error.
-    #[error("{message}")]
-    Guest { message: String, log: String },
-    /// The component has no function by that name.
-    #[error("unknown function '{name}'; available: {}", available.join(", "))]
-    UnknownFunction { name: String, available: Vec<String> },
-    /// Host-side I/O or resource trouble (cache files, instance pool exhausted); retryable.
-    #[error("sandbox: {0}")]
-    Io(String),
-    /// Encoding inputs or decoding the guest's output failed.
-    #[error("sandbox data encoding: {0}")]
-    Encode(String),
-}
-
-impl SandboxError {
-    /// The guest's captured stdout/stderr, when the error happened while it ran.
-    pub fn log(&self) -> Option<&str> {
-        match self {
-            SandboxError::Trap { log, .. }
-            | SandboxError::Timeout { log, .. }
-            | SandboxError::MemoryLimit { log, .. }
-            | SandboxError::Guest { log, .. } => Some(log),
-            _ => None,
-        }
-    }
-}
 
 /// A compiled component, ready to instantiate.
 pub struct Module {
@@ -166,31 +62,14 @@ type Slot = Arc<Mutex<Option<Arc<Module>>>>;
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<HostState>,
-    cache_dir: Option<PathBuf>,
-    config_hash: String,
+    cache: ComponentCache,
     modules: Mutex<HashMap<String, Slot>>,
-    compiled: AtomicU64,
-    ticker_stop: Option<mpsc::Sender<()>>,
-    ticker: Option<JoinHandle<()>>,
+    _ticker: EpochTicker,
 }
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sandbox")
-            .field("cache_dir", &self.cache_dir)
-            .field("config_hash", &self.config_hash)
-            .field("compiled", &self.compiled.load(Ordering::Relaxed))
-            .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        // Disconnecting the channel wakes the ticker, which then exits.
-        self.ticker_stop.take();
-        if let Some(ticker) = self.ticker.take() {
-            let _ = ticker.join();
-        }
+        f.debug_struct("Sandbox").field("cache", &self.cache).finish_non_exhaustive()
     }
 }
 
@@ -220,41 +99,14 @@ impl Sandbox {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| SandboxError::Io(format!("linking WASI: {e:#}")))?;
 
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let config_hash = format!("{:016x}", hasher.finish());
-
-        if let Some(dir) = &config.cache_dir {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| SandboxError::Io(format!("creating cache dir {}: {e}", dir.display())))?;
-        }
-
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        let ticker_engine = engine.clone();
-        let ticker = std::thread::Builder::new()
-            .name("shoal-epoch".into())
-            .spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(EPOCH_TICK) {
-                    ticker_engine.increment_epoch();
-                }
-            })
-            .map_err(|e| SandboxError::Io(format!("starting the epoch ticker: {e}")))?;
-
-        Ok(Self {
-            engine,
-            linker,
-            cache_dir: config.cache_dir,
-            config_hash,
-            modules: Mutex::new(HashMap::new()),
-            compiled: AtomicU64::new(0),
-            ticker_stop: Some(stop_tx),
-            ticker: Some(ticker),
-        })
+        let cache = ComponentCache::new(&engine, config.cache_dir)?;
+        let ticker = EpochTicker::start(&engine)?;
+        Ok(Self { engine, linker, cache, modules: Mutex::new(HashMap::new()), _ticker: ticker })
     }
 
     /// How many times a component was actually compiled (not loaded from a cache).
     pub fn compiled_count(&self) -> u64 {
-        self.compiled.load(Ordering::Relaxed)
+        self.cache.compiled_count()
     }
 
     /// Returns the compiled component for `sha256`, compiling `bytes` at most once per hash
@@ -272,27 +124,7 @@ impl Sandbox {
             return Ok(module.clone());
         }
 
-        let actual = hex::encode(Sha256::digest(bytes));
-        if actual != sha256 {
-            return Err(SandboxError::HashMismatch { expected: sha256, actual });
-        }
-        let component = match self.load_cached(&sha256) {
-            Some(component) => component,
-            None => {
-                let started = Instant::now();
-                let component = Component::new(&self.engine, bytes)
-                    .map_err(|e| SandboxError::InvalidModule(format!("{e:#}")))?;
-                self.compiled.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
-                    sha256 = %sha256,
-                    bytes = bytes.len(),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "compiled function component"
-                );
-                self.store_cached(&sha256, &component);
-                component
-            }
-        };
+        let component = self.cache.component(&self.engine, &sha256, bytes)?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
@@ -305,51 +137,6 @@ impl Sandbox {
         let module = Arc::new(Module { sha256, pre, functions: OnceLock::new() });
         *slot = Some(module.clone());
         Ok(module)
-    }
-
-    fn cache_path(&self, sha256: &str) -> Option<PathBuf> {
-        self.cache_dir
-            .as_ref()
-            .map(|dir| dir.join(format!("{WASMTIME_TAG}-{}-{sha256}.cwasm", self.config_hash)))
-    }
-
-    fn load_cached(&self, sha256: &str) -> Option<Component> {
-        let path = self.cache_path(sha256)?;
-        if !path.exists() {
-            return None;
-        }
-        let started = Instant::now();
-        // SAFETY: the file is our own artifact: written by `store_cached` from
-        // `Component::serialize` of this engine's configuration (the name carries the wasmtime
-        // tag, the engine's compatibility hash and the content hash of the source), and
-        // written atomically (temp file + rename), so it is never a partial or foreign file.
-        // wasmtime additionally checks version and configuration compatibility.
-        #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize_file(&self.engine, &path) };
-        match loaded {
-            Ok(component) => {
-                tracing::debug!(
-                    path = %path.display(),
-                    elapsed_us = started.elapsed().as_micros() as u64,
-                    "loaded precompiled component"
-                );
-                Some(component)
-            }
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached component");
-                None
-            }
-        }
-    }
-
-    fn store_cached(&self, sha256: &str, component: &Component) {
-        let Some(path) = self.cache_path(sha256) else {
-            return;
-        };
-        if let Err(e) = write_atomically(&path, || component.serialize()) {
-            // The cache is an optimisation: a failure to write it is not the task's problem.
-            tracing::warn!(path = %path.display(), error = %e, "could not cache compiled component");
-        }
     }
 
     /// The functions the component offers, as `(name, description)`.
@@ -422,17 +209,16 @@ impl Sandbox {
         let state = HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limiter: GuestLimiter { memory_limit: limits.guest_memory_bytes, memory_denied: false },
+            limiter: GuestLimiter::new(limits.guest_memory_bytes),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let ticks = limits.guest_timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1);
-        store.set_epoch_deadline(ticks);
+        store.set_epoch_deadline(deadline_ticks(limits.guest_timeout_ms));
         store.epoch_deadline_trap();
         match module.pre.instantiate(&mut store) {
             Ok(bindings) => Ok(Run { store, log, bindings }),
             Err(e) => {
-                if store.data().limiter.memory_denied {
+                if store.data().limiter.memory_denied() {
                     return Err(SandboxError::MemoryLimit {
                         limit_bytes: limits.guest_memory_bytes,
                         log: log.text(),
@@ -459,7 +245,7 @@ impl Run {
     /// Turns a wasmtime error from a guest call into a sandbox error.
     fn classify(self, e: wasmtime::Error, limits: &Limits) -> SandboxError {
         let log = self.log.text();
-        if self.store.data().limiter.memory_denied {
+        if self.store.data().limiter.memory_denied() {
             return SandboxError::MemoryLimit { limit_bytes: limits.guest_memory_bytes, log };
         }
         match e.downcast_ref::<Trap>() {
@@ -504,21 +290,6 @@ fn decode_ipc_stream(bytes: &[u8]) -> Result<RecordBatch, arrow::error::ArrowErr
     arrow::compute::concat_batches(&schema, &batches)
 }
 
-fn write_atomically(path: &Path, contents: impl FnOnce() -> wasmtime::Result<Vec<u8>>) -> Result<(), String> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let bytes = contents().map_err(|e| format!("serializing: {e:#}"))?;
-    let tmp = path.with_extension(format!(
-        "tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::write(&tmp, &bytes).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("renaming {} to {}: {e}", tmp.display(), path.display())
-    })
-}
-
 /// Per-call store state.
 struct HostState {
     wasi: WasiCtx,
@@ -529,137 +300,6 @@ struct HostState {
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
-}
-
-/// Enforces the per-call memory limit and remembers whether it had to deny a growth.
-struct GuestLimiter {
-    memory_limit: u64,
-    memory_denied: bool,
-}
-
-impl ResourceLimiter for GuestLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let desired = desired as u64;
-        if desired > self.memory_limit || maximum.is_some_and(|max| desired > max as u64) {
-            self.memory_denied = true;
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(maximum.is_none_or(|max| desired <= max) && desired <= 1_000_000)
-    }
-}
-
-/// Guest stdout+stderr: keeps the first `capacity` bytes, counts the rest. Never blocks or
-/// fails the guest's writes (a guest's `println!` panics if stdout errors).
-#[derive(Clone)]
-struct BoundedLog {
-    inner: Arc<Mutex<LogBuffer>>,
-}
-
-struct LogBuffer {
-    data: Vec<u8>,
-    capacity: usize,
-    dropped: u64,
-}
-
-impl BoundedLog {
-    fn new(capacity: usize) -> Self {
-        Self { inner: Arc::new(Mutex::new(LogBuffer { data: Vec::new(), capacity, dropped: 0 })) }
-    }
-
-    fn append(&self, bytes: &[u8]) {
-        if let Ok(mut buf) = self.inner.lock() {
-            let room = buf.capacity.saturating_sub(buf.data.len());
-            let keep = room.min(bytes.len());
-            buf.data.extend_from_slice(&bytes[..keep]);
-            buf.dropped += (bytes.len() - keep) as u64;
-        }
-    }
-
-    /// The captured text, with a note when output was dropped.
-    fn text(&self) -> String {
-        match self.inner.lock() {
-            Ok(buf) => {
-                let mut text = String::from_utf8_lossy(&buf.data).into_owned();
-                if buf.dropped > 0 {
-                    if !text.ends_with('\n') && !text.is_empty() {
-                        text.push('\n');
-                    }
-                    text.push_str(&format!(
-                        "[log truncated: {} more bytes dropped after {} bytes]",
-                        buf.dropped, buf.capacity
-                    ));
-                }
-                text
-            }
-            Err(_) => String::new(),
-        }
-    }
-}
-
-impl IsTerminal for BoundedLog {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for BoundedLog {
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.clone())
-    }
-
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-}
-
-#[wasmtime_wasi::async_trait]
-impl OutputStream for BoundedLog {
-    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
-        self.append(&bytes);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), StreamError> {
-        Ok(())
-    }
-
-    fn check_write(&mut self) -> Result<usize, StreamError> {
-        Ok(1 << 20)
-    }
-}
-
-#[wasmtime_wasi::async_trait]
-impl Pollable for BoundedLog {
-    async fn ready(&mut self) {}
-}
-
-impl tokio::io::AsyncWrite for BoundedLog {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        self.append(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -922,8 +562,10 @@ mod tests {
         assert_eq!(out.batch, batch());
 
         // Isolation probe in a child process whose environment holds a secret.
+        // This test's path in the test binary: the module path without the crate's name.
+        let module = module_path!().split_once("::").map_or(module_path!(), |(_, path)| path);
         let output = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["sandbox::tests::probe_child", "--exact", "--nocapture"])
+            .args([&format!("{module}::probe_child"), "--exact", "--nocapture"])
             .env("SHOAL_PROBE_CACHE_DIR", dir.path())
             .env("AWS_SECRET_ACCESS_KEY", "host-secret-do-not-leak")
             .output()

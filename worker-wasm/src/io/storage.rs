@@ -113,10 +113,11 @@ impl Storage {
     pub fn resolve(&self, location: &str) -> Result<Location> {
         let url = to_url(location)?;
         let invalid = |reason: String| Error::InvalidUrl { url: location.to_string(), reason };
+        let invalid_path = |source| Error::InvalidPath { url: location.to_string(), source };
         match url.scheme() {
             "file" => {
                 let fs_path = url.to_file_path().map_err(|()| invalid("bad file URL".into()))?;
-                let path = Path::from_absolute_path(&fs_path).map_err(|e| invalid(e.to_string()))?;
+                let path = Path::from_absolute_path(&fs_path).map_err(invalid_path)?;
                 let store = self.cached("file://", || Ok(Arc::new(LocalFileSystem::new())))?;
                 let base = "file:///".to_string();
                 Ok(Location { url: format!("{base}{path}"), store, path, base })
@@ -126,14 +127,14 @@ impl Storage {
                 if bucket.is_empty() {
                     return Err(invalid("missing bucket name (s3://bucket/prefix)".into()));
                 }
-                let path = Path::from_url_path(url.path()).map_err(|e| invalid(e.to_string()))?;
+                let path = Path::from_url_path(url.path()).map_err(invalid_path)?;
                 let store = self.cached(&format!("s3://{bucket}"), || self.build_s3(&bucket))?;
                 let base = format!("s3://{bucket}/");
                 Ok(Location { url: format!("{base}{path}"), store, path, base })
             }
             "memory" => {
                 let authority = url.host_str().unwrap_or_default().to_string();
-                let path = Path::from_url_path(url.path()).map_err(|e| invalid(e.to_string()))?;
+                let path = Path::from_url_path(url.path()).map_err(invalid_path)?;
                 let store = {
                     let mut stores = memory_stores().lock().map_err(|_| invalid("lock".into()))?;
                     stores.entry(authority.clone()).or_insert_with(|| Arc::new(InMemory::new())).clone()

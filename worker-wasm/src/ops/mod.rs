@@ -1,0 +1,74 @@
+//! Operators: what a task does to its rows, by family.
+//!
+//! A pipeline is a list of [`Operator`]s, and each names its family; the family decides how it
+//! runs, and this module dispatches on it. Today there is one family, [`table`] (Arrow tables:
+//! DataFrame partitions). The families of the other collections go beside it, one folder each
+//! (`items` for Bag, `chunks` for Array, `calls` for Delayed). Nothing outside `ops` names an
+//! operator of a family.
+//!
+//! Operators never touch storage or the sandbox: a task hands them its rows and side tables, and
+//! runs the user functions they call through [`Functions`].
+
+mod ports;
+pub mod table;
+
+use crate::error::{Error, Result};
+use crate::io::Table;
+use arrow::record_batch::RecordBatch;
+use shoal_protocol::{Input, ModuleRef, Operator, Output};
+use table::Sides;
+
+/// What a pipeline needs from the task that runs it, beyond rows: calls of user functions. The
+/// task fetches and compiles the components, and accounts for the calls.
+pub trait Functions {
+    /// Calls `function` of `module` on `input` with JSON `args`, returning its output rows.
+    fn call(
+        &mut self,
+        module: &ModuleRef,
+        function: &str,
+        input: RecordBatch,
+        args: &serde_json::Value,
+    ) -> impl Future<Output = Result<RecordBatch>> + Send;
+}
+
+/// Runs `pipeline` over a task's main table `input`, with its side tables `sides`, in a session
+/// whose operators share `memory_bytes`.
+pub async fn run(
+    pipeline: &[Operator],
+    input: Table,
+    sides: &Sides,
+    memory_bytes: u64,
+    functions: &mut impl Functions,
+) -> Result<Table> {
+    let mut rows = table::Rows::new(table::session::task_session(memory_bytes)?, input);
+    for op in pipeline {
+        rows = match op {
+            Operator::Table(op) => rows.apply(op, sides, functions).await?,
+            other => return Err(unsupported_family(other)),
+        };
+    }
+    rows.into_table().await
+}
+
+/// The divisions (sort boundaries as text) that `pipeline`'s `output` declares, if any.
+pub fn divisions(pipeline: &[Operator], output: &[RecordBatch]) -> Result<Option<Vec<Vec<String>>>> {
+    match pipeline.last() {
+        Some(Operator::Table(op)) => table::divisions(op, output),
+        _ => Ok(None),
+    }
+}
+
+/// Checks that a task's inputs and its operators agree on the side-table ports (see
+/// [`table::check_ports`]).
+pub fn check_ports(inputs: &[Input], pipeline: &[Operator], output: &Output) -> Result<()> {
+    let reads = pipeline.iter().filter_map(|op| match op {
+        Operator::Table(op) => table::side_port(op),
+        _ => None,
+    });
+    ports::check(inputs, reads, output)
+}
+
+/// The error for an operator of a family this worker cannot run.
+fn unsupported_family(op: &Operator) -> Error {
+    Error::InvalidTask(format!("operator family '{}' is not supported by this worker", op.family()))
+}

@@ -1,0 +1,262 @@
+//! The `table` family: operators over Arrow tables (DataFrame partitions).
+//!
+//! Layout:
+//! - [`relational`]: filter, select, assign, head, sort, single-step aggregate and join as steps
+//!   of one DataFusion plan (a run of them fuses into one plan).
+//! - [`aggregate`]: the steps of a distributed group-by (partial, combine, final).
+//! - [`join`]: equi-joins with pandas `merge` naming.
+//! - [`partition`]: splitting rows into the buckets of a shuffle (hash, range, split).
+//! - [`sample`]: sampling sort keys and the boundaries of a range shuffle.
+//! - [`reshape`]: the `melt` kernel.
+//! - [`session`]: DataFusion sessions and in-memory frames, shared by the above.
+
+pub mod aggregate;
+pub mod join;
+pub mod partition;
+pub mod relational;
+pub mod reshape;
+pub mod sample;
+pub mod session;
+
+use super::Functions;
+use crate::error::{Error, Result};
+use crate::io::{Table, schema};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::prelude::{DataFrame, SessionContext};
+use session::{frame, session};
+use shoal_protocol::{AggregateMode, Input, Output, TableOp};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A task's side tables by port (the right side of a join, range boundaries).
+pub type Sides = BTreeMap<u32, Table>;
+
+/// The rows between two steps of a pipeline: a pending DataFusion plan, or materialized batches.
+pub struct Rows {
+    ctx: SessionContext,
+    current: Current,
+}
+
+impl std::fmt::Debug for Rows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rows")
+            .field("session", &self.ctx.session_id())
+            .field("current", &self.current)
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+enum Current {
+    Frame(DataFrame),
+    Table(SchemaRef, Vec<RecordBatch>),
+}
+
+impl Rows {
+    /// `table`, to be transformed within the session `ctx` (one task's).
+    pub fn new(ctx: SessionContext, (schema, batches): Table) -> Self {
+        Self { ctx, current: Current::Table(schema, batches) }
+    }
+
+    /// Applies one operator. Runs of relational operators fuse into one DataFusion plan,
+    /// executed only when something that is not a plan step needs the rows.
+    pub async fn apply(self, op: &TableOp, sides: &Sides, functions: &mut impl Functions) -> Result<Self> {
+        let Rows { ctx, current } = self;
+        if relational::is_relational(op) {
+            let df = relational::apply(current.into_frame(&ctx)?, op, sides)?;
+            return Ok(Rows { ctx, current: Current::Frame(df) });
+        }
+        let (schema, batches) = match op {
+            TableOp::Aggregate { mode, keys, aggs, input } => {
+                let raw = schema::from_fields(input)?;
+                aggregate::run(&ctx, current.into_frame(&ctx)?, *mode, keys, aggs, raw).await?
+            }
+            TableOp::Sample { columns, rows } => {
+                let (s, b) = current.into_table().await?;
+                sample::sample(&s, &b, columns, *rows)?
+            }
+            TableOp::Boundaries { keys, n } => {
+                let (s, b) = current.into_table().await?;
+                sample::boundaries(&s, &b, keys, *n)?
+            }
+            TableOp::Melt { id, rows, columns } => {
+                let (s, b) = current.into_table().await?;
+                reshape::melt(&s, &b, id, rows, columns)?
+            }
+            TableOp::MapPartitions { module, function, args } => {
+                let (schema, batches) = current.into_table().await?;
+                let input = arrow::compute::concat_batches(&schema, &batches)
+                    .map_err(Error::arrow("map_partitions: concatenating the input"))?;
+                let output = functions.call(module, function, input, args).await?;
+                (output.schema(), vec![output])
+            }
+            other => return Err(Error::InvalidTask(format!("operator {other:?} cannot run here"))),
+        };
+        Ok(Rows { ctx, current: Current::Table(schema, batches) })
+    }
+
+    /// The rows, running the pending plan if there is one.
+    pub async fn into_table(self) -> Result<Table> {
+        self.current.into_table().await
+    }
+}
+
+impl Current {
+    fn into_frame(self, ctx: &SessionContext) -> Result<DataFrame> {
+        match self {
+            Current::Frame(df) => Ok(df),
+            Current::Table(schema, batches) => frame(ctx, schema, batches),
+        }
+    }
+
+    async fn into_table(self) -> Result<Table> {
+        match self {
+            Current::Table(schema, batches) => Ok((schema, batches)),
+            Current::Frame(df) => {
+                let schema = Arc::new(df.schema().as_arrow().clone());
+                let batches = df.collect().await?;
+                Ok((schema, batches))
+            }
+        }
+    }
+}
+
+/// Whether `ops` turn an empty table (and empty side tables) into an empty table, so that a
+/// task whose inputs are all empty need not run. Not so for whole-table aggregations (one row
+/// of nothing), `melt`, and user functions (which may make rows from nothing).
+pub fn preserves_empty(ops: &[TableOp]) -> bool {
+    ops.iter().all(op_preserves_empty)
+}
+
+fn op_preserves_empty(op: &TableOp) -> bool {
+    match op {
+        TableOp::Filter { .. }
+        | TableOp::Select { .. }
+        | TableOp::Assign { .. }
+        | TableOp::Head { .. }
+        | TableOp::Sort { .. }
+        | TableOp::Join { .. }
+        | TableOp::Sample { .. }
+        | TableOp::Boundaries { .. } => true,
+        TableOp::Aggregate { keys, .. } => !keys.is_empty(),
+        TableOp::MapPartitions { .. } | TableOp::Melt { .. } => false,
+    }
+}
+
+/// Checks that a task's inputs and its operators agree on the side-table ports: every side port
+/// an input feeds is read by exactly one operator (a join) or by the output (a range shuffle's
+/// boundaries), every port they read is fed, and there is a main input (port 0). Two tables
+/// sharing one port would be appended into one table, so this refuses such a task outright.
+pub fn check_ports(inputs: &[Input], ops: &[TableOp], output: &Output) -> Result<()> {
+    super::ports::check(inputs, ops.iter().filter_map(side_port), output)
+}
+
+/// The side table `op` reads, if any.
+pub fn side_port(op: &TableOp) -> Option<u32> {
+    match op {
+        TableOp::Join { port, .. } => Some(*port),
+        _ => None,
+    }
+}
+
+/// The divisions a pipeline ending in `last` declares: the rows of a `Boundaries` step, as text.
+pub fn divisions(last: &TableOp, output: &[RecordBatch]) -> Result<Option<Vec<Vec<String>>>> {
+    match last {
+        TableOp::Boundaries { .. } => sample::rows_as_text(output).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The output schema of relational operators applied to `schema`, validating every expression.
+/// `sides` are the schemas of side tables (a join's right side). An aggregation is validated as
+/// the single-step aggregation whose result its steps produce together.
+pub fn output_schema(
+    schema: SchemaRef,
+    ops: &[TableOp],
+    sides: &BTreeMap<u32, SchemaRef>,
+) -> Result<SchemaRef> {
+    let ctx = session();
+    let sides: Sides = sides.iter().map(|(p, s)| (*p, (s.clone(), vec![]))).collect();
+    let mut df = frame(&ctx, schema, vec![])?;
+    for op in ops {
+        // The kernels that are not plan steps run on an empty table: the same code decides.
+        let input = || Arc::new(df.schema().as_arrow().clone());
+        let kernel = match op {
+            TableOp::Melt { id, rows, columns } => Some(reshape::melt(&input(), &[], id, rows, columns)?),
+            TableOp::Sample { columns, rows } => Some(sample::sample(&input(), &[], columns, *rows)?),
+            TableOp::Boundaries { keys, n } => Some(sample::boundaries(&input(), &[], keys, *n)?),
+            TableOp::MapPartitions { function, .. } => {
+                return Err(Error::InvalidTask(format!(
+                    "map_partitions {function}: its output schema is the function's, found by calling it"
+                )));
+            }
+            _ => None,
+        };
+        if let Some((schema, _)) = kernel {
+            df = frame(&ctx, schema, vec![])?;
+            continue;
+        }
+        let op = match op {
+            TableOp::Aggregate { keys, aggs, input, .. } => TableOp::Aggregate {
+                mode: AggregateMode::Single,
+                keys: keys.clone(),
+                aggs: aggs.clone(),
+                input: input.clone(),
+            },
+            other => other.clone(),
+        };
+        df = relational::apply(df, &op, &sides)?;
+    }
+    Ok(Arc::new(df.schema().as_arrow().clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use shoal_protocol::TableOp;
+    use std::sync::Arc;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("fare", DataType::Float64, true),
+            Field::new("vendor", DataType::Utf8, true),
+        ]))
+    }
+
+    #[test]
+    fn output_schema_follows_operators() {
+        let ops = vec![
+            TableOp::Filter { predicate: "fare > 10 AND vendor = 'A'".into() },
+            TableOp::Assign { columns: vec![("tip".into(), "fare * 0.2".into())] },
+            TableOp::Select { columns: vec!["tip".into(), "vendor".into()] },
+        ];
+        let out = output_schema(schema(), &ops, &BTreeMap::new()).unwrap();
+        let names: Vec<_> = out.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["tip", "vendor"]);
+        assert_eq!(out.field(0).data_type(), &DataType::Float64);
+    }
+
+    #[test]
+    fn unknown_columns_and_bad_expressions_are_named() {
+        let err =
+            output_schema(schema(), &[TableOp::Filter { predicate: "nope > 1".into() }], &BTreeMap::new())
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("nope"), "{err}");
+        let err = output_schema(
+            schema(),
+            &[TableOp::Assign { columns: vec![("x".into(), "fare +* 2".into())] }],
+            &BTreeMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("fare +* 2"), "{err}");
+        let err =
+            output_schema(schema(), &[TableOp::Select { columns: vec!["zzz".into()] }], &BTreeMap::new())
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("'zzz'") && err.contains("fare"), "{err}");
+    }
+}

@@ -1,0 +1,160 @@
+//! [`Worker::run`]: one task from spec to committed manifest.
+
+use super::commit::{self, read_manifest};
+use super::functions::{Modules, TaskFunctions};
+use super::{inputs, output};
+use crate::error::{Error, Result};
+use crate::io::storage::Storage;
+use crate::io::{Table, schema};
+use crate::ops;
+use crate::ops::table::Sides;
+use crate::sandbox::{Module, Sandbox, SandboxConfig};
+use shoal_protocol::{
+    FailureKind, Manifest, ModuleRef, OutputObject, PROTOCOL_VERSION, StorageOptions, TaskFailure, TaskKey,
+    TaskMetrics, TaskOutcome, TaskResult, TaskSpec, layout,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Settings of one worker process.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerConfig {
+    pub sandbox: SandboxConfig,
+}
+
+/// Runs tasks. Holds no state between tasks except caches (stores, compiled components).
+#[derive(Debug)]
+pub struct Worker {
+    modules: Modules,
+    storages: Mutex<HashMap<StorageOptions, Arc<Storage>>>,
+}
+
+impl Worker {
+    pub fn new(config: WorkerConfig) -> Result<Self> {
+        Ok(Self {
+            modules: Modules::new(Sandbox::new(config.sandbox)?),
+            storages: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        self.modules.sandbox()
+    }
+
+    /// The (cached) storage client for a set of options.
+    pub fn storage(&self, options: &StorageOptions) -> Arc<Storage> {
+        let mut map = match self.storages.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.entry(options.clone()).or_insert_with(|| Arc::new(Storage::new(options.clone()))).clone()
+    }
+
+    /// Parses and runs a JSON task spec; a spec that cannot be parsed is a fatal failure.
+    pub async fn run_json(&self, bytes: &[u8]) -> TaskOutcome {
+        match TaskSpec::from_json(bytes) {
+            Ok(spec) => self.run(&spec).await,
+            Err(message) => Err(TaskFailure {
+                kind: FailureKind::Fatal,
+                task_key: TaskKey("unknown".into()),
+                input: None,
+                message,
+            }),
+        }
+    }
+
+    /// Runs one task to a committed manifest.
+    pub async fn run(&self, spec: &TaskSpec) -> TaskOutcome {
+        let started = Instant::now();
+        let mut metrics = TaskMetrics::default();
+        let result = self.run_inner(spec, &mut metrics).await;
+        metrics.wall_ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok((manifest, won_commit)) => Ok(TaskResult {
+                task_key: spec.task_key.clone(),
+                attempt: spec.attempt,
+                manifest,
+                won_commit,
+                metrics,
+            }),
+            Err(e) => Err(TaskFailure {
+                kind: e.kind(),
+                task_key: spec.task_key.clone(),
+                input: e.input().map(str::to_string),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Fetches and compiles a component once per worker (and once per machine with a cache dir).
+    pub async fn load_module(&self, storage: &Storage, module: &ModuleRef) -> Result<Arc<Module>> {
+        self.modules.load(storage, module).await
+    }
+
+    /// Already committed? → read inputs → run the pipeline → write → commit. Returns the
+    /// manifest that holds and whether this attempt's commit made it.
+    async fn run_inner(&self, spec: &TaskSpec, metrics: &mut TaskMetrics) -> Result<(Manifest, bool)> {
+        check_spec(spec)?;
+        let storage = self.storage(&spec.storage);
+        let root = storage.resolve(&spec.job_root)?;
+        let manifest_url = root.join(&layout::manifest(&spec.task_key)).url;
+
+        // Already committed (a retry after a lost reply, a resumed job): nothing to do.
+        metrics.requests += 1;
+        if let Some(existing) = read_manifest(&storage, &manifest_url).await? {
+            return Ok((existing, false));
+        }
+
+        let (input, sides) = inputs::read(&storage, spec, metrics).await?;
+        let table = self.run_pipeline(&storage, spec, input, &sides, metrics).await?;
+        let rows = table.1.iter().map(|b| b.num_rows() as u64).sum();
+        metrics.rows_out = rows;
+        let divisions = ops::divisions(&spec.pipeline, &table.1)?;
+        let fields = schema::to_fields(&table.0);
+
+        let attempt_id = uuid::Uuid::new_v4().simple().to_string();
+        let attempt_dir = root.join(&layout::attempt_dir(&spec.task_key, &attempt_id)).url;
+        let written =
+            output::write(&storage, &spec.job_root, &attempt_dir, &spec.output, table, &sides).await?;
+        let object = written.object;
+        metrics.bytes_written += object.size;
+        metrics.objects_written += 1;
+        // The data object and the conditional manifest put.
+        metrics.requests += 2;
+
+        let manifest = Manifest {
+            version: PROTOCOL_VERSION,
+            task_key: spec.task_key.clone(),
+            attempt_id,
+            rows,
+            bytes: object.size,
+            outputs: vec![OutputObject { object, rows }],
+            schema: fields,
+            buckets: written.buckets,
+            divisions,
+        };
+        commit::commit(&storage, &manifest_url, manifest, &attempt_dir, &spec.output).await
+    }
+
+    /// Runs the task's operators over its main table, user functions in the sandbox.
+    async fn run_pipeline(
+        &self,
+        storage: &Storage,
+        spec: &TaskSpec,
+        input: Table,
+        sides: &Sides,
+        metrics: &mut TaskMetrics,
+    ) -> Result<Table> {
+        let mut functions = TaskFunctions { modules: &self.modules, storage, limits: &spec.limits, metrics };
+        ops::run(&spec.pipeline, input, sides, spec.limits.task_memory_bytes, &mut functions).await
+    }
+}
+
+/// Refuses a spec of another protocol version, or one whose ports disagree with its operators.
+fn check_spec(spec: &TaskSpec) -> Result<()> {
+    if spec.version != PROTOCOL_VERSION {
+        return Err(Error::InvalidTask(format!("unsupported spec version {}", spec.version)));
+    }
+    ops::check_ports(&spec.inputs, &spec.pipeline, &spec.output)
+}
