@@ -1,0 +1,103 @@
+//! `shoal run`: plan every output, check its location, then compute them in order.
+
+use super::progress::Progress;
+use super::{RunArgs, client};
+use anyhow::Context;
+use shoal::jobfile::{Builder, JobFile};
+use std::time::Instant;
+
+pub(super) async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let job = JobFile::load(&args.job)?;
+    let client = client(&args)?;
+    let mut builder = Builder::new(&job, &client);
+    // Every output is planned and its location checked before the first one runs.
+    let mut planned = Vec::with_capacity(job.outputs.len());
+    for output in &job.outputs {
+        let df = builder.dataset(&output.dataset).await?;
+        if let Some(loc) = &output.to_parquet {
+            df.check_output(&job.location(loc)).await?;
+        }
+        planned.push((output, df));
+    }
+    for (output, df) in planned {
+        let started = Instant::now();
+        if let Some(loc) = &output.to_parquet {
+            let loc = job.location(loc);
+            let (events, progress) = Progress::start(&output.dataset);
+            let written = df.to_parquet_with(&loc, events).await;
+            progress.finish();
+            let written = written?;
+            eprintln!(
+                "{}: wrote {} rows in {} parts to {loc} ({} tasks run, {} reused{}, {:.2}s)",
+                output.dataset,
+                written.rows,
+                written.parts.len(),
+                written.run.executed,
+                written.run.already_committed,
+                skipped(&written.run),
+                started.elapsed().as_secs_f64()
+            );
+            print_report(&written.run);
+        }
+        if output.show {
+            let (events, progress) = Progress::start(&output.dataset);
+            let computed = df.compute_with(events).await;
+            progress.finish();
+            let (batches, summary) = computed?;
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            let limit = output.rows.unwrap_or(20);
+            let shown = take_rows(&batches, limit)?;
+            println!(
+                "{}",
+                arrow::util::pretty::pretty_format_batches(&shown).context("formatting the table")?
+            );
+            if rows > limit {
+                println!("... {} more rows", rows - limit);
+            }
+            eprintln!(
+                "{}: {rows} rows ({} tasks run, {} reused{}, {:.2}s)",
+                output.dataset,
+                summary.executed,
+                summary.already_committed,
+                skipped(&summary),
+                started.elapsed().as_secs_f64()
+            );
+            print_report(&summary);
+        }
+    }
+    Ok(())
+}
+
+/// `, N skipped (empty inputs)` when tasks were skipped.
+fn skipped(summary: &shoal::run::report::RunSummary) -> String {
+    match summary.skipped {
+        0 => String::new(),
+        n => format!(", {n} skipped (empty inputs)"),
+    }
+}
+
+/// The run report, indented under the output's line (also in `jobs/<id>.report.json`).
+fn print_report(summary: &shoal::run::report::RunSummary) {
+    if let Some(report) = &summary.report {
+        for line in report.display().lines() {
+            eprintln!("  {line}");
+        }
+    }
+}
+
+fn take_rows(
+    batches: &[arrow::record_batch::RecordBatch],
+    n: usize,
+) -> anyhow::Result<Vec<arrow::record_batch::RecordBatch>> {
+    let mut out = Vec::new();
+    let mut left = n;
+    for b in batches {
+        if left == 0 {
+            break;
+        }
+        let take = b.num_rows().min(left);
+        out.push(b.slice(0, take));
+        left -= take;
+    }
+    Ok(out)
+}
