@@ -9,7 +9,7 @@
 
 use crate::error::Result;
 use crate::graph::TaskGraph;
-use crate::run::report::RunReport;
+use crate::run::report::{Prices, RunReport};
 use serde::{Deserialize, Serialize};
 use shoal_protocol::{TaskFailure, TaskKey, TaskMetrics};
 use shoal_worker::io::storage::Storage;
@@ -33,7 +33,15 @@ pub struct Event {
 #[non_exhaustive]
 pub enum EventKind {
     /// The run starts: the graph's shape, and how much of it an earlier run committed.
-    JobStarted { graph: GraphShape, already_committed: usize, executor: String, concurrency: usize },
+    JobStarted {
+        graph: GraphShape,
+        already_committed: usize,
+        executor: String,
+        concurrency: usize,
+        /// What the cost so far is computed with (as the run report does).
+        function_memory_mb: u64,
+        prices: Prices,
+    },
     /// An attempt was handed to the executor, in scheduler slot `slot` (`0..concurrency`).
     TaskStarted { task: TaskRef, attempt: u32, slot: usize, speculative: bool },
     /// A task's output is committed (by this attempt, or — `won: false` — by another attempt of
@@ -95,6 +103,9 @@ pub struct StageShape {
     pub estimated_bytes: u64,
     /// The stages whose outputs this one reads.
     pub upstream: Vec<usize>,
+    /// Tasks an earlier run already committed.
+    #[serde(default)]
+    pub committed: usize,
 }
 
 impl TaskRef {
@@ -106,18 +117,28 @@ impl TaskRef {
 }
 
 impl GraphShape {
-    pub fn of(graph: &TaskGraph) -> Self {
+    /// The shape of `graph`, with `committed` (task ids an earlier run committed) counted per
+    /// stage.
+    pub fn of(graph: &TaskGraph, committed: impl IntoIterator<Item = usize>) -> Self {
+        let mut done = vec![0usize; graph.stages.len()];
+        for t in committed {
+            if let Some(n) = graph.tasks.get(t).and_then(|node| done.get_mut(node.stage)) {
+                *n += 1;
+            }
+        }
         let upstreams = graph.stage_upstreams();
         let stages = graph
             .stages
             .iter()
             .zip(upstreams)
-            .map(|(s, upstream)| StageShape {
+            .zip(done)
+            .map(|((s, upstream), committed)| StageShape {
                 name: s.name.clone(),
                 operators: s.operators.clone(),
                 tasks: s.tasks.len(),
                 estimated_bytes: s.estimated_bytes,
                 upstream,
+                committed,
             })
             .collect();
         GraphShape { tasks: graph.len(), stages }

@@ -18,6 +18,7 @@
 //! Binary: `shoal` (`main.rs`), the CLI.
 pub mod client;
 pub mod collections;
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod executor;
@@ -25,6 +26,7 @@ pub mod graph;
 pub mod jobfile;
 pub mod run;
 pub mod scheduler;
+pub mod units;
 
 pub use client::{Client, Config, FunctionModule};
 pub use collections::dataframe::plan::JoinHint;

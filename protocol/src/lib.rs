@@ -611,6 +611,11 @@ pub mod layout {
         name.ends_with(".json") && !name.ends_with(".report.json")
     }
 
+    /// `jobs/<job_id>.report.html`: the latest run's dashboard page, self-contained.
+    pub fn report_html(job_id: &str) -> String {
+        format!("jobs/{job_id}.report.html")
+    }
+
     /// `jobs/<job_id>.report.json`: the report of the job's latest run.
     pub fn report(job_id: &str) -> String {
         format!("jobs/{job_id}.report.json")

@@ -62,6 +62,17 @@ pub struct RunArgs {
     /// their defaults (AWS Lambda x86 and S3 Standard list prices).
     #[arg(long, value_parser = parse_prices)]
     prices: Option<shoal::run::report::Prices>,
+    /// Serve a live dashboard while the job runs, on ADDR (default 127.0.0.1:8787; port 0 picks
+    /// a free one). The URL is printed on stderr. Every run also saves its page as
+    /// jobs/<job_id>.report.html under the job root.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = shoal::dashboard::server::DEFAULT_ADDR)]
+    dashboard: Option<String>,
+    /// Keep the dashboard up this many seconds after the job ends (default: stop at once).
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    dashboard_linger: f64,
+    /// Allow a dashboard address beyond loopback. The dashboard has no authentication.
+    #[arg(long)]
+    dashboard_public: bool,
 }
 
 fn parse_prices(text: &str) -> Result<shoal::run::report::Prices, String> {
@@ -99,6 +110,25 @@ pub enum Command {
     /// Show the jobs recorded under a job root: per stage, committed and missing tasks. A job
     /// that was interrupted resumes by running it again with the same root.
     Status(StatusArgs),
+    /// Serve the recorded runs under a job root (local or s3://): a list of jobs, then each
+    /// one's dashboard, from its events file. Stops on Ctrl-C.
+    Dashboard(DashboardArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DashboardArgs {
+    /// The job root (a local folder or s3://bucket/prefix).
+    #[arg(default_value = ".shoal")]
+    root: String,
+    /// Where to serve (port 0 picks a free one).
+    #[arg(long, default_value = shoal::dashboard::server::DEFAULT_ADDR)]
+    addr: String,
+    /// Allow an address beyond loopback. The dashboard has no authentication.
+    #[arg(long)]
+    public: bool,
+    /// S3 endpoint override (LocalStack, MinIO). Also read from AWS_ENDPOINT_URL.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    endpoint: Option<String>,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -146,6 +176,7 @@ impl Command {
             Command::Run(args) => run::run(args).await,
             Command::Explain(args) => explain::explain(args).await,
             Command::Status(args) => status::status(args).await,
+            Command::Dashboard(args) => status::dashboard(args).await,
         }
     }
 }

@@ -8,7 +8,8 @@ use shoal::events::{EventKind, Events};
 pub(super) struct Progress(std::thread::JoinHandle<()>);
 
 impl Progress {
-    pub(super) fn start(label: &str) -> (Events, Progress) {
+    /// A bar subscribed to `events`.
+    pub(super) fn start(label: &str, events: &mut Events) -> Progress {
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} tasks {msg} ({elapsed})")
@@ -16,7 +17,6 @@ impl Progress {
                 .progress_chars("=> "),
         );
         bar.set_prefix(label.to_string());
-        let mut events = Events::new();
         let mut subscription = events.subscribe();
         let thread = std::thread::spawn(move || {
             while let Some(event) = subscription.blocking_recv() {
@@ -24,7 +24,7 @@ impl Progress {
             }
             bar.finish_and_clear();
         });
-        (events, Progress(thread))
+        Progress(thread)
     }
 
     pub(super) fn finish(self) {

@@ -3,12 +3,47 @@
 use super::progress::Progress;
 use super::{RunArgs, client};
 use anyhow::Context;
+use shoal::dashboard::server::Live;
+use shoal::events::Events;
 use shoal::jobfile::{Builder, JobFile};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let dashboard = match &args.dashboard {
+        Some(addr) => {
+            let (live, server) = Live::serve(addr, args.dashboard_public).await?;
+            if !server.url.contains("127.0.0.1") && !server.url.contains("[::1]") {
+                eprintln!("warning: the dashboard has no authentication and is served beyond loopback");
+            }
+            eprintln!("dashboard: {}", server.url);
+            Some((live, server))
+        }
+        None => None,
+    };
+    let result = run_outputs(&args, dashboard.as_ref().map(|(live, _)| live)).await;
+    if let Some((_, server)) = dashboard {
+        if args.dashboard_linger > 0.0 {
+            eprintln!("dashboard: staying up for {} s at {}", args.dashboard_linger, server.url);
+            tokio::time::sleep(Duration::from_secs_f64(args.dashboard_linger)).await;
+        }
+        server.stop().await;
+    }
+    result
+}
+
+/// The subscribers of one run: the progress bar, and the live dashboard if there is one.
+fn subscribers(label: &str, dashboard: Option<&Live>) -> (Events, Progress) {
+    let mut events = Events::new();
+    let progress = Progress::start(label, &mut events);
+    if let Some(live) = dashboard {
+        live.watch(events.subscribe());
+    }
+    (events, progress)
+}
+
+async fn run_outputs(args: &RunArgs, dashboard: Option<&Live>) -> anyhow::Result<()> {
     let job = JobFile::load(&args.job)?;
-    let client = client(&args)?;
+    let client = client(args)?;
     let mut builder = Builder::new(&job, &client);
     // Every output is planned and its location checked before the first one runs.
     let mut planned = Vec::with_capacity(job.outputs.len());
@@ -23,7 +58,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<()> {
         let started = Instant::now();
         if let Some(loc) = &output.to_parquet {
             let loc = job.location(loc);
-            let (events, progress) = Progress::start(&output.dataset);
+            let (events, progress) = subscribers(&output.dataset, dashboard);
             let written = df.to_parquet_with(&loc, events).await;
             progress.finish();
             let written = written?;
@@ -40,7 +75,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<()> {
             print_report(&written.run);
         }
         if output.show {
-            let (events, progress) = Progress::start(&output.dataset);
+            let (events, progress) = subscribers(&output.dataset, dashboard);
             let computed = df.compute_with(events).await;
             progress.finish();
             let (batches, summary) = computed?;

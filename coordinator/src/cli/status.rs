@@ -1,6 +1,6 @@
 //! `shoal status`: the jobs recorded under a job root, committed and missing tasks per stage.
 
-use super::StatusArgs;
+use super::{DashboardArgs, StatusArgs};
 use shoal::{Client, Config};
 
 pub(super) async fn status(args: StatusArgs) -> anyhow::Result<()> {
@@ -26,5 +26,23 @@ pub(super) async fn status(args: StatusArgs) -> anyhow::Result<()> {
             println!("  ... {} more missing (--verbose lists all)", job.missing.len() - shown);
         }
     }
+    Ok(())
+}
+
+/// `shoal dashboard`: the history of a job root, until Ctrl-C.
+pub(super) async fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
+    let mut config = Config { root: args.root.clone(), ..Config::default() };
+    config.storage.endpoint = args.endpoint.clone();
+    let client = Client::new(config)?;
+    let server = shoal::dashboard::server::serve_history(
+        client.storage().clone(),
+        client.root(),
+        &args.addr,
+        args.public,
+    )
+    .await?;
+    eprintln!("dashboard of {}: {}", client.root(), server.url);
+    tokio::signal::ctrl_c().await?;
+    server.stop().await;
     Ok(())
 }

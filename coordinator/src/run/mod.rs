@@ -43,11 +43,14 @@ impl Client {
         let events_url = root.join(&layout::events(&job_id)).url;
         let writer = tokio::spawn(events::write_jsonl(storage.clone(), events_url, publisher.subscribe()));
         let executor = self.executor().as_ref();
+        let html = tokio::spawn(crate::dashboard::server::fold(publisher.subscribe()));
         publisher.emit(|| EventKind::JobStarted {
-            graph: GraphShape::of(graph),
+            graph: GraphShape::of(graph, committed.keys().copied()),
             already_committed: committed.len(),
             executor: executor.name().to_string(),
             concurrency: executor.concurrency(),
+            function_memory_mb: self.config().function_memory_mb,
+            prices: self.config().prices.clone(),
         });
         let opts = RunOptions {
             job_id,
@@ -77,10 +80,20 @@ impl Client {
         });
         drop(publisher);
         let logged = writer.await.map_err(|e| Error::Executor(format!("the events writer: {e}")));
+        let page = html.await.map(|view| crate::dashboard::report_html(&view));
+        let html_written = match page {
+            Ok(page) => storage
+                .put(&root.join(&layout::report_html(&opts.job_id)).url, Bytes::from(page))
+                .await
+                .map(|_| ())
+                .map_err(Error::from),
+            Err(e) => Err(Error::Executor(format!("the report page: {e}"))),
+        };
         // Neither the report nor the events file may hide the run's own error.
         let manifests = manifests?;
         written?;
         logged??;
+        html_written?;
         summary.report = Some(Box::new(report));
         Ok(RunOutput { manifests, summary })
     }

@@ -1,6 +1,7 @@
 //! `explain`: the plan as an indented tree, one line per operator.
 
 use super::plan::{AggStrategy, JoinStrategy, Plan};
+use crate::units::human_bytes;
 use shoal_protocol::{FileFormat, SortKey, TableOp};
 use std::fmt::Write as _;
 
@@ -145,15 +146,4 @@ pub fn describe(op: &TableOp) -> String {
             columns.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", ")
         ),
     }
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }

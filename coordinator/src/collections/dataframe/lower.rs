@@ -661,7 +661,7 @@ impl Stage {
             "{} ({} tasks, ~{})",
             self.name,
             self.tasks.len(),
-            super::explain::human_bytes(self.estimated_bytes)
+            crate::units::human_bytes(self.estimated_bytes)
         )
     }
 }

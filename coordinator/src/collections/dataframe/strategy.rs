@@ -2,9 +2,9 @@
 //! shuffle; broadcast, partition-wise, divisions-aligned or hash join. Each choice comes with
 //! its reason, which `explain` prints.
 
-use super::explain::human_bytes;
 use super::plan::{AggStrategy, AggregateNode, JoinHint, JoinNode, JoinStrategy, Plan, PlanConfig};
 use crate::error::{Error, Result};
+use crate::units::human_bytes;
 use shoal_protocol::JoinHow;
 
 pub(super) fn aggregate_strategy(a: &AggregateNode, config: &PlanConfig) -> (AggStrategy, String) {
