@@ -37,6 +37,9 @@ bash localstack/install.sh
 section "test Python venv (scripts/test-venv.sh)"
 bash scripts/test-venv.sh
 
+section "chromium for the dashboard's browser tests (scripts/chromium.sh)"
+bash scripts/chromium.sh
+
 section "environment"
 echo "SHOAL_CACHE=$SHOAL_CACHE"
 echo "SHOAL_LOCALSTACK_VENV=$SHOAL_LOCALSTACK_VENV"

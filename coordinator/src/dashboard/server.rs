@@ -38,7 +38,7 @@ async fn bind(addr: &str, public: bool) -> Result<tokio::net::TcpListener> {
     if !parsed.ip().is_loopback() && !public {
         return Err(Error::Invalid(format!(
             "dashboard address {addr} is not a loopback address: the dashboard has no authentication; \
-             pass --dashboard-public to serve it there anyway"
+             pass --dashboard-public (shoal run) or --public (shoal dashboard) to serve it there anyway"
         )));
     }
     tokio::net::TcpListener::bind(parsed).await.map_err(|e| {
@@ -174,7 +174,7 @@ struct History {
 /// Serves the past runs under `root` (a local folder or `s3://`) on `addr`.
 pub async fn serve_history(storage: Arc<Storage>, root: &str, addr: &str, public: bool) -> Result<Server> {
     // An unreadable root fails now, not on the first page view.
-    storage.resolve(root)?;
+    recorded_jobs(&storage, root).await?;
     let listener = bind(addr, public).await?;
     let app = Router::new()
         .route("/", get(history_list))

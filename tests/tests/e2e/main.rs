@@ -5,6 +5,7 @@
 
 mod cli;
 mod commit;
+mod dashboard;
 mod differential;
 mod duplicates;
 mod events;
