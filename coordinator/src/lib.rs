@@ -12,6 +12,9 @@
 //! - [`executor`]: the [`executor::Executor`] trait and the `sync`, `threads`, `processes` and
 //!   `lambda` backends.
 //! - [`run`]: running a graph (job record, resume, events, report), status, results.
+//! - [`dashboard`]: the live dashboard, the history server and the saved HTML report, all
+//!   drawn from the event stream.
+//! - [`units`]: quantities as people read them.
 //! - [`jobfile`]: TOML job files (`shoal run`, `shoal explain`): the datasets' `Operation` enum
 //!   dispatching to one module per operation family, and the builder of their DataFrames.
 //!
