@@ -106,6 +106,18 @@ fn graph(n: usize, first_input: impl Fn(usize) -> Input, pipeline: Vec<Operator>
     g
 }
 
+/// This process's resident memory (Linux), in KB.
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let n_core = args.first().copied().unwrap_or(100_000);
@@ -147,6 +159,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         published.as_secs_f64(),
         published.as_secs_f64() * 1e6 / out.manifests.len() as f64
     );
+
+    // 1c. The same with the live dashboard subscribed (and serving on loopback).
+    let rss_before = rss_kb();
+    let (live, server) = rt.block_on(shoal::dashboard::server::Live::serve("127.0.0.1:0", false))?;
+    let mut events = Events::new();
+    let watcher = {
+        let _guard = rt.enter();
+        live.watch(events.subscribe())
+    };
+    let publisher = events.into_publisher("bench");
+    let started = Instant::now();
+    let out = rt.block_on(scheduler::run(&g, &Noop, &opts, HashMap::new(), &publisher))?;
+    let with_dashboard = started.elapsed();
+    drop(publisher);
+    rt.block_on(watcher)?;
+    let drained = started.elapsed();
+    println!(
+        "scheduler core, no-op executor, live dashboard: {} tasks in {:.3} s = {:.1} µs/task (dashboard caught up after {:.3} s; RSS +{} MB)",
+        out.manifests.len(),
+        with_dashboard.as_secs_f64(),
+        with_dashboard.as_secs_f64() * 1e6 / out.manifests.len() as f64,
+        drained.as_secs_f64(),
+        rss_kb().saturating_sub(rss_before) / 1024
+    );
+    rt.block_on(server.stop());
 
     // 2. Threads executor, real tiny tasks on memory://.
     let worker = Arc::new(shoal_worker::Worker::new(shoal_worker::WorkerConfig::default())?);
