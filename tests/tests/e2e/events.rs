@@ -71,6 +71,13 @@ async fn the_events_file_replays_the_run_its_subscriber_saw() {
     assert_eq!((graph.tasks, *already_committed), (summary.tasks, 0));
     assert_eq!(graph.stages.iter().map(|s| s.tasks).sum::<usize>(), summary.tasks);
     assert!(graph.stages.iter().skip(1).all(|s| !s.upstream.is_empty()), "{graph:?}");
+    assert!(
+        graph
+            .stages
+            .iter()
+            .any(|s| s.operators.iter().any(|o| o.starts_with("strategy=shuffle split_out=2"))),
+        "the stage that finishes the aggregation names its strategy: {graph:?}"
+    );
     let Some(EventKind::JobFinished { ok: true, report: Some(last), .. }) = seen.last().map(|e| &e.kind)
     else {
         panic!("last event: {:?}", seen.last());

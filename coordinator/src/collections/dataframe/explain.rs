@@ -1,6 +1,6 @@
 //! `explain`: the plan as an indented tree, one line per operator.
 
-use super::plan::{AggStrategy, JoinStrategy, Plan};
+use super::plan::{AggStrategy, AggregateNode, JoinNode, JoinStrategy, Plan};
 use crate::units::human_bytes;
 use shoal_protocol::{FileFormat, SortKey, TableOp};
 use std::fmt::Write as _;
@@ -53,14 +53,8 @@ impl Plan {
             Plan::Aggregate(a) => {
                 let aggs: Vec<String> = a.aggs.iter().map(|(n, e)| format!("{n} = {e}")).collect();
                 let _ = write!(out, "{pad}Aggregate by [{}]: {}", a.keys.join(", "), aggs.join(", "));
-                match &a.strategy {
-                    Some((AggStrategy::Tree { split_every }, why)) => {
-                        let _ = write!(out, " [strategy=tree split_every={split_every}: {why}]");
-                    }
-                    Some((AggStrategy::Shuffle { split_out }, why)) => {
-                        let _ = write!(out, " [strategy=shuffle split_out={split_out}: {why}]");
-                    }
-                    None => {}
+                if let Some(strategy) = aggregate_strategy(a) {
+                    let _ = write!(out, " [{strategy}]");
                 }
                 out.push('\n');
                 a.input.fmt_tree(out, depth + 1);
@@ -69,17 +63,8 @@ impl Plan {
                 let on: Vec<String> =
                     j.left_on.iter().zip(&j.right_on).map(|(l, r)| format!("{l} = {r}")).collect();
                 let _ = write!(out, "{pad}Join {} on {}", j.how.as_str(), on.join(" AND "));
-                if let Some((s, why)) = &j.strategy {
-                    let _ = write!(out, " [strategy={}", s.name());
-                    match s {
-                        JoinStrategy::Hash { npartitions } => {
-                            let _ = write!(out, " npartitions={npartitions}");
-                        }
-                        JoinStrategy::BroadcastRight => out.push_str(" side=right"),
-                        JoinStrategy::BroadcastLeft => out.push_str(" side=left"),
-                        JoinStrategy::PartitionWise | JoinStrategy::Divisions => {}
-                    }
-                    let _ = write!(out, ": {why}]");
+                if let Some(strategy) = join_strategy(j) {
+                    let _ = write!(out, " [{strategy}]");
                 }
                 out.push('\n');
                 j.left.fmt_tree(out, depth + 1);
@@ -97,6 +82,27 @@ impl Plan {
             }
         }
     }
+}
+
+/// `strategy=shuffle split_out=4: why`, as `explain` prints an aggregation's strategy.
+pub fn aggregate_strategy(a: &AggregateNode) -> Option<String> {
+    a.strategy.as_ref().map(|(s, why)| match s {
+        AggStrategy::Tree { split_every } => format!("strategy=tree split_every={split_every}: {why}"),
+        AggStrategy::Shuffle { split_out } => format!("strategy=shuffle split_out={split_out}: {why}"),
+    })
+}
+
+/// `strategy=broadcast side=right: why`, as `explain` prints a join's strategy.
+pub fn join_strategy(j: &JoinNode) -> Option<String> {
+    j.strategy.as_ref().map(|(s, why)| {
+        let detail = match s {
+            JoinStrategy::Hash { npartitions } => format!(" npartitions={npartitions}"),
+            JoinStrategy::BroadcastRight => " side=right".into(),
+            JoinStrategy::BroadcastLeft => " side=left".into(),
+            JoinStrategy::PartitionWise | JoinStrategy::Divisions => String::new(),
+        };
+        format!("strategy={}{detail}: {why}", s.name())
+    })
 }
 
 /// `a ASC, b DESC NULLS FIRST`.

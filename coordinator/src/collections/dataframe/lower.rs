@@ -13,7 +13,7 @@
 //! - sort: M sample tasks, one boundaries task, M range-shuffle map tasks, N sorting reducers;
 //! - repartition: adjacent partitions concatenated (fewer) or each split by rows (more).
 
-use super::explain::describe;
+use super::explain::{aggregate_strategy, describe, join_strategy};
 use super::plan::{AggStrategy, AggregateNode, JoinNode, JoinStrategy, MapOp, Plan};
 use crate::error::{Error, Result};
 use crate::graph::{Stage, TaskGraph, TaskNode, upstream_bucket, upstream_port};
@@ -49,6 +49,9 @@ struct Pending {
     schema: Option<SchemaRef>,
     /// Schemas of the side tables, by port.
     sides: BTreeMap<u32, SchemaRef>,
+    /// Lines for `explain` and the dashboard after the operators: the strategies chosen for
+    /// the aggregations and joins this stage finishes.
+    notes: Vec<String>,
 }
 
 impl Pending {
@@ -66,6 +69,7 @@ impl Pending {
             estimated_bytes: bytes,
             schema,
             sides: BTreeMap::new(),
+            notes: vec![],
         }
     }
 
@@ -281,11 +285,17 @@ fn lower_node(plan: &Plan, graph: &mut TaskGraph) -> Result<Pending> {
             }
             Ok(top)
         }
-        Plan::Aggregate(a) => lower_aggregate(plan, a, graph),
-        Plan::Join(j) => lower_join(plan, j, graph),
+        Plan::Aggregate(a) => noted(lower_aggregate(plan, a, graph)?, aggregate_strategy(a)),
+        Plan::Join(j) => noted(lower_join(plan, j, graph)?, join_strategy(j)),
         Plan::Sort { input, keys, npartitions: n, .. } => Ok(lower_sort(input, keys, *n, graph)?.0),
         Plan::Repartition { input, npartitions: n } => lower_repartition(input, *n, graph),
     }
+}
+
+/// `p` with a note on the strategy of the node it finishes.
+fn noted(mut p: Pending, strategy: Option<String>) -> Result<Pending> {
+    p.notes.extend(strategy);
+    Ok(p)
 }
 
 fn lower_aggregate(plan: &Plan, a: &AggregateNode, graph: &mut TaskGraph) -> Result<Pending> {
@@ -592,7 +602,7 @@ fn prune_scans(p: &mut Pending, predicate: &str) {
 /// here, before anything runs.
 fn materialize(p: Pending, graph: &mut TaskGraph, output: impl Fn(usize) -> Output) -> Result<Vec<usize>> {
     let name = stage_name(&p.name, &p.ops);
-    let operators = p.ops.iter().map(describe).collect();
+    let operators = p.ops.iter().map(describe).chain(p.notes.iter().cloned()).collect();
     let stage = graph.stage(name.clone(), operators, p.estimated_bytes, p.schema.clone());
     let mut ids = Vec::with_capacity(p.partitions.len());
     for (index, (inputs, deps)) in p.partitions.into_iter().enumerate() {
