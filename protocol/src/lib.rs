@@ -81,12 +81,27 @@ pub struct CsvOptions {
     pub has_header: bool,
     #[serde(default = "default_delimiter")]
     pub delimiter: u8,
+    /// Whole fields read as missing, in every column (default: pandas' list, [`PANDAS_NA`]).
+    /// An empty field is missing only if `""` is listed.
+    #[serde(default = "default_null_values")]
+    pub null_values: Vec<String>,
 }
 
 impl Default for CsvOptions {
     fn default() -> Self {
-        Self { has_header: true, delimiter: b',' }
+        Self { has_header: true, delimiter: b',', null_values: default_null_values() }
     }
+}
+
+/// The strings pandas' `read_csv` reads as missing by default (`keep_default_na=True`): what R,
+/// pandas, spreadsheets and many public data sets write for a missing value.
+pub const PANDAS_NA: [&str; 19] = [
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+    "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+];
+
+fn default_null_values() -> Vec<String> {
+    PANDAS_NA.iter().map(|s| s.to_string()).collect()
 }
 
 fn default_true() -> bool {

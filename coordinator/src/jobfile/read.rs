@@ -1,4 +1,5 @@
-//! Reads: `read_parquet` and `read_csv` (with `header` and `delimiter`). A read has no input.
+//! Reads: `read_parquet` and `read_csv` (with `header`, `delimiter`, `na_values` and
+//! `keep_default_na`). A read has no input.
 
 use super::env::Env;
 use crate::collections::dataframe::DataFrame;
@@ -28,6 +29,11 @@ pub struct ReadCsv {
     pub header: Option<bool>,
     /// Field delimiter (default `,`).
     pub delimiter: Option<char>,
+    /// More strings read as missing, as pandas' `na_values` (a list).
+    pub na_values: Option<Vec<String>>,
+    /// Whether pandas' default missing-value strings (`NA`, `N/A`, `null`, empty, …) are read
+    /// as missing too (default true, as in pandas).
+    pub keep_default_na: Option<bool>,
 }
 
 impl ReadCsv {
@@ -38,7 +44,12 @@ impl ReadCsv {
                 Error::Invalid(format!("read_csv: delimiter '{c}' is not a one-byte character"))
             })?,
         };
-        Ok(CsvOptions { has_header: self.header.unwrap_or(true), delimiter })
+        let mut null_values: Vec<String> = match self.keep_default_na {
+            Some(false) => vec![],
+            _ => shoal_protocol::PANDAS_NA.iter().map(|s| s.to_string()).collect(),
+        };
+        null_values.extend(self.na_values.iter().flatten().cloned());
+        Ok(CsvOptions { has_header: self.header.unwrap_or(true), delimiter, null_values })
     }
 
     pub async fn apply(&self, env: &Env<'_>) -> Result<DataFrame> {

@@ -14,6 +14,7 @@ mod faults;
 mod lambda;
 mod pipelines;
 mod plans;
+mod readers;
 mod relational;
 mod resume;
 mod sandbox;

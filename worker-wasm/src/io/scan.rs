@@ -352,6 +352,20 @@ impl PruningStatistics for RowGroupStats<'_> {
     }
 }
 
+/// The pattern of a CSV's missing fields: any of `opts.null_values`, whole (`None`: no field is
+/// missing, not even an empty one). Used for reading and for schema inference alike, so a
+/// column of numbers with `NA` in it is inferred as numbers and read as such.
+pub fn null_regex(opts: &CsvOptions) -> Result<Option<regex::Regex>> {
+    if opts.null_values.is_empty() {
+        return Ok(None);
+    }
+    let alternatives: Vec<String> = opts.null_values.iter().map(|v| regex::escape(v)).collect();
+    let pattern = format!("^(?:{})$", alternatives.join("|"));
+    regex::Regex::new(&pattern)
+        .map(Some)
+        .map_err(|e| Error::Schema(format!("CSV missing values {:?}: {e}", opts.null_values)))
+}
+
 async fn read_csv(
     storage: &Storage,
     file: &FileSlice,
@@ -366,6 +380,9 @@ async fn read_csv(
         .with_header(opts.has_header)
         .with_delimiter(opts.delimiter)
         .with_batch_size(64 * 1024);
+    if let Some(nulls) = null_regex(opts)? {
+        builder = builder.with_null_regex(nulls);
+    }
     let out_schema = match projection {
         Some(cols) => {
             let mut ix = Vec::with_capacity(cols.len());

@@ -101,9 +101,12 @@ impl Client {
             .get_range(&loc.path, 0..sample_len)
             .await
             .map_err(|e| shoal_worker::Error::from_store(&first.url, e))?;
-        let format = arrow::csv::reader::Format::default()
+        let mut format = arrow::csv::reader::Format::default()
             .with_header(options.has_header)
             .with_delimiter(options.delimiter);
+        if let Some(nulls) = shoal_worker::io::scan::null_regex(&options)? {
+            format = format.with_null_regex(nulls);
+        }
         let (schema, _) = format.infer_schema(std::io::Cursor::new(sample), Some(10_000)).map_err(|e| {
             Error::Input { url: first.url.clone(), message: format!("cannot infer CSV schema: {e}") }
         })?;
