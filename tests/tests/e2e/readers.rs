@@ -105,3 +105,29 @@ fn na_values_add_strings_and_keep_default_na_false_drops_the_defaults() {
         .collect();
     assert!(labels.contains(&"NA".to_string()), "{labels:?}");
 }
+
+#[test]
+fn csv_schema_is_inferred_from_first_middle_and_last_files_widened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    // The first files hold integers only; the last one decimals: x must be read as floats.
+    for f in 0..5 {
+        let mut text = String::from("id,x,label\n");
+        for i in 0..30 {
+            let x = if f == 4 && i % 3 == 0 { format!("{i}.25") } else { format!("{}", f * 10 + i) };
+            text.push_str(&format!("{},{x},l{}\n", f * 100 + i, i % 4));
+        }
+        std::fs::write(dir.join(format!("in/part-{f}.csv")), text).unwrap();
+    }
+    let got = run_job(dir, "");
+    let expected = reference(dir, &shoal_protocol::PANDAS_NA);
+    shoal_tests::data::assert_same_table(&got, &expected, "label").unwrap();
+
+    // Files that disagree on their columns are one clear error naming both.
+    std::fs::write(dir.join("in/part-9.csv"), "id,y\n1,2\n").unwrap();
+    let out = shoal(&["run", "job.toml", "--root", "root3", "--executor", "sync"], dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("part-9.csv has [id, y]") && err.contains("part-0.csv has [id, x, label]"), "{err}");
+}

@@ -5,10 +5,10 @@ use super::DataFrame;
 use super::plan::{FileInfo, Plan, ScanNode};
 use crate::client::Client;
 use crate::error::{Error, Result};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use object_store::ObjectStoreExt;
 use parquet::arrow::async_reader::AsyncFileReader;
-use shoal_protocol::{CsvOptions, FileFormat, FileSlice};
+use shoal_protocol::{CsvOptions, FileFormat, FileSlice, ObjectRef};
 use shoal_worker::io::reader::{IoCounter, ObjectReader};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -89,27 +89,25 @@ impl Client {
         }))
     }
 
-    /// Lazily reads CSV files (one partition per file). The schema is inferred from the first
-    /// file's first rows and held for all files.
+    /// Lazily reads CSV files (one partition per file). The schema is inferred from samples of
+    /// the first, middle and last files (their first MB each), widened where they disagree
+    /// (integers → floats → text), as a reader of many files must: the first file alone can be
+    /// all integers where a later one has decimals.
     pub async fn read_csv(&self, location: &str, options: CsvOptions) -> Result<DataFrame> {
         let objects = self.storage().list(location).await?;
         let first = objects.first().ok_or_else(|| Error::NotFound(location.to_string()))?;
-        let loc = self.storage().resolve(&first.url)?;
-        let sample_len = first.size.min(1 << 20);
-        let sample = loc
-            .store
-            .get_range(&loc.path, 0..sample_len)
-            .await
-            .map_err(|e| shoal_worker::Error::from_store(&first.url, e))?;
-        let mut format = arrow::csv::reader::Format::default()
-            .with_header(options.has_header)
-            .with_delimiter(options.delimiter);
-        if let Some(nulls) = shoal_worker::io::scan::null_regex(&options)? {
-            format = format.with_null_regex(nulls);
+        let mut sampled = vec![0, objects.len() / 2, objects.len() - 1];
+        sampled.dedup();
+        let mut schema: Option<(Schema, &str)> = None;
+        for &i in &sampled {
+            let object = &objects[i];
+            let inferred = self.infer_csv(object, &options).await?;
+            schema = Some(match schema {
+                None => (inferred, object.url.as_str()),
+                Some((so_far, from)) => (widen_schema(&so_far, from, &inferred, &object.url)?, from),
+            });
         }
-        let (schema, _) = format.infer_schema(std::io::Cursor::new(sample), Some(10_000)).map_err(|e| {
-            Error::Input { url: first.url.clone(), message: format!("cannot infer CSV schema: {e}") }
-        })?;
+        let schema = schema.map(|(s, _)| s).ok_or_else(|| Error::NotFound(first.url.clone()))?;
         let files: Vec<FileInfo> =
             objects.into_iter().map(|object| FileInfo { object, row_groups: vec![] }).collect();
         let partitions =
@@ -124,6 +122,31 @@ impl Client {
             predicate: None,
             int_ranges: HashMap::new(),
         }))
+    }
+
+    /// The schema of one CSV file, inferred from its first MB.
+    async fn infer_csv(&self, object: &ObjectRef, options: &CsvOptions) -> Result<Schema> {
+        let loc = self.storage().resolve(&object.url)?;
+        let sample = loc
+            .store
+            .get_range(&loc.path, 0..object.size.min(1 << 20))
+            .await
+            .map_err(|e| shoal_worker::Error::from_store(&object.url, e))?;
+        // A sample cut mid-line ends in a partial row: infer from whole lines only.
+        let whole = match (object.size > sample.len() as u64, sample.iter().rposition(|&b| b == b'\n')) {
+            (true, Some(end)) => sample.slice(..end + 1),
+            _ => sample,
+        };
+        let mut format = arrow::csv::reader::Format::default()
+            .with_header(options.has_header)
+            .with_delimiter(options.delimiter);
+        if let Some(nulls) = shoal_worker::io::scan::null_regex(options)? {
+            format = format.with_null_regex(nulls);
+        }
+        let (schema, _) = format.infer_schema(std::io::Cursor::new(whole), Some(10_000)).map_err(|e| {
+            Error::Input { url: object.url.clone(), message: format!("cannot infer CSV schema: {e}") }
+        })?;
+        Ok(schema)
     }
 
     fn scan(&self, node: ScanNode) -> DataFrame {
@@ -204,10 +227,55 @@ fn partition_parquet(files: &[FileInfo], target: u64) -> Vec<Vec<FileSlice>> {
     partitions
 }
 
+/// `a` (inferred from `a_url`) and `b` (from `b_url`) as one schema: the same columns in the
+/// same order, each of the wider of the two types.
+fn widen_schema(a: &Schema, a_url: &str, b: &Schema, b_url: &str) -> Result<Schema> {
+    let names = |s: &Schema| s.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
+    if names(a) != names(b) {
+        return Err(Error::Schema(format!(
+            "CSV files disagree on their columns: {a_url} has [{}], {b_url} has [{}]",
+            names(a).join(", "),
+            names(b).join(", ")
+        )));
+    }
+    let fields: Vec<Field> = a
+        .fields()
+        .iter()
+        .zip(b.fields())
+        .map(|(x, y)| Field::new(x.name(), widen(x.data_type(), y.data_type()), true))
+        .collect();
+    Ok(Schema::new(fields))
+}
+
+/// The narrowest type both values fit: equal types stay, nulls take the other, integers widen
+/// to floats, anything else to text.
+fn widen(a: &DataType, b: &DataType) -> DataType {
+    match (a, b) {
+        (x, y) if x == y => x.clone(),
+        (DataType::Null, other) | (other, DataType::Null) => other.clone(),
+        (DataType::Int64, DataType::Float64) | (DataType::Float64, DataType::Int64) => DataType::Float64,
+        _ => DataType::Utf8,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use shoal_protocol::ObjectRef;
+
+    #[test]
+    fn csv_types_widen_integers_to_floats_and_anything_else_to_text() {
+        use DataType::*;
+        assert_eq!(widen(&Int64, &Int64), Int64);
+        assert_eq!(widen(&Int64, &Float64), Float64);
+        assert_eq!(widen(&Null, &Boolean), Boolean);
+        assert_eq!(widen(&Float64, &Utf8), Utf8);
+        assert_eq!(widen(&Boolean, &Int64), Utf8);
+        let a = Schema::new(vec![Field::new("x", Int64, true)]);
+        let b = Schema::new(vec![Field::new("y", Int64, true)]);
+        let err = widen_schema(&a, "a.csv", &b, "b.csv").unwrap_err().to_string();
+        assert!(err.contains("a.csv has [x]") && err.contains("b.csv has [y]"), "{err}");
+    }
 
     #[test]
     fn large_files_split_by_row_groups() {
