@@ -1,5 +1,5 @@
-//! Reads: `read_parquet` and `read_csv` (with `header`, `delimiter`, `na_values` and
-//! `keep_default_na`). A read has no input.
+//! Reads: `read_parquet` and `read_csv` (with `header`, `delimiter`, `na_values`,
+//! `keep_default_na` and `dtype`). A read has no input.
 
 use super::env::Env;
 use crate::collections::dataframe::DataFrame;
@@ -34,6 +34,8 @@ pub struct ReadCsv {
     /// Whether pandas' default missing-value strings (`NA`, `N/A`, `null`, empty, …) are read
     /// as missing too (default true, as in pandas).
     pub keep_default_na: Option<bool>,
+    /// Column types instead of the inferred ones: `{ zip = "string", fare = "float64" }`.
+    pub dtype: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl ReadCsv {
@@ -53,6 +55,10 @@ impl ReadCsv {
     }
 
     pub async fn apply(&self, env: &Env<'_>) -> Result<DataFrame> {
-        env.client().read_csv(&env.location(&self.read_csv), self.options()?).await
+        let mut types = Vec::new();
+        for (column, name) in self.dtype.iter().flatten() {
+            types.push((column.clone(), crate::collections::dataframe::read::parse_dtype(name)?));
+        }
+        env.client().read_csv_typed(&env.location(&self.read_csv), self.options()?, &types).await
     }
 }

@@ -131,3 +131,45 @@ fn csv_schema_is_inferred_from_first_middle_and_last_files_widened() {
     assert!(!out.status.success());
     assert!(err.contains("part-9.csv has [id, y]") && err.contains("part-0.csv has [id, x, label]"), "{err}");
 }
+
+#[test]
+fn dtype_overrides_inference_so_zero_padded_codes_stay_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    let mut text = String::from("zip,x,label\n");
+    for i in 0..50 {
+        text.push_str(&format!("{:05},{i},l{}\n", i * 37 % 1000, i % 3));
+    }
+    std::fs::write(dir.join("in/part-0.csv"), text).unwrap();
+    std::fs::write(
+        dir.join("job.toml"),
+        "[datasets.raw]\nread_csv = \"in/*.csv\"\ndtype = { zip = \"string\", x = \"float64\" }\n\
+         [datasets.picked]\nfrom = \"raw\"\nselect = [\"zip\", \"x\"]\n\
+         [[outputs]]\ndataset = \"picked\"\nto_parquet = \"out\"\n",
+    )
+    .unwrap();
+    let out = shoal(&["run", "job.toml", "--root", "root", "--executor", "sync"], dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = read_parquet_dir(dir.join("out")).unwrap();
+    let path = dir.join("ref.parquet");
+    duckdb_query(
+        &format!(
+            "SELECT zip, x FROM read_csv('{}/in/*.csv', header = true, types = {{'zip': 'VARCHAR', 'x': 'DOUBLE'}})",
+            dir.display()
+        ),
+        &path,
+    )
+    .unwrap();
+    shoal_tests::data::assert_same_table(&got, &read_parquet_dir(&path).unwrap(), "zip").unwrap();
+    let zips = got[0].column(got[0].schema().index_of("zip").unwrap()).clone();
+    let zips = arrow::compute::cast(&zips, &arrow::datatypes::DataType::Utf8).unwrap();
+    let zips = zips.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+    assert_eq!(zips.value(0), "00000", "leading zeros kept");
+
+    // A dtype for a column that is not there names it.
+    std::fs::write(dir.join("bad.toml"), "[datasets.raw]\nread_csv = \"in/*.csv\"\ndtype = { zipcode = \"string\" }\n[[outputs]]\ndataset = \"raw\"\nshow = true\n").unwrap();
+    let bad = shoal(&["run", "bad.toml", "--root", "root2"], dir);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("no column 'zipcode'"), "{err}");
+}

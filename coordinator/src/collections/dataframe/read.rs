@@ -94,6 +94,17 @@ impl Client {
     /// (integers → floats → text), as a reader of many files must: the first file alone can be
     /// all integers where a later one has decimals.
     pub async fn read_csv(&self, location: &str, options: CsvOptions) -> Result<DataFrame> {
+        self.read_csv_typed(location, options, &[]).await
+    }
+
+    /// [`read_csv`](Self::read_csv) with the types of some columns given instead of inferred
+    /// (pandas' `dtype`): `("zip", DataType::Utf8)` keeps leading zeros.
+    pub async fn read_csv_typed(
+        &self,
+        location: &str,
+        options: CsvOptions,
+        types: &[(String, DataType)],
+    ) -> Result<DataFrame> {
         let objects = self.storage().list(location).await?;
         let first = objects.first().ok_or_else(|| Error::NotFound(location.to_string()))?;
         let mut sampled = vec![0, objects.len() / 2, objects.len() - 1];
@@ -108,6 +119,7 @@ impl Client {
             });
         }
         let schema = schema.map(|(s, _)| s).ok_or_else(|| Error::NotFound(first.url.clone()))?;
+        let schema = with_types(schema, types)?;
         let files: Vec<FileInfo> =
             objects.into_iter().map(|object| FileInfo { object, row_groups: vec![] }).collect();
         let partitions =
@@ -227,6 +239,51 @@ fn partition_parquet(files: &[FileInfo], target: u64) -> Vec<Vec<FileSlice>> {
     partitions
 }
 
+/// `schema` with the given columns' types replaced; a column it lacks is an error naming it.
+fn with_types(schema: Schema, types: &[(String, DataType)]) -> Result<Schema> {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for (column, data_type) in types {
+        let field = fields.iter_mut().find(|f| f.name() == column).ok_or_else(|| {
+            Error::Schema(format!(
+                "dtype: no column '{column}' (columns: {})",
+                schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        *field = Field::new(column, data_type.clone(), true);
+    }
+    Ok(Schema::new(fields))
+}
+
+/// A type as pandas, NumPy and SQL users write it: `int64`, `float64`/`double`, `string`/`str`,
+/// `bool`, `date`, `timestamp`/`datetime64`, …
+pub fn parse_dtype(name: &str) -> Result<DataType> {
+    use arrow::datatypes::TimeUnit;
+    Ok(match name.trim().to_ascii_lowercase().as_str() {
+        "int8" => DataType::Int8,
+        "int16" => DataType::Int16,
+        "int32" => DataType::Int32,
+        "int64" | "int" | "integer" | "bigint" => DataType::Int64,
+        "uint8" => DataType::UInt8,
+        "uint16" => DataType::UInt16,
+        "uint32" => DataType::UInt32,
+        "uint64" => DataType::UInt64,
+        "float32" | "float" | "real" => DataType::Float32,
+        "float64" | "double" => DataType::Float64,
+        "string" | "str" | "utf8" | "text" | "varchar" | "object" => DataType::Utf8,
+        "bool" | "boolean" => DataType::Boolean,
+        "date" | "date32" => DataType::Date32,
+        "timestamp" | "datetime" | "datetime64" | "datetime64[ns]" => {
+            DataType::Timestamp(TimeUnit::Microsecond, None)
+        }
+        other => {
+            return Err(Error::Invalid(format!(
+                "dtype '{other}' is not a type (int8 … int64, uint8 … uint64, float32, float64, string, bool, date, \
+                 timestamp)"
+            )));
+        }
+    })
+}
+
 /// `a` (inferred from `a_url`) and `b` (from `b_url`) as one schema: the same columns in the
 /// same order, each of the wider of the two types.
 fn widen_schema(a: &Schema, a_url: &str, b: &Schema, b_url: &str) -> Result<Schema> {
@@ -262,6 +319,18 @@ fn widen(a: &DataType, b: &DataType) -> DataType {
 mod tests {
     use super::*;
     use shoal_protocol::ObjectRef;
+
+    #[test]
+    fn dtypes_parse_as_pandas_and_sql_write_them() {
+        assert_eq!(parse_dtype("Int64").unwrap(), DataType::Int64);
+        assert_eq!(parse_dtype("double").unwrap(), DataType::Float64);
+        assert_eq!(parse_dtype("str").unwrap(), DataType::Utf8);
+        let err = parse_dtype("decimal(3)").unwrap_err().to_string();
+        assert!(err.contains("decimal(3)") && err.contains("float64"), "{err}");
+        let s = Schema::new(vec![Field::new("a", DataType::Int64, true)]);
+        let err = with_types(s, &[("b".into(), DataType::Utf8)]).unwrap_err().to_string();
+        assert!(err.contains("no column 'b'") && err.contains("columns: a"), "{err}");
+    }
 
     #[test]
     fn csv_types_widen_integers_to_floats_and_anything_else_to_text() {
