@@ -115,19 +115,10 @@ pub fn decode_stream(url: &str, bytes: Bytes) -> Result<Table> {
 mod tests {
     use super::*;
     use crate::ops::table::partition::split;
-    use arrow::array::{Int64Array, StringArray};
-    use arrow::datatypes::{Field, Schema};
     use shoal_protocol::Partitioning;
     use std::collections::BTreeMap;
 
-    fn batch(keys: Vec<Option<i64>>) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Int64, true),
-            Field::new("s", DataType::Utf8, true),
-        ]));
-        let s: StringArray = keys.iter().map(|k| k.map(|v| format!("v{v}"))).collect();
-        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(keys)), Arc::new(s)]).unwrap()
-    }
+    use crate::io::fixtures::keyed_batch as batch;
 
     #[test]
     fn buckets_round_trip_through_one_object() {

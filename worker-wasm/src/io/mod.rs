@@ -18,3 +18,22 @@ use arrow::record_batch::RecordBatch;
 
 /// A table by value: schema and batches.
 pub type Table = (SchemaRef, Vec<RecordBatch>);
+
+/// Tables the unit tests of `io` and `ops` share.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+
+    /// Columns `k` (the keys) and `s` (`"v{k}"`, null where the key is).
+    pub fn keyed_batch(keys: Vec<Option<i64>>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let s: StringArray = keys.iter().map(|k| k.map(|v| format!("v{v}"))).collect();
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(keys)), Arc::new(s)]).unwrap()
+    }
+}

@@ -175,19 +175,12 @@ pub(super) fn key_columns(batch: &RecordBatch, keys: &[SortKey]) -> Result<Vec<A
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Int32Array, Int64Array, StringArray};
+    use arrow::array::{Int32Array, Int64Array};
     use arrow::datatypes::{Field, Schema};
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
-    fn batch(keys: Vec<Option<i64>>) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Int64, true),
-            Field::new("s", DataType::Utf8, true),
-        ]));
-        let s: StringArray = keys.iter().map(|k| k.map(|v| format!("v{v}"))).collect();
-        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(keys)), Arc::new(s)]).unwrap()
-    }
+    use crate::io::fixtures::keyed_batch as batch;
 
     fn rows(buckets: &[Vec<RecordBatch>]) -> Vec<usize> {
         buckets.iter().map(|b| b.iter().map(RecordBatch::num_rows).sum()).collect()

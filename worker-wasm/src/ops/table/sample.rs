@@ -73,17 +73,9 @@ pub fn rows_as_text(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Int64Array, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::array::Int64Array;
 
-    fn batch(keys: Vec<Option<i64>>) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Int64, true),
-            Field::new("s", DataType::Utf8, true),
-        ]));
-        let s: StringArray = keys.iter().map(|k| k.map(|v| format!("v{v}"))).collect();
-        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(keys)), Arc::new(s)]).unwrap()
-    }
+    use crate::io::fixtures::keyed_batch as batch;
 
     #[test]
     fn samples_give_even_boundaries() {
