@@ -173,8 +173,15 @@ struct History {
 
 /// Serves the past runs under `root` (a local folder or `s3://`) on `addr`.
 pub async fn serve_history(storage: Arc<Storage>, root: &str, addr: &str, public: bool) -> Result<Server> {
-    // An unreadable root fails now, not on the first page view.
-    recorded_jobs(&storage, root).await?;
+    // An unreadable root fails now, not on the first page view; so does a root with no runs,
+    // which is almost always a mistyped path or bucket.
+    if recorded_jobs(&storage, root).await?.is_empty() {
+        let root = root.trim_end_matches('/');
+        return Err(Error::Invalid(format!(
+            "no runs recorded under {root}: every `shoal run --root {root}` writes \
+             {root}/jobs/<job id>.events.jsonl, and there is none (is this the root the jobs ran with?)"
+        )));
+    }
     let listener = bind(addr, public).await?;
     let app = Router::new()
         .route("/", get(history_list))

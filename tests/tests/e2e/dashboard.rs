@@ -277,3 +277,32 @@ fn history_lists_jobs_and_shows_a_truncated_events_file() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[test]
+fn history_of_an_unreadable_root_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("not-a-dir"), "x").unwrap();
+    std::fs::create_dir_all(tmp.path().join("empty")).unwrap();
+    for (root, says) in
+        [("missing", "no runs recorded"), ("not-a-dir", "Not a directory"), ("empty", "no runs recorded")]
+    {
+        let out = shoal(&["dashboard", root, "--addr", "127.0.0.1:0"], tmp.path());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{root}: {err}");
+        assert!(err.contains(root) && err.contains(says), "{root}: {err}");
+        assert!(!err.contains("dashboard of"), "nothing served for {root}: {err}");
+    }
+
+    // A bucket that does not exist on a real S3 server is named in the error.
+    let ls = shoal_tests::localstack::LocalStack::start().unwrap();
+    let out = Command::new(shoal_bin())
+        .args(["dashboard", "s3://no-such-bucket/root", "--addr", "127.0.0.1:0", "--endpoint", &ls.endpoint])
+        .envs(ls.aws_env())
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("no-such-bucket"), "{err}");
+    assert!(!err.contains("dashboard of"), "nothing served: {err}");
+}
