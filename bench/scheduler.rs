@@ -203,7 +203,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         n_threads,
         |_| Input::Scan {
             format: shoal_protocol::FileFormat::ArrowIpc,
-            files: vec![shoal_protocol::FileSlice { object: object.clone(), row_groups: None }],
+            files: vec![shoal_protocol::FileSlice::whole(object.clone())],
             projection: None,
             predicate: None,
             schema: None,

@@ -74,7 +74,8 @@ pub struct StorageOptions {
     pub region: Option<String>,
 }
 
-/// CSV reading options.
+/// CSV reading options. Every field but the first three is left out of the JSON when it has
+/// its default, so specs of plain CSV reads (and their task keys) are what they were.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CsvOptions {
     #[serde(default = "default_true")]
@@ -85,12 +86,57 @@ pub struct CsvOptions {
     /// An empty field is missing only if `""` is listed.
     #[serde(default = "default_null_values")]
     pub null_values: Vec<String>,
+    /// The quote character (default `"`); a quote inside a quoted field is written twice.
+    #[serde(default = "default_quote", skip_serializing_if = "is_default_quote")]
+    pub quote: u8,
+    /// A character that makes the next one literal inside quotes (pandas' `escapechar`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escape: Option<u8>,
+    /// Lines starting with this character are skipped (pandas' `comment`, at line starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<u8>,
+    /// Lines skipped at the start of each file, before the header (pandas' `skiprows = N`).
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    pub skip_rows: usize,
+    /// The text encoding, as a label (`latin-1`, `cp1252`, `utf-16`, …); `None` is UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
 }
 
 impl Default for CsvOptions {
     fn default() -> Self {
-        Self { has_header: true, delimiter: b',', null_values: default_null_values() }
+        Self {
+            has_header: true,
+            delimiter: b',',
+            null_values: default_null_values(),
+            quote: b'"',
+            escape: None,
+            comment: None,
+            skip_rows: 0,
+            encoding: None,
+        }
     }
+}
+
+fn default_quote() -> u8 {
+    b'"'
+}
+fn is_default_quote(q: &u8) -> bool {
+    *q == b'"'
+}
+fn is_zero_usize(n: &usize) -> bool {
+    *n == 0
+}
+
+/// JSON reading options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct JsonOptions {
+    /// One JSON object per line (JSON lines, splittable) rather than one JSON array per file.
+    #[serde(default = "default_true")]
+    pub lines: bool,
+    /// The text encoding, as for CSV; `None` is UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
 }
 
 /// The strings pandas' `read_csv` reads as missing by default (`keep_default_na=True`): what R,
@@ -117,6 +163,8 @@ fn default_delimiter() -> u8 {
 pub enum FileFormat {
     Parquet,
     Csv(CsvOptions),
+    /// JSON lines or a JSON array of objects; nested objects are structs.
+    Json(JsonOptions),
     /// Arrow IPC file, the format of intermediates between stages.
     ArrowIpc,
 }
@@ -146,7 +194,8 @@ pub enum Input {
         /// the pipeline's `filter`, so pruning never changes the answer.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         predicate: Option<String>,
-        /// Schema every file is read as (CSV); `None` uses the file's own.
+        /// Schema every file is read as (CSV, JSON, and Parquet files of evolved schemas,
+        /// which are widened to it); `None` uses the file's own.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         schema: Option<Vec<Field>>,
     },
@@ -197,13 +246,33 @@ pub struct ByteRange {
     pub rows: u64,
 }
 
-/// A file, or a subset of its Parquet row groups.
+/// A file, a subset of its Parquet row groups, or a block of a text file.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FileSlice {
     pub object: ObjectRef,
     /// Row groups to read (Parquet); `None` reads the whole file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_groups: Option<Vec<usize>>,
+    /// A byte block of a text file (CSV, JSON lines); `None` reads the whole file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<Block>,
+}
+
+impl FileSlice {
+    /// The whole of `object`.
+    pub fn whole(object: ObjectRef) -> Self {
+        Self { object, row_groups: None, block: None }
+    }
+}
+
+/// Bytes `start..end` of a text file, as planned: the worker reads the records that *start*
+/// in the block, that is from the first line start at or after `start` (byte 0 for the first
+/// block) up to the first record end at or after `end`, so consecutive blocks cover every
+/// record exactly once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Block {
+    pub start: u64,
+    pub end: u64,
 }
 
 /// A WebAssembly component holding user functions, stored content-addressed.
@@ -682,10 +751,11 @@ mod tests {
             attempt: 1,
             inputs: vec![Input::Scan {
                 format: FileFormat::Csv(CsvOptions::default()),
-                files: vec![FileSlice {
-                    object: ObjectRef { url: "file:///x.csv".into(), size: 10, e_tag: None },
-                    row_groups: None,
-                }],
+                files: vec![FileSlice::whole(ObjectRef {
+                    url: "file:///x.csv".into(),
+                    size: 10,
+                    e_tag: None,
+                })],
                 projection: Some(vec!["a".into()]),
                 predicate: None,
                 schema: None,

@@ -56,6 +56,10 @@ pub enum Error {
         #[source]
         source: DecodeError,
     },
+    /// A value in an input file that does not fit its column's type: the message names the
+    /// line, the column and the value, and what to do about it.
+    #[error("{url}: {message}")]
+    BadValue { url: String, message: String },
     /// An object that is not what it should be (a manifest that does not parse).
     #[error("{url}: cannot decode: {message}")]
     Corrupt { url: String, message: String },

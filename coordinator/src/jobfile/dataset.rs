@@ -95,9 +95,15 @@ fn unknown_key(key: &str) -> Error {
 
 /// A modifier without its operation: `groupby` needs `agg = { ... }`.
 fn misplaced(key: &str) -> Error {
-    match OPERATIONS.iter().find(|o| o.modifiers().any(|m| m == key)) {
-        Some(op) => Error::Invalid(format!("`{key}` needs `{} = {}`", op.name, placeholder(op.name))),
-        None => unknown_key(key),
+    let ops: Vec<String> = OPERATIONS
+        .iter()
+        .filter(|o| o.modifiers().any(|m| m == key))
+        .map(|op| format!("`{} = {}`", op.name, placeholder(op.name)))
+        .collect();
+    if ops.is_empty() {
+        unknown_key(key)
+    } else {
+        Error::Invalid(format!("`{key}` needs {}", ops.join(" or ")))
     }
 }
 
@@ -123,7 +129,7 @@ mod tests {
     fn exactly_one_operation() {
         let e = err("from = 'a'\nfilter = 'x > 1'\nselect = ['x']");
         assert!(
-            e.starts_with("dataset 'd': must have exactly one operation (read_parquet, read_csv, filter"),
+            e.starts_with("dataset 'd': must have exactly one operation (read_parquet, read_csv, read_json, filter"),
             "{e}"
         );
         assert!(e.ends_with("it has 2: filter, select"), "{e}");
@@ -142,6 +148,8 @@ mod tests {
         assert_eq!(e, "dataset 'd': `split_out` needs `agg = { ... }`");
         let e = err("read_parquet = 'x'\nheader = false");
         assert_eq!(e, "dataset 'd': `header` needs `read_csv = \"...\"`");
+        let e = err("encoding = 'latin-1'");
+        assert_eq!(e, "dataset 'd': `encoding` needs `read_csv = \"...\"` or `read_json = \"...\"`");
         let d = Dataset::parse("d", table("read_csv = 'x'\nheader = false\ndelimiter = ';'")).unwrap();
         let Operation::ReadCsv(csv) = &d.operation else { panic!("{d:?}") };
         assert_eq!((csv.options().unwrap().has_header, csv.options().unwrap().delimiter), (false, b';'));

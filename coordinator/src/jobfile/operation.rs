@@ -7,7 +7,7 @@ use super::env::Env;
 use super::join::Merge;
 use super::names;
 use super::order::{Nlargest, Nsmallest, Repartition, SetIndex, SortValues};
-use super::read::{ReadCsv, ReadParquet};
+use super::read::{ReadCsv, ReadJson, ReadParquet};
 use super::rows::{Assign, Filter, Head, MapPartitions, Select};
 use crate::collections::dataframe::DataFrame;
 use crate::error::Result;
@@ -22,6 +22,7 @@ use std::sync::LazyLock;
 pub enum Operation {
     ReadParquet(ReadParquet),
     ReadCsv(ReadCsv),
+    ReadJson(ReadJson),
     Filter(Filter),
     Select(Select),
     Assign(Assign),
@@ -64,7 +65,7 @@ pub static OPERATIONS: LazyLock<Vec<Keys>> = LazyLock::new(|| {
 impl Operation {
     /// Whether it reads storage (and so takes no `from`).
     pub fn is_read(&self) -> bool {
-        matches!(self, Operation::ReadParquet(_) | Operation::ReadCsv(_))
+        matches!(self, Operation::ReadParquet(_) | Operation::ReadCsv(_) | Operation::ReadJson(_))
     }
 
     /// The datasets it reads besides `from`.
@@ -80,6 +81,7 @@ impl Operation {
         match self {
             Operation::ReadParquet(op) => op.apply(env).await,
             Operation::ReadCsv(op) => op.apply(env).await,
+            Operation::ReadJson(op) => op.apply(env).await,
             Operation::Filter(op) => op.apply(env.input()?),
             Operation::Select(op) => op.apply(env.input()?),
             Operation::Assign(op) => op.apply(env.input()?),
@@ -105,8 +107,8 @@ mod tests {
     #[test]
     fn every_operation_is_keyed_by_its_name() {
         let names: Vec<_> = OPERATIONS.iter().map(|o| o.name).collect();
-        assert_eq!(names.len(), 16, "{names:?}");
-        assert_eq!(names[..2], ["read_parquet", "read_csv"]);
+        assert_eq!(names.len(), 17, "{names:?}");
+        assert_eq!(names[..3], ["read_parquet", "read_csv", "read_json"]);
         for op in OPERATIONS.iter() {
             assert!(op.keys.contains(&op.name), "{}: its struct has no field `{}`", op.name, op.name);
         }

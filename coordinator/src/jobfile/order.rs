@@ -126,50 +126,10 @@ impl Repartition {
     pub fn apply(&self, input: DataFrame) -> Result<DataFrame> {
         match (self.repartition.npartitions, &self.repartition.partition_size) {
             (Some(n), None) => Ok(input.repartition(n)),
-            (None, Some(size)) => Ok(input.repartition_size(parse_size(size)?)),
+            (None, Some(size)) => Ok(input.repartition_size(crate::units::parse_size(size)?)),
             _ => Err(Error::Invalid(
                 "repartition needs exactly one of `npartitions` or `partition_size`".into(),
             )),
         }
-    }
-}
-
-/// `"100MB"`, `"1.5 GB"`, `"64MiB"`, `"4096"` → bytes.
-pub fn parse_size(text: &str) -> Result<u64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| Error::Invalid(format!("size '{text}': expected a number and a unit like 100MB")))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" => 1e3,
-        "mb" => 1e6,
-        "gb" => 1e9,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        other => {
-            return Err(Error::Invalid(format!(
-                "size '{text}': unknown unit '{other}' (B, KB, MB, GB, KiB, MiB, GiB)"
-            )));
-        }
-    };
-    Ok((n * mult) as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_parse_with_units() {
-        assert_eq!(parse_size("100MB").unwrap(), 100_000_000);
-        assert_eq!(parse_size("1.5 GB").unwrap(), 1_500_000_000);
-        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
-        assert_eq!(parse_size("4096").unwrap(), 4096);
-        assert!(parse_size("lots").unwrap_err().to_string().contains("lots"));
-        assert!(parse_size("3 parsecs").unwrap_err().to_string().contains("parsecs"));
     }
 }

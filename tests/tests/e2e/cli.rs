@@ -8,6 +8,10 @@ use std::process::{Command, Output};
 
 /// The `shoal` binary built next to this test binary (`target/debug/shoal`).
 pub fn shoal_bin() -> PathBuf {
+    // A copy elsewhere (SHOAL_BIN), when several checkouts share one target directory.
+    if let Some(bin) = std::env::var_os("SHOAL_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let bin = dir.join("shoal");

@@ -21,7 +21,7 @@ async fn race(root: &str, input: &str, storage: StorageOptions, attempts: u32) {
         attempt: 1,
         inputs: vec![Input::Scan {
             format: FileFormat::Parquet,
-            files: vec![FileSlice { object, row_groups: None }],
+            files: vec![FileSlice::whole(object)],
             projection: None,
             predicate: None,
             schema: None,

@@ -19,6 +19,7 @@ mod relational;
 mod resume;
 mod sandbox;
 mod storage;
+mod text_inputs;
 
 use shoal::executor::LambdaOptions;
 use shoal::{Client, Config, ExecutorKind};

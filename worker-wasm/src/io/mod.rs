@@ -1,17 +1,21 @@
-//! Data in and out of a task: object storage by URL, scans of input files, the codecs of what
+//! Data in and out of a task: object storage by URL, scans of input files (Parquet; CSV and
+//! JSON as text files: compressed, encoded, in blocks), the codecs of what
 //! tasks write (Arrow IPC intermediates, Parquet parts), Arrow schemas on the wire, and the
 //! memory decoded tables hold.
 //!
 //! Nothing here knows operators, pipelines or the commit protocol: `io` imports only the crate's
 //! [`error`](crate::error).
 
+pub mod csv;
 pub mod ipc;
+pub mod json;
 pub mod memory;
 pub mod parquet;
 pub mod reader;
 pub mod scan;
 pub mod schema;
 pub mod storage;
+pub mod textfile;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;

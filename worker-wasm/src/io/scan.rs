@@ -1,6 +1,6 @@
 //! Reading a task's inputs: Parquet (projection, row-group selection, row-group pruning from
-//! statistics and page pruning from the page index), CSV, Arrow IPC intermediates, and shuffle
-//! buckets (range reads).
+//! statistics and page pruning from the page index), CSV and JSON ([`csv`](super::csv),
+//! [`json`](super::json)), Arrow IPC intermediates, and shuffle buckets (range reads).
 
 use super::ipc;
 use super::reader::{IoCounter, ObjectReader};
@@ -28,7 +28,7 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::schema::types::SchemaDescriptor;
-use shoal_protocol::{CsvOptions, FileFormat, FileSlice, Input};
+use shoal_protocol::{FileFormat, FileSlice, Input};
 use std::collections::HashSet;
 use std::io::Cursor;
 use std::sync::Arc;
@@ -71,14 +71,36 @@ pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
             let mut loaded: Option<Loaded> = None;
             for file in files {
                 let part = match format {
-                    FileFormat::Parquet => {
-                        read_parquet(storage, file, projection.as_deref(), predicate.as_deref()).await?
-                    }
+                    FileFormat::Parquet => match &schema {
+                        None => {
+                            read_parquet(storage, file, projection.as_deref(), predicate.as_deref(), false)
+                                .await?
+                        }
+                        // Files of evolved schemas, each read as the union of them.
+                        Some(target) => {
+                            let part = read_parquet(
+                                storage,
+                                file,
+                                projection.as_deref(),
+                                predicate.as_deref(),
+                                true,
+                            )
+                            .await?;
+                            let target = match projection {
+                                Some(cols) => project(target, cols, &file.object.url)?,
+                                None => target.clone(),
+                            };
+                            conform(part, target, &file.object.url)?
+                        }
+                    },
                     FileFormat::Csv(opts) => {
                         let schema = schema
                             .clone()
                             .ok_or_else(|| Error::InvalidTask("a CSV scan needs a schema".into()))?;
-                        read_csv(storage, file, opts, schema, projection.as_deref()).await?
+                        super::csv::read(storage, file, opts, schema, projection.as_deref()).await?
+                    }
+                    FileFormat::Json(opts) => {
+                        super::json::read(storage, file, opts, schema.clone(), projection.as_deref()).await?
                     }
                     FileFormat::ArrowIpc => read_ipc(storage, file, projection.as_deref()).await?,
                 };
@@ -100,7 +122,7 @@ pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
         Input::Upstream { task_key, objects, .. } => {
             let mut acc: Option<Loaded> = None;
             for object in objects {
-                let slice = FileSlice { object: object.clone(), row_groups: None };
+                let slice = FileSlice::whole(object.clone());
                 let part = read_ipc(storage, &slice, None).await?;
                 Loaded::append(&mut acc, part, || {
                     format!("{}: schema differs from the other inputs", object.url)
@@ -143,11 +165,51 @@ async fn read_buckets(
     acc.ok_or_else(|| Error::InvalidTask(format!("upstream {task_key} was not resolved to any object")))
 }
 
+/// `schema`'s `cols`, in that order.
+fn project(schema: &SchemaRef, cols: &[String], url: &str) -> Result<SchemaRef> {
+    let mut ix = Vec::with_capacity(cols.len());
+    for c in cols {
+        ix.push(schema.index_of(c).map_err(|_| Error::Schema(format!("{url}: no column '{c}'")))?);
+    }
+    Ok(Arc::new(schema.project(&ix).map_err(|e| Error::Schema(e.to_string()))?))
+}
+
+/// A file read as `target`: its columns widened to the target's types, and the target's
+/// columns it lacks as nulls (the union of evolved schemas).
+fn conform(part: Loaded, target: SchemaRef, url: &str) -> Result<Loaded> {
+    if part.schema.fields() == target.fields() {
+        return Ok(part);
+    }
+    let batches = part
+        .batches
+        .iter()
+        .map(|batch| {
+            let columns = target
+                .fields()
+                .iter()
+                .map(|field| match batch.column_by_name(field.name()) {
+                    Some(col) if col.data_type() == field.data_type() => Ok(col.clone()),
+                    Some(col) => arrow::compute::cast(col, field.data_type())
+                        .map_err(|e| Error::Schema(format!("{url}: column '{}': {e}", field.name()))),
+                    None => Ok(arrow::array::new_null_array(field.data_type(), batch.num_rows())),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            RecordBatch::try_new(target.clone(), columns)
+                .map_err(Error::arrow("widening to the union schema"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Loaded { schema: target, batches, ..part })
+}
+
+/// Reads a Parquet file (or some of its row groups). `lenient`: projected columns the file
+/// lacks are left out and a predicate it cannot be planned against prunes nothing (a file of
+/// an older schema, conformed afterwards).
 async fn read_parquet(
     storage: &Storage,
     file: &FileSlice,
     projection: Option<&[String]>,
     predicate: Option<&str>,
+    lenient: bool,
 ) -> Result<Loaded> {
     let url = &file.object.url;
     let loc = storage.resolve(url)?;
@@ -169,9 +231,13 @@ async fn read_parquet(
         return Err(Error::Changed { url: url.clone(), detail: format!("row group {bad} does not exist") });
     }
     let mut selection = None;
-    if let Some(predicate) = predicate {
-        // Planned once, used for the row groups and then for the pages.
-        let physical = physical_predicate(predicate, &file_schema)?;
+    // Planned once, used for the row groups and then for the pages.
+    let physical = match predicate.map(|p| physical_predicate(p, &file_schema)).transpose() {
+        Ok(p) => p,
+        Err(_) if lenient => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(physical) = physical {
         let keep = prune_row_groups(&metadata, &file_schema, &physical, &row_groups);
         row_groups = row_groups.into_iter().zip(keep).filter_map(|(rg, k)| k.then_some(rg)).collect();
         if !row_groups.is_empty()
@@ -186,9 +252,11 @@ async fn read_parquet(
         Some(cols) => {
             let mut indices = Vec::with_capacity(cols.len());
             for c in cols {
-                let i =
-                    file_schema.index_of(c).map_err(|_| Error::Schema(format!("{url}: no column '{c}'")))?;
-                indices.push(i);
+                match file_schema.index_of(c) {
+                    Ok(i) => indices.push(i),
+                    Err(_) if lenient => {}
+                    Err(_) => return Err(Error::Schema(format!("{url}: no column '{c}'"))),
+                }
             }
             let schema = Arc::new(file_schema.project(&indices).map_err(|e| Error::Schema(e.to_string()))?);
             (Some(indices), schema)
@@ -350,54 +418,6 @@ impl PruningStatistics for RowGroupStats<'_> {
     fn contained(&self, _column: &Column, _values: &HashSet<ScalarValue>) -> Option<BooleanArray> {
         None
     }
-}
-
-/// The pattern of a CSV's missing fields: any of `opts.null_values`, whole (`None`: no field is
-/// missing, not even an empty one). Used for reading and for schema inference alike, so a
-/// column of numbers with `NA` in it is inferred as numbers and read as such.
-pub fn null_regex(opts: &CsvOptions) -> Result<Option<regex::Regex>> {
-    if opts.null_values.is_empty() {
-        return Ok(None);
-    }
-    let alternatives: Vec<String> = opts.null_values.iter().map(|v| regex::escape(v)).collect();
-    let pattern = format!("^(?:{})$", alternatives.join("|"));
-    regex::Regex::new(&pattern)
-        .map(Some)
-        .map_err(|e| Error::Schema(format!("CSV missing values {:?}: {e}", opts.null_values)))
-}
-
-async fn read_csv(
-    storage: &Storage,
-    file: &FileSlice,
-    opts: &CsvOptions,
-    schema: SchemaRef,
-    projection: Option<&[String]>,
-) -> Result<Loaded> {
-    let url = &file.object.url;
-    let bytes = storage.get(&file.object).await?;
-    let size = bytes.len() as u64;
-    let mut builder = arrow::csv::ReaderBuilder::new(schema.clone())
-        .with_header(opts.has_header)
-        .with_delimiter(opts.delimiter)
-        .with_batch_size(64 * 1024);
-    if let Some(nulls) = null_regex(opts)? {
-        builder = builder.with_null_regex(nulls);
-    }
-    let out_schema = match projection {
-        Some(cols) => {
-            let mut ix = Vec::with_capacity(cols.len());
-            for c in cols {
-                ix.push(schema.index_of(c).map_err(|_| Error::Schema(format!("{url}: no column '{c}'")))?);
-            }
-            let projected = Arc::new(schema.project(&ix).map_err(|e| Error::Schema(e.to_string()))?);
-            builder = builder.with_projection(ix);
-            projected
-        }
-        None => schema.clone(),
-    };
-    let reader = builder.build(Cursor::new(bytes)).map_err(Error::decode(url))?;
-    let batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(Error::decode(url))?;
-    Ok(Loaded { schema: out_schema, batches, bytes_read: size, objects_read: 1, requests: 1 })
 }
 
 async fn read_ipc(storage: &Storage, file: &FileSlice, projection: Option<&[String]>) -> Result<Loaded> {

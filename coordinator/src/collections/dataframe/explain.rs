@@ -20,6 +20,8 @@ impl Plan {
                 let fmt = match &s.format {
                     FileFormat::Parquet => "parquet",
                     FileFormat::Csv(_) => "csv",
+                    FileFormat::Json(o) if o.lines => "json lines",
+                    FileFormat::Json(_) => "json",
                     FileFormat::ArrowIpc => "arrow",
                 };
                 let _ = write!(
@@ -35,6 +37,13 @@ impl Plan {
                 }
                 if let Some(p) = &s.predicate {
                     let _ = write!(out, " prune_by=({p})");
+                }
+                let blocks = s.partitions.iter().filter(|p| p.iter().any(|f| f.block.is_some())).count();
+                if blocks > 0 {
+                    let _ = write!(out, " blocks={blocks}");
+                }
+                if s.schema_on_read && matches!(s.format, FileFormat::Parquet) {
+                    out.push_str(" schema=union");
                 }
                 out.push('\n');
             }

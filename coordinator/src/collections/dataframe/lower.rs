@@ -224,12 +224,7 @@ fn reduce(
 fn lower_node(plan: &Plan, graph: &mut TaskGraph) -> Result<Pending> {
     match plan {
         Plan::Scan(scan) => {
-            let schema = match &scan.format {
-                shoal_protocol::FileFormat::Csv(_) => {
-                    Some(shoal_worker::io::schema::to_fields(&scan.file_schema))
-                }
-                _ => None,
-            };
+            let schema = scan.schema_on_read.then(|| shoal_worker::io::schema::to_fields(&scan.file_schema));
             let partitions = scan
                 .partitions
                 .iter()

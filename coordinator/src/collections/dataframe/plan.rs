@@ -38,6 +38,10 @@ pub struct ScanNode {
     /// `(min, max)` of integer-valued columns over all files (Parquet statistics): bounds on
     /// their distinct counts, for choosing aggregation strategies.
     pub int_ranges: HashMap<String, (i64, i64)>,
+    /// Whether workers read every file as `file_schema` (CSV and JSON, whose files carry no
+    /// types; Parquet files of evolved schemas, widened to their union) rather than as the
+    /// schema each file has.
+    pub schema_on_read: bool,
 }
 
 impl ScanNode {

@@ -1,0 +1,273 @@
+//! `read_parquet`: footers only. One partition per file, large files split by row groups; a
+//! directory of files whose schemas evolved (added nullable columns, widened types) read as
+//! their union when the user asks for it, and otherwise refused with both schemas named.
+
+use super::field_list;
+use super::types::widen_parquet;
+use crate::client::Client;
+use crate::collections::dataframe::DataFrame;
+use crate::collections::dataframe::plan::{FileInfo, ScanNode};
+use crate::error::{Error, Result};
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use parquet::arrow::async_reader::AsyncFileReader;
+use shoal_protocol::{FileFormat, FileSlice};
+use shoal_worker::io::reader::{IoCounter, ObjectReader};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// How `read_parquet` treats files whose schemas differ.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SchemaMode {
+    /// Every file has the first file's schema; a file that differs is an error naming both.
+    #[default]
+    Same,
+    /// The union of the files' schemas (`schema = "union"`): a column some files lack is null
+    /// in them, and a type one file widened (int32 → int64, float32 → float64, integers →
+    /// float64) is the wider type in all. Columns of other differing types are an error.
+    Union,
+}
+
+impl SchemaMode {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "same" => Ok(SchemaMode::Same),
+            "union" => Ok(SchemaMode::Union),
+            other => {
+                Err(Error::Invalid(format!("schema = '{other}': expected \"same\" (default) or \"union\"")))
+            }
+        }
+    }
+}
+
+impl Client {
+    /// Lazily reads Parquet files (a path, URL, directory or glob). Reads only footers now:
+    /// one partition per file, large files split by row groups toward `partition_bytes`.
+    pub async fn read_parquet(&self, location: &str) -> Result<DataFrame> {
+        self.read_parquet_with(location, SchemaMode::Same).await
+    }
+
+    /// [`read_parquet`](Self::read_parquet), with files whose schemas evolved read as the
+    /// union of their schemas when `mode` is [`SchemaMode::Union`].
+    pub async fn read_parquet_with(&self, location: &str, mode: SchemaMode) -> Result<DataFrame> {
+        let objects = super::list_some(self, location).await?;
+        let mut files = Vec::with_capacity(objects.len());
+        let mut schema: Option<(SchemaRef, String)> = None;
+        let mut evolved = false;
+        // Integer columns' (min, max, files with statistics).
+        let mut ranges: HashMap<String, (i64, i64, usize)> = HashMap::new();
+        let mut empty_files = 0;
+        for object in objects {
+            let loc = self.storage().resolve(&object.url)?;
+            let mut reader = ObjectReader::new(
+                loc.store.clone(),
+                loc.path.clone(),
+                object.size,
+                Arc::new(IoCounter::default()),
+            );
+            let meta = reader.get_metadata(None).await.map_err(|e| Error::Input {
+                url: object.url.clone(),
+                message: format!("not a readable Parquet file: {e}"),
+            })?;
+            let file_schema = Arc::new(
+                parquet::arrow::parquet_to_arrow_schema(
+                    meta.file_metadata().schema_descr(),
+                    meta.file_metadata().key_value_metadata(),
+                )
+                .map_err(|e| Error::Input { url: object.url.clone(), message: e.to_string() })?,
+            );
+            schema = Some(match schema {
+                None => (file_schema, object.url.clone()),
+                Some((s, first)) if s.fields() == file_schema.fields() => (s, first),
+                Some((s, first)) if mode == SchemaMode::Union => {
+                    evolved = true;
+                    (Arc::new(union_schema(&s, &first, &file_schema, &object.url)?), first)
+                }
+                Some((s, _)) => {
+                    return Err(Error::Schema(format!(
+                        "{}: schema differs from the first file of {location}:\n  first: {}\n  this:  {}\n\
+                         (if the files' schemas evolved by added columns or widened types, read them as one \
+                         with schema = \"union\")",
+                        object.url,
+                        field_list(&s),
+                        field_list(&file_schema)
+                    )));
+                }
+            });
+            let row_groups = meta
+                .row_groups()
+                .iter()
+                .map(|rg| (rg.compressed_size().max(0) as u64, rg.num_rows().max(0) as u64))
+                .collect();
+            // A file without rows has no values to bound: it agrees with any range.
+            if meta.file_metadata().num_rows() == 0 {
+                empty_files += 1;
+            }
+            for (name, (lo, hi)) in int_ranges(&meta) {
+                let range = ranges.entry(name).or_insert((lo, hi, 0));
+                *range = (range.0.min(lo), range.1.max(hi), range.2 + 1);
+            }
+            files.push(FileInfo { object, row_groups });
+        }
+        let (schema, _) = schema.ok_or_else(|| Error::NotFound(location.to_string()))?;
+        let partitions = partition_parquet(&files, self.config().partition_bytes);
+        // A range is a bound only if every file had statistics for the column.
+        let int_ranges = ranges
+            .into_iter()
+            .filter(|(_, (_, _, n))| n + empty_files == files.len())
+            .map(|(name, (lo, hi, _))| (name, (lo, hi)))
+            .collect();
+        Ok(self.scan(ScanNode {
+            source: location.to_string(),
+            format: FileFormat::Parquet,
+            file_schema: schema,
+            files,
+            partitions,
+            projection: None,
+            predicate: None,
+            int_ranges,
+            // Workers widen each file to the union only when the files differ.
+            schema_on_read: evolved,
+        }))
+    }
+}
+
+/// The union of `a` (the files so far, from `a_url` on) and `b` (the file at `b_url`): `a`'s
+/// columns in order, each of the wider type and nullable where either is, then `b`'s new
+/// columns, nullable (the files before it lack them).
+fn union_schema(a: &Schema, a_url: &str, b: &Schema, b_url: &str) -> Result<Schema> {
+    let mut fields: Vec<Field> = Vec::with_capacity(a.fields().len());
+    for fa in a.fields() {
+        match b.field_with_name(fa.name()) {
+            Ok(fb) => {
+                let t = widen_parquet(fa.data_type(), fb.data_type()).ok_or_else(|| {
+                    Error::Schema(format!(
+                        "column '{}' is {} in {a_url} but {} in {b_url}: schema = \"union\" widens integers and \
+                         floats only; read the files separately and cast",
+                        fa.name(),
+                        fa.data_type(),
+                        fb.data_type()
+                    ))
+                })?;
+                fields.push(Field::new(fa.name(), t, fa.is_nullable() || fb.is_nullable()));
+            }
+            Err(_) => fields.push(fa.as_ref().clone().with_nullable(true)),
+        }
+    }
+    for fb in b.fields() {
+        if a.field_with_name(fb.name()).is_err() {
+            fields.push(fb.as_ref().clone().with_nullable(true));
+        }
+    }
+    Ok(Schema::new(fields))
+}
+
+/// `(min, max)` of each top-level integer column (INT32/INT64 physical type, so also dates and
+/// small decimals as their integer encoding) whose every row group has statistics.
+fn int_ranges(meta: &parquet::file::metadata::ParquetMetaData) -> Vec<(String, (i64, i64))> {
+    use parquet::file::statistics::Statistics;
+    let descr = meta.file_metadata().schema_descr();
+    let mut out = Vec::new();
+    for (i, column) in descr.columns().iter().enumerate() {
+        if column.path().parts().len() != 1 {
+            continue;
+        }
+        let mut range: Option<(i64, i64)> = None;
+        let mut complete = meta.num_row_groups() > 0;
+        for rg in meta.row_groups() {
+            let bounds = match rg.column(i).statistics() {
+                Some(Statistics::Int32(s)) => {
+                    s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a as i64, *b as i64))
+                }
+                Some(Statistics::Int64(s)) => s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a, *b)),
+                _ => None,
+            };
+            match (bounds, rg.num_rows()) {
+                (Some((lo, hi)), _) => {
+                    range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+                }
+                // An empty or all-null row group has no bounds and adds no values.
+                (None, 0) => {}
+                (None, _)
+                    if rg.column(i).statistics().and_then(|s| s.null_count_opt())
+                        == Some(rg.num_rows() as u64) => {}
+                (None, _) => complete = false,
+            }
+        }
+        if let (true, Some(r)) = (complete, range) {
+            out.push((column.name().to_string(), r));
+        }
+    }
+    out
+}
+
+/// One partition per file; files larger than `target` split into runs of row groups of about
+/// `target` compressed bytes.
+fn partition_parquet(files: &[FileInfo], target: u64) -> Vec<Vec<FileSlice>> {
+    let mut partitions = Vec::new();
+    for f in files {
+        let total: u64 = f.row_groups.iter().map(|(b, _)| b).sum();
+        if total <= target || f.row_groups.len() <= 1 {
+            partitions.push(vec![FileSlice::whole(f.object.clone())]);
+            continue;
+        }
+        let mut current = Vec::new();
+        let mut bytes = 0;
+        let slice = |rgs| FileSlice { object: f.object.clone(), row_groups: Some(rgs), block: None };
+        for (i, (b, _)) in f.row_groups.iter().enumerate() {
+            if !current.is_empty() && bytes + b > target {
+                partitions.push(vec![slice(std::mem::take(&mut current))]);
+                bytes = 0;
+            }
+            current.push(i);
+            bytes += b;
+        }
+        if !current.is_empty() {
+            partitions.push(vec![slice(current)]);
+        }
+    }
+    partitions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::DataType;
+    use shoal_protocol::ObjectRef;
+
+    #[test]
+    fn large_files_split_by_row_groups() {
+        let obj = |n: &str| ObjectRef { url: format!("file:///{n}"), size: 1, e_tag: None };
+        let files = vec![
+            FileInfo { object: obj("small"), row_groups: vec![(10, 1), (10, 1)] },
+            FileInfo { object: obj("big"), row_groups: vec![(60, 1), (60, 1), (30, 1), (90, 1)] },
+        ];
+        let parts = partition_parquet(&files, 100);
+        let rgs: Vec<Option<Vec<usize>>> = parts.iter().map(|p| p[0].row_groups.clone()).collect();
+        assert_eq!(rgs, vec![None, Some(vec![0]), Some(vec![1, 2]), Some(vec![3])]);
+    }
+
+    #[test]
+    fn evolved_schemas_unite_by_added_columns_and_widened_types() {
+        let a = Schema::new(vec![
+            Field::new("id", DataType::Int32, false),
+            Field::new("x", DataType::Float32, true),
+        ]);
+        let b = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("x", DataType::Float64, true),
+            Field::new("note", DataType::Utf8, false),
+        ]);
+        let u = union_schema(&a, "a", &b, "b").unwrap();
+        assert_eq!(
+            u,
+            Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new("x", DataType::Float64, true),
+                Field::new("note", DataType::Utf8, true),
+            ])
+        );
+        let c = Schema::new(vec![Field::new("id", DataType::Utf8, false)]);
+        let err = union_schema(&a, "a.parquet", &c, "c.parquet").unwrap_err().to_string();
+        assert!(err.contains("'id' is Int32 in a.parquet but Utf8 in c.parquet"), "{err}");
+    }
+}

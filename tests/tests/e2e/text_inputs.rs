@@ -1,0 +1,305 @@
+//! Text inputs as people have them, each checked against DuckDB reading the same files: CSV
+//! dialects (skipped lines, comments, another quote and escape character, a delimiter, Latin-1,
+//! `usecols`, `parse_dates`); large files read in blocks cut at record ends, quoted line breaks
+//! included; `.gz`, `.zst` and `.bz2` files read whole; a value that does not parse named by
+//! file, line and column; JSON lines and JSON arrays with nested objects; Parquet files whose
+//! schemas evolved, read as their union.
+
+use crate::cli::shoal;
+use arrow::record_batch::RecordBatch;
+use shoal_tests::python::duckdb_query;
+use shoal_tests::read_parquet_dir;
+use std::path::Path;
+
+/// Runs a job whose datasets are `datasets` and whose one output is `dataset` as Parquet, and
+/// returns the rows written.
+fn run(dir: &Path, datasets: &str, dataset: &str) -> Vec<RecordBatch> {
+    let out_dir = dir.join(format!("out-{dataset}"));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    std::fs::write(
+        dir.join("job.toml"),
+        format!("{datasets}\n[[outputs]]\ndataset = \"{dataset}\"\nto_parquet = \"out-{dataset}\"\n"),
+    )
+    .unwrap();
+    let out = shoal(&["run", "job.toml", "--root", "root", "--executor", "threads"], dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    read_parquet_dir(out_dir).unwrap()
+}
+
+/// The job's error, which must fail.
+fn fails(dir: &Path, datasets: &str) -> String {
+    std::fs::write(
+        dir.join("bad.toml"),
+        format!("{datasets}\n[[outputs]]\ndataset = \"raw\"\nto_parquet = \"bad\"\n"),
+    )
+    .unwrap();
+    let out = shoal(&["run", "bad.toml", "--root", "root-bad", "--executor", "sync"], dir);
+    assert!(!out.status.success(), "must fail");
+    assert!(!dir.join("bad/_SUCCESS").exists(), "nothing written");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn duck(dir: &Path, sql: &str) -> Vec<RecordBatch> {
+    let path = dir.join("ref.parquet");
+    let _ = std::fs::remove_file(&path);
+    duckdb_query(sql, &path).unwrap();
+    read_parquet_dir(&path).unwrap()
+}
+
+fn explain(dir: &Path) -> String {
+    let out = shoal(&["explain", "job.toml"], dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn csv_dialects_read_as_duckdb_reads_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    // Two lines of preamble, comment lines, `;` between fields, `'` quotes with `\` escapes, a
+    // quoted line break, dates, and names in Latin-1.
+    let names = ["Zoë", "Ångström", "O'Brien", "Müller; Sohn", "plain"];
+    let mut text = String::from("exported by a tool\nversion 2\nid;name;when;amount;note\n");
+    for i in 0..60 {
+        if i % 13 == 0 {
+            text.push_str("# a comment line; 'with a quote\n");
+        }
+        let name = names[i % names.len()].replace('\'', "\\'");
+        let note = if i % 9 == 0 { "'two\nlines'".to_string() } else { format!("n{i}") };
+        text.push_str(&format!(
+            "{i};'{name}';2024-0{}-1{} 0{}:30:00;{}.25;{note}\n",
+            i % 9 + 1,
+            i % 10,
+            i % 10,
+            i * 3
+        ));
+    }
+    let latin1: Vec<u8> = text.chars().map(|c| u8::try_from(u32::from(c)).unwrap()).collect();
+    std::fs::write(dir.join("in/export.csv"), latin1).unwrap();
+    let got = run(
+        dir,
+        "[datasets.raw]\nread_csv = \"in/*.csv\"\nskiprows = 2\ncomment = \"#\"\ndelimiter = \";\"\n\
+         quotechar = \"'\"\nescapechar = \"\\\\\"\nencoding = \"latin-1\"\nparse_dates = [\"when\"]\n\
+         usecols = [\"id\", \"name\", \"when\", \"note\"]\n",
+        "raw",
+    );
+    let expected = duck(
+        dir,
+        &format!(
+            "SELECT id, name, \"when\", note FROM read_csv('{}/in/export.csv', skip = 2, comment = '#', delim = ';', \
+             quote = '''', escape = '\\', encoding = 'latin-1', header = true, \
+             types = {{'when': 'TIMESTAMP', 'note': 'VARCHAR'}})",
+            dir.display()
+        ),
+    );
+    assert_eq!(expected.iter().map(|b| b.num_rows()).sum::<usize>(), 60);
+    shoal_tests::data::assert_same_table(&got, &expected, "id").unwrap();
+
+    // The same file read as UTF-8 is an error that names the line and suggests the encoding.
+    let err = fails(dir, "[datasets.raw]\nread_csv = \"in/*.csv\"\nskiprows = 2\ndelimiter = \";\"\n");
+    assert!(err.contains("export.csv") && err.contains("not UTF-8") && err.contains("latin-1"), "{err}");
+    // usecols naming a column that is not there.
+    let err = fails(
+        dir,
+        "[datasets.raw]\nread_csv = \"in/*.csv\"\nskiprows = 2\ncomment = \"#\"\ndelimiter = \";\"\nquotechar = \"'\"\n\
+         escapechar = \"\\\\\"\nencoding = \"latin1\"\nusecols = [\"id\", \"nme\"]\n",
+    );
+    assert!(err.contains("usecols: no column 'nme'") && err.contains("id, name, when"), "{err}");
+}
+
+/// `rows` rows of id, a quoted text with commas and doubled quotes, a number; `breaks`: every
+/// 50th text holds a line break.
+fn big_csv(rows: usize, breaks: bool) -> String {
+    let mut text = String::from("id,text,x\n");
+    for i in 0..rows {
+        let body = if breaks && i % 50 == 7 {
+            format!("line {i}\nand \"\"more\"\", too")
+        } else {
+            format!("t{i}, \"\"q\"\"")
+        };
+        text.push_str(&format!("{i},\"{body}\",{}\n", (i * 7919) % 1000));
+    }
+    text
+}
+
+#[test]
+fn large_csv_files_are_read_in_blocks_cut_at_record_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    std::fs::create_dir_all(dir.join("zipped")).unwrap();
+    std::fs::create_dir_all(dir.join("quoted")).unwrap();
+    let plain = big_csv(60_000, false);
+    assert!(plain.len() > 1_500_000);
+    std::fs::write(dir.join("in/big.csv"), &plain).unwrap();
+    let datasets = "[datasets.raw]\nread_csv = \"in/*.csv\"\nblocksize = \"256KB\"\n";
+    let got = run(dir, datasets, "raw");
+    let plan = explain(dir);
+    let blocks: usize = plan
+        .split("blocks=")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(blocks >= 5, "split into blocks: {plan}");
+    let expected =
+        duck(dir, &format!("SELECT * FROM read_csv('{}/in/big.csv', header = true)", dir.display()));
+    shoal_tests::data::assert_same_table(&got, &expected, "id").unwrap();
+
+    // Compressed copies are read whole, one partition each, to the same rows.
+    let py = shoal_tests::python::test_python().unwrap();
+    let script = format!(
+        "import gzip, bz2, duckdb\nsrc = open('{0}/in/big.csv', 'rb').read()\n\
+         open('{0}/zipped/a.csv.gz', 'wb').write(gzip.compress(src))\n\
+         open('{0}/zipped/b.csv.bz2', 'wb').write(bz2.compress(src))\n\
+         duckdb.sql(\"COPY (SELECT * FROM read_csv('{0}/in/big.csv', header = true)) TO '{0}/zipped/c.csv.zst' (FORMAT csv, COMPRESSION zstd)\")\n",
+        dir.display()
+    );
+    let out = std::process::Command::new(py).args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = run(dir, "[datasets.raw]\nread_csv = \"zipped/*\"\nblocksize = \"256KB\"\n", "raw");
+    assert!(explain(dir).contains("[3 files, 3 partitions"), "{}", explain(dir));
+    // (DuckDB reads .gz and .zst but not .bz2: each copy holds the plain file's rows.)
+    let one = format!("SELECT * FROM read_csv('{}/in/big.csv', header = true)", dir.display());
+    let expected = duck(dir, &format!("{one} UNION ALL {one} UNION ALL {one}"));
+    assert_eq!(got.iter().map(|b| b.num_rows()).sum::<usize>(), 3 * 60_000);
+    shoal_tests::data::assert_same_rows(&got, &expected).unwrap();
+
+    // Quoted line breaks in the sample: the file is read whole, and right.
+    std::fs::write(dir.join("quoted/q.csv"), big_csv(30_000, true)).unwrap();
+    let got = run(dir, "[datasets.raw]\nread_csv = \"quoted/*.csv\"\nblocksize = \"256KB\"\n", "raw");
+    assert!(!explain(dir).contains("blocks="), "{}", explain(dir));
+    let expected =
+        duck(dir, &format!("SELECT * FROM read_csv('{}/quoted/q.csv', header = true)", dir.display()));
+    shoal_tests::data::assert_same_table(&got, &expected, "id").unwrap();
+
+    // A quoted line break only past the sample, across a block boundary: a clear error, never
+    // a silently misread file.
+    let mut late = big_csv(50_000, false);
+    late.push_str("50000,\"");
+    for i in 0..30_000 {
+        late.push_str(&format!("inside {i}\n"));
+    }
+    late.push_str("\",1\n50001,\"x\",2\n");
+    std::fs::write(dir.join("quoted/q.csv"), late).unwrap();
+    let err = fails(dir, "[datasets.raw]\nread_csv = \"quoted/*.csv\"\nblocksize = \"256KB\"\n");
+    assert!(err.contains("q.csv") && err.contains("line break") && err.contains("blocksize = 0"), "{err}");
+}
+
+#[test]
+fn a_value_that_does_not_parse_names_the_file_line_column_and_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    // Four files: inference samples the first, middle and last; the second one has text in x.
+    for f in 0..4 {
+        let mut text = String::from("id,x\n");
+        for i in 0..20 {
+            let x = if f == 1 && i == 11 { "twelve".to_string() } else { format!("{i}") };
+            text.push_str(&format!("{},{x}\n", f * 100 + i));
+        }
+        std::fs::write(dir.join(format!("in/part-{f}.csv")), text).unwrap();
+    }
+    let err = fails(dir, "[datasets.raw]\nread_csv = \"in/*.csv\"\n");
+    assert!(err.contains("part-1.csv: line 13, column 'x': cannot read 'twelve' as Int64"), "{err}");
+    assert!(err.contains("dtype = { x = \"string\" }"), "{err}");
+    assert!(!err.contains("retry"), "Fatal, not retried: {err}");
+    // And the way out it names works.
+    let got = run(dir, "[datasets.raw]\nread_csv = \"in/*.csv\"\ndtype = { x = \"string\" }\n", "raw");
+    assert_eq!(got.iter().map(|b| b.num_rows()).sum::<usize>(), 80);
+}
+
+#[test]
+fn json_lines_and_arrays_read_as_duckdb_reads_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("lines")).unwrap();
+    std::fs::create_dir_all(dir.join("arrays")).unwrap();
+    let mut all = Vec::new();
+    for f in 0..3 {
+        let mut text = String::new();
+        for i in 0..4000 {
+            let id = f * 10_000 + i;
+            // Nested objects, missing keys, nulls, unicode; a float only in the last file.
+            let score = if f == 2 && i % 5 == 0 { format!("{id}.5") } else { format!("{}", id % 97) };
+            let person = if i % 11 == 0 {
+                "null".to_string()
+            } else {
+                format!("{{\"name\": \"ü{}\", \"age\": {}}}", i % 7, i % 90)
+            };
+            let tag = if i % 3 == 0 { String::new() } else { format!(", \"tag\": \"t{}\"", i % 4) };
+            let line = format!("{{\"id\": {id}, \"score\": {score}, \"person\": {person}{tag}}}");
+            text.push_str(&line);
+            text.push('\n');
+            all.push(line);
+        }
+        std::fs::write(dir.join(format!("lines/part-{f}.jsonl")), &text).unwrap();
+    }
+    std::fs::write(dir.join("arrays/all.json"), format!("[{}]", all.join(",\n"))).unwrap();
+    let sql = |glob: &str, format: &str| {
+        format!(
+            "SELECT id, score, person.name AS name, person.age AS age, tag FROM read_json('{}/{glob}', format = '{format}', \
+             columns = {{id: 'BIGINT', score: 'DOUBLE', person: 'STRUCT(name VARCHAR, age BIGINT)', tag: 'VARCHAR'}})",
+            dir.display()
+        )
+    };
+    let flatten = "[datasets.flat]\nfrom = \"raw\"\nassign = { name = \"get_field(person, 'name')\", age = \"get_field(person, 'age')\" }\n\
+                   [datasets.picked]\nfrom = \"flat\"\nselect = [\"id\", \"score\", \"name\", \"age\", \"tag\"]\n";
+    let got = run(
+        dir,
+        &format!("[datasets.raw]\nread_json = \"lines/*.jsonl\"\nblocksize = \"40KB\"\n{flatten}"),
+        "picked",
+    );
+    assert!(explain(dir).contains("blocks="), "{}", explain(dir));
+    let expected = duck(dir, &sql("lines/*.jsonl", "newline_delimited"));
+    shoal_tests::data::assert_same_table(&got, &expected, "id").unwrap();
+    let got = run(
+        dir,
+        &format!("[datasets.raw]\nread_json = \"arrays/all.json\"\nlines = false\n{flatten}"),
+        "picked",
+    );
+    let expected = duck(dir, &sql("arrays/all.json", "array"));
+    shoal_tests::data::assert_same_table(&got, &expected, "id").unwrap();
+
+    // A line that is not JSON is named by file and line.
+    std::fs::write(dir.join("lines/part-1.jsonl"), "{\"id\": 1, \"score\": 2}\n{\"id\": 2, \"score\": \n")
+        .unwrap();
+    let err = fails(dir, "[datasets.raw]\nread_json = \"lines/*.jsonl\"\n");
+    assert!(err.contains("part-1.jsonl") && err.contains("line 2: not valid JSON"), "{err}");
+}
+
+#[test]
+fn parquet_files_of_evolved_schemas_read_as_their_union() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    let py = shoal_tests::python::test_python().unwrap();
+    // Version 1: id INT, x FLOAT; version 2 widened both; version 3 added a column.
+    let script = format!(
+        "import duckdb\n\
+         duckdb.sql(\"COPY (SELECT i::INTEGER AS id, (i / 4)::FLOAT AS x FROM range(0, 100) t(i)) TO '{0}/in/v1.parquet'\")\n\
+         duckdb.sql(\"COPY (SELECT i::BIGINT AS id, (i / 4)::DOUBLE AS x FROM range(100, 200) t(i)) TO '{0}/in/v2.parquet'\")\n\
+         duckdb.sql(\"COPY (SELECT i::BIGINT AS id, (i / 4)::DOUBLE AS x, 'n' || i AS note FROM range(200, 300) t(i)) TO '{0}/in/v3.parquet'\")\n",
+        dir.display()
+    );
+    let out = std::process::Command::new(py).args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = fails(dir, "[datasets.raw]\nread_parquet = \"in/*.parquet\"\n");
+    assert!(err.contains("schema differs") && err.contains("schema = \"union\""), "{err}");
+    let got = run(
+        dir,
+        "[datasets.raw]\nread_parquet = \"in/*.parquet\"\nschema = \"union\"\n\
+         [datasets.some]\nfrom = \"raw\"\nfilter = \"id % 3 = 0 OR note IS NOT NULL\"\n",
+        "some",
+    );
+    assert!(explain(dir).contains("schema=union"), "{}", explain(dir));
+    let expected = duck(
+        dir,
+        &format!(
+            "SELECT id, x, note FROM read_parquet('{}/in/*.parquet', union_by_name = true) WHERE id % 3 = 0 OR note IS NOT NULL",
+            dir.display()
+        ),
+    );
+    shoal_tests::data::assert_same_table(&got, &expected, "id").unwrap();
+}
