@@ -129,7 +129,9 @@ mod tests {
     fn exactly_one_operation() {
         let e = err("from = 'a'\nfilter = 'x > 1'\nselect = ['x']");
         assert!(
-            e.starts_with("dataset 'd': must have exactly one operation (read_parquet, read_csv, read_json, filter"),
+            e.starts_with(
+                "dataset 'd': must have exactly one operation (read_parquet, read_csv, read_json, filter"
+            ),
             "{e}"
         );
         assert!(e.ends_with("it has 2: filter, select"), "{e}");

@@ -2,7 +2,7 @@
 //! lines, encodings, compressed files and blocks of large ones ([`textfile`](super::textfile)),
 //! and a value that does not fit its column named by file, line, column and value.
 
-use super::scan::Loaded;
+use super::loaded::Loaded;
 use super::storage::Storage;
 use super::textfile::{self, Compression, Quoting, TextEncoding, read_block, skip_lines};
 use crate::error::{Error, Result};

@@ -3,7 +3,7 @@
 //! arrays lists, as the schema says; keys the schema does not name are ignored, and a line that
 //! is not JSON is named by file and line.
 
-use super::scan::Loaded;
+use super::loaded::Loaded;
 use super::storage::Storage;
 use super::textfile::{Compression, Quoting, TextEncoding, read_block};
 use crate::error::{Error, Result};

@@ -9,6 +9,7 @@
 pub mod csv;
 pub mod ipc;
 pub mod json;
+pub mod loaded;
 pub mod memory;
 pub mod parquet;
 pub mod reader;

@@ -3,6 +3,7 @@
 //! [`json`](super::json)), Arrow IPC intermediates, and shuffle buckets (range reads).
 
 use super::ipc;
+pub use super::loaded::Loaded;
 use super::reader::{IoCounter, ObjectReader};
 use super::schema::from_fields;
 use super::storage::Storage;
@@ -32,36 +33,6 @@ use shoal_protocol::{FileFormat, FileSlice, Input};
 use std::collections::HashSet;
 use std::io::Cursor;
 use std::sync::Arc;
-
-/// One input read into memory.
-#[derive(Debug)]
-pub struct Loaded {
-    pub schema: SchemaRef,
-    pub batches: Vec<RecordBatch>,
-    pub bytes_read: u64,
-    pub objects_read: u64,
-    /// Storage requests made to read it.
-    pub requests: u64,
-}
-
-impl Loaded {
-    /// Adds `part` to the accumulated input; `what` describes a schema mismatch.
-    pub fn append(acc: &mut Option<Loaded>, part: Loaded, what: impl FnOnce() -> String) -> Result<()> {
-        match acc {
-            None => *acc = Some(part),
-            Some(acc) => {
-                if acc.schema.fields() != part.schema.fields() {
-                    return Err(Error::Schema(what()));
-                }
-                acc.batches.extend(part.batches);
-                acc.bytes_read += part.bytes_read;
-                acc.objects_read += part.objects_read;
-                acc.requests += part.requests;
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Reads one input.
 pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
@@ -248,21 +219,7 @@ async fn read_parquet(
             selection = Some(rows);
         }
     }
-    let (indices, schema) = match projection {
-        Some(cols) => {
-            let mut indices = Vec::with_capacity(cols.len());
-            for c in cols {
-                match file_schema.index_of(c) {
-                    Ok(i) => indices.push(i),
-                    Err(_) if lenient => {}
-                    Err(_) => return Err(Error::Schema(format!("{url}: no column '{c}'"))),
-                }
-            }
-            let schema = Arc::new(file_schema.project(&indices).map_err(|e| Error::Schema(e.to_string()))?);
-            (Some(indices), schema)
-        }
-        None => (None, file_schema.clone()),
-    };
+    let (indices, schema) = projected(&file_schema, projection, lenient, url)?;
     if row_groups.is_empty() {
         return Ok(Loaded {
             schema,
@@ -304,6 +261,27 @@ async fn read_parquet(
         }
     }
     Ok(Loaded { schema, batches, bytes_read: counter.bytes(), objects_read: 1, requests: counter.requests() })
+}
+
+/// The file's column indices of `projection` and the schema they make; `lenient` leaves out
+/// the columns the file lacks.
+fn projected(
+    file_schema: &SchemaRef,
+    projection: Option<&[String]>,
+    lenient: bool,
+    url: &str,
+) -> Result<(Option<Vec<usize>>, SchemaRef)> {
+    let Some(cols) = projection else { return Ok((None, file_schema.clone())) };
+    let mut indices = Vec::with_capacity(cols.len());
+    for c in cols {
+        match file_schema.index_of(c) {
+            Ok(i) => indices.push(i),
+            Err(_) if lenient => {}
+            Err(_) => return Err(Error::Schema(format!("{url}: no column '{c}'"))),
+        }
+    }
+    let schema = Arc::new(file_schema.project(&indices).map_err(|e| Error::Schema(e.to_string()))?);
+    Ok((Some(indices), schema))
 }
 
 /// A Parquet reader's error: the storage error under it when there is one (the reader's I/O
