@@ -1,5 +1,6 @@
 //! Data in and out of a task: object storage by URL, scans of input files, the codecs of what
-//! tasks write (Arrow IPC intermediates, Parquet parts), Arrow schemas on the wire, and the
+//! tasks write (Arrow IPC intermediates; Parquet, CSV and JSON lines parts), Arrow schemas on
+//! the wire, and the
 //! memory decoded tables hold.
 //!
 //! Nothing here knows operators, pipelines or the commit protocol: `io` imports only the crate's
@@ -12,6 +13,7 @@ pub mod reader;
 pub mod scan;
 pub mod schema;
 pub mod storage;
+pub mod text;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
