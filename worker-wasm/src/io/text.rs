@@ -12,12 +12,17 @@
 //! | float | shortest text that parses back to the same value (`0.1`, `1e300`, `-0.0`); `NaN`, `inf`, `-inf` | the same; `NaN` and ±inf are `null` (JSON has no such numbers; pandas writes `null` too) |
 //! | boolean | `True` / `False` (as pandas writes them; arrow, DuckDB and pandas read them as booleans) | `true` / `false` |
 //! | date | `2024-01-31` | `"2024-01-31"` |
-//! | timestamp | `2024-01-31 12:00:00`, with 3, 6 or 9 fraction digits for milli-, micro- and nanosecond columns, and `+00:00` when it has a time zone | ISO 8601: `"2024-01-31T12:00:00.000000"` |
+//! | timestamp | `2024-01-31 12:00:00`, with 3, 6 or 9 fraction digits for milli-, micro- and nanosecond columns, and `+00:00` when it has a time zone | the same, quoted: `"2024-01-31 12:00:00.000000"` |
 //!
 //! CSV has a header line; a field holding the delimiter, a quote or a line break is quoted,
 //! quotes doubled (RFC 4180, as pandas' `QUOTE_MINIMAL`). An empty string is written as an empty
 //! field, as pandas writes it, so it reads back as missing. An empty partition is a header-only
 //! CSV part, or an empty JSON lines part.
+//!
+//! Timestamps in JSON keep the space between date and time (ISO 8601 as RFC 3339 allows it)
+//! rather than pandas' `date_format="iso"` `T`: DuckDB's `read_json` detects
+//! `2024-01-31 12:00:00.000000` as a timestamp but leaves `2024-01-31T12:00:00.000000` text,
+//! and pandas parses either.
 
 use crate::error::{Error, Result};
 use arrow::array::{Array, ArrayRef, BooleanArray, StringArray};
@@ -111,7 +116,7 @@ fn column_text(
             Ok(Some(Arc::new(text)))
         }
         DataType::Timestamp(unit, tz) => {
-            let format = timestamp_format(*unit, tz.is_some(), style);
+            let format = timestamp_format(*unit, tz.is_some());
             let options = FormatOptions::new()
                 .with_timestamp_format(Some(&format))
                 .with_timestamp_tz_format(Some(&format));
@@ -139,14 +144,9 @@ fn formatted(
     Ok(Arc::new(text))
 }
 
-/// pandas' timestamp text: date and time apart by a space in CSV (`to_csv`), by `T` in JSON
-/// (ISO 8601, pandas' `date_format="iso"`); as many fraction digits as the unit holds; the
-/// offset (`+00:00`) when the column has a time zone.
-fn timestamp_format(unit: TimeUnit, zoned: bool, style: Style) -> String {
-    let separator = match style {
-        Style::Csv => ' ',
-        Style::Json => 'T',
-    };
+/// pandas' timestamp text (`to_csv`): date and time apart by a space; as many fraction digits
+/// as the unit holds; the offset (`+00:00`) when the column has a time zone.
+fn timestamp_format(unit: TimeUnit, zoned: bool) -> String {
     let fraction = match unit {
         TimeUnit::Second => "",
         TimeUnit::Millisecond => "%.3f",
@@ -154,7 +154,7 @@ fn timestamp_format(unit: TimeUnit, zoned: bool, style: Style) -> String {
         TimeUnit::Nanosecond => "%.9f",
     };
     let offset = if zoned { "%:z" } else { "" };
-    format!("%Y-%m-%d{separator}%H:%M:%S{fraction}{offset}")
+    format!("%Y-%m-%d %H:%M:%S{fraction}{offset}")
 }
 
 #[cfg(test)]
@@ -201,7 +201,7 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[1], r#"{"i":null,"f":1.0e300,"s":"say \"hi\"\nbye","b":false,"d":null,"t":null}"#);
         let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
-        assert_eq!(first["t"], "1970-01-01T00:00:01.500000");
+        assert_eq!(first["t"], "1970-01-01 00:00:01.500000");
         assert_eq!(first["d"], "2024-01-31");
         assert_eq!(first["b"], true);
     }
