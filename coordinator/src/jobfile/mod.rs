@@ -257,6 +257,19 @@ mod tests {
     use shoal_protocol::{JoinHow, SortKey};
 
     #[test]
+    fn an_output_names_exactly_one_destination() {
+        let job = |outputs: &str| JobFile::parse(&format!("[datasets.a]\nread_parquet='x'\n{outputs}"));
+        let ok =
+            job("[[outputs]]\ndataset='a'\nto_csv='o/c'\n[[outputs]]\ndataset='a'\nto_json='o/j'").unwrap();
+        assert_eq!(ok.outputs[0].destination(), Some((PartFormat::Csv, "o/c")));
+        assert_eq!(ok.outputs[1].destination(), Some((PartFormat::JsonLines, "o/j")));
+        let two = job("[[outputs]]\ndataset='a'\nto_json='o'\nto_parquet='p'").unwrap_err().to_string();
+        assert!(two.contains("output of 'a' names to_parquet and to_json"), "{two}");
+        let none = job("[[outputs]]\ndataset='a'\nrows=3").unwrap_err().to_string();
+        assert!(none.contains("output of 'a' needs one of"), "{none}");
+    }
+
+    #[test]
     fn relational_operations_parse() {
         let job = JobFile::parse(
             "[datasets.a]\nread_parquet='x'\n\
