@@ -10,6 +10,7 @@ use arrow::array::{
     Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray,
     TimestampMicrosecondArray,
 };
+use arrow::datatypes::{DataType, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use shoal::{DataFrame, ExecutorKind};
 use shoal_protocol::{CsvOptions, SuccessManifest};
@@ -82,7 +83,8 @@ fn table(first: i64, n: i64) -> RecordBatch {
         ("s", Arc::new(strings), true),
         ("b", Arc::new(bools), true),
         ("d", Arc::new(dates), true),
-        ("t", Arc::new(times), true),
+        ("t", Arc::new(times.clone()), true),
+        ("tz", Arc::new(times.with_timezone("UTC")), true),
     ];
     RecordBatch::try_from_iter_with_nullable(columns).unwrap()
 }
@@ -191,6 +193,13 @@ fn assert_parts(dir: &Path, ext: &str, n: usize, rows: u64) -> BTreeMap<String, 
     parts.into_iter().map(|p| (p.clone(), std::fs::read(dir.join(&p)).unwrap())).collect()
 }
 
+/// The rows `_SUCCESS` in `dir` counts.
+fn rows(dir: &Path) -> u64 {
+    let success: SuccessManifest =
+        serde_json::from_slice(&std::fs::read(dir.join("_SUCCESS")).unwrap()).unwrap();
+    success.rows
+}
+
 /// Floats of column `x` by `id`, as bits (so `-0.0` differs from `0.0`).
 fn float_bits(batches: &[RecordBatch]) -> BTreeMap<i64, Option<u64>> {
     let mut out = BTreeMap::new();
@@ -215,7 +224,7 @@ async fn write_all(df: &DataFrame, out: &Path) -> [BTreeMap<String, Vec<u8>>; 2]
     let csv_parts = assert_parts(&out.join("csv"), "csv", 4, 100);
     let json_parts = assert_parts(&out.join("json"), "jsonl", 4, 100);
     // The empty partition's parts exist: a header line, and no lines.
-    assert_eq!(String::from_utf8_lossy(&csv_parts["part-00001.csv"]), "id,n,x,s,b,d,t\n");
+    assert_eq!(String::from_utf8_lossy(&csv_parts["part-00001.csv"]), "id,n,x,s,b,d,t,tz\n");
     assert!(json_parts["part-00001.jsonl"].is_empty());
     [csv_parts, json_parts]
 }
@@ -231,7 +240,10 @@ async fn csv_and_json_parts_read_back_by_duckdb_and_shoal_equal_the_source() {
     let [csv_parts, json_parts] = write_all(&df, &out).await;
     let csv_text = String::from_utf8_lossy(&csv_parts["part-00000.csv"]).into_owned();
     assert!(
-        csv_text.contains(",True,") && csv_text.contains(",-0.0,") && csv_text.contains(",1e300,"),
+        csv_text.contains(",True,")
+            && csv_text.contains(",-0.0,")
+            && csv_text.contains(",1e300,")
+            && csv_text.contains("+00:00\n"),
         "{csv_text}"
     );
 
@@ -252,8 +264,22 @@ async fn csv_and_json_parts_read_back_by_duckdb_and_shoal_equal_the_source() {
     let schema = back[0].schema();
     let types: Vec<String> = schema.fields().iter().map(|f| f.data_type().to_string()).collect();
     assert_eq!(&types[..6], ["Int64", "Int64", "Float64", "Utf8", "Boolean", "Date32"], "{schema:?}");
-    assert!(types[6].starts_with("Timestamp"), "{schema:?}");
-    assert_same_table(&back, &input, "id").unwrap();
+    assert!(types[6].starts_with("Timestamp") && types[7].starts_with("Timestamp"), "{schema:?}");
+    // Zoned timestamps read back as UTC instants without a zone: compare them as instants.
+    let instants = |batches: &[RecordBatch]| -> Vec<RecordBatch> {
+        batches
+            .iter()
+            .map(|b| {
+                let mut columns = b.columns().to_vec();
+                columns[7] =
+                    arrow::compute::cast(&columns[7], &DataType::Timestamp(TimeUnit::Microsecond, None))
+                        .unwrap();
+                RecordBatch::try_from_iter(b.schema().fields().iter().map(|f| f.name().clone()).zip(columns))
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_same_table(&instants(&back), &instants(&input), "id").unwrap();
     assert_eq!(float_bits(&back), float_bits(&input));
 
     // A rerun reuses every task and keeps the parts; a deleted part is rewritten, identical.
@@ -308,6 +334,16 @@ fn job_file_outputs_write_csv_and_json_that_duckdb_reads() {
         &json_reference,
         &[format!("SELECT * FROM read_json('{d}/out/json/*.jsonl', format = 'newline_delimited')")],
         false,
+    );
+
+    // Run again: every task is reused, the parts are the same bytes.
+    let before = [assert_parts(&tmp.path().join("out/csv"), "csv", 3, rows(&tmp.path().join("out/csv")))];
+    let again = shoal(&["run", "job.toml", "--root", "root", "--executor", "sync"], tmp.path());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success() && stderr.matches("(0 tasks run").count() == 2, "{stderr}");
+    assert_eq!(
+        [assert_parts(&tmp.path().join("out/csv"), "csv", 3, rows(&tmp.path().join("out/csv")))],
+        before
     );
 
     // `shoal explain` names the writer.
