@@ -36,3 +36,4 @@ pub use collections::dataframe::plan::JoinHint;
 pub use collections::dataframe::{Agg, DataFrame, ExprArg, GroupBy, Merge, WriteSummary};
 pub use error::{Error, Result};
 pub use executor::ExecutorKind;
+pub use shoal_protocol::PartFormat;

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// Version of the JSON wire format. A worker refuses specs with another version.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Content-addressed identity of a task: hex SHA-256 of its canonical description.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -460,11 +460,45 @@ impl Partitioning {
 pub enum Output {
     /// Compressed Arrow IPC under the job root, read by later stages or by `compute()`.
     Intermediate,
-    /// A user-visible Parquet part with a deterministic name: `<url>/part-<index:05>.parquet`.
-    Parquet { url: String, part: usize },
+    /// A user-visible part with a deterministic name, `<url>/part-<index:05>.<extension>`
+    /// ([`layout::part_name`]), in the file format `format`.
+    Part { url: String, part: usize, format: PartFormat },
     /// A shuffle map output: one object holding every bucket as its own compressed Arrow IPC
     /// stream, with the byte range of each in the manifest ([`Manifest::buckets`]).
     Shuffle { partitioning: Partitioning },
+}
+
+/// The file format of a user-visible part ([`Output::Part`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartFormat {
+    /// Parquet (zstd): `part-00000.parquet`.
+    Parquet,
+    /// CSV with a header line, formatted as pandas' `to_csv` writes it: `part-00000.csv`.
+    Csv,
+    /// JSON lines, one object per row with explicit nulls, as pandas'
+    /// `to_json(orient="records", lines=True)` writes it: `part-00000.jsonl`.
+    JsonLines,
+}
+
+impl PartFormat {
+    /// The file name extension of its parts, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            PartFormat::Parquet => "parquet",
+            PartFormat::Csv => "csv",
+            PartFormat::JsonLines => "jsonl",
+        }
+    }
+
+    /// The name users call it by, as in `to_parquet` / `to_csv` / `to_json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PartFormat::Parquet => "parquet",
+            PartFormat::Csv => "csv",
+            PartFormat::JsonLines => "json",
+        }
+    }
 }
 
 /// Resource limits for one task.
@@ -650,7 +684,7 @@ pub type TaskOutcome = Result<TaskResult, TaskFailure>;
 
 /// Object names under a job root. Every reader and writer goes through these.
 pub mod layout {
-    use super::TaskKey;
+    use super::{PartFormat, TaskKey};
 
     /// `commits/<task_key>.json`: the create-if-absent manifest.
     pub fn manifest(task_key: &TaskKey) -> String {
@@ -667,9 +701,10 @@ pub mod layout {
         format!("modules/{sha256}.wasm")
     }
 
-    /// Deterministic name of user-visible Parquet part `index`.
-    pub fn part_name(index: usize) -> String {
-        format!("part-{index:05}.parquet")
+    /// Deterministic name of user-visible part `index` in `format`: `part-00000.parquet`,
+    /// `part-00000.csv`, `part-00000.jsonl`.
+    pub fn part_name(index: usize, format: PartFormat) -> String {
+        format!("part-{index:05}.{}", format.extension())
     }
 
     /// Name of the marker written last in a user-visible output directory.
@@ -803,6 +838,20 @@ mod tests {
         assert_eq!(op.family(), "table");
         let unknown = serde_json::json!({"family": "items", "op": "map"});
         assert!(serde_json::from_value::<Operator>(unknown).is_err());
+    }
+
+    #[test]
+    fn parts_name_their_format() {
+        let out = Output::Part { url: "s3://b/out".into(), part: 7, format: PartFormat::JsonLines };
+        let json = serde_json::to_value(&out).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "part", "url": "s3://b/out", "part": 7, "format": "json_lines"})
+        );
+        assert_eq!(serde_json::from_value::<Output>(json).unwrap(), out);
+        assert_eq!(layout::part_name(7, PartFormat::Parquet), "part-00007.parquet");
+        assert_eq!(layout::part_name(7, PartFormat::Csv), "part-00007.csv");
+        assert_eq!(layout::part_name(12345, PartFormat::JsonLines), "part-12345.jsonl");
     }
 
     #[test]

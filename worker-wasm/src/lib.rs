@@ -6,7 +6,8 @@
 //!   the only one that imports all the others.
 //! - [`io`]: data in and out — object storage by URL, scans (Parquet with pruning, CSV, Arrow
 //!   IPC), the counting Parquet reader, the Arrow IPC codec of intermediates and shuffles,
-//!   Parquet parts, schemas on the wire, memory held by tables. Knows no operators.
+//!   user-visible parts (Parquet, CSV and JSON lines as pandas writes them), schemas on the
+//!   wire, memory held by tables. Knows no operators.
 //! - [`ops`]: operators, by family: [`ops::table`] (relational steps as one DataFusion plan,
 //!   aggregation steps, joins, shuffle partitioning, sampling and boundaries, `melt`); the
 //!   families of Bag, Array and Delayed go beside it. Never touches storage or the sandbox:

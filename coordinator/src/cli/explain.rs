@@ -12,7 +12,10 @@ pub(super) async fn explain(args: RunArgs) -> anyhow::Result<()> {
         println!(
             "#### output: {} ({})",
             output.dataset,
-            output.to_parquet.as_deref().map(|p| format!("to_parquet {p}")).unwrap_or_else(|| "show".into())
+            output
+                .destination()
+                .map(|(format, loc)| format!("to_{} {loc}", format.name()))
+                .unwrap_or_else(|| "show".into())
         );
         println!("{}", df.explain()?);
     }

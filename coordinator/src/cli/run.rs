@@ -49,17 +49,17 @@ async fn run_outputs(args: &RunArgs, dashboard: Option<&Live>) -> anyhow::Result
     let mut planned = Vec::with_capacity(job.outputs.len());
     for output in &job.outputs {
         let df = builder.dataset(&output.dataset).await?;
-        if let Some(loc) = &output.to_parquet {
-            df.check_output(&job.location(loc)).await?;
+        if let Some((format, loc)) = output.destination() {
+            df.check_output(&job.location(loc), format).await?;
         }
         planned.push((output, df));
     }
     for (output, df) in planned {
         let started = Instant::now();
-        if let Some(loc) = &output.to_parquet {
+        if let Some((format, loc)) = output.destination() {
             let loc = job.location(loc);
             let (events, progress) = subscribers(&output.dataset, dashboard);
-            let written = df.to_parquet_with(&loc, events).await;
+            let written = df.write_with(&loc, format, events).await;
             progress.finish();
             let written = written?;
             eprintln!(

@@ -24,7 +24,7 @@
 //!
 //! [[outputs]]
 //! dataset = "priced"
-//! to_parquet = "out/priced"            # or: show = true
+//! to_parquet = "out/priced"            # or: to_csv = "…", to_json = "…", show = true
 //! ```
 //! Relative paths are relative to the job file's directory.
 //!
@@ -40,6 +40,7 @@ use crate::client::{Client, FunctionModule};
 use crate::collections::dataframe::DataFrame;
 use crate::error::{Error, Result};
 use serde::Deserialize;
+use shoal_protocol::PartFormat;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -82,11 +83,59 @@ pub struct OutputSpec {
     pub dataset: String,
     /// Write Parquet parts and a `_SUCCESS` manifest under this location.
     pub to_parquet: Option<String>,
+    /// Write CSV parts (as pandas' `to_csv`) and a `_SUCCESS` manifest under this location.
+    pub to_csv: Option<String>,
+    /// Write JSON lines parts (as pandas' `to_json(orient="records", lines=True)`) and a
+    /// `_SUCCESS` manifest under this location.
+    pub to_json: Option<String>,
     /// Print the dataset as a table.
     #[serde(default)]
     pub show: bool,
     /// Rows to print with `show` (default 20).
     pub rows: Option<usize>,
+}
+
+impl OutputSpec {
+    /// Where the output is written, if it is written: its format and location as the job file
+    /// gives it.
+    pub fn destination(&self) -> Option<(PartFormat, &str)> {
+        self.destinations().into_iter().next()
+    }
+
+    /// Every destination the output names (a valid output names at most one).
+    fn destinations(&self) -> Vec<(PartFormat, &str)> {
+        [
+            (PartFormat::Parquet, &self.to_parquet),
+            (PartFormat::Csv, &self.to_csv),
+            (PartFormat::JsonLines, &self.to_json),
+        ]
+        .into_iter()
+        .filter_map(|(format, loc)| loc.as_deref().map(|l| (format, l)))
+        .collect()
+    }
+
+    /// Exactly one of `to_parquet`, `to_csv`, `to_json` and `show = true`.
+    fn check(&self) -> Result<()> {
+        let mut named: Vec<String> =
+            self.destinations().iter().map(|(format, _)| format!("to_{}", format.name())).collect();
+        if self.show {
+            named.push("show".into());
+        }
+        match named.len() {
+            1 => Ok(()),
+            0 => Err(Error::Invalid(format!(
+                "output of '{}' needs one of `to_parquet = \"...\"`, `to_csv = \"...\"`, \
+                 `to_json = \"...\"` or `show = true`",
+                self.dataset
+            ))),
+            _ => Err(Error::Invalid(format!(
+                "output of '{}' names {}: an output does exactly one of to_parquet, to_csv, \
+                 to_json and show (write another [[outputs]] for each)",
+                self.dataset,
+                named.join(" and ")
+            ))),
+        }
+    }
 }
 
 impl JobFile {
@@ -121,12 +170,7 @@ impl JobFile {
                     job.dataset_names()
                 )));
             }
-            if o.to_parquet.is_none() && !o.show {
-                return Err(Error::Invalid(format!(
-                    "output of '{}' needs `to_parquet = \"...\"` or `show = true`",
-                    o.dataset
-                )));
-            }
+            o.check()?;
         }
         Ok(job)
     }
@@ -211,6 +255,19 @@ mod tests {
     use crate::JoinHint;
     use crate::collections::dataframe::Agg;
     use shoal_protocol::{JoinHow, SortKey};
+
+    #[test]
+    fn an_output_names_exactly_one_destination() {
+        let job = |outputs: &str| JobFile::parse(&format!("[datasets.a]\nread_parquet='x'\n{outputs}"));
+        let ok =
+            job("[[outputs]]\ndataset='a'\nto_csv='o/c'\n[[outputs]]\ndataset='a'\nto_json='o/j'").unwrap();
+        assert_eq!(ok.outputs[0].destination(), Some((PartFormat::Csv, "o/c")));
+        assert_eq!(ok.outputs[1].destination(), Some((PartFormat::JsonLines, "o/j")));
+        let two = job("[[outputs]]\ndataset='a'\nto_json='o'\nto_parquet='p'").unwrap_err().to_string();
+        assert!(two.contains("output of 'a' names to_parquet and to_json"), "{two}");
+        let none = job("[[outputs]]\ndataset='a'\nrows=3").unwrap_err().to_string();
+        assert!(none.contains("output of 'a' needs one of"), "{none}");
+    }
 
     #[test]
     fn relational_operations_parse() {

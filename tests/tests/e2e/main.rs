@@ -1,6 +1,6 @@
 //! End-to-end tests, one binary: storage conformance, executor conformance, differential
-//! correctness against DuckDB, the sandbox seen from a task, commit races, the CLI, and
-//! kill-and-resume.
+//! correctness against DuckDB, the sandbox seen from a task, commit races, the CLI,
+//! kill-and-resume, and the CSV / JSON lines writers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
@@ -20,6 +20,7 @@ mod resume;
 mod sandbox;
 mod storage;
 mod text_inputs;
+mod writers;
 
 use shoal::executor::LambdaOptions;
 use shoal::{Client, Config, ExecutorKind};

@@ -1,6 +1,6 @@
 //! Data in and out of a task: object storage by URL, scans of input files (Parquet; CSV and
-//! JSON as text files: compressed, encoded, in blocks), the codecs of what
-//! tasks write (Arrow IPC intermediates, Parquet parts), Arrow schemas on the wire, and the
+//! JSON as text files: compressed, encoded, in blocks), the codecs of what tasks write (Arrow
+//! IPC intermediates; Parquet, CSV and JSON-lines parts), Arrow schemas on the wire, and the
 //! memory decoded tables hold.
 //!
 //! Nothing here knows operators, pipelines or the commit protocol: `io` imports only the crate's
@@ -16,6 +16,7 @@ pub mod reader;
 pub mod scan;
 pub mod schema;
 pub mod storage;
+pub mod text_parts;
 pub mod textfile;
 
 use arrow::datatypes::SchemaRef;

@@ -4,14 +4,14 @@
 //! Commit protocol (DESIGN.md): an attempt writes its files under
 //! `data/<task_key>/<attempt_id>/`, then creates `commits/<task_key>.json` only if absent. The
 //! first commit wins; a losing attempt returns the winner's manifest and deletes its own files.
-//! User-visible Parquet parts have deterministic names, so a retry rewrites identical bytes.
+//! User-visible parts (Parquet, CSV, JSON lines) have deterministic names, so a retry rewrites identical bytes.
 //!
 //! Layout:
 //! - `run`: [`Worker`] and the steps of a task.
 //! - `inputs`: reading the inputs, by port, within the task's memory limit.
 //! - `functions`: user functions as the task runs them (components loaded once, sandbox calls,
 //!   metrics).
-//! - `output`: writing the output object (IPC intermediate, shuffle object, Parquet part).
+//! - `output`: writing the output object (IPC intermediate, shuffle object, or a user-visible part).
 //! - [`commit`]: the create-if-absent manifest; reading committed manifests.
 
 pub mod commit;

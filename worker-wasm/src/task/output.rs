@@ -2,10 +2,10 @@
 
 use crate::error::Result;
 use crate::io::storage::Storage;
-use crate::io::{Table, ipc, parquet};
+use crate::io::{Table, ipc, parquet, text_parts};
 use crate::ops::table::Sides;
 use crate::ops::table::partition;
-use shoal_protocol::{ByteRange, ObjectRef, Output, layout};
+use shoal_protocol::{ByteRange, ObjectRef, Output, PartFormat, layout};
 
 /// What a task wrote: its one data object, and for a shuffle the byte range of every bucket.
 pub struct Written {
@@ -14,7 +14,8 @@ pub struct Written {
 }
 
 /// Writes `table` as `output`: an Arrow IPC intermediate or shuffle object under the attempt's
-/// own `attempt_dir`, or a user-visible Parquet part under its deterministic name. `sides` hold
+/// own `attempt_dir`, or a user-visible part (Parquet, CSV or JSON lines) under its
+/// deterministic name, written whole. `sides` hold
 /// a range shuffle's boundaries.
 pub async fn write(
     storage: &Storage,
@@ -38,10 +39,14 @@ pub async fn write(
             let object = storage.put(&format!("{attempt_dir}/shuffle.arrows"), bytes).await?;
             Ok(Written { object, buckets })
         }
-        Output::Parquet { url, part } => {
-            let bytes = parquet::encode(&schema, &batches)?;
+        Output::Part { url, part, format } => {
+            let bytes = match format {
+                PartFormat::Parquet => parquet::encode(&schema, &batches)?,
+                PartFormat::Csv => text_parts::encode_csv(&schema, &batches)?,
+                PartFormat::JsonLines => text_parts::encode_json_lines(&batches)?,
+            };
             let dir = storage.resolve(url)?;
-            let object = storage.put(&dir.join(&layout::part_name(*part)).url, bytes).await?;
+            let object = storage.put(&dir.join(&layout::part_name(*part, *format)).url, bytes).await?;
             Ok(Written { object, buckets: Vec::new() })
         }
     }

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Stage, TaskGraph, TaskNode, upstream_bucket, upstream_port};
 use arrow::datatypes::SchemaRef;
 use shoal_protocol::{
-    AggregateMode, Input, JoinHow, Operator, Output, Partitioning, SortKey, TableOp, TaskKey,
+    AggregateMode, Input, JoinHow, Operator, Output, PartFormat, Partitioning, SortKey, TableOp, TaskKey,
 };
 use std::collections::BTreeMap;
 
@@ -31,8 +31,9 @@ const SAMPLE_ROWS: usize = 256;
 pub enum Target {
     /// Intermediate Arrow IPC under the job root (`compute()`).
     Collect,
-    /// User-visible Parquet parts under this URL (`to_parquet()`).
-    Parquet { url: String },
+    /// User-visible parts in `format` under this URL (`to_parquet()`, `to_csv()`,
+    /// `to_json()`).
+    Parts { url: String, format: PartFormat },
 }
 
 /// A stage being built: per partition, its inputs and upstream tasks; the fused operators; and
@@ -183,7 +184,7 @@ pub fn lower(plan: &Plan, target: &Target) -> Result<TaskGraph> {
     let pending = lower_node(plan, &mut graph)?;
     let output = |i: usize| match target {
         Target::Collect => Output::Intermediate,
-        Target::Parquet { url } => Output::Parquet { url: url.clone(), part: i },
+        Target::Parts { url, format } => Output::Part { url: url.clone(), part: i, format: *format },
     };
     graph.outputs = materialize(pending, &mut graph, output)?;
     Ok(graph)
@@ -607,7 +608,9 @@ fn materialize(p: Pending, graph: &mut TaskGraph, output: impl Fn(usize) -> Outp
         check_deps(graph, &inputs, &deps).map_err(|e| internal(format!("stage {name}: {e}")))?;
         let pipeline: Vec<Operator> = p.ops.iter().cloned().map(Operator::Table).collect();
         let key = TaskKey::derive(&name, &(&inputs, &pipeline, &output));
+        // A user-visible part is written even when empty, so that every part exists.
         let skip_if_empty = p.schema.is_some()
+            && !matches!(output, Output::Part { .. })
             && inputs.iter().all(|i| matches!(i, Input::Upstream { .. }))
             && shoal_worker::ops::table::preserves_empty(&p.ops);
         ids.push(graph.push(TaskNode { key, stage, index, deps, inputs, pipeline, output, skip_if_empty }));

@@ -1,11 +1,13 @@
 //! The lazy DataFrame: each method records an operator in the logical plan (validating column
 //! names and expressions against the schema right away, as Dask does with `meta`); nothing runs
-//! until [`DataFrame::compute`] or [`DataFrame::to_parquet`].
+//! until [`DataFrame::compute`] or a writer ([`DataFrame::to_parquet`], [`DataFrame::to_csv`],
+//! [`DataFrame::to_json`]).
 //!
 //! Rooms: this file is the API; [`read`] plans scans from object metadata; [`plan`] is the
 //! logical plan; [`optimize`](mod@optimize) rewrites it (pushdowns, strategies); [`explain`]
 //! prints it; [`lower`] turns it into a task graph; [`aggregates`] splits expressions over
-//! aggregates into calls and a scalar step.
+//! aggregates into calls and a scalar step; [`write`] writes user-visible outputs (parts and
+//! `_SUCCESS`).
 
 pub mod aggregates;
 pub mod explain;
@@ -14,6 +16,7 @@ pub mod optimize;
 pub mod plan;
 pub mod read;
 pub mod strategy;
+pub mod write;
 
 use crate::client::{Client, FunctionModule};
 use crate::error::{Error, Result};
@@ -22,11 +25,10 @@ use crate::run::report::RunSummary;
 use crate::run::results;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use bytes::Bytes;
 use lower::{Target, lower};
 use optimize::{join_schema, optimize};
 use plan::{AggregateNode, JoinHint, JoinNode, MapOp, Plan};
-use shoal_protocol::{AggregateMode, JoinHow, OutputObject, SortKey, TableOp, layout};
+use shoal_protocol::{AggregateMode, JoinHow, OutputObject, SortKey, TableOp};
 use std::sync::Arc;
 
 /// An expression: an SQL expression string (`"fare > 10 AND vendor = 'A'"`) or a DataFusion
@@ -218,7 +220,7 @@ pub struct DataFrame {
     modules: Vec<FunctionModule>,
 }
 
-/// What `to_parquet` wrote.
+/// What `to_parquet`, `to_csv` or `to_json` wrote.
 #[derive(Debug, Clone)]
 pub struct WriteSummary {
     pub parts: Vec<OutputObject>,
@@ -645,47 +647,6 @@ impl DataFrame {
     /// running anything.
     pub fn validate(&self) -> Result<()> {
         lower(&self.optimized()?, &Target::Collect).map(|_| ())
-    }
-
-    /// Checks that `location` can take a Parquet output: not an existing file, and writable (a
-    /// probe object is written and deleted). Run by [`to_parquet`](Self::to_parquet) before any
-    /// task; `shoal run` checks every output this way before the first one runs.
-    pub async fn check_output(&self, location: &str) -> Result<()> {
-        let storage = self.client.storage();
-        let dir = storage.resolve(location)?;
-        if storage.head(&dir.url).await.is_ok() {
-            return Err(Error::Invalid(format!(
-                "to_parquet: {location} is a file; an output location is a directory (or prefix) \
-                 that will hold part-*.parquet and _SUCCESS"
-            )));
-        }
-        let probe = dir.join(&format!(".shoal-probe-{}", uuid::Uuid::new_v4().simple())).url;
-        let not_writable =
-            |e: shoal_worker::Error| Error::Invalid(format!("to_parquet: cannot write to {location}: {e}"));
-        storage.put(&probe, Bytes::new()).await.map_err(not_writable)?;
-        storage.delete(&probe).await.map_err(not_writable)
-    }
-
-    /// Writes the result as Parquet parts `part-00000.parquet`, … under `location`, then a
-    /// `_SUCCESS` manifest listing them. A reader that trusts `_SUCCESS` never sees a partial
-    /// result: an earlier `_SUCCESS` is removed before any part is rewritten. Re-running
-    /// rewrites identical parts, and reruns only the tasks whose parts are missing or changed.
-    pub async fn to_parquet(&self, location: &str) -> Result<WriteSummary> {
-        self.to_parquet_with(location, Events::new()).await
-    }
-
-    /// [`to_parquet`](Self::to_parquet), publishing the run's events to `events`' subscribers.
-    pub async fn to_parquet_with(&self, location: &str, events: Events) -> Result<WriteSummary> {
-        let storage = self.client.storage();
-        let dir = storage.resolve(location)?;
-        let graph = lower(&self.optimized()?, &Target::Parquet { url: dir.url.clone() })?;
-        self.check_output(location).await?;
-        storage.delete(&dir.join(layout::SUCCESS).url).await?;
-        let run = self.client.run_graph(&graph, &self.modules, events).await?;
-        let parts = results::parts(&graph, &run.manifests);
-        let job_id = graph.outputs.first().map(|&t| graph.tasks[t].key.to_string()).unwrap_or_default();
-        let rows = results::write_success(storage, &dir.url, job_id, &parts).await?;
-        Ok(WriteSummary { parts, rows, run: run.summary })
     }
 }
 
