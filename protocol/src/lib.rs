@@ -101,6 +101,10 @@ pub struct CsvOptions {
     /// The text encoding, as a label (`latin-1`, `cp1252`, `utf-16`, …); `None` is UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<String>,
+    /// Whole fields read as missing in one column only, besides `null_values` (pandas'
+    /// `na_values` as a dict).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub column_null_values: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for CsvOptions {
@@ -114,6 +118,7 @@ impl Default for CsvOptions {
             comment: None,
             skip_rows: 0,
             encoding: None,
+            column_null_values: std::collections::BTreeMap::new(),
         }
     }
 }

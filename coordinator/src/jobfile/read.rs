@@ -1,6 +1,6 @@
 //! Reads: `read_parquet` (with `schema = "union"`), `read_csv` (with pandas' keys: `header`,
 //! `delimiter`, `na_values`, `keep_default_na`, `dtype`, `usecols`, `parse_dates`, `quotechar`,
-//! `escapechar`, `comment`, `skiprows`, `encoding`, and `blocksize`) and `read_json` (`lines`,
+//! `escapechar`, `comment`, `skiprows`, `encoding`, and `blocksize`; `na_values` a list or per column) and `read_json` (`lines`,
 //! `encoding`, `dtype`, `blocksize`). A read has no input.
 
 use super::env::Env;
@@ -55,8 +55,9 @@ pub struct ReadCsv {
     pub header: Option<bool>,
     /// Field delimiter (default `,`).
     pub delimiter: Option<char>,
-    /// More strings read as missing, as pandas' `na_values` (a list).
-    pub na_values: Option<Vec<String>>,
+    /// More strings read as missing, as pandas' `na_values`: a list for every column, or a
+    /// table of lists for some (`{ x = ["-999"], code = ["?"] }`).
+    pub na_values: Option<NaValues>,
     /// Whether pandas' default missing-value strings (`NA`, `N/A`, `null`, empty, …) are read
     /// as missing too (default true, as in pandas).
     pub keep_default_na: Option<bool>,
@@ -80,6 +81,14 @@ pub struct ReadCsv {
     pub blocksize: Option<Size>,
 }
 
+/// `na_values`: for every column, or per column.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum NaValues {
+    All(Vec<String>),
+    PerColumn(BTreeMap<String, Vec<String>>),
+}
+
 /// A one-byte character option, or an error naming its key.
 fn byte(key: &str, c: Option<char>) -> Result<Option<u8>> {
     c.map(|c| {
@@ -100,7 +109,12 @@ impl ReadCsv {
             Some(false) => vec![],
             _ => shoal_protocol::PANDAS_NA.iter().map(|s| s.to_string()).collect(),
         };
-        null_values.extend(self.na_values.iter().flatten().cloned());
+        let mut column_null_values = BTreeMap::new();
+        match &self.na_values {
+            None => {}
+            Some(NaValues::All(values)) => null_values.extend(values.iter().cloned()),
+            Some(NaValues::PerColumn(columns)) => column_null_values = columns.clone(),
+        }
         Ok(CsvOptions {
             has_header: self.header.unwrap_or(true),
             delimiter: byte("delimiter", self.delimiter)?.unwrap_or(b','),
@@ -110,6 +124,7 @@ impl ReadCsv {
             comment: byte("comment", self.comment)?,
             skip_rows: self.skiprows.unwrap_or(0),
             encoding: self.encoding.clone(),
+            column_null_values,
         })
     }
 

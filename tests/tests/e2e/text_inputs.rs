@@ -303,3 +303,40 @@ fn parquet_files_of_evolved_schemas_read_as_their_union() {
     );
     shoal_tests::data::assert_same_table(&got, &expected, "id").unwrap();
 }
+
+#[test]
+fn na_values_per_column_apply_to_their_column_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    // -999 is a gap in x but a real code in `code`; `?` a gap in `code` only.
+    let mut text = String::from("id,x,code\n");
+    for i in 0..200 {
+        let x = if i % 7 == 3 { "-999".to_string() } else { format!("{i}.5") };
+        let code = match i % 5 {
+            0 => "-999".to_string(),
+            1 => "?".to_string(),
+            2 => "NA".to_string(),
+            _ => format!("c{i}"),
+        };
+        text.push_str(&format!("{i},{x},{code}\n"));
+    }
+    std::fs::write(dir.join("in/part-0.csv"), text).unwrap();
+    let got = run(
+        dir,
+        "[datasets.raw]\nread_csv = \"in/*.csv\"\nna_values = { x = [\"-999\"], code = [\"?\"] }\n",
+        "raw",
+    );
+    let expected = duck(
+        dir,
+        &format!(
+            "SELECT id::BIGINT AS id, (CASE WHEN x = '-999' THEN NULL ELSE x END)::DOUBLE AS x, \
+             CASE WHEN code IN ('?', 'NA') THEN NULL ELSE code END AS code \
+             FROM read_csv('{}/in/part-0.csv', header = true, all_varchar = true)",
+            dir.display()
+        ),
+    );
+    shoal_tests::data::assert_same_table(&got, &expected, "id").unwrap();
+    let err = fails(dir, "[datasets.raw]\nread_csv = \"in/*.csv\"\nna_values = { y = [\"-999\"] }\n");
+    assert!(err.contains("na_values: no column 'y'"), "{err}");
+}

@@ -6,9 +6,11 @@ use super::loaded::Loaded;
 use super::storage::Storage;
 use super::textfile::{self, Compression, Quoting, TextEncoding, read_block, skip_lines};
 use crate::error::{Error, Result};
+use arrow::array::{Array, StringArray};
 use arrow::csv::reader::Format;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use shoal_protocol::{CsvOptions, FileSlice, ObjectRef};
 use std::io::Cursor;
@@ -18,14 +20,36 @@ use std::sync::Arc;
 /// missing, not even an empty one). Used for reading and for schema inference alike, so a
 /// column of numbers with `NA` in it is inferred as numbers and read as such.
 pub fn null_regex(opts: &CsvOptions) -> Result<Option<regex::Regex>> {
-    if opts.null_values.is_empty() {
+    pattern(&opts.null_values)
+}
+
+/// For inference only: the strings missing in any column (a column's own missing values
+/// should not make it look like text).
+fn any_column_null_regex(opts: &CsvOptions) -> Result<Option<regex::Regex>> {
+    let mut all = opts.null_values.clone();
+    all.extend(opts.column_null_values.values().flatten().cloned());
+    pattern(&all)
+}
+
+fn pattern(values: &[String]) -> Result<Option<regex::Regex>> {
+    if values.is_empty() {
         return Ok(None);
     }
-    let alternatives: Vec<String> = opts.null_values.iter().map(|v| regex::escape(v)).collect();
+    let alternatives: Vec<String> = values.iter().map(|v| regex::escape(v)).collect();
     let pattern = format!("^(?:{})$", alternatives.join("|"));
     regex::Regex::new(&pattern)
         .map(Some)
-        .map_err(|e| Error::Schema(format!("CSV missing values {:?}: {e}", opts.null_values)))
+        .map_err(|e| Error::Schema(format!("CSV missing values {values:?}: {e}")))
+}
+
+/// The dialect of `opts` for inferring a schema: as [`format`], with every column's own
+/// missing values missing in all.
+pub fn inference_format(opts: &CsvOptions) -> Result<Format> {
+    let format = format(&CsvOptions { null_values: vec![], ..opts.clone() }, opts.has_header)?;
+    Ok(match any_column_null_regex(opts)? {
+        Some(nulls) => format.with_null_regex(nulls),
+        None => format,
+    })
 }
 
 /// The dialect of `opts` as arrow's CSV reader takes it, for reading and inference alike.
@@ -113,6 +137,10 @@ pub async fn read(
 ) -> Result<Loaded> {
     let url = &file.object.url;
     let text = fetch_text(storage, file, opts, &quoting(opts)).await?;
+    // Columns with missing values of their own are read as text, their missing values
+    // nulled, then cast to their type.
+    let target = schema.clone();
+    let schema = as_text(&schema, opts);
     let mut builder = arrow::csv::ReaderBuilder::new(schema.clone())
         .with_format(format(opts, text.header)?)
         .with_batch_size(64 * 1024);
@@ -131,6 +159,11 @@ pub async fn read(
     let located = |e: ArrowError| locate(url, &text, opts, &schema, e);
     let reader = builder.build(Cursor::new(text.utf8.clone())).map_err(located)?;
     let batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(located)?;
+    let (out_schema, batches) = if opts.column_null_values.is_empty() {
+        (out_schema, batches)
+    } else {
+        column_nulls(url, &text, opts, &target, out_schema, batches)?
+    };
     Ok(Loaded {
         schema: out_schema,
         batches,
@@ -138,6 +171,76 @@ pub async fn read(
         objects_read: 1,
         requests: text.requests,
     })
+}
+
+/// `schema` with the columns that have missing values of their own as text.
+fn as_text(schema: &SchemaRef, opts: &CsvOptions) -> SchemaRef {
+    if opts.column_null_values.is_empty() {
+        return schema.clone();
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match opts.column_null_values.contains_key(f.name()) {
+            true => Field::new(f.name(), DataType::Utf8, true),
+            false => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// Nulls each column's own missing values and casts it to its type in `target`; a value that
+/// does not cast is named as a parse error would be.
+fn column_nulls(
+    url: &str,
+    text: &Text,
+    opts: &CsvOptions,
+    target: &SchemaRef,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| target.field_with_name(f.name()).map(|t| t.clone()).unwrap_or_else(|_| f.as_ref().clone()))
+        .collect();
+    let out_schema = Arc::new(Schema::new(fields));
+    let mut rows_before = 0;
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let mut columns = Vec::with_capacity(batch.num_columns());
+        for (field, column) in out_schema.fields().iter().zip(batch.columns()) {
+            let Some(missing) = opts.column_null_values.get(field.name()) else {
+                columns.push(column.clone());
+                continue;
+            };
+            let strings = column.as_any().downcast_ref::<StringArray>().ok_or_else(|| {
+                Error::InvalidTask(format!("column '{}' was not read as text", field.name()))
+            })?;
+            let nulled: StringArray =
+                strings.iter().map(|v| v.filter(|v| !missing.iter().any(|m| m == v))).collect();
+            let cast =
+                arrow::compute::cast(&nulled, field.data_type()).map_err(Error::arrow("casting a column"))?;
+            // `cast` turns what it cannot read into nulls: a null that was not one is a bad value.
+            if let Some(row) = (0..nulled.len()).find(|&i| nulled.is_valid(i) && cast.is_null(i)) {
+                let record = rows_before + row + usize::from(text.header);
+                let e = ArrowError::ParseError(format!(
+                    "Error while parsing value '{}' as type '{}' for column {} at line {record}. Row data: ''",
+                    nulled.value(row),
+                    field.data_type(),
+                    target.index_of(field.name()).unwrap_or_default(),
+                ));
+                return Err(locate(url, text, opts, target, e));
+            }
+            columns.push(cast);
+        }
+        rows_before += batch.num_rows();
+        out.push(
+            RecordBatch::try_new(out_schema.clone(), columns)
+                .map_err(Error::arrow("nulling missing values"))?,
+        );
+    }
+    Ok((out_schema, out))
 }
 
 /// A reader error with the place it happened: for a value that does not parse, the file, the

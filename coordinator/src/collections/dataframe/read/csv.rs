@@ -75,6 +75,12 @@ impl Client {
             types.push((column.clone(), DataType::Timestamp(TimeUnit::Microsecond, None)));
         }
         let schema = with_types(schema, &types)?;
+        if let Some(column) = options.column_null_values.keys().find(|c| schema.field_with_name(c).is_err()) {
+            return Err(Error::Schema(format!(
+                "na_values: no column '{column}' (columns: {})",
+                schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
         let projection = usecols(&schema, read.usecols.as_deref())?;
         // A sample with a quoted line break says the files have them: blocks would need the
         // quoting before them, so these files are read whole.
@@ -98,7 +104,7 @@ impl Client {
     /// that sample spans lines.
     async fn infer_csv(&self, object: &ObjectRef, options: &CsvOptions) -> Result<(Schema, bool)> {
         let (text, quoted_breaks) = worker_csv::sample(self.storage(), object, options, SAMPLE_BYTES).await?;
-        let format = worker_csv::format(options, options.has_header)?;
+        let format = worker_csv::inference_format(options)?;
         let (schema, _) = format.infer_schema(std::io::Cursor::new(text), Some(10_000)).map_err(|e| {
             Error::Input { url: object.url.clone(), message: format!("cannot infer CSV schema: {e}") }
         })?;
