@@ -72,6 +72,11 @@ pub struct StorageOptions {
     pub endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// A named profile of the shared AWS config files (`--profile`, as the AWS CLI's): S3
+    /// credentials, region and endpoint come from it, not from the environment. Only a name
+    /// travels; each worker reads its own files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// CSV reading options.
