@@ -85,6 +85,14 @@ async fn rows_written(ls: &LocalStack, bucket: &str) -> usize {
     rows
 }
 
+/// Every object in a bucket (read with the tests' environment credentials).
+async fn objects_in(ls: &LocalStack, bucket: &str) -> Vec<String> {
+    use futures::TryStreamExt;
+    let location = Storage::new(ls.storage_options()).resolve(&format!("s3://{bucket}/")).unwrap();
+    let objects: Vec<_> = location.store.list(None).try_collect().await.unwrap();
+    objects.into_iter().map(|meta| meta.location.to_string()).collect()
+}
+
 fn static_profile(name: &str, ls: &LocalStack) -> (String, String) {
     let section = if name == "default" { "default".to_string() } else { format!("profile {name}") };
     (
@@ -160,6 +168,22 @@ async fn credential_process_supplies_expiring_credentials() {
     assert!(runs >= 1, "credential_process never ran");
     // Cached for the hour they are valid: not once per request (the job makes several).
     assert!(runs <= 2, "credential_process ran {runs} times");
+
+    // The same profile whose command fails: the run fails naming the bucket and the command's
+    // complaint, and writes nothing.
+    let failing = dir.path().join("failing.sh");
+    std::fs::write(&failing, "#!/bin/sh\necho 'session expired, log in again' >&2\nexit 3\n").unwrap();
+    let config = config.replace(&script.display().to_string(), &failing.display().to_string());
+    std::fs::write(&files.config, config).unwrap();
+    ls.create_bucket("creds-process-fail").unwrap();
+    let again = tempfile::tempdir().unwrap();
+    write_job(again.path(), "creds-process-fail");
+    let out = run_shoal(again.path(), &files, &["run", "job.toml"], &[("AWS_PROFILE", "proc")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(err.contains("s3://creds-process-fail") && err.contains("session expired"), "{}", text(&out));
+    assert!(err.contains("profile 'proc' (AWS_PROFILE)"), "{}", text(&out));
+    assert_eq!(objects_in(&ls, "creds-process-fail").await, Vec::<String>::new(), "nothing written");
 }
 
 /// No keys anywhere: the run fails with one error that names the bucket and every place
@@ -180,7 +204,7 @@ async fn no_credentials_is_one_clear_error_and_nothing_is_written() {
     for needle in [
         "unable to locate AWS credentials for s3://creds-none",
         "AWS_ACCESS_KEY_ID",
-        "profile 'default'",
+        "profile 'default' in",
         &files.config.display().to_string(),
         &files.credentials.display().to_string(),
         "web identity",
@@ -189,14 +213,13 @@ async fn no_credentials_is_one_clear_error_and_nothing_is_written() {
     ] {
         assert!(err.contains(needle), "missing '{needle}' in:\n{all}");
     }
-    let storage = Storage::new(ls.storage_options());
-    let listed = storage.list("s3://creds-none/").await;
-    assert!(listed.is_err(), "nothing written, found {listed:?}");
+    assert_eq!(objects_in(&ls, "creds-none").await, Vec::<String>::new(), "nothing written");
 
     let args = ["run", "job.toml", "--endpoint", &ls.endpoint, "--profile", "nowhere"];
     let out = run_shoal(dir.path(), &files, &args, &[("AWS_REGION", "us-east-1")]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{}", text(&out));
-    assert!(err.contains("nowhere") && err.contains("s3://creds-none"), "{}", text(&out));
-    assert!(storage.list("s3://creds-none/").await.is_err(), "nothing written");
+    assert!(err.contains("profile 'nowhere' (--profile)"), "{}", text(&out));
+    assert!(err.contains("neither defines it") && err.contains("s3://creds-none"), "{}", text(&out));
+    assert_eq!(objects_in(&ls, "creds-none").await, Vec::<String>::new(), "nothing written");
 }

@@ -78,13 +78,14 @@ fn settings_in(fs: &Fs, env: &Env, profile: Option<&str>) -> ProfileSettings {
     ProfileSettings { region, endpoint }
 }
 
-/// Where the credential search looks, for the error that says nothing was found.
-fn places_searched(profile: Option<&str>) -> String {
+/// Where the credential search looks, for the error that says nothing was found (`everywhere`),
+/// or just the profile it selected.
+fn places_searched(profile: Option<&str>, everywhere: bool) -> String {
     let env_profile = std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty());
     let (name, how) = match (profile, env_profile) {
-        (Some(p), _) => (p.to_string(), "--profile"),
-        (None, Some(p)) => (p, "AWS_PROFILE"),
-        (None, None) => ("default".to_string(), "the default"),
+        (Some(p), _) => (p.to_string(), " (--profile)"),
+        (None, Some(p)) => (p, " (AWS_PROFILE)"),
+        (None, None) => ("default".to_string(), ""),
     };
     let file = |var: &str, default: &str| match std::env::var(var) {
         Ok(path) if !path.is_empty() => format!("{path} ({var})"),
@@ -92,10 +93,13 @@ fn places_searched(profile: Option<&str>) -> String {
     };
     let config = file("AWS_CONFIG_FILE", "~/.aws/config");
     let credentials = file("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials");
-    let profile_part = format!(
-        "profile '{name}' ({how}) in {credentials} and {config} (keys, credential_process, SSO, role_arn)"
-    );
-    if profile.is_some() {
+    let found = if profile_defined(&Fs::real(), &Env::real(), &name) {
+        "keys, credential_process, SSO or role_arn"
+    } else {
+        "neither defines it"
+    };
+    let profile_part = format!("profile '{name}'{how} in {credentials} and {config} ({found})");
+    if profile.is_some() || !everywhere {
         return profile_part;
     }
     let imds = if std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
@@ -108,6 +112,13 @@ fn places_searched(profile: Option<&str>) -> String {
          (AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN), container credentials \
          (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI), {imds}"
     )
+}
+
+/// Whether the shared config or credentials file has a profile of this name.
+fn profile_defined(fs: &Fs, env: &Env, name: &str) -> bool {
+    let files = EnvConfigFiles::default();
+    let load = aws_config::profile::load(fs, env, &files, None);
+    futures::executor::block_on(load).is_ok_and(|profiles| profiles.get_profile(name).is_some())
 }
 
 /// Why a bucket's credentials could not be had.
@@ -192,21 +203,23 @@ impl AwsConfigCredentials {
 
     fn error(&self, bucket: &str, e: CredentialsError) -> object_store::Error {
         let path = format!("s3://{bucket}");
-        let detail = error_chain(&e);
-        let searched = places_searched(self.profile.as_deref());
-        match e {
+        let searched = places_searched(self.profile.as_deref(), true);
+        let selected = places_searched(self.profile.as_deref(), false);
+        match &e {
+            // aws-config's own account of the chain says what `searched` says, less plainly.
             CredentialsError::CredentialsNotLoaded(_) => object_store::Error::Unauthenticated {
                 source: Box::new(CredentialsUnavailable(format!(
-                    "unable to locate AWS credentials for {path}: looked in {searched} ({detail}). \
+                    "unable to locate AWS credentials for {path}: looked in {searched}. \
                      Run `aws configure` or `aws sso login`, name a profile with --profile or AWS_PROFILE, \
                      or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
                 ))),
                 path,
             },
             CredentialsError::InvalidConfiguration(_) | CredentialsError::ProviderError(_) => {
+                let detail = error_chain(&e);
                 object_store::Error::Unauthenticated {
                     source: Box::new(CredentialsUnavailable(format!(
-                        "AWS credentials for {path} could not be loaded from {searched}: {detail}"
+                        "AWS credentials for {path} could not be loaded: {detail} (selected {selected})"
                     ))),
                     path,
                 }
@@ -215,7 +228,8 @@ impl AwsConfigCredentials {
             _ => object_store::Error::Generic {
                 store: "S3",
                 source: Box::new(CredentialsUnavailable(format!(
-                    "AWS credentials for {path} could not be loaded: {detail}"
+                    "AWS credentials for {path} could not be loaded: {} (selected {selected})",
+                    error_chain(&e)
                 ))),
             },
         }
@@ -268,7 +282,7 @@ mod tests {
 
     #[test]
     fn a_named_profile_is_the_only_place_searched() {
-        let text = places_searched(Some("dev"));
+        let text = places_searched(Some("dev"), true);
         assert!(text.contains("profile 'dev' (--profile)"), "{text}");
         assert!(!text.contains("instance metadata"), "{text}");
     }
@@ -284,6 +298,15 @@ mod tests {
         let mut vars = vec![("AWS_CONFIG_FILE", "/cfg/config"), ("HOME", "/nowhere")];
         vars.extend_from_slice(env);
         settings_in(&fs, &Env::from_slice(&vars), profile)
+    }
+
+    #[test]
+    fn defined_profiles_are_known() {
+        let fs = Fs::from_slice(&[("/cfg/config", CONFIG)]);
+        let env = Env::from_slice(&[("AWS_CONFIG_FILE", "/cfg/config"), ("HOME", "/nowhere")]);
+        assert!(profile_defined(&fs, &env, "dev"));
+        assert!(profile_defined(&fs, &env, "default"));
+        assert!(!profile_defined(&fs, &env, "nope"));
     }
 
     #[test]
