@@ -730,6 +730,17 @@ mod tests {
     }
 
     #[test]
+    fn a_profile_travels_only_when_named() {
+        let old: StorageOptions = serde_json::from_str(r#"{"endpoint": "http://127.0.0.1:4566"}"#).unwrap();
+        assert_eq!(old.profile, None);
+        assert_eq!(serde_json::to_string(&StorageOptions::default()).unwrap(), "{}");
+        let named = StorageOptions { profile: Some("dev".into()), ..Default::default() };
+        let json = serde_json::to_string(&named).unwrap();
+        assert_eq!(json, r#"{"profile":"dev"}"#);
+        assert_eq!(serde_json::from_str::<StorageOptions>(&json).unwrap(), named);
+    }
+
+    #[test]
     fn an_operator_is_one_flat_object_naming_its_family() {
         let op: Operator = TableOp::Head { n: 3 }.into();
         let json = serde_json::to_value(&op).unwrap();
