@@ -72,6 +72,11 @@ pub struct StorageOptions {
     pub endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// A named profile of the shared AWS config files (`--profile`, as the AWS CLI's): S3
+    /// credentials, region and endpoint come from it, not from the environment. Only a name
+    /// travels; each worker reads its own files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// CSV reading options. Every field but the first three is left out of the JSON when it has
@@ -832,6 +837,17 @@ mod tests {
                 storage: StorageOptions::default()
             }
         );
+    }
+
+    #[test]
+    fn a_profile_travels_only_when_named() {
+        let old: StorageOptions = serde_json::from_str(r#"{"endpoint": "http://127.0.0.1:4566"}"#).unwrap();
+        assert_eq!(old.profile, None);
+        assert_eq!(serde_json::to_string(&StorageOptions::default()).unwrap(), "{}");
+        let named = StorageOptions { profile: Some("dev".into()), ..Default::default() };
+        let json = serde_json::to_string(&named).unwrap();
+        assert_eq!(json, r#"{"profile":"dev"}"#);
+        assert_eq!(serde_json::from_str::<StorageOptions>(&json).unwrap(), named);
     }
 
     #[test]

@@ -202,6 +202,7 @@ pub mod localstack {
             shoal_protocol::StorageOptions {
                 endpoint: Some(self.endpoint.clone()),
                 region: Some("us-east-1".into()),
+                ..Default::default()
             }
         }
 

@@ -41,6 +41,11 @@ pub struct RunArgs {
     /// S3 endpoint override (LocalStack, MinIO). Also read from AWS_ENDPOINT_URL.
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     endpoint: Option<String>,
+    /// Take S3 credentials, region and endpoint from this profile of the shared AWS config
+    /// files (~/.aws/config, ~/.aws/credentials), as `aws --profile` does: over AWS_PROFILE and
+    /// over keys in the environment.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
     /// Attempts per task before a retryable failure fails the job.
     #[arg(long, default_value_t = 3)]
     max_attempts: u32,
@@ -129,6 +134,11 @@ pub struct DashboardArgs {
     /// S3 endpoint override (LocalStack, MinIO). Also read from AWS_ENDPOINT_URL.
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     endpoint: Option<String>,
+    /// Take S3 credentials, region and endpoint from this profile of the shared AWS config
+    /// files (~/.aws/config, ~/.aws/credentials), as `aws --profile` does: over AWS_PROFILE and
+    /// over keys in the environment.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -139,6 +149,11 @@ pub struct StatusArgs {
     /// S3 endpoint override (LocalStack, MinIO). Also read from AWS_ENDPOINT_URL.
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     endpoint: Option<String>,
+    /// Take S3 credentials, region and endpoint from this profile of the shared AWS config
+    /// files (~/.aws/config, ~/.aws/credentials), as `aws --profile` does: over AWS_PROFILE and
+    /// over keys in the environment.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
     /// List every missing task key.
     #[arg(long, short)]
     verbose: bool,
@@ -151,6 +166,7 @@ fn client(args: &RunArgs) -> anyhow::Result<Client> {
         max_attempts: args.max_attempts,
         lambda: args.function.as_ref().map(|f| shoal::executor::LambdaOptions {
             endpoint: args.lambda_endpoint.clone().or_else(|| args.endpoint.clone()),
+            profile: args.profile.clone(),
             // Cloud functions scale out: 64 invocations at once unless --workers says otherwise.
             concurrency: args.workers.unwrap_or(64),
             ..shoal::executor::LambdaOptions::new(f)
@@ -166,6 +182,7 @@ fn client(args: &RunArgs) -> anyhow::Result<Client> {
         config.workers = w;
     }
     config.storage.endpoint = args.endpoint.clone();
+    config.storage.profile = args.profile.clone();
     Ok(Client::new(config)?)
 }
 

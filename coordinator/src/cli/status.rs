@@ -6,6 +6,7 @@ use shoal::{Client, Config};
 pub(super) async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let mut config = Config { root: args.root.clone(), ..Config::default() };
     config.storage.endpoint = args.endpoint.clone();
+    config.storage.profile = args.profile.clone();
     let client = Client::new(config)?;
     let jobs = client.status().await?;
     if jobs.is_empty() {
@@ -33,6 +34,7 @@ pub(super) async fn status(args: StatusArgs) -> anyhow::Result<()> {
 pub(super) async fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
     let mut config = Config { root: args.root.clone(), ..Config::default() };
     config.storage.endpoint = args.endpoint.clone();
+    config.storage.profile = args.profile.clone();
     let client = Client::new(config)?;
     let server = shoal::dashboard::server::serve_history(
         client.storage().clone(),

@@ -39,6 +39,9 @@ pub struct LambdaOptions {
     /// Endpoint override (LocalStack, an emulator).
     pub endpoint: Option<String>,
     pub region: Option<String>,
+    /// Named profile of the shared AWS config files the Lambda client takes its credentials
+    /// from (`--profile`). The function itself runs with its role.
+    pub profile: Option<String>,
     /// Specs larger than this travel by reference through the job root. Lambda accepts 6 MB
     /// synchronously; the default keeps invocations small.
     pub inline_limit: usize,
@@ -51,6 +54,7 @@ impl LambdaOptions {
             concurrency: 64,
             endpoint: None,
             region: None,
+            profile: None,
             inline_limit: 256 << 10,
         }
     }
@@ -78,6 +82,9 @@ impl Lambda {
                 let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
                 if let Some(endpoint) = &self.options.endpoint {
                     loader = loader.endpoint_url(endpoint);
+                }
+                if let Some(profile) = &self.options.profile {
+                    loader = loader.profile_name(profile);
                 }
                 if let Some(region) = &self.options.region {
                     loader = loader.region(aws_config::Region::new(region.clone()));

@@ -67,8 +67,11 @@ async fn a_job_with_a_shuffle_survives_a_faulty_s3() {
 
     let proxy =
         FaultProxy::start(ls.port, FaultRates { error: 0.05, drop_mid_body: 0.02, delay: 0.05 }, 7).unwrap();
-    let faulty_storage =
-        StorageOptions { endpoint: Some(proxy.endpoint.clone()), region: Some("us-east-1".into()) };
+    let faulty_storage = StorageOptions {
+        endpoint: Some(proxy.endpoint.clone()),
+        region: Some("us-east-1".into()),
+        ..Default::default()
+    };
     let faulty = s3_client("s3://faults/root-faulty", faulty_storage);
     let (got, got_parts) = run(&faulty, "s3://faults/out-faulty", &direct).await;
 

@@ -5,6 +5,7 @@
 
 mod cli;
 mod commit;
+mod credentials;
 mod dashboard;
 mod differential;
 mod duplicates;

@@ -24,8 +24,9 @@ static COLD_START_MS: AtomicU64 = AtomicU64::new(u64::MAX);
 
 async fn spec_of(invocation: Invocation) -> Result<TaskSpec, TaskFailure> {
     match invocation {
-        Invocation::Inline(spec) => Ok(*spec),
-        Invocation::ByReference { spec_url, storage } => {
+        Invocation::Inline(spec) => Ok(without_profile(*spec)),
+        Invocation::ByReference { spec_url, mut storage } => {
+            storage.profile = None;
             let fail = |kind, message: String| TaskFailure {
                 kind,
                 task_key: TaskKey("unknown".into()),
@@ -36,9 +37,16 @@ async fn spec_of(invocation: Invocation) -> Result<TaskSpec, TaskFailure> {
                 .get_url(&spec_url)
                 .await
                 .map_err(|e| fail(e.kind(), format!("fetching the task spec: {e}")))?;
-            TaskSpec::from_json(&bytes).map_err(|m| fail(FailureKind::Fatal, m))
+            TaskSpec::from_json(&bytes).map(without_profile).map_err(|m| fail(FailureKind::Fatal, m))
         }
     }
+}
+
+/// A function runs with its role (credentials in its environment), never with a profile of
+/// the shared config files named on the machine that submitted the job.
+fn without_profile(mut spec: TaskSpec) -> TaskSpec {
+    spec.storage.profile = None;
+    spec
 }
 
 async fn handle(

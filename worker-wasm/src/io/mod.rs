@@ -6,6 +6,7 @@
 //! Nothing here knows operators, pipelines or the commit protocol: `io` imports only the crate's
 //! [`error`](crate::error).
 
+pub(crate) mod credentials;
 pub mod csv;
 pub mod ipc;
 pub mod json;

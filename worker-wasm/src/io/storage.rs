@@ -4,6 +4,7 @@
 //! A [`Storage`] caches one client per bucket. `memory://` stores are process-global, keyed by
 //! authority, so the coordinator and in-process workers see the same objects.
 
+use super::credentials::{self, AwsConfigCredentials, BucketCredentials, ProfileSettings};
 use crate::error::{Error, Result};
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -59,6 +60,8 @@ pub enum Created {
 pub struct Storage {
     options: StorageOptions,
     stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+    /// aws-config credentials, shared by this storage's buckets (built with the first one).
+    aws_credentials: OnceLock<Arc<AwsConfigCredentials>>,
 }
 
 fn memory_stores() -> &'static Mutex<HashMap<String, Arc<dyn ObjectStore>>> {
@@ -102,7 +105,7 @@ pub fn to_url(location: &str) -> Result<Url> {
 
 impl Storage {
     pub fn new(options: StorageOptions) -> Self {
-        Self { options, stores: Mutex::new(HashMap::new()) }
+        Self { options, stores: Mutex::new(HashMap::new()), aws_credentials: OnceLock::new() }
     }
 
     pub fn options(&self) -> &StorageOptions {
@@ -164,19 +167,25 @@ impl Storage {
     }
 
     fn build_s3(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>> {
-        // Credentials and region come from the standard AWS environment variables (and the
-        // container/instance/web-identity providers object_store supports).
+        // Static keys in the environment (Lambda, the tests) keep object_store's own path; else
+        // (or with a named profile) credentials come from aws-config's chain, as the AWS CLI's.
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let profile = self.options.profile.as_deref();
+        let mut from_profile: Option<ProfileSettings> = None;
+        let mut settings =
+            || from_profile.get_or_insert_with(|| credentials::profile_settings(profile)).clone();
         let endpoint = self.options.endpoint.clone();
         if let Some(endpoint) = &endpoint {
             builder = builder.with_endpoint(endpoint);
         }
-        let effective_endpoint = endpoint.or_else(|| {
-            std::env::var("AWS_ENDPOINT_URL_S3")
-                .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-                .or_else(|_| std::env::var("AWS_ENDPOINT"))
-                .ok()
-        });
+        let effective_endpoint = endpoint
+            .or_else(|| {
+                std::env::var("AWS_ENDPOINT_URL_S3")
+                    .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+                    .or_else(|_| std::env::var("AWS_ENDPOINT"))
+                    .ok()
+            })
+            .or_else(|| settings().endpoint);
         if let Some(endpoint) = effective_endpoint {
             // Path-style addressing and plain HTTP for local S3-compatible servers.
             builder = builder
@@ -184,10 +193,21 @@ impl Storage {
                 .with_virtual_hosted_style_request(false)
                 .with_allow_http(endpoint.starts_with("http://"));
         }
-        if let Some(region) = &self.options.region {
-            builder = builder.with_region(region);
-        } else if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
-            builder = builder.with_region("us-east-1");
+        let env_region = std::env::var("AWS_REGION").or_else(|_| std::env::var("AWS_DEFAULT_REGION")).ok();
+        let region = match (&self.options.region, env_region) {
+            (Some(region), _) => region.clone(),
+            (None, Some(region)) => region,
+            (None, None) => settings().region.unwrap_or_else(|| "us-east-1".to_string()),
+        };
+        builder = builder.with_region(&region);
+        if profile.is_some() || !credentials::static_keys_in_env() {
+            let source = self.aws_credentials.get_or_init(|| {
+                Arc::new(AwsConfigCredentials::new(self.options.profile.clone(), region.clone()))
+            });
+            builder = builder.with_credentials(Arc::new(BucketCredentials {
+                bucket: bucket.to_string(),
+                source: source.clone(),
+            }));
         }
         let store = builder
             .build()
