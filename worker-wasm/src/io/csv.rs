@@ -202,7 +202,7 @@ fn column_nulls(
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| target.field_with_name(f.name()).map(|t| t.clone()).unwrap_or_else(|_| f.as_ref().clone()))
+        .map(|f| target.field_with_name(f.name()).cloned().unwrap_or_else(|_| f.as_ref().clone()))
         .collect();
     let out_schema = Arc::new(Schema::new(fields));
     let mut rows_before = 0;
