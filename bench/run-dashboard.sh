@@ -3,12 +3,12 @@
 # each, threads executor), without and with `--dashboard` (a client reading the live stream the
 # whole time), in one run. Reports wall time and the peak RSS of the `shoal` process.
 # Appends to bench/results/dashboard.txt.
-#   bash bench/run-dashboard.sh [N] [release|debug]
+#   bash bench/run-dashboard.sh [N] [release|debug] [REPEAT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${SHOAL_CACHE:-$HOME/.cache/shoal}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
-n="${1:-100000}"; profile="${2:-release}"
+n="${1:-100000}"; profile="${2:-release}"; repeat="${3:-1}"
 if [ "$profile" = release ]; then cargo build -q --release --bins; else cargo build -q --bins; fi
 bin="$CARGO_TARGET_DIR/$profile/shoal"
 work="$(mktemp -d)"; trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -43,8 +43,8 @@ run() { # label, extra args...
 }
 {
   echo "# shoal run, $n tiny CSV files, threads executor, $profile build, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(git rev-parse --short HEAD)"
-  run "without --dashboard"
-  run "with --dashboard" --dashboard 127.0.0.1:0
-  run "without --dashboard"
-  run "with --dashboard" --dashboard 127.0.0.1:0
+  for _ in $(seq "$repeat"); do
+    run "without --dashboard"
+    run "with --dashboard" --dashboard 127.0.0.1:0
+  done
 } | tee -a "$out"

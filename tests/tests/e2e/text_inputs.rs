@@ -340,3 +340,75 @@ fn na_values_per_column_apply_to_their_column_only() {
     let err = fails(dir, "[datasets.raw]\nread_csv = \"in/*.csv\"\nna_values = { y = [\"-999\"] }\n");
     assert!(err.contains("na_values: no column 'y'"), "{err}");
 }
+
+#[test]
+fn bad_text_inputs_are_one_clear_error_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    // Later rows with more fields than the header.
+    let mut text = String::from("id,x\n");
+    for i in 0..50 {
+        text.push_str(&format!("{i},{i}\n"));
+    }
+    text.push_str("50,1,extra\n");
+    std::fs::write(dir.join("in/wide.csv"), &text).unwrap();
+    let err = fails(dir, "[datasets.raw]\nread_csv = \"in/wide.csv\"\n");
+    assert!(err.contains("wide.csv") && err.contains("line 52"), "{err}");
+    // A value that does not fit the type the user gave.
+    std::fs::write(dir.join("in/typed.csv"), "id,x\n1,2\n2,3.5\n").unwrap();
+    let err = fails(dir, "[datasets.raw]\nread_csv = \"in/typed.csv\"\ndtype = { x = \"int64\" }\n");
+    assert!(err.contains("typed.csv: line 3, column 'x': cannot read '3.5' as Int64"), "{err}");
+    // A truncated .gz file.
+    let py = shoal_tests::python::test_python().unwrap();
+    let script = format!(
+        "import gzip\ndata = gzip.compress(b'id,x\\n' + b''.join(b'%d,%d\\n' % (i, i) for i in range(20000)))\n\
+         open('{0}/in/cut.csv.gz', 'wb').write(data[: len(data) // 2])\n",
+        dir.display()
+    );
+    let out = std::process::Command::new(py).args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = fails(dir, "[datasets.raw]\nread_csv = \"in/cut.csv.gz\"\n");
+    assert!(err.contains("cut.csv.gz") && err.contains("not a valid Gzip file"), "{err}");
+}
+
+/// One 300 MB CSV read in blocks of the default size, compared whole with DuckDB's reading of
+/// the same file (every row, both ways, by DuckDB's `EXCEPT ALL`).
+#[test]
+fn a_300_mb_csv_split_into_default_blocks_equals_duckdb() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    let py = shoal_tests::python::test_python().unwrap();
+    // Quoted text with commas and doubled quotes, numbers, gaps, unicode.
+    let script = format!(
+        "import duckdb\nduckdb.sql(\"\"\"COPY (SELECT i AS id, 'name, \"' || (i % 977) || '\" ü' || repeat('x', (i % 23)::INT) AS text, \
+         CASE WHEN i % 13 = 0 THEN NULL ELSE (i * 0.25) END AS amount, i % 7 AS k FROM range(0, 6500000) t(i)) \
+         TO '{0}/in/big.csv' (HEADER, QUOTE '\"')\"\"\")\n",
+        dir.display()
+    );
+    let out = std::process::Command::new(&py).args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let size = std::fs::metadata(dir.join("in/big.csv")).unwrap().len();
+    assert!(size > 300_000_000, "{size} bytes");
+    run(dir, "[datasets.raw]\nread_csv = \"in/big.csv\"\n", "raw");
+    let plan = explain(dir);
+    let blocks = (size as f64 / 64e6).ceil() as usize;
+    assert!(plan.contains(&format!("blocks={blocks}")), "{size} bytes in 64 MB blocks: {plan}");
+    let diff = duck(
+        dir,
+        &format!(
+            "WITH s AS (SELECT * FROM read_parquet('{0}/out-raw/*.parquet')), \
+                  d AS (SELECT * FROM read_csv('{0}/in/big.csv', header = true)) \
+             SELECT (SELECT count(*) FROM s) AS shoal_rows, (SELECT count(*) FROM d) AS duck_rows, \
+                    (SELECT count(*) FROM (SELECT * FROM s EXCEPT ALL SELECT * FROM d)) AS only_shoal, \
+                    (SELECT count(*) FROM (SELECT * FROM d EXCEPT ALL SELECT * FROM s)) AS only_duck",
+            dir.display()
+        ),
+    );
+    let row = arrow::util::pretty::pretty_format_batches(&diff).unwrap().to_string();
+    let counts: Vec<i64> = (0..4)
+        .map(|c| diff[0].column(c).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().value(0))
+        .collect();
+    assert_eq!(counts, vec![6_500_000, 6_500_000, 0, 0], "{row}");
+}

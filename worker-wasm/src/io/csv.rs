@@ -298,7 +298,7 @@ fn locate(url: &str, text: &Text, opts: &CsvOptions, schema: &SchemaRef, e: Arro
         url: url.to_string(),
         message: format!(
             "{at}, column '{name}': cannot read {value} as {data_type}; if the column holds other values, \
-             give its type: dtype = {{ {name} = \"string\" }} (the type was inferred from a sample of the files)"
+             give its type: dtype = {{ {name} = \"string\" }} (or another type; inferred types come from a sample of the files)"
         ),
     }
 }
