@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Test-only Python environment with the reference engines for differential tests (DuckDB,
-# PyArrow), outside the clone.
+# pandas, PyArrow), outside the clone.
 #
 #   bash scripts/test-venv.sh
 #
@@ -15,6 +15,7 @@ BASE_PYTHON="${SHOAL_TEST_PYTHON_BASE:-python3}"
 REQUIREMENTS=(
   'duckdb==2.0.1'
   'pyarrow==26.0.1'
+  'pandas==3.1.1'
 )
 MARKER="$VENV/.shoal-requirements"
 HASH="$(printf '%s\n' "${REQUIREMENTS[@]}" | sha256sum | cut -d' ' -f1)"
@@ -39,7 +40,7 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 echo "+ pip install ${REQUIREMENTS[*]}"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${REQUIREMENTS[@]}"
-echo "+ check: import duckdb, pyarrow"
-"$VENV/bin/python" -c 'import duckdb, pyarrow; print("  duckdb", duckdb.__version__, "pyarrow", pyarrow.__version__)'
+echo "+ check: import duckdb, pyarrow, pandas"
+"$VENV/bin/python" -c 'import duckdb, pyarrow, pandas; print("  duckdb", duckdb.__version__, "pyarrow", pyarrow.__version__, "pandas", pandas.__version__)'
 echo "$HASH" > "$MARKER"
 echo "scripts/test-venv.sh: done in $((SECONDS - start)) s"

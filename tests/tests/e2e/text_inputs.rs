@@ -412,3 +412,52 @@ fn a_300_mb_csv_split_into_default_blocks_equals_duckdb() {
         .collect();
     assert_eq!(counts, vec![6_500_000, 6_500_000, 0, 0], "{row}");
 }
+
+/// pandas as the reference: it reads a CSV with every missing-value spelling, quoted line
+/// breaks and Latin-1 text as shoal does, and reads shoal's `to_csv` / `to_json` parts back to
+/// the rows shoal wrote.
+#[test]
+fn pandas_reads_as_shoal_reads_and_reads_what_shoal_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    let gaps = ["NA", "N/A", "", "null", "nan", "NULL", "#N/A", "<NA>", "None", "n/a", "-NaN", "1.#QNAN"];
+    let mut text = String::from("id,x,label,note\n");
+    for i in 0..300 {
+        let x = if i % 5 == 2 { gaps[i % gaps.len()].to_string() } else { format!("{}.125", i) };
+        let label =
+            if i % 11 == 0 { gaps[(i / 11) % gaps.len()].to_string() } else { format!("é{}", i % 4) };
+        let note = if i % 9 == 0 { "\"two\nlines, \"\"q\"\"\"".to_string() } else { format!("n{i}") };
+        text.push_str(&format!("{i},{x},{label},{note}\n"));
+    }
+    let latin1: Vec<u8> = text.chars().map(|c| u8::try_from(u32::from(c)).unwrap()).collect();
+    std::fs::write(dir.join("in/data.csv"), latin1).unwrap();
+    let datasets = "[datasets.raw]\nread_csv = \"in/*.csv\"\nencoding = \"latin-1\"\n";
+    let got = run(dir, datasets, "raw");
+    // Both writers, from the same dataset.
+    std::fs::write(
+        dir.join("job.toml"),
+        format!("{datasets}[[outputs]]\ndataset = \"raw\"\nto_csv = \"csv\"\n[[outputs]]\ndataset = \"raw\"\nto_json = \"json\"\n"),
+    )
+    .unwrap();
+    let out = shoal(&["run", "job.toml", "--root", "root", "--executor", "threads"], dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let script = format!(
+        "import glob, pandas as pd\n\
+         d = '{0}'\n\
+         pd.read_csv(d + '/in/data.csv', encoding='latin-1').to_parquet(d + '/pandas-read.parquet')\n\
+         parts = sorted(glob.glob(d + '/csv/part-*.csv'))\n\
+         pd.concat([pd.read_csv(p) for p in parts]).to_parquet(d + '/pandas-csv.parquet')\n\
+         parts = sorted(glob.glob(d + '/json/part-*.jsonl'))\n\
+         pd.concat([pd.read_json(p, lines=True) for p in parts]).to_parquet(d + '/pandas-json.parquet')\n",
+        dir.display()
+    );
+    let py = shoal_tests::python::test_python().unwrap();
+    let out = std::process::Command::new(py).args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for reference in ["pandas-read", "pandas-csv", "pandas-json"] {
+        let expected = read_parquet_dir(dir.join(format!("{reference}.parquet"))).unwrap();
+        shoal_tests::data::assert_same_table(&got, &expected, "id")
+            .unwrap_or_else(|e| panic!("{reference}: {e}"));
+    }
+}
