@@ -25,6 +25,11 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:8787";
 /// How often the live page is redrawn at most.
 const REDRAW_EVERY: Duration = Duration::from_millis(250);
 
+/// A redraw waits at least this many times as long as the last one took: drawing a large run
+/// takes at most 1/20 of a core per watching browser, which on a small machine is shared with
+/// the workers.
+const REDRAW_SHARE: u32 = 20;
+
 /// The live page's only script: replace the sections with each redrawn copy.
 const LIVE_SCRIPT: &str =
     "new EventSource('stream').onmessage=function(e){document.getElementById('run').innerHTML=e.data};";
@@ -142,16 +147,21 @@ async fn live_page(State(live): State<Live>) -> Html<String> {
 
 async fn live_stream(State(live): State<Live>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = live.changed.subscribe();
-    let stream = futures::stream::unfold((live, rx, true), |(live, mut rx, first)| async move {
-        if !first {
-            rx.changed().await.ok()?;
-            // Redraw at most every REDRAW_EVERY, whatever the event rate.
-            tokio::time::sleep(REDRAW_EVERY).await;
-        }
-        rx.mark_unchanged();
-        let event = SseEvent::default().data(live.sections());
-        Some((Ok(event), (live, rx, false)))
-    });
+    let stream = futures::stream::unfold(
+        (live, rx, None),
+        |(live, mut rx, last): (_, _, Option<Duration>)| async move {
+            if let Some(took) = last {
+                rx.changed().await.ok()?;
+                // Redraw at most every REDRAW_EVERY whatever the event rate, and less often when
+                // drawing takes long.
+                tokio::time::sleep(REDRAW_EVERY.max(took * REDRAW_SHARE)).await;
+            }
+            rx.mark_unchanged();
+            let start = std::time::Instant::now();
+            let event = SseEvent::default().data(live.sections());
+            Some((Ok(event), (live, rx, Some(start.elapsed()))))
+        },
+    );
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
