@@ -3,7 +3,7 @@
 # each, threads executor), without and with `--dashboard` (a client reading the live stream the
 # whole time), in one run. Reports wall time and the peak RSS of the `shoal` process.
 # Appends to bench/results/dashboard.txt.
-#   bash bench/run-dashboard.sh [N] [release|debug] [REPEAT]
+#   bash bench/run-dashboard.sh [N] [release|debug] [REPEAT]      (BENCH_TMP: work dir, default /dev/shm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${SHOAL_CACHE:-$HOME/.cache/shoal}"
@@ -11,7 +11,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 n="${1:-100000}"; profile="${2:-release}"; repeat="${3:-1}"
 if [ "$profile" = release ]; then cargo build -q --release --bins; else cargo build -q --bins; fi
 bin="$CARGO_TARGET_DIR/$profile/shoal"
-work="$(mktemp -d)"; trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+# On tmpfs by default: 100k files written and removed per run make a disk's writeback the
+# noise that decides the figures.
+work="$(mktemp -d "${BENCH_TMP:-/dev/shm}/shoal-dashboard.XXXX")"; trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 python3 - "$work" "$n" <<'PY'
 import os, sys
 work, n = sys.argv[1], int(sys.argv[2])
@@ -26,7 +28,7 @@ PY
 out=bench/results/dashboard.txt
 run() { # label, extra args...
   local label="$1"; shift
-  rm -rf "$work/root" "$work/out"
+  rm -rf "$work/root" "$work/out"; sync
   /usr/bin/time -f "%e %M" -o "$work/time" "$bin" run "$work/job.toml" --root "$work/root" --executor threads "$@" \
     2>"$work/stderr" >/dev/null &
   local pid=$!
