@@ -132,7 +132,7 @@ struct Cached {
     refresh_at: Option<SystemTime>,
 }
 
-/// The aws-config credential source of one [`Storage`](super::storage::Storage), shared by its
+/// The aws-config credential source of one `Storage`, shared by its
 /// buckets: built on first use, its credentials cached until shortly before they expire.
 #[derive(Debug)]
 pub(crate) struct AwsConfigCredentials {
@@ -250,7 +250,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-/// One bucket's view of a [`Storage`](super::storage::Storage)'s credentials (its name goes in
+/// One bucket's view of a `Storage`'s credentials (its name goes in
 /// the errors).
 #[derive(Debug)]
 pub(crate) struct BucketCredentials {
