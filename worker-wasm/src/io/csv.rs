@@ -4,7 +4,7 @@
 
 use super::loaded::Loaded;
 use super::storage::Storage;
-use super::textfile::{self, Compression, Quoting, TextEncoding, read_block, skip_lines};
+use super::textfile::{self, Compression, Quoting, TextEncoding};
 use crate::error::{Error, Result};
 use arrow::array::{Array, StringArray};
 use arrow::csv::reader::Format;
@@ -110,21 +110,10 @@ pub async fn fetch_text(
     opts: &CsvOptions,
     quoting: &Quoting,
 ) -> Result<Text> {
-    let url = &file.object.url;
-    let encoding = TextEncoding::from_label(opts.encoding.as_deref())?;
-    let (offset, raw, requests) = match file.block {
-        Some(block) if block.start > 0 || block.end < file.object.size => {
-            read_block(storage, &file.object, block, quoting).await?
-        }
-        _ => (0, storage.get(&file.object).await?, 1),
-    };
-    let bytes_read = raw.len() as u64;
-    let text = Compression::of(url).decompress(url, raw)?;
-    // Only the file's start has skipped lines and a header.
-    let first = offset == 0;
-    let text = if first { skip_lines(text, opts.skip_rows) } else { text };
-    let utf8 = encoding.to_utf8(url, text)?;
-    Ok(Text { utf8, header: first && opts.has_header, offset, bytes_read, requests })
+    let f = textfile::fetch(storage, file, opts.encoding.as_deref(), quoting, opts.skip_rows).await?;
+    // Only the file's start has the header.
+    let header = f.offset == 0 && opts.has_header;
+    Ok(Text { utf8: f.utf8, header, offset: f.offset, bytes_read: f.bytes_read, requests: f.requests })
 }
 
 /// Reads one CSV file or block as `schema`, keeping the `projection` columns.

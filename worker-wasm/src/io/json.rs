@@ -5,37 +5,16 @@
 
 use super::loaded::Loaded;
 use super::storage::Storage;
-use super::textfile::{Compression, Quoting, TextEncoding, read_block};
+use super::textfile::{self, Compression, Quoting, TextEncoding};
 use crate::error::{Error, Result};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use bytes::Bytes;
 use shoal_protocol::{FileSlice, JsonOptions};
 use std::io::Cursor;
 use std::sync::Arc;
 
 const BATCH_ROWS: usize = 64 * 1024;
-
-/// The text of `file` (or of its block) as UTF-8, with the byte offset it starts at and the
-/// bytes and requests it cost.
-pub async fn fetch_text(
-    storage: &Storage,
-    file: &FileSlice,
-    opts: &JsonOptions,
-) -> Result<(Bytes, u64, u64, u64)> {
-    let url = &file.object.url;
-    let encoding = TextEncoding::from_label(opts.encoding.as_deref())?;
-    let (offset, raw, requests) = match file.block {
-        Some(block) if block.start > 0 || block.end < file.object.size => {
-            read_block(storage, &file.object, block, &Quoting::LINES).await?
-        }
-        _ => (0, storage.get(&file.object).await?, 1),
-    };
-    let bytes_read = raw.len() as u64;
-    let text = encoding.to_utf8(url, Compression::of(url).decompress(url, raw)?)?;
-    Ok((text, offset, bytes_read, requests))
-}
 
 /// Whether a file of these options may be read in blocks: JSON lines, uncompressed, in an
 /// encoding whose line breaks are `\n` bytes.
@@ -64,7 +43,8 @@ pub async fn read(
     projection: Option<&[String]>,
 ) -> Result<Loaded> {
     let url = &file.object.url;
-    let (text, _offset, bytes_read, requests) = fetch_text(storage, file, opts).await?;
+    let fetched = textfile::fetch(storage, file, opts.encoding.as_deref(), &Quoting::LINES, 0).await?;
+    let (text, bytes_read, requests) = (fetched.utf8, fetched.bytes_read, fetched.requests);
     let schema = match schema {
         Some(s) => s,
         None => Arc::new(infer(url, &text, opts.lines, usize::MAX)?),

@@ -13,7 +13,7 @@
 use super::storage::Storage;
 use crate::error::{Error, Result};
 use bytes::Bytes;
-use shoal_protocol::{Block, ObjectRef};
+use shoal_protocol::{Block, FileSlice, ObjectRef};
 use std::io::Read;
 
 /// How a file is compressed, from its name (pandas' `compression = "infer"`).
@@ -325,6 +325,39 @@ pub async fn read_block(
         }
         return Ok((from + start as u64, bytes.slice(start..record_end), requests));
     }
+}
+
+/// The text of a file, or of one block of it, as UTF-8: decompressed, without its first
+/// `skip` lines (only the file's start has them), decoded; with the byte offset in the file
+/// where it starts and the bytes and requests it cost.
+#[derive(Debug)]
+pub struct Fetched {
+    pub utf8: Bytes,
+    pub offset: u64,
+    pub bytes_read: u64,
+    pub requests: u64,
+}
+
+/// Fetches the text of `file` (its block, if it has one that is not the whole file).
+pub async fn fetch(
+    storage: &Storage,
+    file: &FileSlice,
+    encoding: Option<&str>,
+    quoting: &Quoting,
+    skip: usize,
+) -> Result<Fetched> {
+    let url = &file.object.url;
+    let encoding = TextEncoding::from_label(encoding)?;
+    let (offset, raw, requests) = match file.block {
+        Some(block) if block.start > 0 || block.end < file.object.size => {
+            read_block(storage, &file.object, block, quoting).await?
+        }
+        _ => (0, storage.get(&file.object).await?, 1),
+    };
+    let bytes_read = raw.len() as u64;
+    let text = Compression::of(url).decompress(url, raw)?;
+    let text = if offset == 0 { skip_lines(text, skip) } else { text };
+    Ok(Fetched { utf8: encoding.to_utf8(url, text)?, offset, bytes_read, requests })
 }
 
 /// `bytes` without its first `n` lines.
