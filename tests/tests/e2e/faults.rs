@@ -94,3 +94,37 @@ async fn a_job_with_a_shuffle_survives_a_faulty_s3() {
     assert_eq!(got.parts.len(), expected.parts.len());
     assert_eq!(got_parts, expected_parts, "the Parquet parts differ from the fault-free run's");
 }
+
+/// A GET whose body breaks off after the headers is read again: `object_store` retries failed
+/// requests but not a body cut short, and the coordinator (unlike a task) has no retry of its
+/// own around reads such as the event log's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_whose_body_breaks_off_is_read_again() {
+    shoal_tests::init_test_env();
+    let ls = LocalStack::start().unwrap();
+    ls.create_bucket("cut").unwrap();
+    let direct = Storage::new(ls.storage_options());
+    let content: Bytes = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect::<Vec<u8>>().into();
+    let object = direct.put("s3://cut/object.bin", content.clone()).await.unwrap();
+
+    let proxy =
+        FaultProxy::start(ls.port, FaultRates { error: 0.0, drop_mid_body: 0.2, delay: 0.0 }, 11).unwrap();
+    let through_proxy = Storage::new(StorageOptions {
+        endpoint: Some(proxy.endpoint.clone()),
+        region: Some("us-east-1".into()),
+        ..ls.storage_options()
+    });
+    for i in 0..16 {
+        let whole = through_proxy.get_url("s3://cut/object.bin").await.unwrap();
+        assert!(
+            whole == content,
+            "read {i} returned {} bytes, not the object's {}",
+            whole.len(),
+            content.len()
+        );
+        let part = through_proxy.get_range(&object, 1_000..501_000).await.unwrap();
+        assert!(part == content.slice(1_000..501_000), "range read {i} differs");
+    }
+    assert!(proxy.drops() > 0, "the proxy cut no body off in {} requests", proxy.requests());
+    eprintln!("{} requests, {} bodies cut off, every read whole", proxy.requests(), proxy.drops());
+}

@@ -69,6 +69,36 @@ fn memory_stores() -> &'static Mutex<HashMap<String, Arc<dyn ObjectStore>>> {
     STORES.get_or_init(Default::default)
 }
 
+/// How many times a GET whose response body was cut off is sent again. `object_store` retries
+/// a request that fails, but not a body that breaks off after the headers arrived (a dropped
+/// connection, a proxy timing out); such a read is safe to repeat from the start.
+const BODY_ATTEMPTS: usize = 3;
+
+/// One GET read to the end, sent again (up to [`BODY_ATTEMPTS`] times) when its body breaks
+/// off. With `expected`, the object must still be the one the job was planned against.
+async fn read_whole(
+    loc: &Location,
+    url: &str,
+    options: impl Fn() -> GetOptions,
+    expected: Option<&ObjectRef>,
+) -> Result<Bytes> {
+    let mut attempt = 1;
+    loop {
+        let result = loc.store.get_opts(&loc.path, options()).await.map_err(|e| Error::from_store(url, e))?;
+        if let Some(object) = expected {
+            check_identity(object, result.meta.size, result.meta.e_tag.as_deref())?;
+        }
+        match result.bytes().await {
+            Ok(bytes) => return Ok(bytes),
+            Err(e) if attempt >= BODY_ATTEMPTS => return Err(Error::from_store(url, e)),
+            Err(e) => {
+                tracing::debug!(url, attempt, error = %e, "the response body broke off; reading again");
+                attempt += 1;
+            }
+        }
+    }
+}
+
 /// Turns a user-supplied location (plain path, relative or absolute, or URL) into a URL.
 pub fn to_url(location: &str) -> Result<Url> {
     let invalid = |reason: String| Error::InvalidUrl { url: location.to_string(), reason };
@@ -282,26 +312,20 @@ impl Storage {
     /// Reads a whole object, checking it is still the object the job was planned against.
     pub async fn get(&self, object: &ObjectRef) -> Result<Bytes> {
         let loc = self.resolve(&object.url)?;
-        let result = loc.store.get(&loc.path).await.map_err(|e| Error::from_store(&object.url, e))?;
-        check_identity(object, result.meta.size, result.meta.e_tag.as_deref())?;
-        result.bytes().await.map_err(|e| Error::from_store(&object.url, e))
+        read_whole(&loc, &object.url, GetOptions::default, Some(object)).await
     }
 
     /// Reads `range` of an object (one HTTP range GET on S3), checking the object's identity.
     pub async fn get_range(&self, object: &ObjectRef, range: std::ops::Range<u64>) -> Result<Bytes> {
         let loc = self.resolve(&object.url)?;
-        let opts = GetOptions { range: Some(range.into()), ..Default::default() };
-        let result =
-            loc.store.get_opts(&loc.path, opts).await.map_err(|e| Error::from_store(&object.url, e))?;
-        check_identity(object, result.meta.size, result.meta.e_tag.as_deref())?;
-        result.bytes().await.map_err(|e| Error::from_store(&object.url, e))
+        let opts = || GetOptions { range: Some(range.clone().into()), ..Default::default() };
+        read_whole(&loc, &object.url, opts, Some(object)).await
     }
 
     /// Reads a whole object by URL, without an identity check.
     pub async fn get_url(&self, location: &str) -> Result<Bytes> {
         let loc = self.resolve(location)?;
-        let result = loc.store.get(&loc.path).await.map_err(|e| Error::from_store(location, e))?;
-        result.bytes().await.map_err(|e| Error::from_store(location, e))
+        read_whole(&loc, location, GetOptions::default, None).await
     }
 
     /// Writes a whole object (atomic: a reader sees all of it or none of it).
