@@ -10,10 +10,10 @@ use crate::executor::{
 use crate::run::report::Prices;
 use crate::scheduler::Speculation;
 use bytes::Bytes;
-use shoal_protocol::{Limits, ModuleRef, ObjectRef, StorageOptions, layout};
+use shoal_protocol::{FunctionKind, FunctionRef, Limits, ModuleRef, ObjectRef, StorageOptions, layout};
 use shoal_worker::Worker;
 use shoal_worker::io::storage::Storage;
-use shoal_worker::sandbox::{Module, SandboxConfig};
+use shoal_worker::sandbox::{FunctionInfo, Module, SandboxConfig};
 use std::sync::Arc;
 
 /// Client settings.
@@ -87,8 +87,36 @@ pub struct FunctionModule {
     pub(crate) bytes: Bytes,
     pub(crate) reference: ModuleRef,
     pub(crate) module: Arc<Module>,
-    /// Names and descriptions of the functions the component exports.
-    pub functions: Vec<(String, String)>,
+    /// The functions the component exports: name, kind and description.
+    pub functions: Vec<FunctionInfo>,
+}
+
+impl FunctionModule {
+    /// A reference to `function` called with `args`, checked at plan time to exist and to be of
+    /// `kind` (what the operation `what` needs), so a misnamed function or one of the wrong kind
+    /// fails before any task runs.
+    pub fn function(
+        &self,
+        function: &str,
+        kind: FunctionKind,
+        args: serde_json::Value,
+        what: &str,
+    ) -> Result<FunctionRef> {
+        let Some(info) = self.functions.iter().find(|f| f.name == function) else {
+            return Err(Error::Invalid(format!(
+                "{what}: module has no function '{function}' (available: {})",
+                self.functions.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        };
+        if info.kind != kind {
+            return Err(Error::Invalid(format!(
+                "{what}: function '{function}' is a {} function, but {what} needs a {} function",
+                info.kind.as_str(),
+                kind.as_str()
+            )));
+        }
+        Ok(FunctionRef { module: self.reference.clone(), function: function.to_string(), args })
+    }
 }
 
 impl Client {

@@ -19,8 +19,12 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
 
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Version of the JSON wire format. A worker refuses specs with another version.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Content-addressed identity of a task: hex SHA-256 of its canonical description.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -177,6 +181,22 @@ pub enum FileFormat {
     Json(JsonOptions),
     /// Arrow IPC file, the format of intermediates between stages.
     ArrowIpc,
+    /// Text files as Bag items, one per line (terminators stripped), into [`ITEM_COLUMN`].
+    Lines(LinesOptions),
+}
+
+/// How [`FileFormat::Lines`] turns lines into items.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LinesOptions {
+    /// Each line is a JSON value (JSON lines) rather than a string.
+    #[serde(default)]
+    pub json: bool,
+    /// Lines that are not valid JSON are skipped (and counted) rather than an error.
+    #[serde(default)]
+    pub skip_errors: bool,
+    /// The text encoding, as for CSV; `None` is UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
 }
 
 /// A field of a schema, as the coordinator inferred it when planning. Used to hold every
@@ -304,6 +324,11 @@ pub struct ModuleRef {
 pub enum Operator {
     /// Operators over Arrow tables: DataFrame partitions.
     Table(TableOp),
+    /// Operators over items (JSON values, one per row of an [`ITEM_COLUMN`] text column): Bag
+    /// partitions.
+    Items(ItemOp),
+    /// Calls of user functions on whole values: Delayed.
+    Calls(CallOp),
 }
 
 impl Operator {
@@ -311,6 +336,8 @@ impl Operator {
     pub fn family(&self) -> &'static str {
         match self {
             Operator::Table(_) => "table",
+            Operator::Items(_) => "items",
+            Operator::Calls(_) => "calls",
         }
     }
 }
@@ -319,6 +346,211 @@ impl From<TableOp> for Operator {
     fn from(op: TableOp) -> Self {
         Operator::Table(op)
     }
+}
+
+impl From<ItemOp> for Operator {
+    fn from(op: ItemOp) -> Self {
+        Operator::Items(op)
+    }
+}
+
+impl From<CallOp> for Operator {
+    fn from(op: CallOp) -> Self {
+        Operator::Calls(op)
+    }
+}
+
+/// What a user function works on, as its component's `list-functions` declares it (the
+/// `kind` of `shoal:function@0.2.0`; every function of a 0.1 component is `Table`). The kind
+/// fixes the bytes of a call:
+///
+/// - `Table`: each input is an Arrow IPC stream; the output is one.
+/// - `Items`: the input is a JSON array of items; the output is a JSON array with one value per
+///   item, in order (the mapped item, a predicate's verdict, a row's new values).
+/// - `Binop`: the input is a JSON array of `[accumulator, [item, ...]]` pairs; the output is a
+///   JSON array of the accumulators after folding each pair's items in, left to right.
+/// - `Value`: each input is one JSON value (a call's positional arguments); the output is one.
+///
+/// One call carries a batch, never a single item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FunctionKind {
+    Table,
+    Items,
+    Binop,
+    Value,
+}
+
+impl FunctionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FunctionKind::Table => "table",
+            FunctionKind::Items => "items",
+            FunctionKind::Binop => "binop",
+            FunctionKind::Value => "value",
+        }
+    }
+}
+
+/// One function of one component, with the JSON keyword arguments it is called with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FunctionRef {
+    pub module: ModuleRef,
+    pub function: String,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub args: serde_json::Value,
+}
+
+/// The column that carries a Bag partition's items: UTF-8 JSON text, one item per row.
+pub const ITEM_COLUMN: &str = "item";
+
+/// A path into an item: object keys and list indices, `a.b.0` in the user's notation.
+pub type ItemPath = Vec<PathStep>;
+
+/// One step of an [`ItemPath`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PathStep {
+    Index(usize),
+    Key(String),
+}
+
+/// What a Bag groups or ranks by: a field of the item, or a user function of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum ItemKey {
+    /// The whole item.
+    Item,
+    Path {
+        path: ItemPath,
+    },
+    Function {
+        function: FunctionRef,
+    },
+}
+
+/// Per-partition operators over items (the `items` family).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ItemOp {
+    /// Each item replaced by an `Items` function's value for it.
+    Map { function: FunctionRef },
+    /// Items for which an `Items` function's value is truthy (`keep`) or falsy (not `keep`).
+    Filter { function: FunctionRef, keep: bool },
+    /// Items for which an SQL-like predicate over their fields is true (`keep`) or not true.
+    Where { predicate: String, keep: bool },
+    /// Each item, which must be a list, replaced by its elements.
+    Flatten,
+    /// Each item replaced by the value at `path`; `default` for a missing one, else an error.
+    Pluck {
+        path: ItemPath,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        default: Option<serde_json::Value>,
+    },
+    /// The partition's items as one JSON array, given to an `Items` function that returns the
+    /// partition's new items (any number).
+    MapPartitions { function: FunctionRef },
+    /// The first `n` items.
+    Take { n: usize },
+    /// A table's rows as JSON objects (DataFrame → Bag).
+    FromRows,
+    /// Items as rows of a table with `schema` (Bag → DataFrame); an item that does not fit is
+    /// one error naming it and the field.
+    ToRows { schema: Vec<Field> },
+    /// One step of a tree reduction; partial states travel as items too.
+    Reduce { reduction: ItemReduction, step: ReduceStep },
+}
+
+/// Where in a tree reduction a task is: `Partial` turns items into a state, `Combine` merges
+/// states into one, `Final` merges states and turns the result into items. A single partition
+/// runs `Partial` then `Final`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReduceStep {
+    Partial,
+    Combine,
+    Final,
+}
+
+/// Reductions over items, each a tree (`split_every`) as in `dask.bag`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "reduction", rename_all = "snake_case")]
+pub enum ItemReduction {
+    Count,
+    /// `sum`, `min`, `max` or `mean` of the numbers at `path` (the item itself when empty);
+    /// nulls and missing values are skipped.
+    Numeric {
+        stat: NumericStat,
+        path: ItemPath,
+    },
+    /// Distinct items, in first-seen order.
+    Distinct,
+    /// `[item, count]` pairs; sorted by count, highest first, when `sort`.
+    Frequencies {
+        sort: bool,
+    },
+    /// The `k` largest items by `key` (or the `k` smallest when not `largest`).
+    TopK {
+        k: usize,
+        key: ItemKey,
+        largest: bool,
+    },
+    /// `binop` (a `Binop` function) folds each partition from `initial`; `combine` (a `Binop`
+    /// function, `binop` when absent) folds the partitions' results from `combine_initial`.
+    Fold {
+        binop: FunctionRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        combine: Option<FunctionRef>,
+        initial: serde_json::Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        combine_initial: Option<serde_json::Value>,
+    },
+    /// As `Fold`, per group of `key`; the result is `[key, value]` items.
+    FoldBy {
+        key: ItemKey,
+        binop: FunctionRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        combine: Option<FunctionRef>,
+        initial: serde_json::Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        combine_initial: Option<serde_json::Value>,
+    },
+    /// `per_partition` (an `Items` function given the partition's items as one list, returning
+    /// one value) then `aggregate` (given the list of those values, returning the result).
+    Custom {
+        per_partition: FunctionRef,
+        aggregate: FunctionRef,
+    },
+}
+
+/// The statistic of [`ItemReduction::Numeric`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NumericStat {
+    Sum,
+    Min,
+    Max,
+    Mean,
+}
+
+/// Operators of Delayed values (the `calls` family). A value travels as a one-row table whose
+/// [`ITEM_COLUMN`] holds the value as JSON text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum CallOp {
+    /// Calls a `Value` function with `args`, in order, as its positional inputs.
+    Call { function: FunctionRef, args: Vec<CallArg> },
+}
+
+/// One positional argument of a [`CallOp::Call`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CallArg {
+    /// A JSON literal.
+    Literal { value: serde_json::Value },
+    /// The value on input port `port`: a Delayed value, or a collection's computed result (a
+    /// Bag's items or a DataFrame's rows as a JSON list).
+    Port { port: u32 },
 }
 
 /// Per-partition operators over Arrow tables (the `table` family).
@@ -629,6 +861,9 @@ pub struct TaskMetrics {
     /// Object-storage requests (GET, range GET, PUT, conditional PUT, LIST, DELETE).
     #[serde(default)]
     pub requests: u64,
+    /// Input records left out as malformed (JSON lines read with `errors = "skip"`).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub records_skipped: u64,
     pub wall_ms: u64,
     pub guest_ms: u64,
     /// WebAssembly components this attempt had to compile (0 when cached in memory or on disk).

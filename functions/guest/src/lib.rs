@@ -109,7 +109,11 @@ macro_rules! register {
 pub fn list_functions(registry: &[Registration]) -> Vec<wit::FunctionInfo> {
     registry
         .iter()
-        .map(|r| wit::FunctionInfo { name: r.name.to_string(), description: r.description.to_string() })
+        .map(|r| wit::FunctionInfo {
+            name: r.name.to_string(),
+            kind: wit::Kind::Table,
+            description: r.description.to_string(),
+        })
         .collect()
 }
 

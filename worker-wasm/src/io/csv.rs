@@ -159,6 +159,7 @@ pub async fn read(
         bytes_read: text.bytes_read,
         objects_read: 1,
         requests: text.requests,
+        records_skipped: 0,
     })
 }
 

@@ -74,7 +74,7 @@ pub async fn read(
         }
         batches
     };
-    Ok(Loaded { schema, batches, bytes_read, objects_read: 1, requests })
+    Ok(Loaded { schema, batches, bytes_read, objects_read: 1, requests, records_skipped: 0 })
 }
 
 /// The elements of a file holding one JSON array.

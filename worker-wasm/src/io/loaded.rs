@@ -13,6 +13,8 @@ pub struct Loaded {
     pub objects_read: u64,
     /// Storage requests made to read it.
     pub requests: u64,
+    /// Records left out as malformed (JSON lines read with `errors = "skip"`).
+    pub records_skipped: u64,
 }
 
 impl Loaded {
@@ -28,6 +30,7 @@ impl Loaded {
                 acc.bytes_read += part.bytes_read;
                 acc.objects_read += part.objects_read;
                 acc.requests += part.requests;
+                acc.records_skipped += part.records_skipped;
             }
         }
         Ok(())

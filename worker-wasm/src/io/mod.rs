@@ -10,6 +10,7 @@ pub(crate) mod credentials;
 pub mod csv;
 pub mod ipc;
 pub mod json;
+pub mod lines;
 pub mod loaded;
 pub mod memory;
 pub mod parquet;

@@ -74,6 +74,7 @@ pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
                         super::json::read(storage, file, opts, schema.clone(), projection.as_deref()).await?
                     }
                     FileFormat::ArrowIpc => read_ipc(storage, file, projection.as_deref()).await?,
+                    FileFormat::Lines(opts) => super::lines::read(storage, file, opts).await?,
                 };
                 let url = &file.object.url;
                 Loaded::append(&mut loaded, part, || format!("{url}: schema differs from the other files"))?;
@@ -89,6 +90,7 @@ pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
             bytes_read: 0,
             objects_read: 0,
             requests: 0,
+            records_skipped: 0,
         }),
         Input::Upstream { task_key, objects, .. } => {
             let mut acc: Option<Loaded> = None;
@@ -130,7 +132,8 @@ async fn read_buckets(
         let bytes = storage.get_range(object, range.offset..range.offset + range.len).await?;
         let size = bytes.len() as u64;
         let (schema, batches) = ipc::decode_stream(&object.url, bytes)?;
-        let part = Loaded { schema, batches, bytes_read: size, objects_read: 1, requests: 1 };
+        let part =
+            Loaded { schema, batches, bytes_read: size, objects_read: 1, requests: 1, records_skipped: 0 };
         Loaded::append(&mut acc, part, || format!("{}: schema differs from the other inputs", object.url))?;
     }
     acc.ok_or_else(|| Error::InvalidTask(format!("upstream {task_key} was not resolved to any object")))
@@ -227,6 +230,7 @@ async fn read_parquet(
             bytes_read: counter.bytes(),
             objects_read: 1,
             requests: counter.requests(),
+            records_skipped: 0,
         });
     }
     let mask = match &indices {
@@ -260,7 +264,14 @@ async fn read_parquet(
                 .collect::<Result<_>>()?;
         }
     }
-    Ok(Loaded { schema, batches, bytes_read: counter.bytes(), objects_read: 1, requests: counter.requests() })
+    Ok(Loaded {
+        schema,
+        batches,
+        bytes_read: counter.bytes(),
+        objects_read: 1,
+        requests: counter.requests(),
+        records_skipped: 0,
+    })
 }
 
 /// The file's column indices of `projection` and the schema they make; `lenient` leaves out
@@ -420,5 +431,5 @@ async fn read_ipc(storage: &Storage, file: &FileSlice, projection: Option<&[Stri
         }
         None => schema,
     };
-    Ok(Loaded { schema, batches, bytes_read: size, objects_read: 1, requests: 1 })
+    Ok(Loaded { schema, batches, bytes_read: size, objects_read: 1, requests: 1, records_skipped: 0 })
 }

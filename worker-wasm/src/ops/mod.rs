@@ -15,7 +15,7 @@ pub mod table;
 use crate::error::{Error, Result};
 use crate::io::Table;
 use arrow::record_batch::RecordBatch;
-use shoal_protocol::{Input, ModuleRef, Operator, Output};
+use shoal_protocol::{FunctionKind, FunctionRef, Input, ModuleRef, Operator, Output};
 use table::Sides;
 
 /// What a pipeline needs from the task that runs it, beyond rows: calls of user functions. The
@@ -29,6 +29,16 @@ pub trait Functions {
         input: RecordBatch,
         args: &serde_json::Value,
     ) -> impl Future<Output = Result<RecordBatch>> + Send;
+
+    /// Calls a function of a JSON kind (`Items`, `Binop`, `Value`) on encoded `inputs`, the
+    /// bytes [`FunctionKind`] describes, returning the output bytes. A function declared with
+    /// another kind is refused.
+    fn call_json(
+        &mut self,
+        function: &FunctionRef,
+        kind: FunctionKind,
+        inputs: Vec<Vec<u8>>,
+    ) -> impl Future<Output = Result<Vec<u8>>> + Send;
 }
 
 /// Runs `pipeline` over a task's main table `input`, with its side tables `sides`, in a session

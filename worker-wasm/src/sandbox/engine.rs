@@ -8,7 +8,7 @@ use super::{SandboxConfig, SandboxError};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
-use shoal_protocol::Limits;
+use shoal_protocol::{FunctionKind, Limits};
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -30,7 +30,15 @@ use bindings::{ShoalFunction, ShoalFunctionPre};
 pub struct Module {
     sha256: String,
     pre: ShoalFunctionPre<HostState>,
-    functions: OnceLock<Vec<(String, String)>>,
+    functions: OnceLock<Vec<FunctionInfo>>,
+}
+
+/// One function a component offers, as its `list-functions` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionInfo {
+    pub name: String,
+    pub kind: FunctionKind,
+    pub description: String,
 }
 
 impl std::fmt::Debug for Module {
@@ -54,6 +62,26 @@ pub struct CallOutput {
     pub log: String,
     /// Wall-clock time of instantiation plus the call.
     pub elapsed: Duration,
+}
+
+/// The result of a successful [`Sandbox::call_bytes`].
+#[derive(Debug, Clone)]
+pub struct BytesOutput {
+    pub bytes: Vec<u8>,
+    /// The guest's stdout and stderr, interleaved, bounded by `Limits::guest_log_bytes`.
+    pub log: String,
+    /// Wall-clock time of instantiation plus the call.
+    pub elapsed: Duration,
+}
+
+fn from_wit_kind(kind: bindings::exports::shoal::function::functions::Kind) -> FunctionKind {
+    use bindings::exports::shoal::function::functions::Kind;
+    match kind {
+        Kind::Table => FunctionKind::Table,
+        Kind::Items => FunctionKind::Items,
+        Kind::Binop => FunctionKind::Binop,
+        Kind::Value => FunctionKind::Value,
+    }
 }
 
 type Slot = Arc<Mutex<Option<Arc<Module>>>>;
@@ -131,7 +159,7 @@ impl Sandbox {
             .map_err(|e| SandboxError::InvalidModule(format!("{e:#}")))?;
         let pre = ShoalFunctionPre::new(instance_pre).map_err(|e| {
             SandboxError::InvalidModule(format!(
-                "component does not export shoal:function/functions@0.1.0: {e:#}"
+                "component does not export shoal:function/functions@0.2.0: {e:#}"
             ))
         })?;
         let module = Arc::new(Module { sha256, pre, functions: OnceLock::new() });
@@ -139,19 +167,26 @@ impl Sandbox {
         Ok(module)
     }
 
-    /// The functions the component offers, as `(name, description)`.
+    /// The functions the component offers.
     pub fn list_functions(
         &self,
         module: &Module,
         limits: &Limits,
-    ) -> Result<Vec<(String, String)>, SandboxError> {
+    ) -> Result<Vec<FunctionInfo>, SandboxError> {
         if let Some(functions) = module.functions.get() {
             return Ok(functions.clone());
         }
         let mut run = self.instantiate(module, limits)?;
         let result = run.bindings.shoal_function_functions().call_list_functions(&mut run.store);
-        let functions: Vec<(String, String)> = match result {
-            Ok(list) => list.into_iter().map(|f| (f.name, f.description)).collect(),
+        let functions: Vec<FunctionInfo> = match result {
+            Ok(list) => list
+                .into_iter()
+                .map(|f| FunctionInfo {
+                    name: f.name,
+                    kind: from_wit_kind(f.kind),
+                    description: f.description,
+                })
+                .collect(),
             Err(e) => return Err(run.classify(e, limits)),
         };
         let _ = module.functions.set(functions.clone());
@@ -167,29 +202,48 @@ impl Sandbox {
         args: &serde_json::Value,
         limits: &Limits,
     ) -> Result<CallOutput, SandboxError> {
+        let encoded = inputs.iter().map(encode_ipc_stream).collect::<Result<Vec<_>, _>>()?;
+        let out = self.call_bytes(module, function, FunctionKind::Table, &encoded, args, limits)?;
+        let batch = decode_ipc_stream(&out.bytes)
+            .map_err(|e| SandboxError::Encode(format!("output of '{function}': {e}")))?;
+        Ok(CallOutput { batch, log: out.log, elapsed: out.elapsed })
+    }
+
+    /// Runs `function` of `module`, which must be of `kind`, on encoded `inputs` (the bytes
+    /// [`FunctionKind`] describes) with JSON `args`, within `limits`; returns the output bytes.
+    pub fn call_bytes(
+        &self,
+        module: &Module,
+        function: &str,
+        kind: FunctionKind,
+        inputs: &[Vec<u8>],
+        args: &serde_json::Value,
+        limits: &Limits,
+    ) -> Result<BytesOutput, SandboxError> {
         let functions = self.list_functions(module, limits)?;
-        if !functions.iter().any(|(name, _)| name == function) {
+        let Some(info) = functions.iter().find(|f| f.name == function) else {
             return Err(SandboxError::UnknownFunction {
                 name: function.to_string(),
-                available: functions.into_iter().map(|(name, _)| name).collect(),
+                available: functions.into_iter().map(|f| f.name).collect(),
+            });
+        };
+        if info.kind != kind {
+            return Err(SandboxError::WrongKind {
+                name: function.to_string(),
+                declared: info.kind,
+                wanted: kind,
             });
         }
-        let encoded = inputs.iter().map(encode_ipc_stream).collect::<Result<Vec<_>, _>>()?;
         let args = serde_json::to_string(args)
             .map_err(|e| SandboxError::Encode(format!("arguments to JSON: {e}")))?;
 
         let started = Instant::now();
         let mut run = self.instantiate(module, limits)?;
         let result =
-            run.bindings.shoal_function_functions().call_call(&mut run.store, function, &encoded, &args);
+            run.bindings.shoal_function_functions().call_call(&mut run.store, function, inputs, &args);
         let elapsed = started.elapsed();
         match result {
-            Ok(Ok(bytes)) => {
-                let log = run.log.text();
-                let batch = decode_ipc_stream(&bytes)
-                    .map_err(|e| SandboxError::Encode(format!("output of '{function}': {e}")))?;
-                Ok(CallOutput { batch, log, elapsed })
-            }
+            Ok(Ok(bytes)) => Ok(BytesOutput { bytes, log: run.log.text(), elapsed }),
             Ok(Err(message)) => Err(SandboxError::Guest { message, log: run.log.text() }),
             Err(e) => Err(run.classify(e, limits)),
         }
@@ -345,7 +399,7 @@ mod tests {
         let sandbox = shared();
         let module = examples();
         let mut names: Vec<String> =
-            sandbox.list_functions(&module, &limits()).unwrap().into_iter().map(|(name, _)| name).collect();
+            sandbox.list_functions(&module, &limits()).unwrap().into_iter().map(|f| f.name).collect();
         names.sort();
         assert_eq!(names, ["filter_range", "normalize_text", "scale"]);
 

@@ -30,7 +30,7 @@ mod engine;
 mod limits;
 mod log;
 
-pub use engine::{CallOutput, Module, Sandbox};
+pub use engine::{BytesOutput, CallOutput, FunctionInfo, Module, Sandbox};
 pub use limits::EPOCH_TICK;
 use std::path::PathBuf;
 
@@ -83,6 +83,13 @@ pub enum SandboxError {
     /// The component has no function by that name.
     #[error("unknown function '{name}'; available: {}", available.join(", "))]
     UnknownFunction { name: String, available: Vec<String> },
+    /// The function exists but works on other data than the operation gives it.
+    #[error(
+        "function '{name}' is declared as a {} function, but this operation needs a {} function",
+        declared.as_str(),
+        wanted.as_str()
+    )]
+    WrongKind { name: String, declared: shoal_protocol::FunctionKind, wanted: shoal_protocol::FunctionKind },
     /// Host-side I/O or resource trouble (cache files, instance pool exhausted); retryable.
     #[error("sandbox: {0}")]
     Io(String),

@@ -7,7 +7,7 @@ use crate::io::storage::Storage;
 use crate::ops::Functions;
 use crate::sandbox::{Module, Sandbox};
 use arrow::record_batch::RecordBatch;
-use shoal_protocol::{Limits, ModuleRef, TaskMetrics};
+use shoal_protocol::{FunctionKind, FunctionRef, Limits, ModuleRef, TaskMetrics};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -74,6 +74,27 @@ impl Functions for TaskFunctions<'_> {
         self.metrics.guest_ms += out.elapsed.as_millis() as u64;
         append_log(&mut self.metrics.guest_log, &out.log, self.limits.guest_log_bytes);
         Ok(out.batch)
+    }
+
+    async fn call_json(
+        &mut self,
+        function: &FunctionRef,
+        kind: FunctionKind,
+        inputs: Vec<Vec<u8>>,
+    ) -> Result<Vec<u8>> {
+        let sandbox = self.modules.sandbox().clone();
+        let compiled_before = sandbox.compiled_count();
+        let module = self.modules.load(self.storage, &function.module).await?;
+        self.metrics.components_compiled += sandbox.compiled_count().saturating_sub(compiled_before);
+        let (name, args, limits) = (function.function.clone(), function.args.clone(), self.limits.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            sandbox.call_bytes(&module, &name, kind, &inputs, &args, &limits)
+        })
+        .await
+        .map_err(|source| Error::Thread { context: "sandbox thread", source })??;
+        self.metrics.guest_ms += out.elapsed.as_millis() as u64;
+        append_log(&mut self.metrics.guest_log, &out.log, self.limits.guest_log_bytes);
+        Ok(out.bytes)
     }
 }
 

@@ -25,6 +25,7 @@ pub async fn read(storage: &Storage, spec: &TaskSpec, metrics: &mut TaskMetrics)
         metrics.bytes_read += part.bytes_read;
         metrics.objects_read += part.objects_read;
         metrics.requests += part.requests;
+        metrics.records_skipped += part.records_skipped;
         let acc = tables.entry(port).or_default();
         Loaded::append(acc, part, || format!("inputs of table {port} of one task differ in schema"))?;
     }

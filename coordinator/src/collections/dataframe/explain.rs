@@ -23,6 +23,8 @@ impl Plan {
                     FileFormat::Json(o) if o.lines => "json lines",
                     FileFormat::Json(_) => "json",
                     FileFormat::ArrowIpc => "arrow",
+                    FileFormat::Lines(o) if o.json => "json lines as items",
+                    FileFormat::Lines(_) => "text lines",
                 };
                 let _ = write!(
                     out,

@@ -28,7 +28,7 @@ use arrow::record_batch::RecordBatch;
 use lower::{Target, lower};
 use optimize::{join_schema, optimize};
 use plan::{AggregateNode, JoinHint, JoinNode, MapOp, Plan};
-use shoal_protocol::{AggregateMode, JoinHow, OutputObject, SortKey, TableOp};
+use shoal_protocol::{AggregateMode, FunctionKind, JoinHow, OutputObject, SortKey, TableOp};
 use std::sync::Arc;
 
 /// An expression: an SQL expression string (`"fare > 10 AND vendor = 'A'"`) or a DataFusion
@@ -280,12 +280,7 @@ impl DataFrame {
         function: &str,
         args: serde_json::Value,
     ) -> Result<DataFrame> {
-        if !module.functions.iter().any(|(n, _)| n == function) {
-            return Err(Error::Invalid(format!(
-                "module has no function '{function}' (available: {})",
-                module.functions.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
-            )));
-        }
+        module.function(function, FunctionKind::Table, serde_json::Value::Null, "map_partitions")?;
         let input = self.plan.schema()?;
         let empty = RecordBatch::new_empty(input);
         // On a thread of its own: a guest that writes to stdout makes WASI block on the tokio
