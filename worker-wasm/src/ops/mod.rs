@@ -1,14 +1,17 @@
 //! Operators: what a task does to its rows, by family.
 //!
 //! A pipeline is a list of [`Operator`]s, and each names its family; the family decides how it
-//! runs, and this module dispatches on it. Today there is one family, [`table`] (Arrow tables:
-//! DataFrame partitions). The families of the other collections go beside it, one folder each
-//! (`items` for Bag, `chunks` for Array, `calls` for Delayed). Nothing outside `ops` names an
-//! operator of a family.
+//! runs, and this module dispatches on it: [`table`] (Arrow tables: DataFrame partitions),
+//! [`items`] (JSON items: Bag partitions), [`calls`] (user functions on whole values: Delayed);
+//! `chunks` for Array goes beside them. A pipeline runs as maximal runs of one family, each
+//! handing the next an Arrow table (items travel as a table of one JSON text column). Nothing
+//! outside `ops` names an operator of a family.
 //!
 //! Operators never touch storage or the sandbox: a task hands them its rows and side tables, and
 //! runs the user functions they call through [`Functions`].
 
+pub mod calls;
+pub mod items;
 mod ports;
 pub mod table;
 
@@ -50,14 +53,23 @@ pub async fn run(
     memory_bytes: u64,
     functions: &mut impl Functions,
 ) -> Result<Table> {
-    let mut rows = table::Rows::new(table::session::task_session(memory_bytes)?, input);
-    for op in pipeline {
-        rows = match op {
-            Operator::Table(op) => rows.apply(op, sides, functions).await?,
+    let mut table = input;
+    for run in pipeline.chunk_by(|a, b| a.family() == b.family()) {
+        table = match &run[0] {
+            Operator::Table(_) => {
+                let mut rows = table::Rows::new(table::session::task_session(memory_bytes)?, table);
+                for op in run {
+                    let Operator::Table(op) = op else { return Err(unsupported_family(op)) };
+                    rows = rows.apply(op, sides, functions).await?;
+                }
+                rows.into_table().await?
+            }
+            Operator::Items(_) => items::run(run, table, sides, functions).await?,
+            Operator::Calls(_) => calls::run(run, table, sides, functions).await?,
             other => return Err(unsupported_family(other)),
         };
     }
-    rows.into_table().await
+    Ok(table)
 }
 
 /// The divisions (sort boundaries as text) that `pipeline`'s `output` declares, if any.
