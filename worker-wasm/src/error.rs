@@ -60,6 +60,10 @@ pub enum Error {
     /// line, the column and the value, and what to do about it.
     #[error("{url}: {message}")]
     BadValue { url: String, message: String },
+    /// A Bag item that an operator cannot take (a missing key in `pluck`, a non-list in
+    /// `flatten`, a function result of the wrong shape): the message names the item.
+    #[error("{0}")]
+    BadItem(String),
     /// An object that is not what it should be (a manifest that does not parse).
     #[error("{url}: cannot decode: {message}")]
     Corrupt { url: String, message: String },
