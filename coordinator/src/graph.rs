@@ -103,6 +103,40 @@ impl TaskGraph {
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()
     }
+
+    /// Adds the tasks and stages of `other` (a graph another collection lowered), keeping a
+    /// task this graph already has (same key: the same work) only once; returns the indices,
+    /// in this graph, of `other`'s outputs. How one collection's result feeds another's plan.
+    pub fn extend(&mut self, other: &TaskGraph) -> Vec<usize> {
+        let mut by_key: std::collections::HashMap<TaskKey, usize> =
+            self.tasks.iter().enumerate().map(|(i, t)| (t.key.clone(), i)).collect();
+        let mut stage_of: Vec<Option<usize>> = vec![None; other.stages.len()];
+        let mut index: Vec<usize> = Vec::with_capacity(other.tasks.len());
+        for task in &other.tasks {
+            if let Some(&existing) = by_key.get(&task.key) {
+                index.push(existing);
+                continue;
+            }
+            let stage = match stage_of.get(task.stage).copied().flatten() {
+                Some(s) => s,
+                None => {
+                    let Some(s) = other.stages.get(task.stage) else { continue };
+                    let id =
+                        self.stage(s.name.clone(), s.operators.clone(), s.estimated_bytes, s.schema.clone());
+                    if let Some(slot) = stage_of.get_mut(task.stage) {
+                        *slot = Some(id);
+                    }
+                    id
+                }
+            };
+            let node =
+                TaskNode { stage, deps: task.deps.iter().map(|&d| index[d]).collect(), ..task.clone() };
+            let id = self.push(node);
+            by_key.insert(task.key.clone(), id);
+            index.push(id);
+        }
+        other.outputs.iter().map(|&o| index[o]).collect()
+    }
 }
 
 /// Graphs larger than this get a warning: per-task overhead (a spec, a commit, a few requests)

@@ -458,8 +458,16 @@ pub enum ItemOp {
     /// one error naming it and the field.
     ToRows { schema: Vec<Field> },
     /// One step of a tree reduction; partial states travel as items too.
-    Reduce { reduction: ItemReduction, step: ReduceStep },
+    Reduce { reduction: Box<ItemReduction>, step: ReduceStep },
+    /// Ends a run: the items, plus a [`KEY_COLUMN`] with each item's key (its canonical JSON
+    /// text), for a hash shuffle by key (Bag `groupby`).
+    Keyed { key: ItemKey },
+    /// The items grouped by `key`: `[key, [item, ...]]` items, groups in first-seen order.
+    GroupBy { key: ItemKey },
 }
+
+/// The column of an [`ItemOp::Keyed`] output that a shuffle by key hashes.
+pub const KEY_COLUMN: &str = "key";
 
 /// Where in a tree reduction a task is: `Partial` turns items into a state, `Combine` merges
 /// states into one, `Final` merges states and turns the result into items. A single partition
@@ -721,6 +729,11 @@ pub enum PartFormat {
     /// JSON lines, one object per row with explicit nulls, as pandas'
     /// `to_json(orient="records", lines=True)` writes it: `part-00000.jsonl`.
     JsonLines,
+    /// Bag items, one per line: a string item as its text, any other item as JSON:
+    /// `part-00000.txt` (Bag `to_textfiles`).
+    Text,
+    /// As `Text`, gzip-compressed: `part-00000.txt.gz`.
+    TextGzip,
 }
 
 impl PartFormat {
@@ -730,6 +743,8 @@ impl PartFormat {
             PartFormat::Parquet => "parquet",
             PartFormat::Csv => "csv",
             PartFormat::JsonLines => "jsonl",
+            PartFormat::Text => "txt",
+            PartFormat::TextGzip => "txt.gz",
         }
     }
 
@@ -739,6 +754,7 @@ impl PartFormat {
             PartFormat::Parquet => "parquet",
             PartFormat::Csv => "csv",
             PartFormat::JsonLines => "json",
+            PartFormat::Text | PartFormat::TextGzip => "text",
         }
     }
 }

@@ -4,5 +4,9 @@
 //! coordinator code that names operators of the protocol (its family of them).
 //!
 //! - [`dataframe`]: the DataFrame (pandas-like), over the `table` operator family.
+//! - [`bag`]: the Bag (`dask.bag`-like: JSON items), over the `items` family; it reads a
+//!   DataFrame's rows (`to_bag`) and hands its items to one (`to_dataframe`) through
+//!   `TaskGraph::extend`, so neither collection's plan knows the other's operators.
 
+pub mod bag;
 pub mod dataframe;

@@ -32,6 +32,8 @@ pub struct RunSummary {
     pub objects_written: u64,
     /// Object-storage requests made by workers.
     pub requests: u64,
+    /// Input records left out as malformed (JSON lines read with `errors = "skip"`).
+    pub records_skipped: u64,
     /// Worker wall time, summed over attempts.
     pub worker_ms: u64,
     /// Time spent in user functions, summed over attempts.
@@ -52,6 +54,7 @@ impl RunSummary {
         self.objects_read += m.objects_read;
         self.objects_written += m.objects_written;
         self.requests += m.requests;
+        self.records_skipped += m.records_skipped;
         self.worker_ms += m.wall_ms;
         self.guest_ms += m.guest_ms;
         self.components_compiled += m.components_compiled;

@@ -3,6 +3,7 @@
 //! kill-and-resume, and the CSV / JSON lines writers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bag;
 mod cli;
 mod commit;
 mod credentials;

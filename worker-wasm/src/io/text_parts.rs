@@ -80,6 +80,37 @@ pub fn encode_json_lines(batches: &[RecordBatch]) -> Result<Bytes> {
     Ok(Bytes::from(writer.into_inner()))
 }
 
+/// Bag items (the [`ITEM_COLUMN`](shoal_protocol::ITEM_COLUMN) of JSON text) as lines: a
+/// string item as its text, any other as its JSON; gzip-compressed when `gzip`.
+pub fn encode_item_lines(batches: &[RecordBatch], gzip: bool) -> Result<Bytes> {
+    use arrow::array::{Array, AsArray};
+    let mut out = Vec::new();
+    for b in batches {
+        let column = b
+            .column_by_name(shoal_protocol::ITEM_COLUMN)
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| Error::InvalidTask("a text part of a table that holds no items".into()))?;
+        for i in 0..column.len() {
+            let text = column.value(i);
+            match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(serde_json::Value::String(s)) => out.extend_from_slice(s.as_bytes()),
+                _ => out.extend_from_slice(text.as_bytes()),
+            }
+            out.push(b'\n');
+        }
+    }
+    if !gzip {
+        return Ok(Bytes::from(out));
+    }
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder
+        .write_all(&out)
+        .and_then(|_| encoder.finish())
+        .map(Bytes::from)
+        .map_err(|e| Error::Execution(format!("compressing a text part: {e}")))
+}
+
 /// `batch` with the columns whose text `style` chooses itself turned into strings; the others
 /// are left to arrow's writers.
 fn as_text(batch: &RecordBatch, style: Style) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {

@@ -44,6 +44,8 @@ pub async fn write(
                 PartFormat::Parquet => parquet::encode(&schema, &batches)?,
                 PartFormat::Csv => text_parts::encode_csv(&schema, &batches)?,
                 PartFormat::JsonLines => text_parts::encode_json_lines(&batches)?,
+                PartFormat::Text => text_parts::encode_item_lines(&batches, false)?,
+                PartFormat::TextGzip => text_parts::encode_item_lines(&batches, true)?,
             };
             let dir = storage.resolve(url)?;
             let object = storage.put(&dir.join(&layout::part_name(*part, *format)).url, bytes).await?;

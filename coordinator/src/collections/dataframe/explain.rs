@@ -91,6 +91,15 @@ impl Plan {
                 let _ = writeln!(out, "{pad}Repartition npartitions={npartitions}");
                 input.fmt_tree(out, depth + 1);
             }
+            Plan::Graph(g) => {
+                let _ = writeln!(
+                    out,
+                    "{pad}From {} [{} partitions, {} tasks]",
+                    g.name,
+                    g.graph.outputs.len(),
+                    g.graph.len()
+                );
+            }
         }
     }
 }

@@ -281,6 +281,11 @@ fn lower_node(plan: &Plan, graph: &mut TaskGraph) -> Result<Pending> {
             }
             Ok(top)
         }
+        Plan::Graph(g) => {
+            let outputs = graph.extend(&g.graph);
+            let partitions = outputs.iter().map(|&t| (read_all(graph, &[t], 0), vec![t])).collect();
+            Ok(Pending::new("from", partitions, Some(g.schema.clone()), g.estimated_bytes))
+        }
         Plan::Aggregate(a) => noted(lower_aggregate(plan, a, graph)?, aggregate_strategy(a)),
         Plan::Join(j) => noted(lower_join(plan, j, graph)?, join_strategy(j)),
         Plan::Sort { input, keys, npartitions: n, .. } => Ok(lower_sort(input, keys, *n, graph)?.0),

@@ -606,8 +606,30 @@ impl DataFrame {
         Ok(df)
     }
 
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     fn optimized(&self) -> Result<Plan> {
         optimize(&self.plan, &self.client.config().plan)
+    }
+
+    /// The task graph computing this DataFrame into intermediates, the modules its tasks call
+    /// and its schema: how another collection (a Bag's `from_dataframe`, a Delayed argument)
+    /// reads its result.
+    pub(crate) fn lowered(&self) -> Result<(crate::graph::TaskGraph, Vec<FunctionModule>, SchemaRef)> {
+        let graph = lower(&self.optimized()?, &Target::Collect)?;
+        Ok((graph, self.modules.clone(), self.plan.schema()?))
+    }
+
+    /// A DataFrame whose partitions are the outputs of `source`'s graph, another collection's
+    /// result.
+    pub(crate) fn from_graph(
+        client: &Client,
+        source: plan::GraphSource,
+        modules: Vec<FunctionModule>,
+    ) -> Self {
+        DataFrame { client: client.clone(), plan: Arc::new(Plan::Graph(Arc::new(source))), modules }
     }
 
     /// The optimized plan and its task graph, per stage.

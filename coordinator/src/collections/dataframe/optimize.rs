@@ -82,6 +82,8 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
             }
             Ok(Plan::Scan(scan))
         }
+        // Another collection's result is computed whole; a select above it narrows it.
+        Plan::Graph(_) => Ok(plan.clone()),
         Plan::Head { .. } | Plan::Repartition { .. } => {
             plan.map_children(|input| push_projection(input, needed.clone()))
         }

@@ -210,6 +210,9 @@ impl MapOp {
 #[derive(Debug, Clone)]
 pub enum Plan {
     Scan(ScanNode),
+    /// The result of another collection (a Bag's `to_dataframe`): a graph lowered already,
+    /// whose outputs are this node's partitions.
+    Graph(Arc<GraphSource>),
     /// A per-partition operator; `schema` is its validated output schema.
     Map {
         input: Arc<Plan>,
@@ -244,11 +247,22 @@ pub enum Plan {
     },
 }
 
+/// Another collection's lowered graph, as the source of a DataFrame.
+#[derive(Debug, Clone)]
+pub struct GraphSource {
+    /// What it is, for `explain` (`bag to_dataframe`).
+    pub name: String,
+    pub graph: crate::graph::TaskGraph,
+    /// The schema of every output partition.
+    pub schema: SchemaRef,
+    pub estimated_bytes: u64,
+}
+
 impl Plan {
     /// The node's inputs, in order (a join's left, then its right).
     pub fn children(&self) -> Vec<&Arc<Plan>> {
         match self {
-            Plan::Scan(_) => vec![],
+            Plan::Scan(_) | Plan::Graph(_) => vec![],
             Plan::Map { input, .. }
             | Plan::Head { input, .. }
             | Plan::TopK { input, .. }
@@ -265,7 +279,7 @@ impl Plan {
     pub fn map_children(&self, mut f: impl FnMut(&Plan) -> Result<Plan>) -> Result<Plan> {
         let mut f = |p: &Arc<Plan>| f(p).map(Arc::new);
         Ok(match self {
-            Plan::Scan(_) => self.clone(),
+            Plan::Scan(_) | Plan::Graph(_) => self.clone(),
             Plan::Map { input, op, schema } => {
                 Plan::Map { input: f(input)?, op: op.clone(), schema: schema.clone() }
             }
@@ -288,6 +302,7 @@ impl Plan {
     pub fn schema(&self) -> Result<SchemaRef> {
         match self {
             Plan::Scan(s) => s.schema(),
+            Plan::Graph(g) => Ok(g.schema.clone()),
             Plan::Map { schema, .. } => Ok(schema.clone()),
             Plan::Head { input, .. }
             | Plan::TopK { input, .. }
@@ -302,6 +317,7 @@ impl Plan {
     pub fn partitions(&self) -> usize {
         match self {
             Plan::Scan(s) => s.partitions.len(),
+            Plan::Graph(g) => g.graph.outputs.len(),
             Plan::Map { input, .. } => input.partitions(),
             Plan::Head { .. } | Plan::TopK { .. } => 1,
             Plan::Aggregate(a) => match a.strategy {
@@ -321,6 +337,7 @@ impl Plan {
     pub fn estimated_bytes(&self) -> u64 {
         match self {
             Plan::Scan(s) => s.estimated_bytes(),
+            Plan::Graph(g) => g.estimated_bytes,
             Plan::Map { input, .. } | Plan::Sort { input, .. } | Plan::Repartition { input, .. } => {
                 input.estimated_bytes()
             }

@@ -22,7 +22,7 @@ use arrow::array::{Array, AsArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde_json::Value;
-use shoal_protocol::{ITEM_COLUMN, ItemOp, Operator};
+use shoal_protocol::{ITEM_COLUMN, ItemOp, KEY_COLUMN, Operator};
 use std::sync::Arc;
 
 pub use predicate::check as check_predicate;
@@ -55,13 +55,18 @@ pub async fn run(
         _ => (decode(&input)?, &ops[..]),
     };
     for (i, op) in rest.iter().enumerate() {
-        if let ItemOp::ToRows { schema } = op {
-            if i + 1 != rest.len() {
-                return Err(Error::InvalidTask("to_rows must end a run of items operators".into()));
+        let last = i + 1 == rest.len();
+        match op {
+            ItemOp::ToRows { schema } if last => return rows::to_rows(&items, schema),
+            ItemOp::Keyed { key } if last => {
+                let keys = reduce::keys(functions, key, &items).await?;
+                return encode_keyed(&items, &keys);
             }
-            return rows::to_rows(&items, schema);
+            ItemOp::ToRows { .. } | ItemOp::Keyed { .. } => {
+                return Err(Error::InvalidTask(format!("{op:?} must end a run of items operators")));
+            }
+            _ => items = apply(op, items, functions).await?,
         }
-        items = apply(op, items, functions).await?;
     }
     encode(&items)
 }
@@ -113,7 +118,8 @@ async fn apply(op: &ItemOp, items: Vec<Value>, functions: &mut impl Functions) -
             items
         }
         ItemOp::Reduce { reduction, step } => reduce::step(reduction, *step, items, functions).await?,
-        ItemOp::FromRows | ItemOp::ToRows { .. } => {
+        ItemOp::GroupBy { key } => reduce::group_by(functions, key, items).await?,
+        ItemOp::FromRows | ItemOp::ToRows { .. } | ItemOp::Keyed { .. } => {
             return Err(Error::InvalidTask(format!("{op:?} in the middle of a run of items operators")));
         }
     })
@@ -162,17 +168,33 @@ fn decode((schema, batches): &Table) -> Result<Vec<Value>> {
 
 /// Items as a Bag partition table.
 fn encode(items: &[Value]) -> Result<Table> {
-    let mut text = StringBuilder::with_capacity(items.len(), items.len() * 16);
+    let schema = item_schema();
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(text_column(items)?)])
+        .map_err(Error::arrow("encoding items"))?;
+    Ok((schema, vec![batch]))
+}
+
+/// Items and their keys, for a shuffle by [`KEY_COLUMN`].
+fn encode_keyed(items: &[Value], keys: &[Value]) -> Result<Table> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(ITEM_COLUMN, DataType::Utf8, false),
+        Field::new(KEY_COLUMN, DataType::Utf8, false),
+    ]));
+    let columns: Vec<arrow::array::ArrayRef> =
+        vec![Arc::new(text_column(items)?), Arc::new(text_column(keys)?)];
+    let batch =
+        RecordBatch::try_new(schema.clone(), columns).map_err(Error::arrow("encoding keyed items"))?;
+    Ok((schema, vec![batch]))
+}
+
+fn text_column(values: &[Value]) -> Result<arrow::array::StringArray> {
+    let mut text = StringBuilder::with_capacity(values.len(), values.len() * 16);
     let mut buf = Vec::with_capacity(256);
-    for item in items {
+    for v in values {
         buf.clear();
-        serde_json::to_writer(&mut buf, item)
-            .map_err(|e| Error::BadItem(format!("encoding an item: {e}")))?;
+        serde_json::to_writer(&mut buf, v).map_err(|e| Error::BadItem(format!("encoding an item: {e}")))?;
         // serde_json writes UTF-8.
         text.append_value(String::from_utf8_lossy(&buf));
     }
-    let schema = item_schema();
-    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(text.finish())])
-        .map_err(Error::arrow("encoding items"))?;
-    Ok((schema, vec![batch]))
+    Ok(text.finish())
 }

@@ -39,7 +39,7 @@ pub async fn step(
             let mut counted = count(pairs);
             if last && *sort {
                 // Stable: equal counts keep first-seen order.
-                counted.sort_by(|a, b| b.1.cmp(&a.1));
+                counted.sort_by_key(|b| std::cmp::Reverse(b.1));
             }
             Ok(counted.into_iter().map(|(item, n)| json!([item, n])).collect())
         }
@@ -100,8 +100,18 @@ async fn fold_groups(
     Ok(keys.into_iter().zip(accs).map(|(k, acc)| Value::Array(vec![k, acc])).collect())
 }
 
+/// Items grouped by `key`: `[key, [item, ...]]`, groups in first-seen order.
+pub async fn group_by(
+    functions: &mut impl Functions,
+    key: &ItemKey,
+    items: Vec<Value>,
+) -> Result<Vec<Value>> {
+    let keys = keys(functions, key, &items).await?;
+    Ok(group(keys.into_iter().zip(items)).into_iter().map(|(k, vs)| json!([k, vs])).collect())
+}
+
 /// The key of each item: the item, the value at a path, or a user function's value.
-async fn keys(functions: &mut impl Functions, key: &ItemKey, items: &[Value]) -> Result<Vec<Value>> {
+pub async fn keys(functions: &mut impl Functions, key: &ItemKey, items: &[Value]) -> Result<Vec<Value>> {
     match key {
         ItemKey::Item => Ok(items.to_vec()),
         ItemKey::Path { path } => items

@@ -42,7 +42,7 @@ fn field_list(schema: &SchemaRef) -> String {
 }
 
 /// The objects at `location`, at least one.
-async fn list_some(client: &Client, location: &str) -> Result<Vec<ObjectRef>> {
+pub(crate) async fn list_some(client: &Client, location: &str) -> Result<Vec<ObjectRef>> {
     let objects = client.storage().list(location).await?;
     if objects.is_empty() {
         return Err(Error::NotFound(location.to_string()));
@@ -59,7 +59,7 @@ fn sampled(objects: &[ObjectRef]) -> Vec<&ObjectRef> {
 
 /// Text files as partitions: each file whole, or — when `split` says it may be and it is larger
 /// than `blocksize` (`0`: never) — in blocks of about `blocksize` bytes.
-fn text_partitions(
+pub(crate) fn text_partitions(
     objects: Vec<ObjectRef>,
     blocksize: u64,
     split: impl Fn(&ObjectRef) -> Result<bool>,
