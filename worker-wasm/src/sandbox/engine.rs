@@ -224,6 +224,11 @@ impl Sandbox {
         let elapsed = started.elapsed();
         match result {
             Ok(Ok(bytes)) => Ok(BytesOutput { bytes, log: run.log.text(), elapsed }),
+            // A guest that failed after a denied memory growth (CPython raises MemoryError and
+            // returns it as an error) failed of its memory limit.
+            Ok(Err(_)) if run.store.data().limiter.memory_denied() => {
+                Err(SandboxError::MemoryLimit { limit_bytes: limits.guest_memory_bytes, log: run.log.text() })
+            }
             Ok(Err(message)) => Err(SandboxError::Guest { message, log: run.log.text() }),
             Err(e) => Err(run.classify(e, limits)),
         }
