@@ -72,14 +72,18 @@ impl FunctionCommand {
 
 fn build(args: &BuildArgs) -> anyhow::Result<()> {
     let module = module_name(&args.module)?;
-    let module_dir = absolute(args.module.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
+    let module_dir =
+        absolute(args.module.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
     let output = match &args.output {
         Some(path) => path.clone(),
         None => PathBuf::from(format!("{module}.wasm")),
     };
     let componentize_py = find_componentize_py(args.componentize_py.as_deref())?;
 
-    let temp = tempfile::Builder::new().prefix("shoal-function-").tempdir().context("creating a temporary directory")?;
+    let temp = tempfile::Builder::new()
+        .prefix("shoal-function-")
+        .tempdir()
+        .context("creating a temporary directory")?;
     let wit_dir = temp.path().join("wit");
     let sdk_dir = temp.path().join("sdk");
     let entry_dir = temp.path().join("entry");
@@ -114,7 +118,11 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let status = command.status().with_context(|| format!("running {}", componentize_py.display()))?;
     if !status.success() {
-        bail!("{} failed ({status}) building {}; see its output above", componentize_py.display(), args.module.display());
+        bail!(
+            "{} failed ({status}) building {}; see its output above",
+            componentize_py.display(),
+            args.module.display()
+        );
     }
     let size = std::fs::metadata(&output).with_context(|| format!("reading {}", output.display()))?.len();
     eprintln!(
@@ -164,8 +172,9 @@ fn find_componentize_py(given: Option<&Path>) -> anyhow::Result<PathBuf> {
         );
     }
     // Searched by hand: a PATH lookup is a few lines, not worth a dependency.
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).map(|dir| dir.join("componentize-py")).find(|p| p.is_file()));
+    let found = std::env::var_os("PATH").map(|paths| {
+        std::env::split_paths(&paths).map(|dir| dir.join("componentize-py")).find(|p| p.is_file())
+    });
     found.flatten().ok_or_else(|| {
         anyhow::anyhow!(
             "componentize-py is not installed (not found on PATH); `shoal function build` needs it \
@@ -177,7 +186,8 @@ fn find_componentize_py(given: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 fn list(args: &ListArgs) -> anyhow::Result<()> {
     use shoal_worker::sandbox::{Sandbox, SandboxConfig};
-    let bytes = std::fs::read(&args.component).with_context(|| format!("reading {}", args.component.display()))?;
+    let bytes =
+        std::fs::read(&args.component).with_context(|| format!("reading {}", args.component.display()))?;
     let cache_dir = shoal::Config::default().cache_dir;
     let sandbox = Sandbox::new(SandboxConfig { cache_dir, ..SandboxConfig::default() })?;
     let module = sandbox

@@ -63,7 +63,14 @@ fn python_component() -> &'static [u8] {
         let started = Instant::now();
         let output = Command::new(crate::cli::shoal_bin())
             .current_dir(repo())
-            .args(["function", "build", "tests/python/under_test.py", "-p", "functions/python/examples", "-o"])
+            .args([
+                "function",
+                "build",
+                "tests/python/under_test.py",
+                "-p",
+                "functions/python/examples",
+                "-o",
+            ])
             .arg(&partial)
             .arg("--componentize-py")
             .arg(componentize_py())
@@ -125,8 +132,26 @@ fn same(function: &str, kind: FunctionKind, inputs: &[Value], args: Value) -> Va
 }
 
 const WORDS: &[&str] = &[
-    "Ça", "VA", "bien", "ΟΔΟΣ", "Σίσυφος", "日本語", "テキスト", "🎉", "Party", "ß", "STRASSE", "İstanbul",
-    "ǅemal", "x\u{1c}y", "naïve", "ÅNGSTRÖM", "", "-", "42", "ﬁre",
+    "Ça",
+    "VA",
+    "bien",
+    "ΟΔΟΣ",
+    "Σίσυφος",
+    "日本語",
+    "テキスト",
+    "🎉",
+    "Party",
+    "ß",
+    "STRASSE",
+    "İstanbul",
+    "ǅemal",
+    "x\u{1c}y",
+    "naïve",
+    "ÅNGSTRÖM",
+    "",
+    "-",
+    "42",
+    "ﬁre",
 ];
 const SPACES: &[&str] = &[" ", "  ", "\t", "\n", "\u{a0}", "\u{2003}", "\u{3000}", "\u{85}", "\r\n"];
 
@@ -212,9 +237,11 @@ fn python_items_functions_equal_the_rust_ones() {
         assert!(words.as_array().is_some_and(|w| w.len() == texts.len()), "{words}");
         let lists = list_of(&mut rng, 10, |r| json!(list_of(r, 8, number)));
         same("sum_list", items, &[json!(lists)], json!({}));
-        let rows = list_of(&mut rng, 20, |r| {
-            json!({"a": maybe_number(r), "b": maybe_number(r), "c": nested(r), "s": text(r)})
-        });
+        let rows = list_of(
+            &mut rng,
+            20,
+            |r| json!({"a": maybe_number(r), "b": maybe_number(r), "c": nested(r), "s": text(r)}),
+        );
         let totals = same("row_total", items, &[json!(rows)], json!({"columns": ["a", "b"]}));
         assert!(totals.as_array().is_some_and(|t| t.iter().all(|t| t.get("total").is_some())), "{totals}");
     }
@@ -256,10 +283,12 @@ fn python_binop_and_value_functions_equal_the_rust_ones() {
 #[test]
 fn python_value_functions_get_positional_inputs_and_keyword_args() {
     let args = json!({"k": "ü", "nested": {"n": [1, null]}});
-    let out = call(&python(), "echo_args", FunctionKind::Value, &[json!(1), json!("a")], &args, &Limits::default())
-        .unwrap();
+    let out =
+        call(&python(), "echo_args", FunctionKind::Value, &[json!(1), json!("a")], &args, &Limits::default())
+            .unwrap();
     assert_eq!(out, json!([[1, "a"], args]));
-    let err = call(&python(), "inc", FunctionKind::Binop, &[json!([])], &json!({}), &Limits::default()).unwrap_err();
+    let err = call(&python(), "inc", FunctionKind::Binop, &[json!([])], &json!({}), &Limits::default())
+        .unwrap_err();
     assert!(matches!(err, SandboxError::WrongKind { declared: FunctionKind::Items, .. }), "{err:?}");
 }
 
@@ -291,7 +320,8 @@ fn a_python_infinite_loop_stops_at_the_deadline() {
 fn a_python_memory_bomb_stops_at_the_memory_limit() {
     let limits = Limits::default();
     let started = Instant::now();
-    let err = call(&python(), "alloc_bomb", FunctionKind::Items, &[json!([1])], &json!({}), &limits).unwrap_err();
+    let err =
+        call(&python(), "alloc_bomb", FunctionKind::Items, &[json!([1])], &json!({}), &limits).unwrap_err();
     assert!(
         matches!(err, SandboxError::MemoryLimit { limit_bytes, .. } if limit_bytes == limits.guest_memory_bytes),
         "{err:?}"
@@ -319,7 +349,9 @@ fn the_default_memory_limit_fits_cpython() {
         if fits(mid) { high = mid } else { low = mid }
     }
     let default_mib = Limits::default().guest_memory_bytes >> 20;
-    println!("the CPython component needs {high} MiB of linear memory for a 1000-item call (default limit {default_mib} MiB)");
+    println!(
+        "the CPython component needs {high} MiB of linear memory for a 1000-item call (default limit {default_mib} MiB)"
+    );
     assert!(default_mib >= 4 * high, "default guest memory {default_mib} MiB, CPython needs {high} MiB");
     let rust_fits = {
         let limits = Limits { guest_memory_bytes: high << 20, ..Limits::default() };
