@@ -1,7 +1,8 @@
 //! The `shoal` command line: arguments and dispatch. One file per command (`run`, `explain`,
-//! `status`) with its execution; the progress bar is a subscriber of a run's events.
+//! `status`, `function`) with its execution; the progress bar is a subscriber of a run's events.
 
 mod explain;
+mod function;
 mod progress;
 mod run;
 mod status;
@@ -118,6 +119,10 @@ pub enum Command {
     /// Serve the recorded runs under a job root (local or s3://): a list of jobs, then each
     /// one's dashboard, from its events file. Stops on Ctrl-C.
     Dashboard(DashboardArgs),
+    /// Build Python functions into a WebAssembly component (`shoal function build app.py -o
+    /// app.wasm`, with componentize-py), or list a component's functions.
+    #[command(subcommand)]
+    Function(function::FunctionCommand),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -194,6 +199,7 @@ impl Command {
             Command::Explain(args) => explain::explain(args).await,
             Command::Status(args) => status::status(args).await,
             Command::Dashboard(args) => status::dashboard(args).await,
+            Command::Function(command) => command.execute().await,
         }
     }
 }

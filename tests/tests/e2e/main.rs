@@ -1,6 +1,7 @@
 //! End-to-end tests, one binary: storage conformance, executor conformance, differential
 //! correctness against DuckDB, the sandbox seen from a task, commit races, the CLI,
-//! kill-and-resume, and the CSV / JSON lines writers.
+//! kill-and-resume, the CSV / JSON lines writers, and Python functions (built with
+//! `shoal function build`, compared with the Rust examples).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bag;
@@ -16,6 +17,7 @@ mod faults;
 mod lambda;
 mod pipelines;
 mod plans;
+mod python_functions;
 mod readers;
 mod relational;
 mod resume;
