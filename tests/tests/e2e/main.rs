@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bag;
+mod bag_functions;
 mod cli;
 mod commit;
 mod credentials;

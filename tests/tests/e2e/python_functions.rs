@@ -44,7 +44,7 @@ fn componentize_py() -> PathBuf {
 }
 
 /// Builds the Python component with `shoal function build`, or takes it from the cache.
-fn python_component() -> &'static [u8] {
+pub(crate) fn python_component() -> &'static [u8] {
     static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
     BYTES.get_or_init(|| {
         let mut key = String::from("componentize-py==0.25.1\n");

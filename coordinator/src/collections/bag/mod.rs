@@ -56,6 +56,25 @@ pub enum Key<'a> {
     Function(&'a FunctionModule, &'a str),
 }
 
+/// A `binop` function of a module and its keyword arguments, for `fold` and `foldby`:
+/// `Binop::new(&module, "add_field").args(json!({"field": "bytes"}))`.
+#[derive(Debug, Clone)]
+pub struct Binop<'a> {
+    module: &'a FunctionModule,
+    function: &'a str,
+    args: Value,
+}
+
+impl<'a> Binop<'a> {
+    pub fn new(module: &'a FunctionModule, function: &'a str) -> Self {
+        Binop { module, function, args: Value::Null }
+    }
+
+    pub fn args(self, args: Value) -> Self {
+        Binop { args, ..self }
+    }
+}
+
 /// The single result of a reduction over a whole Bag (`count`, `sum`, `fold`, …), computed
 /// with [`compute`](Item::compute).
 #[derive(Debug, Clone)]
@@ -242,18 +261,11 @@ impl Bag {
     }
 
     /// Folds every partition with `binop` from `initial`, then the partitions' results with
-    /// `combine` (`binop` when `None`) from `initial` (both `binop`-kind functions).
-    pub fn fold(
-        &self,
-        module: &FunctionModule,
-        binop: &str,
-        combine: Option<&str>,
-        initial: Value,
-    ) -> Result<Item> {
-        let bag = self.with_module(self.plan.as_ref().clone(), module);
-        let binop = module.function(binop, FunctionKind::Binop, Value::Null, "fold")?;
-        let combine =
-            combine.map(|c| module.function(c, FunctionKind::Binop, Value::Null, "fold")).transpose()?;
+    /// `combine` (`binop` when `None`) from `initial`.
+    pub fn fold(&self, binop: Binop<'_>, combine: Option<Binop<'_>>, initial: Value) -> Result<Item> {
+        let mut bag = self.clone();
+        let binop = bag.binop(binop, "fold")?;
+        let combine = combine.map(|c| bag.binop(c, "fold")).transpose()?;
         let reduction = ItemReduction::Fold { binop, combine, initial, combine_initial: None };
         Ok(Item { bag: bag.reduce(reduction) })
     }
@@ -265,18 +277,24 @@ impl Bag {
     pub fn foldby(
         &self,
         key: Key<'_>,
-        module: &FunctionModule,
-        binop: &str,
+        binop: Binop<'_>,
         initial: Value,
-        combine: Option<&str>,
+        combine: Option<Binop<'_>>,
         combine_initial: Option<Value>,
     ) -> Result<Bag> {
-        let mut bag = self.with_module(self.plan.as_ref().clone(), module);
+        let mut bag = self.clone();
         let key = bag.key(key, "foldby")?;
-        let binop = module.function(binop, FunctionKind::Binop, Value::Null, "foldby")?;
-        let combine =
-            combine.map(|c| module.function(c, FunctionKind::Binop, Value::Null, "foldby")).transpose()?;
+        let binop = bag.binop(binop, "foldby")?;
+        let combine = combine.map(|c| bag.binop(c, "foldby")).transpose()?;
         Ok(bag.reduce(ItemReduction::FoldBy { key, binop, combine, initial, combine_initial }))
+    }
+
+    fn binop(&mut self, binop: Binop<'_>, what: &str) -> Result<shoal_protocol::FunctionRef> {
+        let function = binop.module.function(binop.function, FunctionKind::Binop, binop.args, what)?;
+        if !self.modules.iter().any(|m| m.reference.sha256 == binop.module.reference.sha256) {
+            self.modules.push(binop.module.clone());
+        }
+        Ok(function)
     }
 
     /// Dask's `reduction`: `per_partition` (an `items` function given a partition's items as
