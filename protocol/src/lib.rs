@@ -579,6 +579,11 @@ pub enum TableOp {
         #[serde(default)]
         args: serde_json::Value,
     },
+    /// Row-wise `apply`: each row, as a JSON object, given to an `Items` function (in batches)
+    /// that returns the row's new values, an object with the `output` columns (or, for one
+    /// output column, the value itself); they are added to the row, replacing columns of the
+    /// same name.
+    Apply { function: FunctionRef, output: Vec<Field> },
     /// Keep the first `n` rows.
     Head { n: usize },
     /// Sort the partition.

@@ -8,7 +8,7 @@ use super::join::Merge;
 use super::names;
 use super::order::{Nlargest, Nsmallest, Repartition, SetIndex, SortValues};
 use super::read::{ReadCsv, ReadJson, ReadParquet};
-use super::rows::{Assign, Filter, Head, MapPartitions, Select};
+use super::rows::{Apply, Assign, Filter, Head, MapPartitions, Select};
 use crate::collections::dataframe::DataFrame;
 use crate::error::Result;
 use serde::Deserialize;
@@ -27,6 +27,7 @@ pub enum Operation {
     Select(Select),
     Assign(Assign),
     MapPartitions(MapPartitions),
+    Apply(Apply),
     Head(Head),
     Agg(Aggregate),
     Merge(Merge),
@@ -86,6 +87,7 @@ impl Operation {
             Operation::Select(op) => op.apply(env.input()?),
             Operation::Assign(op) => op.apply(env.input()?),
             Operation::MapPartitions(op) => op.apply(env.input()?, env).await,
+            Operation::Apply(op) => op.apply(env.input()?, env).await,
             Operation::Head(op) => Ok(op.apply(env.input()?)),
             Operation::Agg(op) => op.apply(env.input()?),
             Operation::Merge(op) => op.apply(env.input()?, env),

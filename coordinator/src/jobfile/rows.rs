@@ -92,3 +92,34 @@ impl MapPartitions {
         input.map_partitions(&module, &spec.function, args)
     }
 }
+
+/// `apply = { module = "builtin:examples", function = "row_total", args = { ... }, output = {
+/// total = "float64" } }`: row-wise apply; the output columns are added in name order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Apply {
+    pub apply: ApplySpec,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplySpec {
+    /// `builtin:examples`, or a path/URL of a `.wasm` component.
+    pub module: String,
+    pub function: String,
+    /// The function's JSON keyword arguments (default `{}`).
+    #[serde(default)]
+    pub args: Option<serde_json::Value>,
+    /// The columns the function returns and their types, as `dtype` names them.
+    pub output: std::collections::BTreeMap<String, String>,
+}
+
+impl Apply {
+    pub async fn apply(&self, input: DataFrame, env: &mut Env<'_>) -> Result<DataFrame> {
+        let spec = &self.apply;
+        let module = env.module(&spec.module).await?;
+        let args = spec.args.clone().unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+        let output: Vec<(&str, &str)> = spec.output.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        input.apply(&module, &spec.function, args, &output)
+    }
+}

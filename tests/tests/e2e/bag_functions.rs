@@ -117,3 +117,62 @@ async fn functions_of_the_wrong_kind_or_result_are_one_clear_error() {
         bag.fold(Binop::new(&m, "add"), None, json!(0)).unwrap().compute().await.unwrap_err().to_string();
     assert!(err.contains("add") && err.contains("two"), "{err}");
 }
+
+/// Writes rides with nulls as Parquet and prints pandas' row-wise `apply` of the same function.
+const PANDAS_APPLY: &str = r#"
+import sys, json, random
+import pandas as pd
+rng = random.Random(3)
+n = 2500
+df = pd.DataFrame({
+    "id": list(range(n)),
+    "fare": [None if rng.random() < 0.1 else round(rng.random() * 50, 2) for _ in range(n)],
+    "tip": [None if rng.random() < 0.2 else rng.randint(0, 9) for _ in range(n)],
+    "zone": [rng.choice(["Zoë", "日本", "N"]) for _ in range(n)],
+})
+df["tip"] = df["tip"].astype("Int64")
+for i in range(3):
+    df.iloc[i * n // 3:(i + 1) * n // 3].to_parquet(sys.argv[1] + "/rides-%d.parquet" % i, index=False)
+def row_total(row, columns):
+    return {"total": sum(0 if pd.isna(row[c]) else row[c] for c in columns)}
+out = df.apply(lambda r: row_total(r, ["fare", "tip"])["total"], axis=1)
+print(json.dumps([[int(i), float(t)] for i, t in zip(df["id"], out)]))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_wise_apply_equals_pandas() {
+    shoal_tests::init_test_env();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("rides");
+    std::fs::create_dir_all(&data).unwrap();
+    let python = shoal_tests::python::test_python().unwrap();
+    let out = std::process::Command::new(python)
+        .args(["-c", PANDAS_APPLY, data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want: Vec<(i64, f64)> = serde_json::from_slice(&out.stdout).unwrap();
+    let client = Client::new(crate::config(&tmp.path().join("root"), ExecutorKind::Threads)).unwrap();
+    let rides = client.read_parquet(data.to_str().unwrap()).await.unwrap();
+    for (lang, m) in modules(&client, tmp.path()).await {
+        let args = json!({"columns": ["fare", "tip"]});
+        let applied = rides.apply(&m, "row_total", args, &[("total", "float64")]).unwrap();
+        assert!(applied.explain().unwrap().contains("Apply row_total"), "{lang}");
+        let batches = applied.select(&["id", "total", "zone"]).unwrap().compute().await.unwrap();
+        let mut got: Vec<(i64, f64)> = Vec::new();
+        for b in &batches {
+            let ids = arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(b.column(0));
+            let totals = arrow::array::AsArray::as_primitive::<arrow::datatypes::Float64Type>(b.column(1));
+            got.extend(ids.values().iter().copied().zip(totals.values().iter().copied()));
+        }
+        got.sort_by_key(|r| r.0);
+        assert_eq!(got.len(), want.len(), "{lang}");
+        for (g, w) in got.iter().zip(&want) {
+            assert!(g.0 == w.0 && (g.1 - w.1).abs() < 1e-9, "{lang}: {g:?} vs pandas {w:?}");
+        }
+        // The wrong output type for what the function returns is one error naming the function.
+        let bad = rides.apply(&m, "row_total", json!({"columns": ["fare"]}), &[("total", "bool")]).unwrap();
+        let err = bad.compute().await.unwrap_err().to_string();
+        assert!(err.contains("row_total"), "{lang}: {err}");
+    }
+}

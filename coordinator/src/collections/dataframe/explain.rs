@@ -152,6 +152,13 @@ pub fn describe(op: &TableOp) -> String {
                 &module.sha256[..12.min(module.sha256.len())]
             )
         }
+        TableOp::Apply { function, output } => format!(
+            "Apply {}({}) row-wise -> {} [wasm {}]",
+            function.function,
+            function.args,
+            output.iter().map(|f| format!("{}: {}", f.name, f.data_type)).collect::<Vec<_>>().join(", "),
+            &function.module.sha256[..12.min(function.module.sha256.len())]
+        ),
         TableOp::Head { n } => format!("Head n={n}"),
         TableOp::Sort { keys } => format!("Sort {}", sort_keys(keys)),
         TableOp::Aggregate { mode, keys, aggs, .. } => format!(

@@ -651,6 +651,7 @@ fn stage_name(source: &str, ops: &[TableOp]) -> String {
             TableOp::Select { .. } => "select",
             TableOp::Assign { .. } => "assign",
             TableOp::MapPartitions { .. } => "map",
+            TableOp::Apply { .. } => "apply",
             TableOp::Head { .. } => "head",
             TableOp::Sort { .. } => "sort",
             TableOp::Aggregate { mode: AggregateMode::Partial, .. } => "partial",

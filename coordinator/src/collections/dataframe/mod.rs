@@ -301,6 +301,37 @@ impl DataFrame {
         Ok(df)
     }
 
+    /// Row-wise `apply` (pandas' `apply(f, axis=1)`): `function(row, **args)`, an `items`
+    /// function, gets each row as a JSON object (in batches of many rows per call) and returns
+    /// the row's new values: an object with the `output` columns (`(name, type)` pairs in the
+    /// names `dtype` takes), or the value itself when there is one output column. They are
+    /// added to the row, replacing columns of the same name. A Rust `map_partitions` over Arrow
+    /// columns is much faster where it can be written.
+    pub fn apply(
+        &self,
+        module: &FunctionModule,
+        function: &str,
+        args: serde_json::Value,
+        output: &[(&str, &str)],
+    ) -> Result<DataFrame> {
+        let function = module.function(function, FunctionKind::Items, args, "apply")?;
+        if output.is_empty() {
+            return Err(Error::Invalid("apply: name at least one output column and its type".into()));
+        }
+        let mut fields = Vec::with_capacity(output.len());
+        for (name, ty) in output {
+            let data_type = read::parse_dtype(ty)
+                .map_err(|e| Error::Invalid(format!("apply: output column '{name}': {e}")))?;
+            fields.push(arrow::datatypes::Field::new(*name, data_type, true));
+        }
+        let output = shoal_worker::io::schema::to_fields(&arrow::datatypes::Schema::new(fields));
+        let mut df = self.map(MapOp::Apply { function, output })?;
+        if !df.modules.iter().any(|m| m.reference.sha256 == module.reference.sha256) {
+            df.modules.push(module.clone());
+        }
+        Ok(df)
+    }
+
     /// The first `n` rows (lazily; a single output partition).
     pub fn head(&self, n: usize) -> DataFrame {
         self.with_plan(Plan::Head { input: self.plan.clone(), n })

@@ -119,7 +119,7 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
                     }
                 },
                 // User code may read any column; a melt reads the ones it names.
-                MapOp::MapPartitions { .. } | MapOp::Melt { .. } => None,
+                MapOp::MapPartitions { .. } | MapOp::Melt { .. } | MapOp::Apply { .. } => None,
             };
             let input = Arc::new(push_projection(input, upstream)?);
             // Pruned inputs can change what a relational step outputs (a select-free chain

@@ -187,6 +187,8 @@ pub enum MapOp {
     Assign { columns: Vec<(String, String)> },
     /// A user function over the whole partition.
     MapPartitions { module: ModuleRef, function: String, args: serde_json::Value },
+    /// Row-wise `apply`: a user function of each row, adding the `output` columns.
+    Apply { function: shoal_protocol::FunctionRef, output: Vec<shoal_protocol::Field> },
     /// A one-row table of statistics as one row per statistic (`describe`).
     Melt { id: String, rows: Vec<String>, columns: Vec<(String, Vec<String>)> },
 }
@@ -202,6 +204,7 @@ impl MapOp {
                 TableOp::MapPartitions { module, function, args }
             }
             MapOp::Melt { id, rows, columns } => TableOp::Melt { id, rows, columns },
+            MapOp::Apply { function, output } => TableOp::Apply { function, output },
         }
     }
 }
@@ -424,6 +427,7 @@ pub(super) fn keeps_values(op: &MapOp, columns: &[String]) -> bool {
         MapOp::Filter { .. } => true,
         MapOp::Select { columns: kept } => columns.iter().all(|c| kept.contains(c)),
         MapOp::Assign { columns: assigned } => !assigned.iter().any(|(c, _)| columns.contains(c)),
+        MapOp::Apply { output, .. } => !output.iter().any(|f| columns.contains(&f.name)),
         MapOp::MapPartitions { .. } | MapOp::Melt { .. } => false,
     }
 }

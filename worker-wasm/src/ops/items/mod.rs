@@ -10,8 +10,8 @@
 
 mod predicate;
 mod reduce;
-mod rows;
-mod user;
+pub(crate) mod rows;
+pub(crate) mod user;
 mod value;
 
 use super::Functions;

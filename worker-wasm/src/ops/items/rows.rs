@@ -10,12 +10,14 @@ use arrow::json::ReaderBuilder;
 use serde_json::Value;
 use shoal_protocol::Field;
 
-/// The rows of a table as JSON objects (nulls left out, as arrow's JSON writer does; dates
-/// and timestamps as ISO text).
+/// The rows of a table as JSON objects (every column named, nulls as `null`; dates and
+/// timestamps as ISO text).
 pub fn from_rows((_, batches): &Table) -> Result<Vec<Value>> {
     let mut items = Vec::new();
     for batch in batches {
-        let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+        let mut writer = arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, arrow::json::writer::LineDelimited>(Vec::new());
         writer.write(batch).map_err(crate::error::Error::arrow("rows to JSON"))?;
         writer.finish().map_err(crate::error::Error::arrow("rows to JSON"))?;
         let text = writer.into_inner();

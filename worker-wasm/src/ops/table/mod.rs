@@ -8,9 +8,11 @@
 //! - [`partition`]: splitting rows into the buckets of a shuffle (hash, range, split).
 //! - [`sample`]: sampling sort keys and the boundaries of a range shuffle.
 //! - [`reshape`]: the `melt` kernel.
+//! - [`apply`]: row-wise `apply` through an `items` user function (rows as JSON objects).
 //! - [`session`]: DataFusion sessions and in-memory frames, shared by the above.
 
 pub mod aggregate;
+pub mod apply;
 pub mod join;
 pub mod partition;
 pub mod relational;
@@ -84,6 +86,10 @@ impl Rows {
                 let (s, b) = current.into_table().await?;
                 reshape::melt(&s, &b, id, rows, columns)?
             }
+            TableOp::Apply { function, output } => {
+                let table = current.into_table().await?;
+                apply::apply(functions, function, output, table).await?
+            }
             TableOp::MapPartitions { module, function, args } => {
                 let (schema, batches) = current.into_table().await?;
                 let input = arrow::compute::concat_batches(&schema, &batches)
@@ -138,7 +144,8 @@ fn op_preserves_empty(op: &TableOp) -> bool {
         | TableOp::Sort { .. }
         | TableOp::Join { .. }
         | TableOp::Sample { .. }
-        | TableOp::Boundaries { .. } => true,
+        | TableOp::Boundaries { .. }
+        | TableOp::Apply { .. } => true,
         TableOp::Aggregate { keys, .. } => !keys.is_empty(),
         TableOp::MapPartitions { .. } | TableOp::Melt { .. } => false,
     }
@@ -186,6 +193,7 @@ pub fn output_schema(
             TableOp::Melt { id, rows, columns } => Some(reshape::melt(&input(), &[], id, rows, columns)?),
             TableOp::Sample { columns, rows } => Some(sample::sample(&input(), &[], columns, *rows)?),
             TableOp::Boundaries { keys, n } => Some(sample::boundaries(&input(), &[], keys, *n)?),
+            TableOp::Apply { output, .. } => Some((apply::output_schema(&input(), output)?, vec![])),
             TableOp::MapPartitions { function, .. } => {
                 return Err(Error::InvalidTask(format!(
                     "map_partitions {function}: its output schema is the function's, found by calling it"

@@ -27,6 +27,7 @@ pub fn is_relational(op: &TableOp) -> bool {
         | TableOp::Join { .. } => true,
         TableOp::Aggregate { mode, .. } => *mode == AggregateMode::Single,
         TableOp::MapPartitions { .. }
+        | TableOp::Apply { .. }
         | TableOp::Sample { .. }
         | TableOp::Boundaries { .. }
         | TableOp::Melt { .. } => false,
@@ -85,6 +86,7 @@ pub fn apply(df: DataFrame, op: &TableOp, sides: &Sides) -> Result<DataFrame> {
         }
         TableOp::Aggregate { .. }
         | TableOp::MapPartitions { .. }
+        | TableOp::Apply { .. }
         | TableOp::Sample { .. }
         | TableOp::Boundaries { .. }
         | TableOp::Melt { .. } => Err(Error::InvalidTask(format!("{op:?} is not a single relational step"))),
