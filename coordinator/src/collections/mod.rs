@@ -4,5 +4,7 @@
 //! coordinator code that names operators of the protocol (its family of them).
 //!
 //! - [`dataframe`]: the DataFrame (pandas-like), over the `table` operator family.
+//! - [`delayed`]: Delayed values (`dask.delayed`), over the `calls` operator family.
 
 pub mod dataframe;
+pub mod delayed;
