@@ -7,6 +7,7 @@ mod cli;
 mod commit;
 mod credentials;
 mod dashboard;
+mod delayed;
 mod differential;
 mod duplicates;
 mod events;
