@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Test-only Python environment with the reference engines for differential tests (DuckDB,
-# pandas, PyArrow), outside the clone.
+# pandas, PyArrow) and componentize-py (builds Python functions into WebAssembly components:
+# `shoal function build`), outside the clone.
 #
 #   bash scripts/test-venv.sh
 #
@@ -16,6 +17,7 @@ REQUIREMENTS=(
   'duckdb==2.0.1'
   'pyarrow==26.0.1'
   'pandas==3.1.1'
+  'componentize-py==0.25.1'
 )
 MARKER="$VENV/.shoal-requirements"
 HASH="$(printf '%s\n' "${REQUIREMENTS[@]}" | sha256sum | cut -d' ' -f1)"
@@ -40,7 +42,8 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 echo "+ pip install ${REQUIREMENTS[*]}"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${REQUIREMENTS[@]}"
-echo "+ check: import duckdb, pyarrow, pandas"
+echo "+ check: import duckdb, pyarrow, pandas; componentize-py"
 "$VENV/bin/python" -c 'import duckdb, pyarrow, pandas; print("  duckdb", duckdb.__version__, "pyarrow", pyarrow.__version__, "pandas", pandas.__version__)'
+"$VENV/bin/componentize-py" --version
 echo "$HASH" > "$MARKER"
 echo "scripts/test-venv.sh: done in $((SECONDS - start)) s"

@@ -1,4 +1,4 @@
-//! Builds the guest function crates (`shoal-fn-examples`, `shoal-fn-testing`) for
+//! Builds the guest function crates (`shoal-fn-examples`, `shoal-fn-testing`, `shoal-fn-legacy`) for
 //! `wasm32-wasip2` in release mode and copies the resulting components into `OUT_DIR`, where
 //! `src/lib.rs` embeds them with `include_bytes!`.
 //!
@@ -12,8 +12,11 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const GUESTS: &[(&str, &str)] =
-    &[("shoal-fn-examples", "shoal_fn_examples"), ("shoal-fn-testing", "shoal_fn_testing")];
+const GUESTS: &[(&str, &str)] = &[
+    ("shoal-fn-examples", "shoal_fn_examples"),
+    ("shoal-fn-testing", "shoal_fn_testing"),
+    ("shoal-fn-legacy", "shoal_fn_legacy"),
+];
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
@@ -29,10 +32,10 @@ fn run() -> Result<(), String> {
     let root = functions.parent().ok_or("functions/ has no parent directory")?.to_path_buf();
     let out_dir = PathBuf::from(env_var("OUT_DIR")?);
 
-    for dir in ["wit", "guest/src", "examples/src", "testing/src"] {
+    for dir in ["wit", "wit-0.1", "guest/src", "examples/src", "testing/src", "legacy/src"] {
         rerun_tree(&functions.join(dir));
     }
-    for manifest in ["guest/Cargo.toml", "examples/Cargo.toml", "testing/Cargo.toml"] {
+    for manifest in ["guest/Cargo.toml", "examples/Cargo.toml", "testing/Cargo.toml", "legacy/Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", functions.join(manifest).display());
     }
     println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());

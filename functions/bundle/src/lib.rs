@@ -1,26 +1,34 @@
 //! The standard and example shoal functions as embedded WebAssembly components.
 //!
-//! `build.rs` compiles the guest crates `shoal-fn-examples` (`functions/examples`) and
-//! `shoal-fn-testing` (`functions/testing`) for `wasm32-wasip2` and this crate embeds the
-//! components. Refer to them by builtin name: `"examples"` or `"testing"` ([`builtin`]).
+//! `build.rs` compiles the guest crates `shoal-fn-examples` (`functions/examples`),
+//! `shoal-fn-testing` (`functions/testing`) and `shoal-fn-legacy` (`functions/legacy`) for
+//! `wasm32-wasip2` and this crate embeds the components. Refer to them by builtin name:
+//! `"examples"`, `"testing"` or `"legacy"` ([`builtin`]).
 
 use sha2::{Digest, Sha256};
 
-/// `scale`, `filter_range`, `normalize_text` (see `functions/examples`).
+/// Table functions `scale`, `filter_range`, `normalize_text`; items functions `inc`,
+/// `is_even`, `is_error`, `split_words`, `sum_list`, `row_total`; binop functions `add`,
+/// `add_field`; value functions `add_values`, `mul`, `total_len` (see `functions/examples`).
 pub static EXAMPLES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shoal_fn_examples.wasm"));
 
 /// Sandbox test guests: `identity`, `chatty`, `trap`, `spin`, `alloc_bomb`, `probe_sandbox`
 /// (see `functions/testing`).
 pub static TESTING: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shoal_fn_testing.wasm"));
 
+/// A component of the old interface `shoal:function/functions@0.1.0` (table functions without
+/// kinds): `echo`, `fail` (see `functions/legacy`).
+pub static LEGACY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shoal_fn_legacy.wasm"));
+
 /// Names accepted by [`builtin`].
-pub const BUILTINS: &[&str] = &["examples", "testing"];
+pub const BUILTINS: &[&str] = &["examples", "testing", "legacy"];
 
 /// The component bytes of a builtin function bundle, by name.
 pub fn builtin(name: &str) -> Option<&'static [u8]> {
     match name {
         "examples" => Some(EXAMPLES),
         "testing" => Some(TESTING),
+        "legacy" => Some(LEGACY),
         _ => None,
     }
 }

@@ -5,6 +5,19 @@
 //!   `[min, max]`; nulls are dropped.
 //! - `normalize_text` — `{column, output?}`: trims and lowercases a string column.
 //!
+//! Over JSON values (`values`; the same functions, by name and result, are in the Python
+//! example module `functions/python/examples/app.py`):
+//!
+//! - items `inc` (`{by?}`, default 1: number → number + by), `is_even` (integer → bool),
+//!   `is_error` (object → `status >= 500`; missing or null status → false), `split_words`
+//!   (string → its words, lowercased, split on whitespace), `sum_list` (list of numbers → their
+//!   sum), `row_total` (`{columns}`: row → `{"total": sum of those columns}`, nulls as 0);
+//! - binop `add` (acc + item) and `add_field` (`{field}`: acc + item[field], missing/null → +0);
+//! - value `add_values` (sum of all inputs), `mul` (a * b), `total_len` (sum of the lengths of
+//!   list inputs).
+//!
+//! Integers stay integers when every operand is one; otherwise results are floats.
+//!
 //! The logic is in plain functions over Arrow arrays so it can be unit-tested on the host.
 
 use std::sync::Arc;
@@ -15,10 +28,23 @@ use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, StringArray};
 use arrow_schema::DataType;
 use shoal_guest::{Args, RecordBatch, column, with_column};
 
+pub mod values;
+
 shoal_guest::register! {
     "scale" => ("multiply a numeric column by `factor` into `output` (Float64): {column, factor, output?}", scale),
     "filter_range" => ("keep rows whose numeric `column` is within [min, max]; nulls dropped: {column, min?, max?}", filter_range),
     "normalize_text" => ("trim and lowercase a string column: {column, output?}", normalize_text),
+    items "inc" => ("a number plus `by` (default 1): {by?}", values::inc),
+    items "is_even" => ("whether an integer is even", values::is_even),
+    items "is_error" => ("whether an object's `status` is at least 500 (missing or null: false)", values::is_error),
+    items "split_words" => ("a string's words, lowercased, split on whitespace", values::split_words),
+    items "sum_list" => ("the sum of a list of numbers", values::sum_list),
+    items "row_total" => ("{\"total\": sum of a row's `columns`, nulls as 0}: {columns}", values::row_total),
+    binop "add" => ("acc + item (numbers)", values::add_op),
+    binop "add_field" => ("acc + item[field] (missing or null: + 0): {field}", values::add_field),
+    value "add_values" => ("the sum of all inputs", values::add_values),
+    value "mul" => ("a * b", values::mul_values),
+    value "total_len" => ("the sum of the lengths of list inputs", values::total_len),
 }
 
 /// Casts a numeric column to Float64, refusing non-numeric columns.

@@ -1,30 +1,50 @@
 //! Guest SDK for shoal functions.
 //!
-//! A shoal function is plain Rust: it takes one Arrow [`RecordBatch`] and its arguments and
-//! returns a batch or an error message for the user:
+//! A shoal function is plain Rust. Its kind (`functions/wit/shoal.wit`) fixes what it works on:
+//!
+//! - **table** (DataFrame `map_partitions`): one Arrow [`RecordBatch`] in, one out —
+//!   [`TableFn`], `fn(RecordBatch, &Args) -> Result<RecordBatch, String>`;
+//! - **items** (Bag `map`, `filter`, DataFrame row-wise `apply`): one JSON item in, one value
+//!   out — [`ItemFn`], `fn(Value, &Args) -> Result<Value, String>`, called by the SDK for each
+//!   item of the batch a call carries;
+//! - **binop** (Bag `fold`, `foldby`): `(accumulator, item) -> accumulator` — [`BinopFn`],
+//!   `fn(Value, Value, &Args) -> Result<Value, String>`, folded by the SDK over each pair's items;
+//! - **value** (Delayed): the positional inputs in, one value out — [`ValueFn`],
+//!   `fn(Vec<Value>, &Args) -> Result<Value, String>`.
 //!
 //! ```ignore
-//! use shoal_guest::{Args, RecordBatch};
+//! use shoal_guest::{Args, RecordBatch, Value};
 //!
 //! fn double(batch: RecordBatch, args: &Args) -> Result<RecordBatch, String> {
 //!     let column = args.str("column")?;
 //!     // ... Arrow kernels ...
 //!     Ok(batch)
 //! }
+//! fn inc(item: Value, args: &Args) -> Result<Value, String> { /* ... */ Ok(item) }
+//! fn add(acc: Value, item: Value, args: &Args) -> Result<Value, String> { /* ... */ Ok(acc) }
+//! fn add_values(inputs: Vec<Value>, args: &Args) -> Result<Value, String> { /* ... */ Ok(Value::Null) }
 //!
 //! shoal_guest::register! {
-//!     "double" => ("doubles a column", double),
+//!     "double" => ("doubles a column", double),               // table (the default)
+//!     items "inc" => ("adds `by` to a number", inc),
+//!     binop "add" => ("sums numbers", add),
+//!     value "add_values" => ("sums its inputs", add_values),
 //! }
 //! ```
 //!
-//! [`register!`] generates the component export of the `shoal:function/functions` interface
-//! (`functions/wit/shoal.wit`). The SDK hides the encoding: each input arrives as an Arrow IPC
-//! stream, is decoded and its batches concatenated into one batch (a stream without batches
-//! becomes an empty batch with the stream's schema); the result is encoded back as an IPC
-//! stream. The crate must be built as a `cdylib` for `wasm32-wasip2`, which makes rustc emit a
+//! [`register!`] generates the component export of the `shoal:function/functions@0.2.0`
+//! interface (`functions/wit/shoal.wit`). The SDK hides the encoding: a table function's input
+//! arrives as an Arrow IPC stream, is decoded and its batches concatenated into one batch (a
+//! stream without batches becomes an empty batch with the stream's schema); the result is
+//! encoded back as an IPC stream. Items, binop and value functions get and return
+//! `serde_json::Value`s; the SDK decodes the JSON batch shapes of the WIT (see [`json`]) and
+//! names the function — and for items and binops the index of the failing item — in an error.
+//! The crate must be built as a `cdylib` for `wasm32-wasip2`, which makes rustc emit a
 //! component directly.
 //!
 //! Guest panics abort the instance (a trap on the host side); return `Err` for user errors.
+
+pub mod json;
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -50,36 +70,75 @@ pub mod bindings {
 #[doc(hidden)]
 pub use bindings::exports::shoal::function::functions as wit;
 
-/// Signature of a registered function.
-pub type Function = fn(RecordBatch, &Args) -> Result<RecordBatch, String>;
+/// A table function: one record batch and the arguments in, one record batch out.
+pub type TableFn = fn(RecordBatch, &Args) -> Result<RecordBatch, String>;
+
+/// The signature of a table function (its name before kinds existed).
+pub type Function = TableFn;
+
+/// An items function: one item in, its value out (the SDK maps it over a call's items).
+pub type ItemFn = fn(Value, &Args) -> Result<Value, String>;
+
+/// A binop function: `(accumulator, item) -> accumulator` (the SDK folds it over each pair).
+pub type BinopFn = fn(Value, Value, &Args) -> Result<Value, String>;
+
+/// A value function: the positional inputs in, one value out.
+pub type ValueFn = fn(Vec<Value>, &Args) -> Result<Value, String>;
+
+/// A registered function of any kind.
+#[derive(Debug, Clone, Copy)]
+pub enum Handler {
+    Table(TableFn),
+    Items(ItemFn),
+    Binop(BinopFn),
+    Value(ValueFn),
+}
+
+impl Handler {
+    /// The kind the component declares for this function.
+    pub fn kind(&self) -> wit::Kind {
+        match self {
+            Handler::Table(_) => wit::Kind::Table,
+            Handler::Items(_) => wit::Kind::Items,
+            Handler::Binop(_) => wit::Kind::Binop,
+            Handler::Value(_) => wit::Kind::Value,
+        }
+    }
+}
 
 /// One registered function. Built by [`register!`].
 #[derive(Debug, Clone, Copy)]
 pub struct Registration {
     pub name: &'static str,
     pub description: &'static str,
-    pub function: Function,
+    pub handler: Handler,
 }
 
 /// Registers functions and generates the component export.
 ///
+/// Each entry is `[kind] "name" => ("description", function)`, where `kind` is one of
+/// `table` (the default when left out), `items`, `binop` or `value`, and `function` has the
+/// matching signature ([`TableFn`], [`ItemFn`], [`BinopFn`], [`ValueFn`]):
+///
 /// ```ignore
 /// shoal_guest::register! {
 ///     "scale" => ("multiply a numeric column", scale),
-///     "filter_range" => ("keep rows within [min, max]", filter_range),
+///     items "inc" => ("adds `by` to a number", inc),
+///     binop "add" => ("sums numbers", add),
+///     value "mul" => ("multiplies its two inputs", mul),
 /// }
 /// ```
 /// Use it once per crate.
 #[macro_export]
 macro_rules! register {
-    ($($name:literal => ($description:expr, $function:path)),* $(,)?) => {
+    ($($($kind:ident)? $name:literal => ($description:expr, $function:path)),* $(,)?) => {
         #[allow(unsafe_code)]
         const _: () = {
             static REGISTRY: &[$crate::Registration] = &[
                 $($crate::Registration {
                     name: $name,
                     description: $description,
-                    function: $function,
+                    handler: $crate::__handler!($($kind)? $function),
                 }),*
             ];
 
@@ -104,6 +163,27 @@ macro_rules! register {
     };
 }
 
+/// The [`Handler`] of one [`register!`] entry. Not for direct use.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __handler {
+    (table $function:path) => {
+        $crate::Handler::Table($function)
+    };
+    (items $function:path) => {
+        $crate::Handler::Items($function)
+    };
+    (binop $function:path) => {
+        $crate::Handler::Binop($function)
+    };
+    (value $function:path) => {
+        $crate::Handler::Value($function)
+    };
+    ($function:path) => {
+        $crate::Handler::Table($function)
+    };
+}
+
 /// Lists a registry in the WIT representation. Used by [`register!`].
 #[doc(hidden)]
 pub fn list_functions(registry: &[Registration]) -> Vec<wit::FunctionInfo> {
@@ -111,7 +191,7 @@ pub fn list_functions(registry: &[Registration]) -> Vec<wit::FunctionInfo> {
         .iter()
         .map(|r| wit::FunctionInfo {
             name: r.name.to_string(),
-            kind: wit::Kind::Table,
+            kind: r.handler.kind(),
             description: r.description.to_string(),
         })
         .collect()
@@ -129,13 +209,22 @@ pub fn dispatch(
         return Err(format!("unknown function '{name}'; available: {}", names.join(", ")));
     };
     let args = Args::parse(args)?;
+    match registration.handler {
+        Handler::Table(function) => call_table(name, function, inputs, &args),
+        Handler::Items(function) => json::call_items(name, function, inputs, &args),
+        Handler::Binop(function) => json::call_binop(name, function, inputs, &args),
+        Handler::Value(function) => json::call_value(name, function, inputs, &args),
+    }
+}
+
+fn call_table(name: &str, function: TableFn, inputs: &[Vec<u8>], args: &Args) -> Result<Vec<u8>, String> {
     let batch = match inputs {
         [one] => decode_ipc_stream(one).map_err(|e| format!("input of '{name}': {e}"))?,
         _ => {
             return Err(format!("function '{name}' takes exactly one input, got {}", inputs.len()));
         }
     };
-    let out = (registration.function)(batch, &args)?;
+    let out = function(batch, args)?;
     encode_ipc_stream(&out).map_err(|e| format!("encoding the result of '{name}': {e}"))
 }
 
@@ -291,7 +380,7 @@ mod tests {
 
     #[test]
     fn ipc_round_trip_and_dispatch() {
-        let registry = [Registration { name: "echo", description: "", function: echo }];
+        let registry = [Registration { name: "echo", description: "", handler: Handler::Table(echo) }];
         let input = encode_ipc_stream(&batch()).unwrap();
         let out = dispatch(&registry, "echo", &[input], "{}").unwrap();
         assert_eq!(decode_ipc_stream(&out).unwrap(), batch());

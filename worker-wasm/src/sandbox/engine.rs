@@ -17,19 +17,12 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../functions/wit",
-        world: "shoal-function",
-    });
-}
-
-use bindings::{ShoalFunction, ShoalFunctionPre};
+use super::interface::{Instance, Pre};
 
 /// A compiled component, ready to instantiate.
 pub struct Module {
     sha256: String,
-    pre: ShoalFunctionPre<HostState>,
+    pre: Pre<HostState>,
     functions: OnceLock<Vec<FunctionInfo>>,
 }
 
@@ -52,6 +45,12 @@ impl Module {
     pub fn sha256(&self) -> &str {
         &self.sha256
     }
+
+    /// The version of `shoal:function/functions` the component exports (`"0.2.0"`, or
+    /// `"0.1.0"` for a component of table functions built before kinds existed).
+    pub fn interface_version(&self) -> &'static str {
+        self.pre.version()
+    }
 }
 
 /// The result of a successful call.
@@ -72,16 +71,6 @@ pub struct BytesOutput {
     pub log: String,
     /// Wall-clock time of instantiation plus the call.
     pub elapsed: Duration,
-}
-
-fn from_wit_kind(kind: bindings::exports::shoal::function::functions::Kind) -> FunctionKind {
-    use bindings::exports::shoal::function::functions::Kind;
-    match kind {
-        Kind::Table => FunctionKind::Table,
-        Kind::Items => FunctionKind::Items,
-        Kind::Binop => FunctionKind::Binop,
-        Kind::Value => FunctionKind::Value,
-    }
 }
 
 type Slot = Arc<Mutex<Option<Arc<Module>>>>;
@@ -157,11 +146,7 @@ impl Sandbox {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| SandboxError::InvalidModule(format!("{e:#}")))?;
-        let pre = ShoalFunctionPre::new(instance_pre).map_err(|e| {
-            SandboxError::InvalidModule(format!(
-                "component does not export shoal:function/functions@0.2.0: {e:#}"
-            ))
-        })?;
+        let pre = Pre::new(instance_pre).map_err(SandboxError::InvalidModule)?;
         let module = Arc::new(Module { sha256, pre, functions: OnceLock::new() });
         *slot = Some(module.clone());
         Ok(module)
@@ -177,15 +162,11 @@ impl Sandbox {
             return Ok(functions.clone());
         }
         let mut run = self.instantiate(module, limits)?;
-        let result = run.bindings.shoal_function_functions().call_list_functions(&mut run.store);
+        let result = run.instance.list_functions(&mut run.store);
         let functions: Vec<FunctionInfo> = match result {
             Ok(list) => list
                 .into_iter()
-                .map(|f| FunctionInfo {
-                    name: f.name,
-                    kind: from_wit_kind(f.kind),
-                    description: f.description,
-                })
+                .map(|f| FunctionInfo { name: f.name, kind: f.kind, description: f.description })
                 .collect(),
             Err(e) => return Err(run.classify(e, limits)),
         };
@@ -239,8 +220,7 @@ impl Sandbox {
 
         let started = Instant::now();
         let mut run = self.instantiate(module, limits)?;
-        let result =
-            run.bindings.shoal_function_functions().call_call(&mut run.store, function, inputs, &args);
+        let result = run.instance.call(&mut run.store, function, inputs, &args);
         let elapsed = started.elapsed();
         match result {
             Ok(Ok(bytes)) => Ok(BytesOutput { bytes, log: run.log.text(), elapsed }),
@@ -270,7 +250,7 @@ impl Sandbox {
         store.set_epoch_deadline(deadline_ticks(limits.guest_timeout_ms));
         store.epoch_deadline_trap();
         match module.pre.instantiate(&mut store) {
-            Ok(bindings) => Ok(Run { store, log, bindings }),
+            Ok(instance) => Ok(Run { store, log, instance }),
             Err(e) => {
                 if store.data().limiter.memory_denied() {
                     return Err(SandboxError::MemoryLimit {
@@ -292,7 +272,7 @@ impl Sandbox {
 struct Run {
     store: Store<HostState>,
     log: BoundedLog,
-    bindings: ShoalFunction,
+    instance: Instance,
 }
 
 impl Run {
@@ -401,7 +381,13 @@ mod tests {
         let mut names: Vec<String> =
             sandbox.list_functions(&module, &limits()).unwrap().into_iter().map(|f| f.name).collect();
         names.sort();
-        assert_eq!(names, ["filter_range", "normalize_text", "scale"]);
+        assert_eq!(
+            names,
+            [
+                "add", "add_field", "add_values", "filter_range", "inc", "is_error", "is_even", "mul",
+                "normalize_text", "row_total", "scale", "split_words", "sum_list", "total_len"
+            ]
+        );
 
         let out = sandbox
             .call(

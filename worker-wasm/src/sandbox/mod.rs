@@ -11,9 +11,14 @@
 //! growth is reported as [`SandboxError::MemoryLimit`]) and wall-clock time (epoch deadline →
 //! [`SandboxError::Timeout`]).
 //!
-//! The component interface is `functions/wit/shoal.wit`: inputs cross as Arrow IPC streams,
-//! arguments as JSON text. The sandbox knows nothing of a task beyond that: no storage, no
-//! operators, no tables other than the record batches it encodes for the guest.
+//! The component interface is `shoal:function/functions@0.2.0` (`functions/wit/shoal.wit`):
+//! every function declares a kind, which fixes the bytes of its inputs and output (Arrow IPC
+//! streams for table functions, JSON for items, binop and value functions); arguments are JSON
+//! text. Components exporting the older `@0.1.0` (`functions/wit-0.1/shoal.wit`, table functions
+//! only) load too: their functions are all of kind table. [`Sandbox::call_bytes`] refuses a
+//! function of another kind than the caller's ([`SandboxError::WrongKind`]). The sandbox knows
+//! nothing of a task beyond that: no storage, no operators, no tables other than the record
+//! batches it encodes for the guest.
 //!
 //! Calls block the calling thread, and WASI's sync bindings use `Handle::block_on` when a
 //! Tokio runtime is current: call [`Sandbox::call`] from a plain thread or from
@@ -21,12 +26,16 @@
 //!
 //! Layout:
 //! - `engine`: the [`Sandbox`] — engine, linker, loading a [`Module`], calling its functions.
+//! - `interface`: the two interface versions (bindings of both WIT files) behind one face.
 //! - `cache`: compiled components by content hash, precompiled to disk when allowed.
 //! - `limits`: the per-call memory limiter and the epoch ticker behind time limits.
 //! - `log`: the bounded log that captures the guest's stdout and stderr (WASI stream adapters).
 
 mod cache;
 mod engine;
+mod interface;
+#[cfg(test)]
+mod kinds_tests;
 mod limits;
 mod log;
 
