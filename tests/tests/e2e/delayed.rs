@@ -140,3 +140,51 @@ async fn delayed_bad_input_is_one_clear_error() {
     assert!(!manifest.exists(), "nothing committed for the failed call");
     assert!(!tmp.path().join("data").join(bad.key().unwrap().as_str()).exists(), "no data left");
 }
+
+/// The number DuckDB counts with `sql` (one row, one integer column).
+fn duckdb_count(sql: &str, tmp: &Path) -> i64 {
+    let out = tmp.join("count.parquet");
+    shoal_tests::python::duckdb_query(sql, &out).unwrap();
+    let batches = shoal_tests::read_parquet_dir(&out).unwrap();
+    let column = arrow::compute::cast(batches[0].column(0), &arrow::datatypes::DataType::Int64).unwrap();
+    column.as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().value(0)
+}
+
+#[test]
+fn a_job_file_of_values_runs_through_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::cli::quickstart_copy(tmp.path());
+    let job = "[datasets.trips]\nread_csv = \"trips/*.csv\"\n\
+               [datasets.long]\nfrom = \"trips\"\nfilter = \"distance_km >= 2\"\n\
+               [values.rows]\ncall = { module = \"builtin:examples\", function = \"total_len\", inputs = [\"trips\"] }\n\
+               [values.long_rows]\ncall = { module = \"builtin:examples\", function = \"total_len\", inputs = [\"long\"] }\n\
+               [values.both]\ncall = { module = \"builtin:examples\", function = \"add_values\", args = [0.5], inputs = [\"rows\", \"long_rows\"] }\n\
+               [[outputs]]\nvalue = \"both\"\nto_json = \"out/both.json\"\n";
+    std::fs::write(tmp.path().join("values.toml"), job).unwrap();
+    let out = crate::cli::shoal(&["run", "values.toml", "--root", "root"], tmp.path());
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let csv = format!("read_csv('{}/trips/*.csv', header = true)", tmp.path().display());
+    let rows = duckdb_count(&format!("SELECT count(*) FROM {csv}"), tmp.path());
+    let long = duckdb_count(&format!("SELECT count(*) FROM {csv} WHERE distance_km >= 2"), tmp.path());
+    let both = rows as f64 + long as f64 + 0.5;
+    for line in [format!("rows = {rows}"), format!("long_rows = {long}"), format!("both = {both}")] {
+        assert!(stdout.lines().any(|l| l == line), "'{line}' in:\n{stdout}");
+    }
+    let written: Value = serde_json::from_slice(&std::fs::read(tmp.path().join("out/both.json")).unwrap()).unwrap();
+    assert_eq!(written, json!(both));
+    // A rerun reuses every task.
+    let again = crate::cli::shoal(&["run", "values.toml", "--root", "root"], tmp.path());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success() && stderr.contains("(0 tasks run,"), "{stderr}");
+
+    // A function of the wrong kind: one error naming the value and the function, nothing run.
+    let bad = "[values.v]\ncall = { module = \"builtin:examples\", function = \"scale\", args = [1] }\n";
+    std::fs::write(tmp.path().join("bad.toml"), bad).unwrap();
+    let out = crate::cli::shoal(&["run", "bad.toml", "--root", "bad-root"], tmp.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("value 'v'") && stderr.contains("'scale' is a table function"), "{stderr}");
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("error:")).count(), 1, "{stderr}");
+    assert!(!tmp.path().join("bad-root/commits").exists(), "nothing committed");
+}
