@@ -171,7 +171,8 @@ fn a_job_file_of_values_runs_through_the_cli() {
     for line in [format!("rows = {rows}"), format!("long_rows = {long}"), format!("both = {both}")] {
         assert!(stdout.lines().any(|l| l == line), "'{line}' in:\n{stdout}");
     }
-    let written: Value = serde_json::from_slice(&std::fs::read(tmp.path().join("out/both.json")).unwrap()).unwrap();
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("out/both.json")).unwrap()).unwrap();
     assert_eq!(written, json!(both));
     // A rerun reuses every task.
     let again = crate::cli::shoal(&["run", "values.toml", "--root", "root"], tmp.path());
@@ -187,4 +188,26 @@ fn a_job_file_of_values_runs_through_the_cli() {
     assert!(stderr.contains("value 'v'") && stderr.contains("'scale' is a table function"), "{stderr}");
     assert_eq!(stderr.lines().filter(|l| l.starts_with("error:")).count(), 1, "{stderr}");
     assert!(!tmp.path().join("bad-root/commits").exists(), "nothing committed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_chain_of_calls_lowers_and_drops_without_recursion() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client(tmp.path(), ExecutorKind::Threads);
+    let (add, _, _) = functions(&c).await;
+    // 100,000 calls, each reading the one before: on the test thread's small stack, lowering
+    // and dropping must not recurse per call.
+    let mut value = add.call([0.into()]);
+    for i in 1..100_000 {
+        value = add.call([(&value).into(), i.into()]);
+    }
+    let explain = value.explain().unwrap();
+    assert!(explain.starts_with("== task graph: 100000 tasks in 1 stages =="), "{explain}");
+    drop(value);
+    // A short chain runs: 0 + 1 + ... + 9.
+    let mut short = add.call([0.into()]);
+    for i in 1..10 {
+        short = add.call([(&short).into(), i.into()]);
+    }
+    assert_eq!(short.compute().await.unwrap(), json!(45));
 }
