@@ -55,13 +55,20 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// An error in one value (`[values.NAME]`) of a job file, with the value's name.
+    #[error("value '{name}': {source}")]
+    Value {
+        name: String,
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
     /// The error under any context wrapped around it (`Dataset`): what kind of failure it is.
     pub fn root(&self) -> &Error {
         match self {
-            Error::Dataset { source, .. } => source.root(),
+            Error::Dataset { source, .. } | Error::Value { source, .. } => source.root(),
             other => other,
         }
     }

@@ -35,6 +35,7 @@ pub use client::{Client, Config, FunctionModule};
 pub use collections::bag::{Bag, Bags, Binop, Item, Key, TextRead};
 pub use collections::dataframe::plan::JoinHint;
 pub use collections::dataframe::{Agg, DataFrame, ExprArg, GroupBy, Merge, WriteSummary};
+pub use collections::delayed::{Arg, Delayed, DelayedFunction};
 pub use error::{Error, Result};
 pub use executor::ExecutorKind;
 pub use shoal_protocol::PartFormat;

@@ -7,17 +7,23 @@ pub(super) async fn explain(args: RunArgs) -> anyhow::Result<()> {
     let job = JobFile::load(&args.job)?;
     let client = client(&args)?;
     let mut builder = Builder::new(&job, &client);
-    for output in &job.outputs {
-        let df = builder.dataset(&output.dataset).await?;
+    for output in job.outputs.iter().filter(|o| o.dataset.is_some()) {
+        let df = builder.dataset(output.name()).await?;
         println!(
             "#### output: {} ({})",
-            output.dataset,
+            output.name(),
             output
                 .destination()
                 .map(|(format, loc)| format!("to_{} {loc}", format.name()))
                 .unwrap_or_else(|| "show".into())
         );
         println!("{}", df.explain()?);
+    }
+    let values = builder.values().await?;
+    if !values.is_empty() {
+        let list: Vec<_> = values.values().collect();
+        println!("#### values: {}", values.keys().cloned().collect::<Vec<_>>().join(", "));
+        println!("{}", shoal::collections::delayed::explain(&list)?);
     }
     Ok(())
 }

@@ -3,9 +3,11 @@
 use super::progress::Progress;
 use super::{RunArgs, client};
 use anyhow::Context;
+use shoal::Delayed;
 use shoal::dashboard::server::Live;
 use shoal::events::Events;
 use shoal::jobfile::{Builder, JobFile};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -47,24 +49,25 @@ async fn run_outputs(args: &RunArgs, dashboard: Option<&Live>) -> anyhow::Result
     let mut builder = Builder::new(&job, &client);
     // Every output is planned and its location checked before the first one runs.
     let mut planned = Vec::with_capacity(job.outputs.len());
-    for output in &job.outputs {
-        let df = builder.dataset(&output.dataset).await?;
+    for output in job.outputs.iter().filter(|o| o.dataset.is_some()) {
+        let df = builder.dataset(output.name()).await?;
         if let Some((format, loc)) = output.destination() {
             df.check_output(&job.location(loc), format).await?;
         }
         planned.push((output, df));
     }
+    let values = builder.values().await?;
     for (output, df) in planned {
         let started = Instant::now();
         if let Some((format, loc)) = output.destination() {
             let loc = job.location(loc);
-            let (events, progress) = subscribers(&output.dataset, dashboard);
+            let (events, progress) = subscribers(output.name(), dashboard);
             let written = df.write_with(&loc, format, events).await;
             progress.finish();
             let written = written?;
             eprintln!(
                 "{}: wrote {} rows in {} parts to {loc} ({} tasks run, {} reused{}, {:.2}s)",
-                output.dataset,
+                output.name(),
                 written.rows,
                 written.parts.len(),
                 written.run.executed,
@@ -75,7 +78,7 @@ async fn run_outputs(args: &RunArgs, dashboard: Option<&Live>) -> anyhow::Result
             print_report(&written.run);
         }
         if output.show {
-            let (events, progress) = subscribers(&output.dataset, dashboard);
+            let (events, progress) = subscribers(output.name(), dashboard);
             let computed = df.compute_with(events).await;
             progress.finish();
             let (batches, summary) = computed?;
@@ -91,7 +94,7 @@ async fn run_outputs(args: &RunArgs, dashboard: Option<&Live>) -> anyhow::Result
             }
             eprintln!(
                 "{}: {rows} rows ({} tasks run, {} reused{}, {:.2}s)",
-                output.dataset,
+                output.name(),
                 summary.executed,
                 summary.already_committed,
                 skipped(&summary),
@@ -100,6 +103,47 @@ async fn run_outputs(args: &RunArgs, dashboard: Option<&Live>) -> anyhow::Result
             print_report(&summary);
         }
     }
+    if !values.is_empty() {
+        run_values(&job, &client, &values, dashboard).await?;
+    }
+    Ok(())
+}
+
+/// Computes every value of the job in one graph, prints each (`NAME = JSON`), and writes the
+/// ones an output names to their `to_json` path (one JSON document, written whole).
+async fn run_values(
+    job: &JobFile,
+    client: &shoal::Client,
+    values: &BTreeMap<String, Delayed>,
+    dashboard: Option<&Live>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (names, list): (Vec<&String>, Vec<&Delayed>) = values.iter().unzip();
+    let (events, progress) = subscribers("values", dashboard);
+    let computed = shoal::collections::delayed::compute_with(&list, events).await;
+    progress.finish();
+    let (computed, summary) = computed?;
+    let by_name: BTreeMap<&str, &serde_json::Value> =
+        names.iter().map(|n| n.as_str()).zip(&computed).collect();
+    for (name, value) in &by_name {
+        println!("{name} = {value}");
+    }
+    for output in job.outputs.iter().filter(|o| o.value.is_some()) {
+        if let (Some((_, loc)), Some(value)) = (output.destination(), by_name.get(output.name())) {
+            let url = client.storage().resolve(&job.location(loc))?.url;
+            let body = serde_json::to_vec_pretty(value).context("encoding a value")?;
+            client.storage().put(&url, bytes::Bytes::from(body)).await?;
+            eprintln!("{}: wrote {url}", output.name());
+        }
+    }
+    eprintln!(
+        "values: {} computed ({} tasks run, {} reused, {:.2}s)",
+        computed.len(),
+        summary.executed,
+        summary.already_committed,
+        started.elapsed().as_secs_f64()
+    );
+    print_report(&summary);
     Ok(())
 }
 

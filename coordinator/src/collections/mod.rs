@@ -7,6 +7,8 @@
 //! - [`bag`]: the Bag (`dask.bag`-like: JSON items), over the `items` family; it reads a
 //!   DataFrame's rows (`to_bag`) and hands its items to one (`to_dataframe`) through
 //!   `TaskGraph::extend`, so neither collection's plan knows the other's operators.
+//! - [`delayed`]: Delayed values (`dask.delayed`), over the `calls` operator family.
 
 pub mod bag;
 pub mod dataframe;
+pub mod delayed;

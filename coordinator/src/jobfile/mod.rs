@@ -22,9 +22,16 @@
 //! from = "priced"
 //! merge = { right = "zones", on = ["zone_id"], how = "left" }
 //!
+//! [values.rows]                        # a Delayed value: one call of a `value` function
+//! call = { module = "builtin:examples", function = "total_len", inputs = ["priced"] }
+//!
 //! [[outputs]]
 //! dataset = "priced"
 //! to_parquet = "out/priced"            # or: to_csv = "…", to_json = "…", show = true
+//!
+//! [[outputs]]
+//! value = "rows"                       # every value is printed; this also writes it
+//! to_json = "out/rows.json"
 //! ```
 //! Relative paths are relative to the job file's directory.
 //!
@@ -34,7 +41,8 @@
 //! has a module with its keys and its application to a [`DataFrame`] — [`read`], [`rows`]
 //! (filter, select, assign, head, map_partitions), [`aggregate`] (agg, value_counts,
 //! drop_duplicates), [`join`] (merge), [`order`] (sort_values, set_index, nlargest, nsmallest,
-//! repartition); [`env`] is what an operation may use (client, locations, modules, inputs).
+//! repartition); [`env`] is what an operation may use (client, locations, modules, inputs);
+//! [`values`] holds the `[values.NAME]` calls (Delayed values).
 
 use crate::client::{Client, FunctionModule};
 use crate::collections::dataframe::DataFrame;
@@ -53,14 +61,18 @@ pub mod operation;
 pub mod order;
 pub mod read;
 pub mod rows;
+pub mod values;
 
 pub use dataset::Dataset;
 pub use operation::Operation;
+pub use values::ValueSpec;
 
 /// A parsed job file.
 #[derive(Debug, Clone)]
 pub struct JobFile {
     pub datasets: BTreeMap<String, Dataset>,
+    /// Delayed values, `[values.NAME]`.
+    pub values: BTreeMap<String, ValueSpec>,
     pub outputs: Vec<OutputSpec>,
     /// Directory relative paths are resolved against (the job file's).
     pub base_dir: PathBuf,
@@ -73,14 +85,19 @@ struct RawJobFile {
     #[serde(default)]
     datasets: BTreeMap<String, toml::Table>,
     #[serde(default)]
+    values: BTreeMap<String, ValueSpec>,
+    #[serde(default)]
     outputs: Vec<OutputSpec>,
 }
 
-/// What to do with a dataset.
+/// What to do with a dataset, or with a value.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
-    pub dataset: String,
+    /// The dataset written or shown (exactly one of `dataset` and `value`).
+    pub dataset: Option<String>,
+    /// The value written (`to_json`: one JSON document at that path) or shown.
+    pub value: Option<String>,
     /// Write Parquet parts and a `_SUCCESS` manifest under this location.
     pub to_parquet: Option<String>,
     /// Write CSV parts (as pandas' `to_csv`) and a `_SUCCESS` manifest under this location.
@@ -96,6 +113,11 @@ pub struct OutputSpec {
 }
 
 impl OutputSpec {
+    /// The dataset's or the value's name.
+    pub fn name(&self) -> &str {
+        self.dataset.as_deref().or(self.value.as_deref()).unwrap_or_default()
+    }
+
     /// Where the output is written, if it is written: its format and location as the job file
     /// gives it.
     pub fn destination(&self) -> Option<(PartFormat, &str)> {
@@ -114,8 +136,20 @@ impl OutputSpec {
         .collect()
     }
 
-    /// Exactly one of `to_parquet`, `to_csv`, `to_json` and `show = true`.
+    /// Exactly one of `dataset` and `value`; exactly one of `to_parquet`, `to_csv`, `to_json`
+    /// and `show = true` (a value: `to_json` or `show`).
     fn check(&self) -> Result<()> {
+        if self.dataset.is_some() == self.value.is_some() {
+            return Err(Error::Invalid(
+                "an output names exactly one of `dataset = \"...\"` and `value = \"...\"`".into(),
+            ));
+        }
+        if self.value.is_some() && (self.to_parquet.is_some() || self.to_csv.is_some()) {
+            return Err(Error::Invalid(format!(
+                "output of value '{}': a value is written with `to_json = \"...\"` (one JSON document) or shown",
+                self.name()
+            )));
+        }
         let mut named: Vec<String> =
             self.destinations().iter().map(|(format, _)| format!("to_{}", format.name())).collect();
         if self.show {
@@ -126,12 +160,12 @@ impl OutputSpec {
             0 => Err(Error::Invalid(format!(
                 "output of '{}' needs one of `to_parquet = \"...\"`, `to_csv = \"...\"`, \
                  `to_json = \"...\"` or `show = true`",
-                self.dataset
+                self.name()
             ))),
             _ => Err(Error::Invalid(format!(
                 "output of '{}' names {}: an output does exactly one of to_parquet, to_csv, \
                  to_json and show (write another [[outputs]] for each)",
-                self.dataset,
+                self.name(),
                 named.join(" and ")
             ))),
         }
@@ -158,19 +192,33 @@ impl JobFile {
             .into_iter()
             .map(|(name, table)| Ok((name.clone(), Dataset::parse(&name, table)?)))
             .collect::<Result<BTreeMap<_, _>>>()?;
-        let job = JobFile { datasets, outputs: raw.outputs, base_dir: PathBuf::new() };
-        if job.outputs.is_empty() {
-            return Err(Error::Invalid("the job has no [[outputs]]: nothing to do".into()));
+        let job = JobFile { datasets, values: raw.values, outputs: raw.outputs, base_dir: PathBuf::new() };
+        if job.outputs.is_empty() && job.values.is_empty() {
+            return Err(Error::Invalid("the job has no [[outputs]] and no [values]: nothing to do".into()));
         }
         for o in &job.outputs {
-            if !job.datasets.contains_key(&o.dataset) {
+            o.check()?;
+            if let Some(d) = o.dataset.as_deref().filter(|d| !job.datasets.contains_key(*d)) {
                 return Err(Error::Invalid(format!(
-                    "output refers to unknown dataset '{}' (defined: {})",
-                    o.dataset,
+                    "output refers to unknown dataset '{d}' (defined: {})",
                     job.dataset_names()
                 )));
             }
-            o.check()?;
+            if let Some(v) = o.value.as_deref().filter(|v| !job.values.contains_key(*v)) {
+                return Err(Error::Invalid(format!("output refers to unknown value '{v}'")));
+            }
+        }
+        for (name, spec) in &job.values {
+            let known = |i: &String| job.values.contains_key(i) || job.datasets.contains_key(i);
+            if let Some(i) = spec.call.inputs.iter().find(|i| !known(i)) {
+                return Err(Error::Value {
+                    name: name.clone(),
+                    source: Box::new(Error::Invalid(format!(
+                        "input '{i}' is neither a value nor a dataset (datasets: {})",
+                        job.dataset_names()
+                    ))),
+                });
+            }
         }
         Ok(job)
     }
@@ -204,6 +252,20 @@ impl<'a> Builder<'a> {
     pub async fn dataset(&mut self, name: &str) -> Result<DataFrame> {
         let mut visiting = Vec::new();
         self.build(name, &mut visiting).await
+    }
+
+    /// The job's values as Delayed values (planned, not run), after the datasets they read.
+    pub async fn values(&mut self) -> Result<BTreeMap<String, crate::collections::delayed::Delayed>> {
+        for name in values::datasets_read(&self.job.values) {
+            self.dataset(name).await?;
+        }
+        let env = values::ValueEnv {
+            client: self.client,
+            base_dir: &self.job.base_dir,
+            modules: &mut self.modules,
+            datasets: &self.built,
+        };
+        values::build(&self.job.values, env).await
     }
 
     /// Builds `name` after the datasets it reads; `visiting` is the chain of datasets waiting
@@ -255,6 +317,30 @@ mod tests {
     use crate::JoinHint;
     use crate::collections::dataframe::Agg;
     use shoal_protocol::{JoinHow, SortKey};
+
+    #[test]
+    fn values_and_their_outputs_parse() {
+        let job = JobFile::parse(
+            "[datasets.t]\nread_csv='f'\n\
+             [values.n]\ncall = { module = 'builtin:examples', function = 'total_len', inputs = ['t'] }\n\
+             [values.s]\ncall = { module = 'builtin:examples', function = 'add_values', args = [1], inputs = ['n'] }\n\
+             [[outputs]]\nvalue = 's'\nto_json = 'out/s.json'",
+        )
+        .unwrap();
+        assert_eq!(job.values["s"].call.inputs, ["n"]);
+        assert_eq!(job.outputs[0].name(), "s");
+        assert!(JobFile::parse("[values.v]\ncall = { module = 'm', function = 'f' }").is_ok());
+        let err = JobFile::parse("[values.v]\ncall = { module = 'm', function = 'f', inputs = ['x'] }")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("value 'v': input 'x' is neither a value nor a dataset"), "{err}");
+        let err = JobFile::parse(
+            "[values.v]\ncall = { module = 'm', function = 'f' }\n[[outputs]]\nvalue='v'\nto_csv='o'",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("a value is written with `to_json"), "{err}");
+    }
 
     #[test]
     fn an_output_names_exactly_one_destination() {

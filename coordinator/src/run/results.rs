@@ -16,16 +16,23 @@ pub async fn collect(
 ) -> Result<Vec<RecordBatch>> {
     let mut batches = Vec::new();
     for &t in &graph.outputs {
-        for out in &manifests[t].outputs {
-            let bytes = storage.get(&out.object).await?;
-            let url = &out.object.url;
-            let undecodable =
-                |e: arrow::error::ArrowError| Error::Input { url: url.clone(), message: e.to_string() };
-            let reader = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
-                .map_err(undecodable)?;
-            for b in reader {
-                batches.push(b.map_err(undecodable)?);
-            }
+        batches.extend(read(storage, &manifests[t]).await?);
+    }
+    Ok(batches)
+}
+
+/// The batches one committed task wrote (Arrow IPC files).
+pub async fn read(storage: &Storage, manifest: &Manifest) -> Result<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
+    for out in &manifest.outputs {
+        let bytes = storage.get(&out.object).await?;
+        let url = &out.object.url;
+        let undecodable =
+            |e: arrow::error::ArrowError| Error::Input { url: url.clone(), message: e.to_string() };
+        let reader = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
+            .map_err(undecodable)?;
+        for b in reader {
+            batches.push(b.map_err(undecodable)?);
         }
     }
     Ok(batches)

@@ -10,6 +10,7 @@ mod cli;
 mod commit;
 mod credentials;
 mod dashboard;
+mod delayed;
 mod differential;
 mod duplicates;
 mod events;
@@ -49,8 +50,12 @@ pub fn client(root: &Path, executor: ExecutorKind) -> Client {
     Client::new(config(root, executor)).expect("client")
 }
 
-/// A binary built next to this test binary (`target/debug/<name>`; `cargo build --bins`).
+/// A binary built next to this test binary (`target/debug/<name>`; `cargo build --bins`), or
+/// in `$SHOAL_BIN_DIR` (a copy, when several checkouts share one target directory).
 pub fn sibling_bin(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("SHOAL_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().unwrap().parent().unwrap().join(name);
     assert!(

@@ -72,6 +72,12 @@ pub async fn run(
     Ok(table)
 }
 
+/// Whether a task running `pipeline` needs a main input (port 0): a run of calls of literals
+/// has none.
+pub fn needs_main_input(pipeline: &[Operator]) -> bool {
+    !calls::is_calls(pipeline)
+}
+
 /// The divisions (sort boundaries as text) that `pipeline`'s `output` declares, if any.
 pub fn divisions(pipeline: &[Operator], output: &[RecordBatch]) -> Result<Option<Vec<Vec<String>>>> {
     match pipeline.last() {
@@ -81,8 +87,11 @@ pub fn divisions(pipeline: &[Operator], output: &[RecordBatch]) -> Result<Option
 }
 
 /// Checks that a task's inputs and its operators agree on the side-table ports (see
-/// [`table::check_ports`]).
+/// [`table::check_ports`]; a pipeline of calls: [`calls::check_ports`]).
 pub fn check_ports(inputs: &[Input], pipeline: &[Operator], output: &Output) -> Result<()> {
+    if pipeline.iter().any(|op| matches!(op, Operator::Calls(_))) {
+        return calls::check_ports(inputs, pipeline);
+    }
     let reads = pipeline.iter().filter_map(|op| match op {
         Operator::Table(op) => table::side_port(op),
         _ => None,

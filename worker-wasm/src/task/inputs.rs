@@ -8,9 +8,11 @@ use crate::io::memory::held_bytes;
 use crate::io::scan::{self, Loaded};
 use crate::io::storage::Storage;
 use crate::ops::table::Sides;
+use arrow::datatypes::Schema;
 use futures::{StreamExt, TryStreamExt};
 use shoal_protocol::{Input, TaskMetrics, TaskSpec};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Bound on concurrent input reads of one task.
 const INPUT_CONCURRENCY: usize = 16;
@@ -29,8 +31,11 @@ pub async fn read(storage: &Storage, spec: &TaskSpec, metrics: &mut TaskMetrics)
         let acc = tables.entry(port).or_default();
         Loaded::append(acc, part, || format!("inputs of table {port} of one task differ in schema"))?;
     }
-    let Some(Loaded { schema, batches, .. }) = tables.remove(&0).flatten() else {
-        return Err(Error::InvalidTask("task has no main input".into()));
+    let (schema, batches) = match tables.remove(&0).flatten() {
+        Some(Loaded { schema, batches, .. }) => (schema, batches),
+        // A call of literals only reads nothing.
+        None if !crate::ops::needs_main_input(&spec.pipeline) => (Arc::new(Schema::empty()), vec![]),
+        None => return Err(Error::InvalidTask("task has no main input".into())),
     };
     let sides: Sides =
         tables.into_iter().filter_map(|(p, l)| l.map(|l| (p, (l.schema, l.batches)))).collect();
