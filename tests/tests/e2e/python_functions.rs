@@ -8,6 +8,8 @@
 //!   in both.
 //! - A raised exception is the call's error, with the traceback; an infinite loop stops at the
 //!   deadline; a memory bomb stops at the memory limit; the default memory limit fits CPython.
+//! - The build's error without componentize-py names the install command; the SDK's own unit
+//!   tests pass in ordinary CPython.
 //!
 //! The built component is cached under `shoal_cache()/python-components/`, keyed by a hash of
 //! its sources (the SDK, the example and test modules, the WIT); the compiled artifact by the
@@ -373,4 +375,19 @@ fn building_without_componentize_py_names_the_install_command() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("componentize-py is not installed"), "{stderr}");
     assert!(stderr.contains("pip install componentize-py==0.25.1"), "{stderr}");
+}
+
+/// The SDK's own unit tests (`functions/python/tests/test_shoal.py`), in the test venv's
+/// ordinary CPython.
+#[test]
+fn python_sdk_unit_tests_pass() {
+    let python = shoal_tests::python::test_python().unwrap();
+    let output = Command::new(python)
+        .current_dir(repo())
+        .args(["-B", "functions/python/tests/test_shoal.py", "-v"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("Ran 5 tests") && stderr.contains("OK"), "{stderr}");
 }
