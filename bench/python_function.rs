@@ -19,7 +19,10 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 fn main() -> Result<()> {
     let path = std::env::args().nth(1).ok_or("usage: python_function PYTHON_COMPONENT.wasm")?;
     let python = std::fs::read(&path)?;
-    println!("{:8} {:>9} {:>13} {:>10} {:>12} {:>16}", "", "size", "cold compile", "warm load", "1-item call", "10k-item call");
+    println!(
+        "{:8} {:>9} {:>13} {:>10} {:>12} {:>16}",
+        "", "size", "cold compile", "warm load", "1-item call", "10k-item call"
+    );
     for (name, bytes) in [("rust", shoal_functions::EXAMPLES), ("python", python.as_slice())] {
         let dir = tempfile::tempdir()?;
         measure(name, bytes, dir.path())?;
@@ -56,7 +59,12 @@ fn measure(name: &str, bytes: &[u8], cache: &Path) -> Result<()> {
 }
 
 /// The best of 5 calls of `inc` on `items` (each call: a fresh store and instance).
-fn best(sandbox: &Sandbox, module: &Arc<Module>, items: serde_json::Value, limits: &Limits) -> Result<Duration> {
+fn best(
+    sandbox: &Sandbox,
+    module: &Arc<Module>,
+    items: serde_json::Value,
+    limits: &Limits,
+) -> Result<Duration> {
     let input = vec![serde_json::to_vec(&items)?];
     let mut best = Duration::MAX;
     for _ in 0..5 {
