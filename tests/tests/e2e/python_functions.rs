@@ -8,6 +8,8 @@
 //!   in both.
 //! - A raised exception is the call's error, with the traceback; an infinite loop stops at the
 //!   deadline; a memory bomb stops at the memory limit; the default memory limit fits CPython.
+//! - The build's error without componentize-py names the install command; the SDK's own unit
+//!   tests pass in ordinary CPython.
 //!
 //! The built component is cached under `shoal_cache()/python-components/`, keyed by a hash of
 //! its sources (the SDK, the example and test modules, the WIT); the compiled artifact by the
@@ -373,4 +375,45 @@ fn building_without_componentize_py_names_the_install_command() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("componentize-py is not installed"), "{stderr}");
     assert!(stderr.contains("pip install componentize-py==0.25.1"), "{stderr}");
+}
+
+/// The SDK's own unit tests (`functions/python/tests/test_shoal.py`), in the test venv's
+/// ordinary CPython.
+#[test]
+fn python_sdk_unit_tests_pass() {
+    let python = shoal_tests::python::test_python().unwrap();
+    let output = Command::new(python)
+        .current_dir(repo())
+        .args(["-B", "functions/python/tests/test_shoal.py", "-v"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("Ran 5 tests") && stderr.contains("OK"), "{stderr}");
+}
+
+/// `shoal function list` prints each function with its kind (the compiled component comes from
+/// the cache the other tests filled).
+#[test]
+fn shoal_function_list_prints_names_kinds_and_descriptions() {
+    let dir = shoal_tests::shoal_cache().join("python-components");
+    let bytes = python_component();
+    let path = dir.join(format!("list-{}.wasm", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    let output = Command::new(crate::cli::shoal_bin())
+        .args(["function", "list"])
+        .arg(&path)
+        .env("SHOAL_CACHE_DIR", shoal_tests::shoal_cache().join("components"))
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let line =
+        |name: &str| stdout.lines().find(|l| l.split_whitespace().next() == Some(name)).map(str::to_string);
+    let kind = |name: &str| line(name).and_then(|l| l.split_whitespace().nth(1).map(str::to_string));
+    assert_eq!(kind("inc").as_deref(), Some("items"), "{stdout}");
+    assert_eq!(kind("add_field").as_deref(), Some("binop"), "{stdout}");
+    assert_eq!(kind("mul").as_deref(), Some("value"), "{stdout}");
+    assert!(line("mul").is_some_and(|l| l.ends_with("a * b")), "{stdout}");
 }
