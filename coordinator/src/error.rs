@@ -55,6 +55,13 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// An error in one bag (`[bags.NAME]`) of a job file, with the bag's name.
+    #[error("bag '{name}': {source}")]
+    Bag {
+        name: String,
+        #[source]
+        source: Box<Error>,
+    },
     /// An error in one value (`[values.NAME]`) of a job file, with the value's name.
     #[error("value '{name}': {source}")]
     Value {
@@ -68,7 +75,9 @@ impl Error {
     /// The error under any context wrapped around it (`Dataset`): what kind of failure it is.
     pub fn root(&self) -> &Error {
         match self {
-            Error::Dataset { source, .. } | Error::Value { source, .. } => source.root(),
+            Error::Dataset { source, .. } | Error::Value { source, .. } | Error::Bag { source, .. } => {
+                source.root()
+            }
             other => other,
         }
     }

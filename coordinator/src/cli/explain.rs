@@ -19,6 +19,13 @@ pub(super) async fn explain(args: RunArgs) -> anyhow::Result<()> {
         );
         println!("{}", df.explain()?);
     }
+    for output in job.outputs.iter().filter(|o| o.bag.is_some()) {
+        let bag = builder.bag(output.name()).await?;
+        let what =
+            output.to_textfiles.as_deref().map_or_else(|| "show".into(), |l| format!("to_textfiles {l}"));
+        println!("#### output: bag {} ({what})", output.name());
+        println!("{}", bag.explain()?);
+    }
     let values = builder.values().await?;
     if !values.is_empty() {
         let list: Vec<_> = values.values().collect();

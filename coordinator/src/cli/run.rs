@@ -57,6 +57,10 @@ async fn run_outputs(args: &RunArgs, dashboard: Option<&Live>) -> anyhow::Result
         planned.push((output, df));
     }
     let values = builder.values().await?;
+    let mut bags = Vec::new();
+    for output in job.outputs.iter().filter(|o| o.bag.is_some()) {
+        bags.push((output, builder.bag(output.name()).await?));
+    }
     for (output, df) in planned {
         let started = Instant::now();
         if let Some((format, loc)) = output.destination() {
@@ -103,9 +107,64 @@ async fn run_outputs(args: &RunArgs, dashboard: Option<&Live>) -> anyhow::Result
             print_report(&summary);
         }
     }
+    for (output, bag) in bags {
+        run_bag(&job, output, &bag, dashboard).await?;
+    }
     if !values.is_empty() {
         run_values(&job, &client, &values, dashboard).await?;
     }
+    Ok(())
+}
+
+/// Writes a bag with `to_textfiles`, or prints its items (one JSON per line).
+async fn run_bag(
+    job: &JobFile,
+    output: &shoal::jobfile::OutputSpec,
+    bag: &shoal::Bag,
+    dashboard: Option<&Live>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (events, progress) = subscribers(output.name(), dashboard);
+    if let Some(loc) = &output.to_textfiles {
+        let loc = job.location(loc);
+        let written = bag.to_textfiles_with(&loc, output.gzip, events).await;
+        progress.finish();
+        let written = written?;
+        eprintln!(
+            "{}: wrote {} parts to {loc} ({} tasks run, {} reused{}, {:.2}s)",
+            output.name(),
+            written.parts.len(),
+            written.run.executed,
+            written.run.already_committed,
+            skipped(&written.run),
+            started.elapsed().as_secs_f64()
+        );
+        print_report(&written.run);
+        return Ok(());
+    }
+    let computed = bag.compute_with(events).await;
+    progress.finish();
+    let (items, summary) = computed?;
+    let limit = output.rows.unwrap_or(20);
+    for item in items.iter().take(limit) {
+        println!("{item}");
+    }
+    if items.len() > limit {
+        println!("... {} more items", items.len() - limit);
+    }
+    eprintln!(
+        "{}: {} items ({} tasks run, {} reused{}, {:.2}s)",
+        output.name(),
+        items.len(),
+        summary.executed,
+        summary.already_committed,
+        skipped(&summary),
+        started.elapsed().as_secs_f64()
+    );
+    if summary.records_skipped > 0 {
+        eprintln!("{}: {} malformed records skipped", output.name(), summary.records_skipped);
+    }
+    print_report(&summary);
     Ok(())
 }
 

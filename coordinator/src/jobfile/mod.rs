@@ -42,7 +42,8 @@
 //! (filter, select, assign, head, map_partitions), [`aggregate`] (agg, value_counts,
 //! drop_duplicates), [`join`] (merge), [`order`] (sort_values, set_index, nlargest, nsmallest,
 //! repartition); [`env`] is what an operation may use (client, locations, modules, inputs);
-//! [`values`] holds the `[values.NAME]` calls (Delayed values).
+//! [`values`] holds the `[values.NAME]` calls (Delayed values); [`bags`] the `[bags.NAME]`
+//! tables (Bags; written with `to_textfiles` or shown).
 
 use crate::client::{Client, FunctionModule};
 use crate::collections::dataframe::DataFrame;
@@ -53,6 +54,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 pub mod aggregate;
+pub mod bags;
 pub mod dataset;
 pub mod env;
 pub mod join;
@@ -73,6 +75,8 @@ pub struct JobFile {
     pub datasets: BTreeMap<String, Dataset>,
     /// Delayed values, `[values.NAME]`.
     pub values: BTreeMap<String, ValueSpec>,
+    /// Bags, `[bags.NAME]`.
+    pub bags: BTreeMap<String, bags::BagSpec>,
     pub outputs: Vec<OutputSpec>,
     /// Directory relative paths are resolved against (the job file's).
     pub base_dir: PathBuf,
@@ -87,6 +91,8 @@ struct RawJobFile {
     #[serde(default)]
     values: BTreeMap<String, ValueSpec>,
     #[serde(default)]
+    bags: BTreeMap<String, toml::Table>,
+    #[serde(default)]
     outputs: Vec<OutputSpec>,
 }
 
@@ -98,6 +104,14 @@ pub struct OutputSpec {
     pub dataset: Option<String>,
     /// The value written (`to_json`: one JSON document at that path) or shown.
     pub value: Option<String>,
+    /// The bag written (`to_textfiles`) or shown (its items, one JSON per line).
+    pub bag: Option<String>,
+    /// Write one text file per partition of the bag, and a `_SUCCESS` manifest, under this
+    /// location.
+    pub to_textfiles: Option<String>,
+    /// With `to_textfiles`: gzip-compressed parts (`part-00000.txt.gz`).
+    #[serde(default)]
+    pub gzip: bool,
     /// Write Parquet parts and a `_SUCCESS` manifest under this location.
     pub to_parquet: Option<String>,
     /// Write CSV parts (as pandas' `to_csv`) and a `_SUCCESS` manifest under this location.
@@ -115,7 +129,7 @@ pub struct OutputSpec {
 impl OutputSpec {
     /// The dataset's or the value's name.
     pub fn name(&self) -> &str {
-        self.dataset.as_deref().or(self.value.as_deref()).unwrap_or_default()
+        self.dataset.as_deref().or(self.value.as_deref()).or(self.bag.as_deref()).unwrap_or_default()
     }
 
     /// Where the output is written, if it is written: its format and location as the job file
@@ -139,10 +153,24 @@ impl OutputSpec {
     /// Exactly one of `dataset` and `value`; exactly one of `to_parquet`, `to_csv`, `to_json`
     /// and `show = true` (a value: `to_json` or `show`).
     fn check(&self) -> Result<()> {
-        if self.dataset.is_some() == self.value.is_some() {
+        let subjects = [&self.dataset, &self.value, &self.bag].iter().filter(|s| s.is_some()).count();
+        if subjects != 1 {
             return Err(Error::Invalid(
-                "an output names exactly one of `dataset = \"...\"` and `value = \"...\"`".into(),
+                "an output names exactly one of `dataset = \"...\"`, `value = \"...\"` and `bag = \"...\"`"
+                    .into(),
             ));
+        }
+        if self.bag.is_some() {
+            if !self.destinations().is_empty() || self.to_textfiles.is_some() == self.show {
+                return Err(Error::Invalid(format!(
+                    "output of bag '{}': a bag is written with `to_textfiles = \"...\"` or shown with `show = true` (one of them)",
+                    self.name()
+                )));
+            }
+            return Ok(());
+        }
+        if self.to_textfiles.is_some() {
+            return Err(Error::Invalid(format!("output of '{}': to_textfiles writes a bag", self.name())));
         }
         if self.value.is_some() && (self.to_parquet.is_some() || self.to_csv.is_some()) {
             return Err(Error::Invalid(format!(
@@ -192,7 +220,29 @@ impl JobFile {
             .into_iter()
             .map(|(name, table)| Ok((name.clone(), Dataset::parse(&name, table)?)))
             .collect::<Result<BTreeMap<_, _>>>()?;
-        let job = JobFile { datasets, values: raw.values, outputs: raw.outputs, base_dir: PathBuf::new() };
+        let bags = raw
+            .bags
+            .into_iter()
+            .map(|(name, table)| Ok((name.clone(), bags::BagSpec::parse(&name, table)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let job =
+            JobFile { datasets, values: raw.values, bags, outputs: raw.outputs, base_dir: PathBuf::new() };
+        for name in job.values.keys().chain(job.bags.keys()) {
+            let kinds: Vec<&str> = [
+                ("dataset", job.datasets.contains_key(name)),
+                ("value", job.values.contains_key(name)),
+                ("bag", job.bags.contains_key(name)),
+            ]
+            .into_iter()
+            .filter_map(|(k, has)| has.then_some(k))
+            .collect();
+            if kinds.len() > 1 {
+                return Err(Error::Invalid(format!(
+                    "'{name}' names both a {}: datasets, values and bags share one namespace",
+                    kinds.join(" and a ")
+                )));
+            }
+        }
         if job.outputs.is_empty() && job.values.is_empty() {
             return Err(Error::Invalid("the job has no [[outputs]] and no [values]: nothing to do".into()));
         }
@@ -206,6 +256,12 @@ impl JobFile {
             }
             if let Some(v) = o.value.as_deref().filter(|v| !job.values.contains_key(*v)) {
                 return Err(Error::Invalid(format!("output refers to unknown value '{v}'")));
+            }
+            if let Some(b) = o.bag.as_deref().filter(|b| !job.bags.contains_key(*b)) {
+                return Err(Error::Invalid(format!(
+                    "output refers to unknown bag '{b}' (defined: {})",
+                    job.bags.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
             }
         }
         for (name, spec) in &job.values {
@@ -240,12 +296,13 @@ pub struct Builder<'a> {
     job: &'a JobFile,
     client: &'a Client,
     built: HashMap<String, DataFrame>,
+    bags: HashMap<String, crate::collections::bag::Bag>,
     modules: HashMap<String, FunctionModule>,
 }
 
 impl<'a> Builder<'a> {
     pub fn new(job: &'a JobFile, client: &'a Client) -> Self {
-        Self { job, client, built: HashMap::new(), modules: HashMap::new() }
+        Self { job, client, built: HashMap::new(), bags: HashMap::new(), modules: HashMap::new() }
     }
 
     /// The DataFrame of a named dataset.
@@ -266,6 +323,51 @@ impl<'a> Builder<'a> {
             datasets: &self.built,
         };
         values::build(&self.job.values, env).await
+    }
+
+    /// The Bag of a named `[bags.NAME]`, after the bags (and dataset) it reads.
+    pub async fn bag(&mut self, name: &str) -> Result<crate::collections::bag::Bag> {
+        let mut chain: Vec<String> = Vec::new();
+        let mut at = name.to_string();
+        // Walk `from` down to something built (or a source), then build back up.
+        loop {
+            if self.bags.contains_key(&at) {
+                break;
+            }
+            if chain.contains(&at) {
+                chain.push(at);
+                return Err(Error::Invalid(format!("bags form a cycle: {}", chain.join(" <- "))));
+            }
+            let spec = self.job.bags.get(&at).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown bag '{at}' (defined: {})",
+                    self.job.bags.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            chain.push(at.clone());
+            match &spec.from {
+                Some(from) => at = from.clone(),
+                None => break,
+            }
+        }
+        while let Some(next) = chain.pop() {
+            let spec = &self.job.bags[&next];
+            if let bags::BagOp::FromDataset(d) = &spec.op {
+                self.dataset(d).await.map_err(|e| Error::Bag { name: next.clone(), source: Box::new(e) })?;
+            }
+            let input = spec.from.as_ref().and_then(|f| self.bags.get(f).cloned());
+            let mut env = bags::BagEnv {
+                client: self.client,
+                base_dir: &self.job.base_dir,
+                modules: &mut self.modules,
+                datasets: &self.built,
+            };
+            let bag = bags::apply(&spec.op, input, &mut env)
+                .await
+                .map_err(|e| Error::Bag { name: next.clone(), source: Box::new(e) })?;
+            self.bags.insert(next, bag);
+        }
+        self.bags.get(name).cloned().ok_or_else(|| Error::Invalid(format!("bag '{name}' was not built")))
     }
 
     /// Builds `name` after the datasets it reads; `visiting` is the chain of datasets waiting

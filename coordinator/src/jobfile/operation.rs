@@ -109,7 +109,7 @@ mod tests {
     #[test]
     fn every_operation_is_keyed_by_its_name() {
         let names: Vec<_> = OPERATIONS.iter().map(|o| o.name).collect();
-        assert_eq!(names.len(), 17, "{names:?}");
+        assert_eq!(names.len(), 18, "{names:?}");
         assert_eq!(names[..3], ["read_parquet", "read_csv", "read_json"]);
         for op in OPERATIONS.iter() {
             assert!(op.keys.contains(&op.name), "{}: its struct has no field `{}`", op.name, op.name);

@@ -227,3 +227,83 @@ async fn malformed_lines_are_named_or_skipped_and_counted() {
     assert!(err.contains("no key 'b'") && err.contains("default"), "{err}");
     assert!(bag.filter_where("a >>> 1").is_err());
 }
+
+#[test]
+fn a_bag_job_file_runs_through_the_cli() {
+    shoal_tests::init_test_env();
+    let tmp = tempfile::tempdir().unwrap();
+    let want = reference(&tmp.path().join("logs"));
+    let job = r#"
+[bags.logs]
+read_json = { path = "logs/", blocksize = "30KB" }
+
+[bags.errors]
+from = "logs"
+filter = "status >= 500"
+
+[bags.countries]
+from = "errors"
+pluck = { path = "user.country", default = null }
+
+[bags.by_country]
+from = "countries"
+frequencies = { sort = true }
+
+[bags.n]
+from = "logs"
+count = true
+
+[bags.bytes_by_method]
+from = "logs"
+foldby = { key = "method", module = "builtin:examples", binop = "add_field", args = { field = "bytes" }, initial = 0, combine = "add" }
+
+[[outputs]]
+bag = "by_country"
+show = true
+rows = 100
+
+[[outputs]]
+bag = "n"
+show = true
+
+[[outputs]]
+bag = "errors"
+to_textfiles = "out/errors"
+"#
+    .replace("default = null", "default = \"?\"");
+    std::fs::write(tmp.path().join("job.toml"), &job).unwrap();
+    let out = crate::cli::shoal(&["run", "job.toml"], tmp.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let printed: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // TOML has no null: a missing country is "?" here, where the reference has None for it and
+    // for an explicit null.
+    let mut got: BTreeMap<String, i64> = BTreeMap::new();
+    for pair in &printed[..printed.len() - 1] {
+        let name = if pair[0] == json!("?") { Value::Null } else { pair[0].clone() };
+        *got.entry(name.to_string()).or_default() += pair[1].as_i64().unwrap();
+    }
+    let want_countries: BTreeMap<String, i64> = want["error_countries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].to_string(), p[1].as_i64().unwrap()))
+        .collect();
+    assert_eq!(got, want_countries);
+    assert_eq!(printed.last().unwrap(), &want["count"]);
+    assert!(tmp.path().join("out/errors/_SUCCESS").exists(), "{stderr}");
+
+    // A bag with two operations, or named like a dataset, is one clear error.
+    std::fs::write(
+        tmp.path().join("bad.toml"),
+        "[bags.a]\nread_json = 'logs'\ncount = true\n[[outputs]]\nbag = 'a'\nshow = true\n",
+    )
+    .unwrap();
+    let out = crate::cli::shoal(&["run", "bad.toml"], tmp.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("bag 'a'") && stderr.contains("exactly one operation"),
+        "{stderr}"
+    );
+}
