@@ -1,12 +1,16 @@
 //! Executor conformance: the same job cases (relational, wasm, head, CSV, group-by, merge, sort,
 //! a fatal guest failure) on `sync`, `threads`, `processes` and `lambda` (the real handler
-//! behind a local Lambda) give identical results, equal to DuckDB's.
+//! behind a local Lambda) give identical results, equal to DuckDB's; and the same Bag cases
+//! (built-in operators and reductions, `foldby` and `map`/`filter` with the Rust and the Python
+//! function component) give identical items on every executor, equal to the answer computed
+//! directly from the generated items.
 
 use crate::client;
 use arrow::record_batch::RecordBatch;
+use serde_json::Value;
 use serde_json::json;
 use shoal::JoinHint;
-use shoal::{Agg, Client, Error, ExecutorKind, Merge};
+use shoal::{Agg, Binop, Client, Error, ExecutorKind, Key, Merge, TextRead};
 use shoal_protocol::{FailureKind, SortKey};
 use shoal_tests::data::{assert_same_rows, assert_same_rows_ordered, trips_batch, write_csv, write_trips};
 use shoal_tests::python::duckdb_query;
@@ -185,4 +189,99 @@ async fn executors_agree_with_each_other_and_duckdb() {
             assert_eq!(concat(a), concat(b), "{kind}/{name} differs from sync");
         }
     }
+}
+
+/// The Bag cases, run on one client: each case's items, as computed (order included).
+async fn bag_suite(c: &Client, logs: &Path, dir: &Path) -> Vec<(String, Vec<Value>)> {
+    let mut results = Vec::new();
+    let read = TextRead { blocksize: Some(8_000), ..Default::default() };
+    let bag = c.bag().read_json(logs.to_str().unwrap(), read).await.unwrap();
+    assert!(bag.npartitions() >= 8, "{} partitions", bag.npartitions());
+
+    // Built-in operators only: a predicate, a path, a tree of partial counts.
+    let countries = bag
+        .filter_where("status >= 500 AND method IN ('GET', 'POST')")
+        .unwrap()
+        .pluck("user.country")
+        .unwrap()
+        .frequencies(true);
+    results.push(("frequencies".to_string(), countries.compute().await.unwrap()));
+
+    let python = dir.join("python-examples.wasm");
+    std::fs::write(&python, crate::python_functions::python_component()).unwrap();
+    let modules = [
+        ("rust", c.load_module("builtin:examples").await.unwrap()),
+        ("python", c.load_module(python.to_str().unwrap()).await.unwrap()),
+    ];
+    for (lang, m) in &modules {
+        // A filter with a function, then a foldby tree (partials, a combine level, the final).
+        let totals = bag
+            .filter(m, "is_error", json!({}))
+            .unwrap()
+            .split_every(3)
+            .foldby(
+                Key::Path("method"),
+                Binop::new(m, "add_field").args(json!({"field": "bytes"})),
+                json!(0),
+                Some(Binop::new(m, "add")),
+                None,
+            )
+            .unwrap();
+        results.push((format!("foldby-{lang}"), totals.compute().await.unwrap()));
+        // A map and a filter with functions, then a built-in sum.
+        let ids = bag.pluck("id").unwrap().map(m, "inc", json!({"by": 3})).unwrap();
+        let sum = ids.filter(m, "is_even", json!({})).unwrap().sum("").unwrap();
+        results.push((format!("map-{lang}"), sum.to_bag().compute().await.unwrap()));
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bag_cases_agree_on_every_executor_with_the_direct_answer() {
+    shoal_tests::init_test_env();
+    let tmp = tempfile::tempdir().unwrap();
+    let logs = tmp.path().join("logs");
+    let items = crate::bag_faults::write_logs(&logs, 4, 250);
+
+    // The answers computed directly from the items.
+    let selected = items.iter().filter(|i| {
+        i["status"].as_i64().unwrap() >= 500 && ["GET", "POST"].contains(&i["method"].as_str().unwrap())
+    });
+    let countries: Vec<&Value> = selected.map(|i| &i["user"]["country"]).collect();
+    let want_countries = crate::bag_faults::frequencies(countries);
+    let errors = items.iter().filter(|i| crate::bag_faults::is_error(i));
+    let want_totals = crate::bag_faults::bytes_by_method(errors);
+    let want_sum: i64 = (0..items.len() as i64).map(|id| id + 3).filter(|x| x % 2 == 0).sum();
+
+    let lambda = crate::local_lambda(2);
+    let mut all = Vec::new();
+    for kind in [ExecutorKind::Sync, ExecutorKind::Threads, ExecutorKind::Processes, ExecutorKind::Lambda] {
+        let root = tmp.path().join(format!("root-{kind}"));
+        let c = match kind {
+            ExecutorKind::Lambda => crate::lambda_client(&root, &lambda, 2, 4096),
+            _ => client(&root, kind),
+        };
+        assert_eq!(c.executor().name(), kind.to_string());
+        let results = bag_suite(&c, &logs, tmp.path()).await;
+        for (name, got) in &results {
+            match name.as_str() {
+                "frequencies" => assert_eq!(got, &want_countries, "{kind}/{name}"),
+                n if n.starts_with("foldby") => {
+                    assert_eq!(crate::bag_faults::pairs(got), want_totals, "{kind}/{name}")
+                }
+                n if n.starts_with("map") => assert_eq!(got, &[json!(want_sum)], "{kind}/{name}"),
+                other => panic!("no direct answer for {other}"),
+            }
+        }
+        all.push((kind, results));
+    }
+    assert!(lambda.invocations() > 20, "{} invocations", lambda.invocations());
+    // Identical items in the same order on every executor (the Rust and Python foldby too).
+    let (_, first) = &all[0];
+    for (kind, results) in &all[1..] {
+        assert_eq!(results, first, "{kind} differs from sync");
+    }
+    let rust = &first.iter().find(|r| r.0 == "foldby-rust").unwrap().1;
+    let python = &first.iter().find(|r| r.0 == "foldby-python").unwrap().1;
+    assert_eq!(rust, python, "the Rust and the Python foldby");
 }

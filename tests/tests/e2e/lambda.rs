@@ -116,7 +116,7 @@ async fn workers_killed_mid_task_on_lambda_and_processes() {
 }
 
 /// SIGKILLs one `shoal-worker` child of this test process.
-fn kill_a_worker_process() -> bool {
+pub(crate) fn kill_a_worker_process() -> bool {
     let me = std::process::id().to_string();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };

@@ -1,10 +1,12 @@
 //! End-to-end tests, one binary: storage conformance, executor conformance, differential
 //! correctness against DuckDB, the sandbox seen from a task, commit races, the CLI,
 //! kill-and-resume, the CSV / JSON lines writers, and Python functions (built with
-//! `shoal function build`, compared with the Rust examples).
+//! `shoal function build`, compared with the Rust examples), and the Bag under S3 faults, killed
+//! workers and forced duplicates.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bag;
+mod bag_faults;
 mod bag_functions;
 mod cli;
 mod commit;
