@@ -85,6 +85,11 @@ async fn a_dataframe_is_a_list_of_rows_to_a_delayed_call() {
         values,
         [json!(rows), json!(rows + ids_at_least_100 + 2), json!(2 * rows + ids_at_least_100 + 2)]
     );
+    // A Bag argument arrives as the list of its items: a bag of the rows, and a filtered one.
+    let bag = trips.to_bag().unwrap();
+    let short = bag.filter_where("id < 100").unwrap();
+    let items = total_len.call([(&bag).into(), (&short).into(), (&bag).into()]);
+    assert_eq!(items.compute().await.unwrap(), json!(2 * rows + (rows - ids_at_least_100)));
 }
 
 /// The same small graph on one executor: a tree, a shared value, a DataFrame argument.

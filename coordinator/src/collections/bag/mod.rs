@@ -356,6 +356,18 @@ impl Bag {
         Ok(DataFrame::from_graph(&self.client, source, self.modules.clone()))
     }
 
+    /// The task graph computing this Bag into intermediates and the modules its tasks call:
+    /// how another collection (a Delayed argument) reads its items.
+    pub(crate) fn lowered(&self) -> Result<(crate::graph::TaskGraph, Vec<FunctionModule>)> {
+        Ok((self.graph()?, self.modules.clone()))
+    }
+
+    /// The identity of this Bag's plan (shared by clones), so one collection used twice is
+    /// computed once.
+    pub(crate) fn identity(&self) -> *const () {
+        Arc::as_ptr(&self.plan).cast()
+    }
+
     fn graph(&self) -> Result<crate::graph::TaskGraph> {
         lower(&self.plan, &Target::Collect, None, lower_items_schema())
     }

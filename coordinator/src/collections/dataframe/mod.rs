@@ -690,12 +690,6 @@ impl DataFrame {
         Ok((batches, run.summary))
     }
 
-    /// The task graph [`compute`](Self::compute) runs, and the modules its tasks call: how
-    /// another collection (a Delayed call) takes this result as an input.
-    pub(crate) fn collect_graph(&self) -> Result<(crate::graph::TaskGraph, &[FunctionModule])> {
-        Ok((lower(&self.optimized()?, &Target::Collect)?, &self.modules))
-    }
-
     /// Checks the plan that will run — optimized, lowered, every fused stage checked against
     /// the schemas of the tables its tasks will read, with the worker's own code — without
     /// running anything.

@@ -9,8 +9,6 @@
 
 use super::node::{Node, NodeArg};
 use crate::client::FunctionModule;
-use crate::collections::dataframe::DataFrame;
-use crate::collections::dataframe::plan::Plan;
 use crate::error::Result;
 use crate::graph::{TaskGraph, TaskNode, upstream_port};
 use shoal_protocol::{CallArg, CallOp, Operator, Output, TaskKey};
@@ -25,8 +23,8 @@ pub(crate) struct Lowering {
     pub modules: Vec<FunctionModule>,
     by_node: HashMap<*const Node, usize>,
     by_key: HashMap<TaskKey, usize>,
-    /// A DataFrame argument's output tasks, by its plan's identity.
-    frames: HashMap<*const Plan, Vec<usize>>,
+    /// A collection argument's output tasks, by its plan's identity.
+    frames: HashMap<*const (), Vec<usize>>,
     /// The stage of each function's calls, by stage name.
     stages: HashMap<String, usize>,
 }
@@ -35,7 +33,7 @@ pub(crate) struct Lowering {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Source {
     Task(usize),
-    Frame(*const Plan),
+    Collection(*const ()),
 }
 
 impl Lowering {
@@ -58,8 +56,11 @@ impl Lowering {
                         stack.push((n, false))
                     }
                     NodeArg::Frame(df) => {
-                        self.frame(df)?;
+                        self.collection(std::ptr::from_ref(df.plan()).cast(), || {
+                            df.lowered().map(|(graph, modules, _)| (graph, modules))
+                        })?;
                     }
+                    NodeArg::Bag(bag) => self.collection(bag.identity(), || bag.lowered())?,
                     _ => {}
                 }
             }
@@ -79,13 +80,14 @@ impl Lowering {
                     continue;
                 }
                 NodeArg::Value(n) => Source::Task(self.by_node[&Arc::as_ptr(n)]),
-                NodeArg::Frame(df) => Source::Frame(std::ptr::from_ref(df.plan())),
+                NodeArg::Frame(df) => Source::Collection(std::ptr::from_ref(df.plan()).cast()),
+                NodeArg::Bag(bag) => Source::Collection(bag.identity()),
             };
             let next = ports.len() as u32;
             let port = *ports.entry(source).or_insert_with(|| {
                 let tasks = match source {
                     Source::Task(t) => vec![t],
-                    Source::Frame(p) => self.frames.get(&p).cloned().unwrap_or_default(),
+                    Source::Collection(p) => self.frames.get(&p).cloned().unwrap_or_default(),
                 };
                 for t in tasks {
                     inputs.push(upstream_port(&self.graph.tasks[t].key, next));
@@ -138,36 +140,27 @@ impl Lowering {
         }
     }
 
-    /// Splices the graph of a DataFrame argument in (once per plan; tasks already present by
-    /// key are shared).
-    fn frame(&mut self, df: &DataFrame) -> Result<()> {
-        let plan = std::ptr::from_ref(df.plan());
-        if self.frames.contains_key(&plan) {
+    /// Splices the graph of a collection argument in, once per plan (`id`); tasks already
+    /// present by key are shared.
+    fn collection(
+        &mut self,
+        id: *const (),
+        lowered: impl FnOnce() -> Result<(TaskGraph, Vec<FunctionModule>)>,
+    ) -> Result<()> {
+        if self.frames.contains_key(&id) {
             return Ok(());
         }
-        let (graph, modules) = df.collect_graph()?;
-        for m in modules {
+        let (graph, modules) = lowered()?;
+        for m in &modules {
             self.module(m);
         }
-        let mut map = Vec::with_capacity(graph.tasks.len());
-        let mut stages: HashMap<usize, usize> = HashMap::new();
-        for task in graph.tasks {
-            if let Some(&t) = self.by_key.get(&task.key) {
-                map.push(t);
-                continue;
-            }
-            let stage = *stages.entry(task.stage).or_insert_with(|| {
-                let s = &graph.stages[task.stage];
-                self.graph.stage(s.name.clone(), s.operators.clone(), s.estimated_bytes, s.schema.clone())
-            });
-            let index = self.graph.stages[stage].tasks.len();
-            let deps = task.deps.iter().map(|&d| map[d]).collect();
-            let key = task.key.clone();
-            let t = self.graph.push(TaskNode { stage, index, deps, ..task });
-            self.by_key.insert(key, t);
-            map.push(t);
+        let before = self.graph.tasks.len();
+        let outputs = self.graph.extend(&graph);
+        for t in before..self.graph.tasks.len() {
+            self.by_key.insert(self.graph.tasks[t].key.clone(), t);
         }
-        self.frames.insert(plan, graph.outputs.iter().map(|&o| map[o]).collect());
+        self.frames.insert(id, outputs);
         Ok(())
     }
+
 }

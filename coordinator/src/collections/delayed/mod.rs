@@ -23,6 +23,7 @@ mod lower;
 mod node;
 
 use crate::client::{Client, FunctionModule};
+use crate::collections::bag::Bag;
 use crate::collections::dataframe::DataFrame;
 use crate::error::{Error, Result};
 use crate::events::Events;
@@ -76,6 +77,7 @@ impl DelayedFunction {
                 Arg::Literal(v) => NodeArg::Literal(v),
                 Arg::Delayed(d) => NodeArg::Value(d.node),
                 Arg::DataFrame(df) => NodeArg::Frame(df),
+                Arg::Bag(bag) => NodeArg::Bag(bag),
             })
             .collect();
         let node = Node { module: self.module.clone(), function: self.function.clone(), args };
@@ -90,6 +92,8 @@ pub enum Arg {
     Literal(serde_json::Value),
     Delayed(Delayed),
     DataFrame(DataFrame),
+    /// A Bag: its items, as one JSON list.
+    Bag(Bag),
 }
 
 macro_rules! literal_args {
@@ -124,6 +128,18 @@ impl From<&Delayed> for Arg {
 impl From<DataFrame> for Arg {
     fn from(df: DataFrame) -> Self {
         Arg::DataFrame(df)
+    }
+}
+
+impl From<Bag> for Arg {
+    fn from(bag: Bag) -> Self {
+        Arg::Bag(bag)
+    }
+}
+
+impl From<&Bag> for Arg {
+    fn from(bag: &Bag) -> Self {
+        Arg::Bag(bag.clone())
     }
 }
 

@@ -3,6 +3,7 @@
 //! is computed when it is recorded; lowering walks the DAG once.
 
 use crate::client::FunctionModule;
+use crate::collections::bag::Bag;
 use crate::collections::dataframe::DataFrame;
 use shoal_protocol::FunctionRef;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub(crate) enum NodeArg {
     Literal(serde_json::Value),
     Value(Arc<Node>),
     Frame(DataFrame),
+    Bag(Bag),
 }
 
 impl Drop for Node {
