@@ -128,7 +128,9 @@ fn string_list<'a>(args: &'a Args, name: &str) -> Result<Vec<&'a str>, String> {
         return Err(format!("argument '{name}' must be a list of strings, got {value}"));
     };
     list.iter()
-        .map(|v| v.as_str().ok_or_else(|| format!("argument '{name}' must be a list of strings, got {value}")))
+        .map(|v| {
+            v.as_str().ok_or_else(|| format!("argument '{name}' must be a list of strings, got {value}"))
+        })
         .collect()
 }
 

@@ -129,7 +129,9 @@ impl Num {
 /// `a + b`: integers stay integers (a sum beyond `i64` becomes a float); otherwise floats.
 pub fn add(a: Num, b: Num) -> Num {
     match (a, b) {
-        (Num::Int(a), Num::Int(b)) => a.checked_add(b).map_or_else(|| Num::Float(a as f64 + b as f64), Num::Int),
+        (Num::Int(a), Num::Int(b)) => {
+            a.checked_add(b).map_or_else(|| Num::Float(a as f64 + b as f64), Num::Int)
+        }
         (a, b) => Num::Float(a.float() + b.float()),
     }
 }
@@ -137,7 +139,9 @@ pub fn add(a: Num, b: Num) -> Num {
 /// `a * b`: integers stay integers (a product beyond `i64` becomes a float); otherwise floats.
 pub fn mul(a: Num, b: Num) -> Num {
     match (a, b) {
-        (Num::Int(a), Num::Int(b)) => a.checked_mul(b).map_or_else(|| Num::Float(a as f64 * b as f64), Num::Int),
+        (Num::Int(a), Num::Int(b)) => {
+            a.checked_mul(b).map_or_else(|| Num::Float(a as f64 * b as f64), Num::Int)
+        }
         (a, b) => Num::Float(a.float() * b.float()),
     }
 }

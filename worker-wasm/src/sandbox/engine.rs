@@ -389,8 +389,20 @@ mod tests {
         assert_eq!(
             names,
             [
-                "add", "add_field", "add_values", "filter_range", "inc", "is_error", "is_even", "mul",
-                "normalize_text", "row_total", "scale", "split_words", "sum_list", "total_len"
+                "add",
+                "add_field",
+                "add_values",
+                "filter_range",
+                "inc",
+                "is_error",
+                "is_even",
+                "mul",
+                "normalize_text",
+                "row_total",
+                "scale",
+                "split_words",
+                "sum_list",
+                "total_len"
             ]
         );
 

@@ -87,13 +87,21 @@ impl Instance {
                 .shoal_function_functions()
                 .call_list_functions(store)?
                 .into_iter()
-                .map(|f| ListedFunction { name: f.name, kind: from_v2_kind(f.kind), description: f.description })
+                .map(|f| ListedFunction {
+                    name: f.name,
+                    kind: from_v2_kind(f.kind),
+                    description: f.description,
+                })
                 .collect(),
             Instance::V1(bindings) => bindings
                 .shoal_function_functions()
                 .call_list_functions(store)?
                 .into_iter()
-                .map(|f| ListedFunction { name: f.name, kind: FunctionKind::Table, description: f.description })
+                .map(|f| ListedFunction {
+                    name: f.name,
+                    kind: FunctionKind::Table,
+                    description: f.description,
+                })
                 .collect(),
         })
     }
@@ -106,8 +114,12 @@ impl Instance {
         args: &str,
     ) -> wasmtime::Result<Result<Vec<u8>, String>> {
         match self {
-            Instance::V2(bindings) => bindings.shoal_function_functions().call_call(store, name, inputs, args),
-            Instance::V1(bindings) => bindings.shoal_function_functions().call_call(store, name, inputs, args),
+            Instance::V2(bindings) => {
+                bindings.shoal_function_functions().call_call(store, name, inputs, args)
+            }
+            Instance::V1(bindings) => {
+                bindings.shoal_function_functions().call_call(store, name, inputs, args)
+            }
         }
     }
 }

@@ -54,7 +54,8 @@ fn items_functions_give_one_value_per_item() {
     assert_eq!(items("inc", json!([]), json!(null)).unwrap(), json!([]));
     assert_eq!(items("is_even", json!([0, 3, -8]), json!({})).unwrap(), json!([true, false, true]));
     assert_eq!(
-        items("is_error", json!([{"status": 500}, {"status": 404}, {"status": null}, {}]), json!({})).unwrap(),
+        items("is_error", json!([{"status": 500}, {"status": 404}, {"status": null}, {}]), json!({}))
+            .unwrap(),
         json!([true, false, false, false])
     );
     assert_eq!(
@@ -140,10 +141,16 @@ fn a_component_of_interface_0_1_loads_and_runs() {
     );
     let name: ArrayRef = Arc::new(StringArray::from(vec![Some("ünï"), None]));
     let batch = RecordBatch::try_from_iter([("name", name)]).unwrap();
-    let out = shared().call(&module, "echo", std::slice::from_ref(&batch), &json!({}), &Limits::default()).unwrap();
+    let out =
+        shared().call(&module, "echo", std::slice::from_ref(&batch), &json!({}), &Limits::default()).unwrap();
     assert_eq!(out.batch, batch);
     let err = shared().call(&module, "fail", &[batch], &json!({"a": 1}), &Limits::default()).unwrap_err();
-    assert!(matches!(&err, SandboxError::Guest { message, .. } if message == r#"legacy failure, args {"a":1}"#), "{err:?}");
-    let err = shared().call_bytes(&module, "echo", FunctionKind::Items, &[], &json!({}), &Limits::default()).unwrap_err();
+    assert!(
+        matches!(&err, SandboxError::Guest { message, .. } if message == r#"legacy failure, args {"a":1}"#),
+        "{err:?}"
+    );
+    let err = shared()
+        .call_bytes(&module, "echo", FunctionKind::Items, &[], &json!({}), &Limits::default())
+        .unwrap_err();
     assert!(matches!(err, SandboxError::WrongKind { declared: FunctionKind::Table, .. }), "{err:?}");
 }

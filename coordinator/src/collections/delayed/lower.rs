@@ -162,5 +162,4 @@ impl Lowering {
         self.frames.insert(id, outputs);
         Ok(())
     }
-
 }
