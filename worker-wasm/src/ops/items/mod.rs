@@ -73,9 +73,9 @@ pub async fn run(
 
 async fn apply(op: &ItemOp, items: Vec<Value>, functions: &mut impl Functions) -> Result<Vec<Value>> {
     Ok(match op {
-        ItemOp::Map { function } => user::map(functions, function, items).await?,
+        ItemOp::Map { function } => user::map(functions, function, &items).await?,
         ItemOp::Filter { function, keep } => {
-            let verdicts = user::map(functions, function, items.clone()).await?;
+            let verdicts = user::map(functions, function, &items).await?;
             items
                 .into_iter()
                 .zip(verdicts)

@@ -73,7 +73,7 @@ pub async fn step(
         }
         ItemReduction::Custom { per_partition, aggregate } => {
             let f = if partial { per_partition } else { aggregate };
-            user::map(functions, f, vec![Value::Array(items)]).await
+            user::map(functions, f, &[Value::Array(items)]).await
         }
     }
 }
@@ -127,7 +127,7 @@ pub async fn keys(functions: &mut impl Functions, key: &ItemKey, items: &[Value]
                 })
             })
             .collect(),
-        ItemKey::Function { function } => user::map(functions, function, items.to_vec()).await,
+        ItemKey::Function { function } => user::map(functions, function, items).await,
     }
 }
 

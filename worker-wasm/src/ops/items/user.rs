@@ -16,7 +16,7 @@ const BATCH_ITEMS: usize = 16 * 1024;
 pub async fn map(
     functions: &mut impl Functions,
     function: &FunctionRef,
-    items: Vec<Value>,
+    items: &[Value],
 ) -> Result<Vec<Value>> {
     let mut out = Vec::with_capacity(items.len());
     for batch in items.chunks(BATCH_ITEMS) {

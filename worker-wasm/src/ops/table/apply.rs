@@ -42,7 +42,7 @@ pub async fn apply(
     let input =
         arrow::compute::concat_batches(&schema, &batches).map_err(Error::arrow("apply: the input"))?;
     let items = rows::from_rows(&(schema.clone(), vec![input.clone()]))?;
-    let values = user::map(functions, function, items).await?;
+    let values = user::map(functions, function, &items).await?;
     let single = match output {
         [only] => Some(only.name.clone()),
         _ => None,
