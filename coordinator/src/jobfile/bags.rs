@@ -226,12 +226,7 @@ pub struct BagEnv<'a> {
 
 impl BagEnv<'_> {
     async fn module(&mut self, location: &str) -> Result<FunctionModule> {
-        if let Some(m) = self.modules.get(location) {
-            return Ok(m.clone());
-        }
-        let m = self.client.load_module(&resolve(self.base_dir, location)).await?;
-        self.modules.insert(location.to_string(), m.clone());
-        Ok(m)
+        super::env::load_module(self.client, self.base_dir, self.modules, location).await
     }
 
     fn read_options(spec: &ReadSpec) -> Result<(&str, TextRead)> {

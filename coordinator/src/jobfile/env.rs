@@ -66,11 +66,22 @@ impl<'a> Env<'a> {
 
     /// The function module at `location`, loaded once per job.
     pub async fn module(&mut self, location: &str) -> Result<FunctionModule> {
-        if let Some(m) = self.modules.get(location) {
-            return Ok(m.clone());
-        }
-        let m = self.client.load_module(&self.location(location)).await?;
-        self.modules.insert(location.to_string(), m.clone());
-        Ok(m)
+        load_module(self.client, self.base_dir, self.modules, location).await
     }
+}
+
+/// The function module at `location` as the job file writes it (relative to `base_dir`),
+/// loaded once per job: `modules` holds those loaded so far, by location.
+pub async fn load_module(
+    client: &Client,
+    base_dir: &Path,
+    modules: &mut HashMap<String, FunctionModule>,
+    location: &str,
+) -> Result<FunctionModule> {
+    if let Some(m) = modules.get(location) {
+        return Ok(m.clone());
+    }
+    let m = client.load_module(&resolve(base_dir, location)).await?;
+    modules.insert(location.to_string(), m.clone());
+    Ok(m)
 }

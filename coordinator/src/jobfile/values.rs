@@ -14,7 +14,6 @@
 //! every value in one graph (shared calls run once) and prints each; an `[[outputs]]` entry
 //! with `value = "NAME"` and `to_json = "PATH"` also writes it to `PATH` as one JSON document.
 
-use super::env::resolve;
 use crate::client::{Client, FunctionModule};
 use crate::collections::dataframe::DataFrame;
 use crate::collections::delayed::{Arg, Delayed};
@@ -63,15 +62,9 @@ pub async fn build(
     env: ValueEnv<'_>,
 ) -> Result<BTreeMap<String, Delayed>> {
     for (name, spec) in specs {
-        if env.modules.contains_key(&spec.call.module) {
-            continue;
-        }
-        let module = env
-            .client
-            .load_module(&resolve(env.base_dir, &spec.call.module))
+        super::env::load_module(env.client, env.base_dir, env.modules, &spec.call.module)
             .await
             .map_err(|e| Error::Value { name: name.to_string(), source: Box::new(e) })?;
-        env.modules.insert(spec.call.module.clone(), module);
     }
     let mut built = BTreeMap::new();
     for name in specs.keys() {
