@@ -38,6 +38,33 @@ pub async fn read(storage: &Storage, manifest: &Manifest) -> Result<Vec<RecordBa
     Ok(batches)
 }
 
+/// What a write (`to_parquet`, `to_csv`, `to_json`, `to_textfiles`) wrote.
+#[derive(Debug, Clone)]
+pub struct WriteSummary {
+    pub parts: Vec<OutputObject>,
+    pub rows: u64,
+    pub run: crate::run::report::RunSummary,
+}
+
+/// Runs `graph`, whose outputs are user-visible parts under the directory `dir` (a URL), the
+/// way every collection writes: an earlier `_SUCCESS` removed first, the tasks run, then the
+/// `_SUCCESS` manifest listing the parts written last.
+pub async fn write_parts(
+    client: &crate::client::Client,
+    graph: &TaskGraph,
+    modules: &[crate::client::FunctionModule],
+    dir: &str,
+    events: crate::events::Events,
+) -> Result<WriteSummary> {
+    let storage = client.storage();
+    storage.delete(&storage.resolve(dir)?.join(layout::SUCCESS).url).await?;
+    let run = client.run_graph(graph, modules, events).await?;
+    let parts = parts(graph, &run.manifests);
+    let job_id = graph.outputs.first().map(|&t| graph.tasks[t].key.to_string()).unwrap_or_default();
+    let rows = write_success(storage, dir, job_id, &parts).await?;
+    Ok(WriteSummary { parts, rows, run: run.summary })
+}
+
 /// The parts the graph's output tasks wrote, in partition order.
 pub fn parts(graph: &TaskGraph, manifests: &[Manifest]) -> Vec<OutputObject> {
     graph.outputs.iter().flat_map(|&t| manifests[t].outputs.iter().cloned()).collect()

@@ -7,7 +7,7 @@ use crate::collections::dataframe::WriteSummary;
 use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::run::results;
-use shoal_protocol::{PartFormat, layout};
+use shoal_protocol::PartFormat;
 
 impl Bag {
     /// Writes one text file per partition under `location` (`part-00000.txt`, or
@@ -38,11 +38,6 @@ impl Bag {
             None,
             super::lower_items_schema(),
         )?;
-        storage.delete(&dir.join(layout::SUCCESS).url).await?;
-        let run = self.client.run_graph(&graph, &self.modules, events).await?;
-        let parts = results::parts(&graph, &run.manifests);
-        let job_id = graph.outputs.first().map(|&t| graph.tasks[t].key.to_string()).unwrap_or_default();
-        let rows = results::write_success(storage, &dir.url, job_id, &parts).await?;
-        Ok(WriteSummary { parts, rows, run: run.summary })
+        results::write_parts(&self.client, &graph, &self.modules, &dir.url, events).await
     }
 }

@@ -28,7 +28,7 @@ use arrow::record_batch::RecordBatch;
 use lower::{Target, lower};
 use optimize::{join_schema, optimize};
 use plan::{AggregateNode, JoinHint, JoinNode, MapOp, Plan};
-use shoal_protocol::{AggregateMode, FunctionKind, JoinHow, OutputObject, SortKey, TableOp};
+use shoal_protocol::{AggregateMode, FunctionKind, JoinHow, SortKey, TableOp};
 use std::sync::Arc;
 
 /// An expression: an SQL expression string (`"fare > 10 AND vendor = 'A'"`) or a DataFusion
@@ -220,13 +220,7 @@ pub struct DataFrame {
     modules: Vec<FunctionModule>,
 }
 
-/// What `to_parquet`, `to_csv` or `to_json` wrote.
-#[derive(Debug, Clone)]
-pub struct WriteSummary {
-    pub parts: Vec<OutputObject>,
-    pub rows: u64,
-    pub run: RunSummary,
-}
+pub use crate::run::results::WriteSummary;
 
 impl DataFrame {
     pub(crate) fn new(client: Client, plan: Arc<Plan>, modules: Vec<FunctionModule>) -> Self {

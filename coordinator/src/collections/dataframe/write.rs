@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::run::results;
 use bytes::Bytes;
-use shoal_protocol::{PartFormat, layout};
+use shoal_protocol::PartFormat;
 
 impl DataFrame {
     /// Checks that `location` can take an output of `format`: not an existing file, writable (a
@@ -81,11 +81,6 @@ impl DataFrame {
         let dir = storage.resolve(location)?;
         let graph = lower(&self.optimized()?, &Target::Parts { url: dir.url.clone(), format })?;
         self.check_output(location, format).await?;
-        storage.delete(&dir.join(layout::SUCCESS).url).await?;
-        let run = self.client.run_graph(&graph, &self.modules, events).await?;
-        let parts = results::parts(&graph, &run.manifests);
-        let job_id = graph.outputs.first().map(|&t| graph.tasks[t].key.to_string()).unwrap_or_default();
-        let rows = results::write_success(storage, &dir.url, job_id, &parts).await?;
-        Ok(WriteSummary { parts, rows, run: run.summary })
+        results::write_parts(&self.client, &graph, &self.modules, &dir.url, events).await
     }
 }
