@@ -24,7 +24,13 @@ fn is_zero_u64(n: &u64) -> bool {
 }
 
 /// Version of the JSON wire format. A worker refuses specs with another version.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub mod chunks;
+pub use chunks::{
+    ArrayReduction, BinaryOp, CHUNK_COLUMN, ChunkExpr, ChunkOp, DType, Piece, SHAPE_METADATA, Scalar, SliceDim,
+    UnaryOp,
+};
+
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Content-addressed identity of a task: hex SHA-256 of its canonical description.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -251,6 +257,15 @@ pub enum Input {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         schema: Option<Vec<Field>>,
     },
+    /// A region of a Zarr array (v3, or v2), read as one chunk table ([`chunks`]).
+    Zarr {
+        /// URL of the array (the directory holding its `zarr.json` or `.zarray`).
+        array: String,
+        /// `start..end` per dimension.
+        region: Vec<[u64; 2]>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        port: u32,
+    },
 }
 
 impl Input {
@@ -258,7 +273,7 @@ impl Input {
     pub fn port(&self) -> u32 {
         match self {
             Input::Scan { .. } => 0,
-            Input::Upstream { port, .. } => *port,
+            Input::Upstream { port, .. } | Input::Zarr { port, .. } => *port,
         }
     }
 }
@@ -329,6 +344,8 @@ pub enum Operator {
     Items(ItemOp),
     /// Calls of user functions on whole values: Delayed.
     Calls(CallOp),
+    /// Operators over chunks of n-dimensional arrays: Array ([`chunks`]).
+    Chunks(ChunkOp),
 }
 
 impl Operator {
@@ -338,6 +355,7 @@ impl Operator {
             Operator::Table(_) => "table",
             Operator::Items(_) => "items",
             Operator::Calls(_) => "calls",
+            Operator::Chunks(_) => "chunks",
         }
     }
 }
@@ -721,6 +739,18 @@ pub enum Output {
     /// A shuffle map output: one object holding every bucket as its own compressed Arrow IPC
     /// stream, with the byte range of each in the manifest ([`Manifest::buckets`]).
     Shuffle { partitioning: Partitioning },
+    /// One chunk of a user-visible Zarr array: the task's chunk table encoded with the codecs
+    /// of `metadata` (the array's `zarr.json`, which the coordinator writes after every chunk)
+    /// and stored at its key for grid index `chunk`.
+    Zarr { array: String, metadata: String, chunk: Vec<u64> },
+}
+
+impl Output {
+    /// Whether the task writes a user-visible object under a deterministic name (a part, a
+    /// Zarr chunk) rather than attempt-scoped data: a losing attempt's object is the winner's.
+    pub fn is_user_visible(&self) -> bool {
+        matches!(self, Output::Part { .. } | Output::Zarr { .. })
+    }
 }
 
 /// The file format of a user-visible part ([`Output::Part`]).

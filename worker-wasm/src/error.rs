@@ -67,6 +67,11 @@ pub enum Error {
     /// An object that is not what it should be (a manifest that does not parse).
     #[error("{url}: cannot decode: {message}")]
     Corrupt { url: String, message: String },
+
+    /// A Zarr array could not be read or written: `transient` when its store failed (a retry
+    /// may succeed), otherwise bad metadata, an unsupported codec or a corrupt chunk.
+    #[error("{url}: {message}")]
+    Zarr { url: String, message: String, transient: bool },
     /// User code failed in the sandbox.
     #[error("user function: {0}")]
     Sandbox(#[from] crate::sandbox::SandboxError),
@@ -146,6 +151,7 @@ impl Error {
     pub fn kind(&self) -> FailureKind {
         match self {
             Error::Storage { .. } | Error::ManifestVanished { .. } => FailureKind::Retryable,
+            Error::Zarr { transient: true, .. } => FailureKind::Retryable,
             Error::Sandbox(crate::sandbox::SandboxError::Io(_)) => FailureKind::Retryable,
             _ => FailureKind::Fatal,
         }
@@ -162,7 +168,8 @@ impl Error {
             | Error::Storage { url, .. }
             | Error::ManifestVanished { url }
             | Error::Decode { url, .. }
-            | Error::Corrupt { url, .. } => Some(url),
+            | Error::Corrupt { url, .. }
+            | Error::Zarr { url, .. } => Some(url),
             _ => None,
         }
     }

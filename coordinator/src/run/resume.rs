@@ -45,7 +45,7 @@ async fn reusable(
     let Some(manifest) = shoal_worker::task::commit::read_manifest(storage, &url).await? else {
         return Ok(None);
     };
-    if matches!(task.output, Output::Part { .. }) && !outputs_intact(storage, &manifest).await? {
+    if task.output.is_user_visible() && !outputs_intact(storage, &manifest).await? {
         tracing::info!(task = %task.key, "committed output is missing or changed: running the task again");
         storage.delete(&url).await?;
         return Ok(None);

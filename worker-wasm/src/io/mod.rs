@@ -20,6 +20,7 @@ pub mod schema;
 pub mod storage;
 pub mod text_parts;
 pub mod textfile;
+pub mod zarr;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;

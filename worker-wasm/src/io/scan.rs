@@ -1,6 +1,7 @@
 //! Reading a task's inputs: Parquet (projection, row-group selection, row-group pruning from
 //! statistics and page pruning from the page index), CSV and JSON ([`csv`](super::csv),
-//! [`json`](super::json)), Arrow IPC intermediates, and shuffle buckets (range reads).
+//! [`json`](super::json)), Arrow IPC intermediates, shuffle buckets (range reads), and regions
+//! of Zarr arrays ([`zarr`](super::zarr)).
 
 use super::ipc;
 pub use super::loaded::Loaded;
@@ -104,6 +105,10 @@ pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
             acc.ok_or_else(|| {
                 Error::InvalidTask(format!("upstream {task_key} was not resolved to any object"))
             })
+        }
+        Input::Zarr { array, region, .. } => {
+            let ((schema, batches), bytes) = super::zarr::read_region(storage, array, region).await?;
+            Ok(Loaded { schema, batches, bytes_read: bytes, objects_read: 1, requests: 1, records_skipped: 0 })
         }
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! A pipeline is a list of [`Operator`]s, and each names its family; the family decides how it
 //! runs, and this module dispatches on it: [`table`] (Arrow tables: DataFrame partitions),
-//! [`items`] (JSON items: Bag partitions), [`calls`] (user functions on whole values: Delayed);
-//! `chunks` for Array goes beside them. A pipeline runs as maximal runs of one family, each
+//! [`items`] (JSON items: Bag partitions), [`calls`] (user functions on whole values: Delayed),
+//! [`chunks`] (chunks of n-dimensional arrays: Array). A pipeline runs as maximal runs of one family, each
 //! handing the next an Arrow table (items travel as a table of one JSON text column). Nothing
 //! outside `ops` names an operator of a family.
 //!
@@ -11,6 +11,7 @@
 //! runs the user functions they call through [`Functions`].
 
 pub mod calls;
+pub mod chunks;
 pub mod items;
 mod ports;
 pub mod table;
@@ -66,6 +67,7 @@ pub async fn run(
             }
             Operator::Items(_) => items::run(run, table, sides, functions).await?,
             Operator::Calls(_) => calls::run(run, table, sides, functions).await?,
+            Operator::Chunks(_) => chunks::run(run, table, sides, functions).await?,
             other => return Err(unsupported_family(other)),
         };
     }
@@ -75,7 +77,10 @@ pub async fn run(
 /// Whether a task running `pipeline` needs a main input (port 0): a run of calls of literals
 /// has none.
 pub fn needs_main_input(pipeline: &[Operator]) -> bool {
-    !calls::is_calls(pipeline)
+    match pipeline.first() {
+        Some(Operator::Chunks(_)) => chunks::needs_main_input(pipeline),
+        _ => !calls::is_calls(pipeline),
+    }
 }
 
 /// The divisions (sort boundaries as text) that `pipeline`'s `output` declares, if any.
@@ -91,6 +96,10 @@ pub fn divisions(pipeline: &[Operator], output: &[RecordBatch]) -> Result<Option
 pub fn check_ports(inputs: &[Input], pipeline: &[Operator], output: &Output) -> Result<()> {
     if pipeline.iter().any(|op| matches!(op, Operator::Calls(_))) {
         return calls::check_ports(inputs, pipeline);
+    }
+    // Chunk operators name the ports they read and refuse a missing one when they run.
+    if pipeline.iter().any(|op| matches!(op, Operator::Chunks(_))) {
+        return Ok(());
     }
     let reads = pipeline.iter().filter_map(|op| match op {
         Operator::Table(op) => table::side_port(op),

@@ -38,7 +38,7 @@ pub async fn commit(
             let winner = read_manifest(storage, manifest_url)
                 .await?
                 .ok_or_else(|| Error::ManifestVanished { url: manifest_url.to_string() })?;
-            if !matches!(output, Output::Part { .. })
+            if !output.is_user_visible()
                 && winner.attempt_id != manifest.attempt_id
                 && let Err(e) = storage.delete_prefix(attempt_dir).await
             {

@@ -51,5 +51,9 @@ pub async fn write(
             let object = storage.put(&dir.join(&layout::part_name(*part, *format)).url, bytes).await?;
             Ok(Written { object, buckets: Vec::new() })
         }
+        Output::Zarr { array, metadata, chunk } => {
+            let object = crate::io::zarr::write_chunk(storage, array, metadata, chunk, &(schema, batches)).await?;
+            Ok(Written { object, buckets: Vec::new() })
+        }
     }
 }

@@ -615,7 +615,7 @@ fn materialize(p: Pending, graph: &mut TaskGraph, output: impl Fn(usize) -> Outp
         let key = TaskKey::derive(&name, &(&inputs, &pipeline, &output));
         // A user-visible part is written even when empty, so that every part exists.
         let skip_if_empty = p.schema.is_some()
-            && !matches!(output, Output::Part { .. })
+            && !output.is_user_visible()
             && inputs.iter().all(|i| matches!(i, Input::Upstream { .. }))
             && shoal_worker::ops::table::preserves_empty(&p.ops);
         ids.push(graph.push(TaskNode { key, stage, index, deps, inputs, pipeline, output, skip_if_empty }));
