@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Test-only Python environment with the reference engines for differential tests (DuckDB,
-# pandas, PyArrow) and componentize-py (builds Python functions into WebAssembly components:
+# pandas, PyArrow, NumPy, zarr-python) and componentize-py (builds Python functions into WebAssembly components:
 # `shoal function build`), outside the clone.
 #
 #   bash scripts/test-venv.sh
@@ -18,6 +18,8 @@ REQUIREMENTS=(
   'pyarrow==26.0.1'
   'pandas==3.1.1'
   'componentize-py==0.25.1'
+  'numpy==2.4.6'
+  'zarr==3.1.6'
 )
 MARKER="$VENV/.shoal-requirements"
 HASH="$(printf '%s\n' "${REQUIREMENTS[@]}" | sha256sum | cut -d' ' -f1)"

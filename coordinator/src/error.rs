@@ -69,15 +69,27 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// An error in one array (`[arrays.NAME]`) of a job file, with the array's name.
+    #[error("array '{name}': {source}")]
+    Array {
+        name: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// A plan whose tasks would hold more than the task memory limit, refused before anything
+    /// runs: the message names the operation and its chunks.
+    #[error("{0}")]
+    TaskMemory(String),
 }
 
 impl Error {
     /// The error under any context wrapped around it (`Dataset`): what kind of failure it is.
     pub fn root(&self) -> &Error {
         match self {
-            Error::Dataset { source, .. } | Error::Value { source, .. } | Error::Bag { source, .. } => {
-                source.root()
-            }
+            Error::Dataset { source, .. }
+            | Error::Value { source, .. }
+            | Error::Bag { source, .. }
+            | Error::Array { source, .. } => source.root(),
             other => other,
         }
     }

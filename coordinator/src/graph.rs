@@ -81,7 +81,7 @@ impl TaskGraph {
             node.deps.iter().map(|&d| (&self.tasks[d].key, d)).collect();
         node.inputs.iter().map(move |input| match input {
             Input::Upstream { task_key, .. } => (input, by_key.get(task_key).copied()),
-            Input::Scan { .. } => (input, None),
+            Input::Scan { .. } | Input::Zarr { .. } => (input, None),
         })
     }
 

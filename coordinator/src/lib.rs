@@ -32,6 +32,7 @@ pub mod scheduler;
 pub mod units;
 
 pub use client::{Client, Config, FunctionModule};
+pub use collections::array::{Array, Arrays, Axes, Chunks, DType, Index, NdArray};
 pub use collections::bag::{Bag, Bags, Binop, Item, Key, TextRead};
 pub use collections::dataframe::plan::JoinHint;
 pub use collections::dataframe::{Agg, DataFrame, ExprArg, GroupBy, Merge, WriteSummary};

@@ -200,26 +200,61 @@ pub enum BinaryOp {
 #[serde(tag = "expr", rename_all = "snake_case")]
 pub enum ChunkExpr {
     /// The chunk on input port `port` (of the shape it has; broadcast where it is smaller).
-    Port { port: u32 },
+    Port {
+        port: u32,
+    },
     /// A scalar, broadcast ("weak" in NumPy's promotion: it takes the other operand's type
     /// where it fits its kind).
-    Scalar { value: Scalar },
+    Scalar {
+        value: Scalar,
+    },
     /// `full`: every element `value`, of `dtype`.
-    Full { value: Scalar, dtype: DType },
+    Full {
+        value: Scalar,
+        dtype: DType,
+    },
     /// Part of `arange(start, stop, step)` (1-d): element `i` of the chunk is
     /// `start + (offset + i) * step`.
-    Arange { start: Scalar, step: Scalar, offset: u64, dtype: DType },
+    Arange {
+        start: Scalar,
+        step: Scalar,
+        offset: u64,
+        dtype: DType,
+    },
     /// Part of `linspace(start, stop, num, endpoint)` (1-d), from element `offset`.
-    Linspace { start: Scalar, stop: Scalar, num: u64, endpoint: bool, offset: u64 },
+    Linspace {
+        start: Scalar,
+        stop: Scalar,
+        num: u64,
+        endpoint: bool,
+        offset: u64,
+    },
     /// Uniform floats in `[0, 1)`, a pure function of `seed` and the chunk's index in its
     /// array's grid, so a retried task reproduces it exactly.
-    Random { seed: u64, chunk: Vec<u64> },
-    Unary { op: UnaryOp, arg: Box<ChunkExpr> },
-    Binary { op: BinaryOp, left: Box<ChunkExpr>, right: Box<ChunkExpr> },
+    Random {
+        seed: u64,
+        chunk: Vec<u64>,
+    },
+    Unary {
+        op: UnaryOp,
+        arg: Box<ChunkExpr>,
+    },
+    Binary {
+        op: BinaryOp,
+        left: Box<ChunkExpr>,
+        right: Box<ChunkExpr>,
+    },
     /// `where(condition, then, otherwise)`.
-    Where { condition: Box<ChunkExpr>, then: Box<ChunkExpr>, otherwise: Box<ChunkExpr> },
+    Where {
+        condition: Box<ChunkExpr>,
+        then: Box<ChunkExpr>,
+        otherwise: Box<ChunkExpr>,
+    },
     /// `astype(dtype)`, with NumPy's casting (floats to integers truncate toward zero).
-    Cast { dtype: DType, arg: Box<ChunkExpr> },
+    Cast {
+        dtype: DType,
+        arg: Box<ChunkExpr>,
+    },
 }
 
 /// Reductions over axes of an array, each a tree of `Partial`, `Combine` and `Final` steps
@@ -234,8 +269,12 @@ pub enum ArrayReduction {
     Mean,
     /// Variance with `ddof` delta degrees of freedom (Chan's parallel algorithm over
     /// count, mean and the sum of squared deviations).
-    Var { ddof: u64 },
-    Std { ddof: u64 },
+    Var {
+        ddof: u64,
+    },
+    Std {
+        ddof: u64,
+    },
     Any,
     All,
     /// Index of the first minimum: along the one reduced axis, or into the flattened array
@@ -303,4 +342,28 @@ pub enum ChunkOp {
     MapBlocks { function: FunctionRef, block_index: Vec<u64>, shape: Vec<u64>, dtype: DType },
     /// A DataFrame partition's `columns`, in order, as a 2-d chunk (rows × columns) of `dtype`.
     FromRows { columns: Vec<String>, dtype: DType },
+}
+
+impl From<f64> for Scalar {
+    fn from(v: f64) -> Self {
+        Scalar::float(v)
+    }
+}
+
+impl From<i64> for Scalar {
+    fn from(v: i64) -> Self {
+        Scalar::Int(v)
+    }
+}
+
+impl From<i32> for Scalar {
+    fn from(v: i32) -> Self {
+        Scalar::Int(i64::from(v))
+    }
+}
+
+impl From<bool> for Scalar {
+    fn from(v: bool) -> Self {
+        Scalar::Bool(v)
+    }
 }

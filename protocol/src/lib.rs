@@ -26,8 +26,8 @@ fn is_zero_u64(n: &u64) -> bool {
 /// Version of the JSON wire format. A worker refuses specs with another version.
 pub mod chunks;
 pub use chunks::{
-    ArrayReduction, BinaryOp, CHUNK_COLUMN, ChunkExpr, ChunkOp, DType, Piece, SHAPE_METADATA, Scalar, SliceDim,
-    UnaryOp,
+    ArrayReduction, BinaryOp, CHUNK_COLUMN, ChunkExpr, ChunkOp, DType, Piece, SHAPE_METADATA, Scalar,
+    SliceDim, UnaryOp,
 };
 
 pub const PROTOCOL_VERSION: u32 = 5;

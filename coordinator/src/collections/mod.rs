@@ -8,7 +8,11 @@
 //!   DataFrame's rows (`to_bag`) and hands its items to one (`to_dataframe`) through
 //!   `TaskGraph::extend`, so neither collection's plan knows the other's operators.
 //! - [`delayed`]: Delayed values (`dask.delayed`), over the `calls` operator family.
+//! - [`array`]: the Array (`dask.array`-like: chunked n-d arrays on Zarr, memory bounded at
+//!   plan time), over the `chunks` family; `DataFrame::to_array` reads a DataFrame's
+//!   partitions through `TaskGraph::extend`.
 
+pub mod array;
 pub mod bag;
 pub mod dataframe;
 pub mod delayed;

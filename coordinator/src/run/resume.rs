@@ -5,7 +5,7 @@ use crate::client::Client;
 use crate::error::Result;
 use crate::graph::TaskGraph;
 use futures::{StreamExt, TryStreamExt};
-use shoal_protocol::{Manifest, Output, layout};
+use shoal_protocol::{Manifest, layout};
 use shoal_worker::io::storage::Storage;
 use std::collections::HashMap;
 
@@ -68,6 +68,8 @@ async fn outputs_intact(storage: &Storage, manifest: &Manifest) -> Result<bool> 
                     return Ok(false);
                 }
             }
+            // A Zarr chunk of only the fill value is not stored (its reference has size 0).
+            Err(shoal_worker::Error::NotFound { .. }) if recorded.size == 0 && recorded.e_tag.is_none() => {}
             Err(shoal_worker::Error::NotFound { .. }) => return Ok(false),
             Err(e) => return Err(e.into()),
         }

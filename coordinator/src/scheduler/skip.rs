@@ -25,7 +25,7 @@ pub(super) fn empty_output(graph: &TaskGraph, task: usize, tasks: &Tasks) -> Opt
                 _ => m.rows == 0,
             }
         }
-        Input::Scan { .. } => false,
+        Input::Scan { .. } | Input::Zarr { .. } => false,
     });
     empty.then(|| shoal_worker::io::schema::to_fields(schema))
 }

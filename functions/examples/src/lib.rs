@@ -4,6 +4,8 @@
 //! - `filter_range` — `{column, min?, max?}`: keeps rows whose numeric value is in
 //!   `[min, max]`; nulls are dropped.
 //! - `normalize_text` — `{column, output?}`: trims and lowercases a string column.
+//! - `shift_block` — an Array block (`map_blocks`): `float64(chunk) * factor + sum(block_index)`
+//!   (`{factor?}`, default 1), so a test can tell each block got its own index.
 //!
 //! Over JSON values (`values`; the same functions, by name and result, are in the Python
 //! example module `functions/python/examples/app.py`):
@@ -34,6 +36,7 @@ shoal_guest::register! {
     "scale" => ("multiply a numeric column by `factor` into `output` (Float64): {column, factor, output?}", scale),
     "filter_range" => ("keep rows whose numeric `column` is within [min, max]; nulls dropped: {column, min?, max?}", filter_range),
     "normalize_text" => ("trim and lowercase a string column: {column, output?}", normalize_text),
+    "shift_block" => ("an array block times `factor` plus the sum of its block index: {factor?}", shift_block),
     items "inc" => ("a number plus `by` (default 1): {by?}", values::inc),
     items "is_even" => ("whether an integer is even", values::is_even),
     items "is_error" => ("whether an object's `status` is at least 500 (missing or null: false)", values::is_error),
@@ -81,6 +84,16 @@ fn scale(batch: RecordBatch, args: &Args) -> Result<RecordBatch, String> {
     let output = args.opt_str("output")?.unwrap_or(name);
     let values = to_f64(name, column(&batch, name)?)?;
     with_column(&batch, output, Arc::new(scale_values(&values, factor)))
+}
+
+fn shift_block(batch: RecordBatch, args: &Args) -> Result<RecordBatch, String> {
+    let factor = args.opt_f64("factor")?.unwrap_or(1.0);
+    let index =
+        args.get("block_index").and_then(|v| v.as_array()).ok_or("argument 'block_index' is missing")?;
+    let shift: f64 = index.iter().filter_map(|v| v.as_f64()).sum();
+    let values = to_f64("chunk", column(&batch, "chunk")?)?;
+    let shifted: Float64Array = values.unary(|v| v * factor + shift);
+    with_column(&batch, "chunk", Arc::new(shifted))
 }
 
 fn filter_range(batch: RecordBatch, args: &Args) -> Result<RecordBatch, String> {

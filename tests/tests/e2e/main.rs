@@ -2,9 +2,10 @@
 //! correctness against DuckDB, the sandbox seen from a task, commit races, the CLI,
 //! kill-and-resume, the CSV / JSON lines writers, and Python functions (built with
 //! `shoal function build`, compared with the Rust examples), and the Bag under S3 faults, killed
-//! workers and forced duplicates.
+//! workers and forced duplicates, and the Array against NumPy and zarr-python.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod array;
 mod bag;
 mod bag_faults;
 mod bag_functions;

@@ -108,7 +108,14 @@ pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
         }
         Input::Zarr { array, region, .. } => {
             let ((schema, batches), bytes) = super::zarr::read_region(storage, array, region).await?;
-            Ok(Loaded { schema, batches, bytes_read: bytes, objects_read: 1, requests: 1, records_skipped: 0 })
+            Ok(Loaded {
+                schema,
+                batches,
+                bytes_read: bytes,
+                objects_read: 1,
+                requests: 1,
+                records_skipped: 0,
+            })
         }
     }
 }

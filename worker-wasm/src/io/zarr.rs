@@ -8,8 +8,8 @@ use super::storage::{Location, Storage};
 use crate::error::{Error, Result};
 use crate::io::Table;
 use arrow::array::{
-    Array as _, ArrayRef, BooleanArray, Float32Array, Float64Array, Int8Array, Int16Array, Int32Array, Int64Array,
-    UInt8Array, UInt16Array, UInt32Array, UInt64Array,
+    Array as _, ArrayRef, BooleanArray, Float32Array, Float64Array, Int8Array, Int16Array, Int32Array,
+    Int64Array, UInt8Array, UInt16Array, UInt32Array, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
@@ -89,9 +89,10 @@ async fn open(storage: &Storage, url: &str) -> Result<Array<Store>> {
 /// cannot read is refused here, naming them.
 pub async fn info(storage: &Storage, url: &str) -> Result<ArrayInfo> {
     let array = open(storage, url).await?;
-    let metadata = serde_json::to_value(array.metadata())
-        .map_err(|e| zarr_error(url, "reading Zarr metadata", e))?;
-    let (dtype_name, chunks, zarr_format) = if metadata.get("zarr_format").and_then(|v| v.as_u64()) == Some(2) {
+    let metadata =
+        serde_json::to_value(array.metadata()).map_err(|e| zarr_error(url, "reading Zarr metadata", e))?;
+    let (dtype_name, chunks, zarr_format) = if metadata.get("zarr_format").and_then(|v| v.as_u64()) == Some(2)
+    {
         let name = metadata.get("dtype").map(|d| d.to_string()).unwrap_or_default();
         let chunks = metadata.get("chunks").cloned();
         (v2_dtype(name.trim_matches('"')), chunks, 2)
@@ -105,7 +106,13 @@ pub async fn info(storage: &Storage, url: &str) -> Result<ArrayInfo> {
         (name, chunks, 3)
     };
     let dtype = DType::parse(&dtype_name).ok_or_else(|| {
-        zarr_error(url, "reading a Zarr array", format!("its data type {dtype_name} is not supported (supported: bool, integers, float32, float64)"))
+        zarr_error(
+            url,
+            "reading a Zarr array",
+            format!(
+                "its data type {dtype_name} is not supported (supported: bool, integers, float32, float64)"
+            ),
+        )
     })?;
     let chunks: Vec<u64> = chunks
         .and_then(|c| serde_json::from_value(c).ok())
@@ -133,7 +140,11 @@ pub async fn read_region(storage: &Storage, url: &str, region: &[[u64; 2]]) -> R
     let array = open(storage, url).await?;
     let info = info(storage, url).await?;
     if region.len() != array.shape().len() {
-        return Err(zarr_error(url, "reading a Zarr array", format!("a region of {} dimensions for an array of {}", region.len(), array.shape().len())));
+        return Err(zarr_error(
+            url,
+            "reading a Zarr array",
+            format!("a region of {} dimensions for an array of {}", region.len(), array.shape().len()),
+        ));
     }
     let subset = ArraySubset::new_with_ranges(&region.iter().map(|[a, b]| *a..*b).collect::<Vec<_>>());
     let shape: Vec<usize> = region.iter().map(|[a, b]| (b - a) as usize).collect();
@@ -163,17 +174,24 @@ pub async fn read_region(storage: &Storage, url: &str, region: &[[u64; 2]]) -> R
         vec![Field::new(CHUNK_COLUMN, arrow_type(info.dtype), false)],
         shape_metadata(&shape),
     ));
-    let batch = RecordBatch::try_new(schema.clone(), vec![column]).map_err(Error::arrow("a Zarr region as a chunk table"))?;
+    let batch = RecordBatch::try_new(schema.clone(), vec![column])
+        .map_err(Error::arrow("a Zarr region as a chunk table"))?;
     Ok(((schema, vec![batch]), bytes))
 }
 
 /// Encodes the chunk table `table` with the codecs of `metadata` (the array's `zarr.json`) and
 /// stores it as chunk `chunk` of the array at `url`. A chunk of only the fill value is not
 /// stored (readers see the fill value), as zarr-python does; its reference then has size 0.
-pub async fn write_chunk(storage: &Storage, url: &str, metadata: &str, chunk: &[u64], table: &Table) -> Result<ObjectRef> {
+pub async fn write_chunk(
+    storage: &Storage,
+    url: &str,
+    metadata: &str,
+    chunk: &[u64],
+    table: &Table,
+) -> Result<ObjectRef> {
     let location = storage.resolve(url)?;
-    let parsed: ArrayMetadata =
-        serde_json::from_str(metadata).map_err(|e| Error::InvalidTask(format!("the Zarr metadata of {url}: {e}")))?;
+    let parsed: ArrayMetadata = serde_json::from_str(metadata)
+        .map_err(|e| Error::InvalidTask(format!("the Zarr metadata of {url}: {e}")))?;
     let array = Array::new_with_metadata(store_of(&location), "/", parsed)
         .map_err(|e| Error::InvalidTask(format!("the Zarr metadata of {url}: {e}")))?;
     let (schema, batches) = table;
@@ -183,37 +201,41 @@ pub async fn write_chunk(storage: &Storage, url: &str, metadata: &str, chunk: &[
     let arrays: Vec<&ArrayRef> = batches.iter().map(|b| b.column(column)).collect();
     let what = format!("writing chunk {chunk:?}");
     let write = |e: zarrs::array::ArrayError| array_error(url, &what, e);
+    // Zarr chunks are whole: an edge block is padded with the fill value (0) to the chunk shape.
+    let block: Vec<usize> = schema
+        .metadata()
+        .get(SHAPE_METADATA)
+        .and_then(|t| serde_json::from_str(t).ok())
+        .ok_or_else(|| Error::Schema("a Zarr chunk written from a table without its shape".into()))?;
+    let full: Vec<usize> =
+        array.chunk_shape(chunk).map_err(write)?.iter().map(|d| d.get() as usize).collect();
     macro_rules! put {
-        ($t:ty, $arrow:ty) => {{
+        ($t:ty, $arrow:ty, $values:expr) => {{
             let mut values: Vec<$t> = Vec::new();
             for a in &arrays {
                 let a = a.as_any().downcast_ref::<$arrow>().ok_or_else(|| {
                     Error::Schema(format!("a chunk of {} written to an array of another type", a.data_type()))
                 })?;
-                values.extend(a.values().iter().copied());
+                values.extend($values(a));
             }
+            let values = pad(values, &block, &full)?;
             array.async_store_chunk(chunk, values).await.map_err(write)?;
         }};
     }
     match from_arrow(schema.field(column).data_type()) {
         Some(DType::Bool) => {
-            let mut values: Vec<bool> = Vec::new();
-            for a in &arrays {
-                let a = a.as_any().downcast_ref::<BooleanArray>().ok_or_else(|| Error::Schema("a boolean chunk".into()))?;
-                values.extend(a.values().iter());
-            }
-            array.async_store_chunk(chunk, values).await.map_err(write)?;
+            put!(bool, BooleanArray, |a: &BooleanArray| a.values().iter().collect::<Vec<_>>())
         }
-        Some(DType::Int8) => put!(i8, Int8Array),
-        Some(DType::Int16) => put!(i16, Int16Array),
-        Some(DType::Int32) => put!(i32, Int32Array),
-        Some(DType::Int64) => put!(i64, Int64Array),
-        Some(DType::Uint8) => put!(u8, UInt8Array),
-        Some(DType::Uint16) => put!(u16, UInt16Array),
-        Some(DType::Uint32) => put!(u32, UInt32Array),
-        Some(DType::Uint64) => put!(u64, UInt64Array),
-        Some(DType::Float32) => put!(f32, Float32Array),
-        Some(DType::Float64) => put!(f64, Float64Array),
+        Some(DType::Int8) => put!(i8, Int8Array, |a: &Int8Array| a.values().to_vec()),
+        Some(DType::Int16) => put!(i16, Int16Array, |a: &Int16Array| a.values().to_vec()),
+        Some(DType::Int32) => put!(i32, Int32Array, |a: &Int32Array| a.values().to_vec()),
+        Some(DType::Int64) => put!(i64, Int64Array, |a: &Int64Array| a.values().to_vec()),
+        Some(DType::Uint8) => put!(u8, UInt8Array, |a: &UInt8Array| a.values().to_vec()),
+        Some(DType::Uint16) => put!(u16, UInt16Array, |a: &UInt16Array| a.values().to_vec()),
+        Some(DType::Uint32) => put!(u32, UInt32Array, |a: &UInt32Array| a.values().to_vec()),
+        Some(DType::Uint64) => put!(u64, UInt64Array, |a: &UInt64Array| a.values().to_vec()),
+        Some(DType::Float32) => put!(f32, Float32Array, |a: &Float32Array| a.values().to_vec()),
+        Some(DType::Float64) => put!(f64, Float64Array, |a: &Float64Array| a.values().to_vec()),
         None => return Err(Error::Schema("a Zarr chunk of a type arrays do not have".into())),
     }
     let key = array.chunk_key(chunk);
@@ -222,6 +244,23 @@ pub async fn write_chunk(storage: &Storage, url: &str, metadata: &str, chunk: &[
         Ok(object) => object,
         Err(_) => ObjectRef { url: object_url, size: 0, e_tag: None },
     })
+}
+
+/// `values` of a block of shape `block` placed at the origin of a chunk of shape `full`, the
+/// rest the default (Zarr's fill value 0 / false).
+fn pad<T: Clone + Default>(values: Vec<T>, block: &[usize], full: &[usize]) -> Result<Vec<T>> {
+    if block == full {
+        return Ok(values);
+    }
+    let shape_error = |e: ndarray::ShapeError| Error::Schema(format!("a Zarr chunk of shape {block:?}: {e}"));
+    let source = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(block), values).map_err(shape_error)?;
+    let mut out = ndarray::ArrayD::from_elem(ndarray::IxDyn(full), T::default());
+    let region: Vec<ndarray::SliceInfoElem> = block
+        .iter()
+        .map(|&b| ndarray::SliceInfoElem::Slice { start: 0, end: Some(b as isize), step: 1 })
+        .collect();
+    out.slice_mut(region.as_slice()).assign(&source);
+    Ok(out.into_iter().collect())
 }
 
 /// The `zarr.json` of a v3 array of `shape`, `chunks` and `dtype`, compressed with `codec`
@@ -238,13 +277,17 @@ pub fn v3_metadata(shape: &[u64], chunks: &[u64], dtype: DType, codec: &str) -> 
     let mut codecs = vec![serde_json::json!({"name": "bytes", "configuration": {"endian": "little"}})];
     match codec {
         "none" => {}
-        "zstd" => codecs.push(serde_json::json!({"name": "zstd", "configuration": {"level": 0, "checksum": false}})),
+        "zstd" => {
+            codecs.push(serde_json::json!({"name": "zstd", "configuration": {"level": 0, "checksum": false}}))
+        }
         "gzip" => codecs.push(serde_json::json!({"name": "gzip", "configuration": {"level": 5}})),
         "blosc" => codecs.push(serde_json::json!({"name": "blosc", "configuration": {
             "cname": "lz4", "clevel": 5, "shuffle": if dtype.size() > 1 { "shuffle" } else { "bitshuffle" },
             "typesize": dtype.size(), "blocksize": 0}})),
         other => {
-            return Err(Error::InvalidTask(format!("unknown Zarr codec {other:?} (zstd, gzip, blosc or none)")));
+            return Err(Error::InvalidTask(format!(
+                "unknown Zarr codec {other:?} (zstd, gzip, blosc or none)"
+            )));
         }
     }
     let metadata = serde_json::json!({

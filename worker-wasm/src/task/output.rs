@@ -52,7 +52,8 @@ pub async fn write(
             Ok(Written { object, buckets: Vec::new() })
         }
         Output::Zarr { array, metadata, chunk } => {
-            let object = crate::io::zarr::write_chunk(storage, array, metadata, chunk, &(schema, batches)).await?;
+            let object =
+                crate::io::zarr::write_chunk(storage, array, metadata, chunk, &(schema, batches)).await?;
             Ok(Written { object, buckets: Vec::new() })
         }
     }

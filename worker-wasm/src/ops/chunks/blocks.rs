@@ -32,7 +32,8 @@ pub async fn map_blocks(
     };
     args.insert("block_index".into(), serde_json::json!(block_index));
     args.insert("block_shape".into(), serde_json::json!(block_shape));
-    let out = functions.call(&function.module, &function.function, batch, &serde_json::Value::Object(args)).await?;
+    let out =
+        functions.call(&function.module, &function.function, batch, &serde_json::Value::Object(args)).await?;
     let name = &function.function;
     if out.num_columns() != 1 {
         return Err(Error::BadItem(format!(
@@ -67,12 +68,15 @@ pub fn from_rows(input: &Table, columns: &[String], dtype: DType) -> Result<Chun
     let target = dtype::arrow_type(dtype);
     let mut per_column: Vec<Chunk> = Vec::with_capacity(columns.len());
     for name in columns {
-        let index = schema.index_of(name).map_err(|_| Error::Schema(format!("to_array: no column {name:?}")))?;
+        let index =
+            schema.index_of(name).map_err(|_| Error::Schema(format!("to_array: no column {name:?}")))?;
         let mut parts = Vec::new();
         for b in batches {
             let c = b.column(index);
             if c.null_count() > 0 {
-                return Err(Error::Schema(format!("to_array: column {name:?} holds nulls, which an array cannot")));
+                return Err(Error::Schema(format!(
+                    "to_array: column {name:?} holds nulls, which an array cannot"
+                )));
             }
             parts.push(arrow::compute::cast(c, &target).map_err(Error::arrow("to_array: casting a column"))?);
         }

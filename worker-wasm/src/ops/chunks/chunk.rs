@@ -157,7 +157,10 @@ pub fn column(table: &Table, name: &str) -> Result<Chunk> {
         .index_of(name)
         .map_err(|_| Error::Schema(format!("a chunk table without its column {name:?}")))?;
     let dtype = super::dtype::from_arrow(schema.field(index).data_type()).ok_or_else(|| {
-        Error::Schema(format!("a chunk column of type {} is not an array type", schema.field(index).data_type()))
+        Error::Schema(format!(
+            "a chunk column of type {} is not an array type",
+            schema.field(index).data_type()
+        ))
     })?;
     let arrays: Vec<&ArrayRef> = batches.iter().map(|b| b.column(index)).collect();
     let n: usize = arrays.iter().map(|a| a.len()).sum();
@@ -258,12 +261,24 @@ pub fn to_arrow(chunk: &Chunk) -> ArrayRef {
             let v = elems(a);
             match d {
                 DType::Int8 => Arc::new(Int8Array::from(v.into_iter().map(|x| x as i8).collect::<Vec<_>>())),
-                DType::Int16 => Arc::new(Int16Array::from(v.into_iter().map(|x| x as i16).collect::<Vec<_>>())),
-                DType::Int32 => Arc::new(Int32Array::from(v.into_iter().map(|x| x as i32).collect::<Vec<_>>())),
-                DType::Uint8 => Arc::new(UInt8Array::from(v.into_iter().map(|x| x as u8).collect::<Vec<_>>())),
-                DType::Uint16 => Arc::new(UInt16Array::from(v.into_iter().map(|x| x as u16).collect::<Vec<_>>())),
-                DType::Uint32 => Arc::new(UInt32Array::from(v.into_iter().map(|x| x as u32).collect::<Vec<_>>())),
-                DType::Uint64 => Arc::new(UInt64Array::from(v.into_iter().map(|x| x as u64).collect::<Vec<_>>())),
+                DType::Int16 => {
+                    Arc::new(Int16Array::from(v.into_iter().map(|x| x as i16).collect::<Vec<_>>()))
+                }
+                DType::Int32 => {
+                    Arc::new(Int32Array::from(v.into_iter().map(|x| x as i32).collect::<Vec<_>>()))
+                }
+                DType::Uint8 => {
+                    Arc::new(UInt8Array::from(v.into_iter().map(|x| x as u8).collect::<Vec<_>>()))
+                }
+                DType::Uint16 => {
+                    Arc::new(UInt16Array::from(v.into_iter().map(|x| x as u16).collect::<Vec<_>>()))
+                }
+                DType::Uint32 => {
+                    Arc::new(UInt32Array::from(v.into_iter().map(|x| x as u32).collect::<Vec<_>>()))
+                }
+                DType::Uint64 => {
+                    Arc::new(UInt64Array::from(v.into_iter().map(|x| x as u64).collect::<Vec<_>>()))
+                }
                 _ => Arc::new(Int64Array::from(v)),
             }
         }
@@ -273,10 +288,8 @@ pub fn to_arrow(chunk: &Chunk) -> ArrayRef {
 /// A chunk table of named columns of one shape.
 pub fn table_of(columns: &[(&str, &Chunk)]) -> Result<Table> {
     let shape = columns.first().map(|(_, c)| c.shape().to_vec()).unwrap_or_default();
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|(name, c)| Field::new(*name, super::dtype::arrow_type(c.dtype), false))
-        .collect();
+    let fields: Vec<Field> =
+        columns.iter().map(|(name, c)| Field::new(*name, super::dtype::arrow_type(c.dtype), false)).collect();
     let schema = Arc::new(Schema::new_with_metadata(fields, shape_metadata(&shape)));
     let arrays: Vec<ArrayRef> = columns.iter().map(|(_, c)| to_arrow(c)).collect();
     let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(Error::arrow("a chunk table"))?;
@@ -299,7 +312,8 @@ mod tests {
 
     #[test]
     fn a_chunk_survives_its_table() -> Result<()> {
-        let data = ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1i64, -2, 300, 4, 5, 6]).map_err(shape_error)?;
+        let data =
+            ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1i64, -2, 300, 4, 5, 6]).map_err(shape_error)?;
         let chunk = Chunk::new(DType::Int16, Data::Int(data));
         let back = from_table(&to_table(&chunk)?)?;
         assert_eq!(back, chunk);

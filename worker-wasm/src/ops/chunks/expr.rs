@@ -53,7 +53,12 @@ fn scalar_chunk(s: &Scalar, dtype: DType) -> Chunk {
 }
 
 /// Evaluates `expr` into a chunk of `shape` and `dtype`, reading the chunks on `ports`.
-pub fn evaluate(expr: &ChunkExpr, shape: &[usize], dtype: DType, ports: &BTreeMap<u32, Chunk>) -> Result<Chunk> {
+pub fn evaluate(
+    expr: &ChunkExpr,
+    shape: &[usize],
+    dtype: DType,
+    ports: &BTreeMap<u32, Chunk>,
+) -> Result<Chunk> {
     let value = eval(expr, shape, ports)?;
     let chunk = value.into_chunk(dtype);
     if chunk.shape() == shape {
@@ -64,17 +69,14 @@ pub fn evaluate(expr: &ChunkExpr, shape: &[usize], dtype: DType, ports: &BTreeMa
 
 fn eval(expr: &ChunkExpr, shape: &[usize], ports: &BTreeMap<u32, Chunk>) -> Result<Value> {
     Ok(match expr {
-        ChunkExpr::Port { port } => Value::Chunk(
-            ports
-                .get(port)
-                .cloned()
-                .ok_or_else(|| Error::InvalidTask(format!("an expression reads port {port}, which no input feeds")))?,
-        ),
+        ChunkExpr::Port { port } => Value::Chunk(ports.get(port).cloned().ok_or_else(|| {
+            Error::InvalidTask(format!("an expression reads port {port}, which no input feeds"))
+        })?),
         ChunkExpr::Scalar { value } => Value::Scalar(value.clone()),
-        ChunkExpr::Full { value, dtype } => {
-            Value::Chunk(broadcast_to(&scalar_chunk(value, *dtype), shape)?)
+        ChunkExpr::Full { value, dtype } => Value::Chunk(broadcast_to(&scalar_chunk(value, *dtype), shape)?),
+        ChunkExpr::Arange { start, step, offset, dtype } => {
+            Value::Chunk(arange(start, step, *offset, *dtype, shape)?)
         }
-        ChunkExpr::Arange { start, step, offset, dtype } => Value::Chunk(arange(start, step, *offset, *dtype, shape)?),
         ChunkExpr::Linspace { start, stop, num, endpoint, offset } => {
             let div = if *endpoint { num.saturating_sub(1) } else { *num };
             let (start, stop) = (start.as_f64(), stop.as_f64());
@@ -98,7 +100,9 @@ fn eval(expr: &ChunkExpr, shape: &[usize], ports: &BTreeMap<u32, Chunk>) -> Resu
             let (then, otherwise) = (eval(then, shape, ports)?, eval(otherwise, shape, ports)?);
             let dtype = dtype::promote_operands(then.operand(), otherwise.operand());
             let (t, o) = (then.into_chunk(dtype), otherwise.into_chunk(dtype));
-            let Data::Bool(c) = &condition.data else { return Err(internal("where: a condition not boolean")) };
+            let Data::Bool(c) = &condition.data else {
+                return Err(internal("where: a condition not boolean"));
+            };
             let out = co_shape(&[c.shape(), t.shape(), o.shape()])?;
             let data = match (&t.data, &o.data) {
                 (Data::Bool(t), Data::Bool(o)) => Data::Bool(select(c, t, o, &out)?),
@@ -180,9 +184,9 @@ pub fn co_shape(shapes: &[&[usize]]) -> Result<Vec<usize>> {
 /// `chunk` broadcast to `shape`, materialised.
 pub fn broadcast_to(chunk: &Chunk, shape: &[usize]) -> Result<Chunk> {
     fn go<T: Clone>(a: &ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>> {
-        a.broadcast(IxDyn(shape))
-            .map(|v| v.to_owned())
-            .ok_or_else(|| Error::InvalidTask(format!("a chunk of shape {:?} does not broadcast to {shape:?}", a.shape())))
+        a.broadcast(IxDyn(shape)).map(|v| v.to_owned()).ok_or_else(|| {
+            Error::InvalidTask(format!("a chunk of shape {:?} does not broadcast to {shape:?}", a.shape()))
+        })
     }
     let data = match &chunk.data {
         Data::Bool(a) => Data::Bool(go(a, shape)?),
@@ -201,7 +205,8 @@ fn zip<A: Clone, B: Clone, R>(a: &ArrayD<A>, b: &ArrayD<B>, f: impl Fn(A, B) -> 
 
 fn select<T: Clone>(c: &ArrayD<bool>, t: &ArrayD<T>, o: &ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>> {
     let s = IxDyn(shape);
-    let (Some(cv), Some(tv), Some(ov)) = (c.broadcast(s.clone()), t.broadcast(s.clone()), o.broadcast(s)) else {
+    let (Some(cv), Some(tv), Some(ov)) = (c.broadcast(s.clone()), t.broadcast(s.clone()), o.broadcast(s))
+    else {
         return Err(internal("where: operands that do not broadcast"));
     };
     Ok(Zip::from(&cv).and(&tv).and(&ov).map_collect(|&c, t, o| if c { t.clone() } else { o.clone() }))
@@ -254,14 +259,18 @@ fn binary(op: BinaryOp, left: Value, right: Value) -> Result<Value> {
     use BinaryOp::*;
     let data = match (&a.data, &b.data) {
         (Data::Float(x), Data::Float(y)) => match op {
-            Equal | NotEqual | Less | LessEqual | Greater | GreaterEqual => Data::Bool(zip(x, y, |p, q| compare(op, p, q))?),
+            Equal | NotEqual | Less | LessEqual | Greater | GreaterEqual => {
+                Data::Bool(zip(x, y, |p, q| compare(op, p, q))?)
+            }
             _ => Data::Float(zip(x, y, |p, q| float_op(op, p, q))?),
         },
         (Data::Int(x), Data::Int(y)) => match op {
             Equal | NotEqual | Less | LessEqual | Greater | GreaterEqual if unsigned => {
                 Data::Bool(zip(x, y, |p, q| compare(op, p as u64, q as u64))?)
             }
-            Equal | NotEqual | Less | LessEqual | Greater | GreaterEqual => Data::Bool(zip(x, y, |p, q| compare(op, p, q))?),
+            Equal | NotEqual | Less | LessEqual | Greater | GreaterEqual => {
+                Data::Bool(zip(x, y, |p, q| compare(op, p, q))?)
+            }
             Power if y.iter().any(|&e| e < 0) => {
                 return Err(Error::InvalidTask("integers to negative integer powers are not allowed".into()));
             }
@@ -352,7 +361,10 @@ mod tests {
 
     #[test]
     fn broadcasting_a_row_over_a_chunk() -> Result<()> {
-        let ports = BTreeMap::from([(0, int_chunk(&[2, 3], vec![1, 2, 3, 4, 5, 6])), (1, int_chunk(&[1, 3], vec![10, 20, 30]))]);
+        let ports = BTreeMap::from([
+            (0, int_chunk(&[2, 3], vec![1, 2, 3, 4, 5, 6])),
+            (1, int_chunk(&[1, 3], vec![10, 20, 30])),
+        ]);
         let expr = ChunkExpr::Binary {
             op: BinaryOp::Add,
             left: Box::new(ChunkExpr::Port { port: 0 }),

@@ -23,9 +23,9 @@ pub fn gather(
         Data::Float(_) => Data::Float(ArrayD::zeros(IxDyn(shape))),
     };
     for piece in pieces {
-        let source = ports
-            .get(&piece.port)
-            .ok_or_else(|| Error::InvalidTask(format!("a gather reads port {}, which no input feeds", piece.port)))?;
+        let source = ports.get(&piece.port).ok_or_else(|| {
+            Error::InvalidTask(format!("a gather reads port {}, which no input feeds", piece.port))
+        })?;
         if source.dtype != dtype {
             return Err(Error::InvalidTask(format!(
                 "a gather of {dtype} got a chunk of {} on port {}",
@@ -48,7 +48,8 @@ pub fn gather(
             _ => return Err(Error::InvalidTask("a gather piece of another computation type".into())),
         }
     }
-    let kept: Vec<usize> = shape.iter().enumerate().filter(|(i, _)| !squeeze.contains(i)).map(|(_, &d)| d).collect();
+    let kept: Vec<usize> =
+        shape.iter().enumerate().filter(|(i, _)| !squeeze.contains(i)).map(|(_, &d)| d).collect();
     let data = if squeeze.is_empty() { out } else { chunk::reshape(out, &kept)? };
     Ok(Chunk { dtype, data })
 }
@@ -63,9 +64,12 @@ fn src_slices(src: &[SliceDim], shape: &[usize]) -> Result<Vec<SliceInfoElem>> {
                 return Ok(SliceInfoElem::Slice { start: 0, end: Some(0), step: 1 });
             }
             let span = d.step.unsigned_abs() * (d.count - 1);
-            let (low, high) = if d.step >= 0 { (d.start, d.start + span) } else { (d.start.saturating_sub(span), d.start) };
+            let (low, high) =
+                if d.step >= 0 { (d.start, d.start + span) } else { (d.start.saturating_sub(span), d.start) };
             if high >= len as u64 || (d.step < 0 && span > d.start) || d.step == 0 {
-                return Err(Error::InvalidTask(format!("a gather slice {d:?} outside a chunk dimension of {len}")));
+                return Err(Error::InvalidTask(format!(
+                    "a gather slice {d:?} outside a chunk dimension of {len}"
+                )));
             }
             let step = if d.step >= 0 { d.step.max(1) as isize } else { d.step as isize };
             Ok(SliceInfoElem::Slice { start: low as isize, end: Some(high as isize + 1), step })
@@ -73,7 +77,12 @@ fn src_slices(src: &[SliceDim], shape: &[usize]) -> Result<Vec<SliceInfoElem>> {
         .collect()
 }
 
-fn copy<T: Clone>(out: &mut ArrayD<T>, src: &ArrayD<T>, from: &[SliceInfoElem], to: &[SliceInfoElem]) -> Result<()> {
+fn copy<T: Clone>(
+    out: &mut ArrayD<T>,
+    src: &ArrayD<T>,
+    from: &[SliceInfoElem],
+    to: &[SliceInfoElem],
+) -> Result<()> {
     let from = src.slice(from);
     let mut to = out.slice_mut(to);
     if from.shape() != to.shape() {
@@ -93,7 +102,9 @@ pub fn transpose(chunk: Chunk, axes: &[usize]) -> Result<Chunk> {
     let mut sorted = axes.to_vec();
     sorted.sort_unstable();
     if sorted != (0..ndim).collect::<Vec<_>>() {
-        return Err(Error::InvalidTask(format!("transpose axes {axes:?} are not a permutation of {ndim} axes")));
+        return Err(Error::InvalidTask(format!(
+            "transpose axes {axes:?} are not a permutation of {ndim} axes"
+        )));
     }
     fn go<T: Clone>(a: ArrayD<T>, axes: &[usize]) -> ArrayD<T> {
         a.permuted_axes(IxDyn(axes)).as_standard_layout().into_owned()
@@ -112,10 +123,17 @@ mod tests {
 
     #[test]
     fn a_reversed_strided_piece() -> Result<()> {
-        let source = Chunk::new(DType::Int64, Data::Int(ArrayD::from_shape_vec(IxDyn(&[6]), (0..6).collect()).map_err(|e| Error::InvalidTask(e.to_string()))?));
+        let source = Chunk::new(
+            DType::Int64,
+            Data::Int(
+                ArrayD::from_shape_vec(IxDyn(&[6]), (0..6).collect())
+                    .map_err(|e| Error::InvalidTask(e.to_string()))?,
+            ),
+        );
         let ports = BTreeMap::from([(0, source)]);
         // x[5:0:-2] = [5, 3, 1], placed at 1..4 of a chunk of 4.
-        let piece = Piece { port: 0, src: vec![SliceDim { start: 5, step: -2, count: 3 }], dst: vec![[1, 4]] };
+        let piece =
+            Piece { port: 0, src: vec![SliceDim { start: 5, step: -2, count: 3 }], dst: vec![[1, 4]] };
         let out = gather(&[4], &[piece], &[], DType::Int64, &ports)?;
         assert_eq!(out.data.to_int().iter().copied().collect::<Vec<_>>(), vec![0, 5, 3, 1]);
         Ok(())

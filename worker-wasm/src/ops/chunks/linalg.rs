@@ -12,7 +12,9 @@ use shoal_protocol::DType;
 pub fn tensordot(a: &Chunk, b: &Chunk, left: &[usize], right: &[usize], dtype: DType) -> Result<Chunk> {
     let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
     if left.len() != right.len() || left.iter().chain(right).any(|&x| x >= sa.len().max(sb.len())) {
-        return Err(Error::InvalidTask(format!("tensordot axes {left:?} and {right:?} for chunks {sa:?} and {sb:?}")));
+        return Err(Error::InvalidTask(format!(
+            "tensordot axes {left:?} and {right:?} for chunks {sa:?} and {sb:?}"
+        )));
     }
     for (&l, &r) in left.iter().zip(right) {
         if sa.get(l) != sb.get(r) {
@@ -31,7 +33,8 @@ pub fn tensordot(a: &Chunk, b: &Chunk, left: &[usize], right: &[usize], dtype: D
     let matrix = |c: &Chunk, order: &[usize], rows: usize, cols: usize| -> Result<Array2<f64>> {
         let f = c.floats();
         let permuted: Vec<f64> = f.view().permuted_axes(IxDyn(order)).iter().copied().collect();
-        Array2::from_shape_vec((rows, cols), permuted).map_err(|e| Error::InvalidTask(format!("tensordot: {e}")))
+        Array2::from_shape_vec((rows, cols), permuted)
+            .map_err(|e| Error::InvalidTask(format!("tensordot: {e}")))
     };
     let product = matrix(a, &order_a, m, k)?.dot(&matrix(b, &order_b, k, n)?);
     let shape: Vec<usize> = free_a.iter().map(|&i| sa[i]).chain(free_b.iter().map(|&i| sb[i])).collect();

@@ -47,7 +47,9 @@ pub async fn run(
 
 async fn apply(op: &ChunkOp, main: Table, sides: &Sides, functions: &mut impl Functions) -> Result<Table> {
     let chunk = match op {
-        ChunkOp::Map { expr, shape, dtype } => expr::evaluate(expr, &usizes(shape), *dtype, &ports(&main, sides)?)?,
+        ChunkOp::Map { expr, shape, dtype } => {
+            expr::evaluate(expr, &usizes(shape), *dtype, &ports(&main, sides)?)?
+        }
         ChunkOp::Reduce { reduction, step, axes, keepdims, dtype, offset, shape } => {
             let inputs: Vec<&Table> = std::iter::once(&main).chain(sides.values()).collect();
             return reduce::step(reduction, *step, axes, *keepdims, *dtype, offset, shape, &inputs);

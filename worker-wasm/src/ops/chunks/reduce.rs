@@ -47,12 +47,15 @@ pub fn step(
 ) -> Result<Table> {
     let state = match step {
         ReduceStep::Partial => {
-            let main = inputs.first().ok_or_else(|| Error::InvalidTask("a partial reduction without input".into()))?;
+            let main = inputs
+                .first()
+                .ok_or_else(|| Error::InvalidTask("a partial reduction without input".into()))?;
             partial(reduction, &chunk::from_table(main)?, axes, offset, shape)?
         }
         ReduceStep::Combine | ReduceStep::Final => {
             let mut states = inputs.iter().map(|t| read_state(reduction, t));
-            let mut acc = states.next().ok_or_else(|| Error::InvalidTask("a combine without states".into()))??;
+            let mut acc =
+                states.next().ok_or_else(|| Error::InvalidTask("a combine without states".into()))??;
             for s in states {
                 acc = merge(reduction, acc, s?)?;
             }
@@ -101,20 +104,29 @@ fn lanes<T: Clone>(a: &ArrayD<T>, axes: &[usize]) -> Result<(Array2<T>, Vec<usiz
     let r: usize = axes.iter().map(|&i| a.shape()[i]).product();
     let permuted = a.view().permuted_axes(IxDyn(&order));
     let flat: Vec<T> = permuted.iter().cloned().collect();
-    let matrix = Array2::from_shape_vec((k, r), flat).map_err(|e| Error::InvalidTask(format!("lanes: {e}")))?;
-    let state_shape = a.shape().iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
+    let matrix =
+        Array2::from_shape_vec((k, r), flat).map_err(|e| Error::InvalidTask(format!("lanes: {e}")))?;
+    let state_shape =
+        a.shape().iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
     Ok((matrix, state_shape))
 }
 
 fn collect<T>(shape: &[usize], values: Vec<T>) -> Result<ArrayD<T>> {
-    ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| Error::InvalidTask(format!("a reduction's state: {e}")))
+    ArrayD::from_shape_vec(IxDyn(shape), values)
+        .map_err(|e| Error::InvalidTask(format!("a reduction's state: {e}")))
 }
 
 fn floats(shape: &[usize], values: Vec<f64>) -> Result<Chunk> {
     Ok(Chunk::new(DType::Float64, Data::Float(collect(shape, values)?)))
 }
 
-fn partial(reduction: &ArrayReduction, input: &Chunk, axes: &[usize], offset: &[u64], shape: &[u64]) -> Result<State> {
+fn partial(
+    reduction: &ArrayReduction,
+    input: &Chunk,
+    axes: &[usize],
+    offset: &[u64],
+    shape: &[u64],
+) -> Result<State> {
     use ArrayReduction::*;
     let acc_type = match reduction {
         Sum | Prod => result_type(reduction, input.dtype),
@@ -127,7 +139,12 @@ fn partial(reduction: &ArrayReduction, input: &Chunk, axes: &[usize], offset: &[
             let v: Vec<i64> = m
                 .rows()
                 .into_iter()
-                .map(|row| row.iter().copied().reduce(|x, y| int_merge(reduction, x, y, unsigned)).unwrap_or(identity_int(reduction)))
+                .map(|row| {
+                    row.iter()
+                        .copied()
+                        .reduce(|x, y| int_merge(reduction, x, y, unsigned))
+                        .unwrap_or(identity_int(reduction))
+                })
                 .collect();
             vec![("acc", Chunk::new(acc_type, Data::Int(collect(&s, v)?)))]
         }
@@ -148,15 +165,23 @@ fn partial(reduction: &ArrayReduction, input: &Chunk, axes: &[usize], offset: &[
             let v: Vec<f64> = m
                 .rows()
                 .into_iter()
-                .map(|row| row.iter().copied().reduce(|x, y| float_merge(reduction, x, y)).unwrap_or(identity_float(reduction)))
+                .map(|row| {
+                    row.iter()
+                        .copied()
+                        .reduce(|x, y| float_merge(reduction, x, y))
+                        .unwrap_or(identity_float(reduction))
+                })
                 .collect();
             vec![("acc", Chunk::new(acc_type, Data::Float(collect(&s, v)?)))]
         }
         Any | All => {
             let (m, s) = lanes(&input.data.to_bool(), axes)?;
             let all = matches!(reduction, All);
-            let v: Vec<bool> =
-                m.rows().into_iter().map(|row| if all { row.iter().all(|&b| b) } else { row.iter().any(|&b| b) }).collect();
+            let v: Vec<bool> = m
+                .rows()
+                .into_iter()
+                .map(|row| if all { row.iter().all(|&b| b) } else { row.iter().any(|&b| b) })
+                .collect();
             vec![("acc", Chunk::new(DType::Bool, Data::Bool(collect(&s, v)?)))]
         }
         Mean => {
@@ -169,9 +194,17 @@ fn partial(reduction: &ArrayReduction, input: &Chunk, axes: &[usize], offset: &[
             let (m, s) = lanes(&input.floats(), axes)?;
             let n = m.ncols() as f64;
             let means: Vec<f64> = m.rows().into_iter().map(|r| r.sum() / n).collect();
-            let m2: Vec<f64> =
-                m.rows().into_iter().zip(&means).map(|(r, &mu)| r.iter().map(|&x| (x - mu) * (x - mu)).sum()).collect();
-            vec![("count", floats(&s, vec![n; m.nrows()])?), ("mean", floats(&s, means)?), ("m2", floats(&s, m2)?)]
+            let m2: Vec<f64> = m
+                .rows()
+                .into_iter()
+                .zip(&means)
+                .map(|(r, &mu)| r.iter().map(|&x| (x - mu) * (x - mu)).sum())
+                .collect();
+            vec![
+                ("count", floats(&s, vec![n; m.nrows()])?),
+                ("mean", floats(&s, means)?),
+                ("m2", floats(&s, m2)?),
+            ]
         }
         Argmin | Argmax => {
             let (m, s) = lanes(&input.floats(), axes)?;
@@ -207,7 +240,13 @@ fn arg(values: impl Iterator<Item = f64>, min: bool) -> (usize, f64) {
 
 /// The index an arg-reduction reports for lane element `j` of a chunk at `offset`: along the
 /// one reduced axis, or into the flattened array when every axis is reduced.
-fn global_index(j: usize, chunk_shape: &[usize], axes: &[usize], offset: &[u64], shape: &[u64]) -> Result<i64> {
+fn global_index(
+    j: usize,
+    chunk_shape: &[usize],
+    axes: &[usize],
+    offset: &[u64],
+    shape: &[u64],
+) -> Result<i64> {
     let offset_of = |axis: usize| offset.get(axis).copied().unwrap_or(0);
     if let [axis] = axes
         && chunk_shape.len() > 1
@@ -280,14 +319,20 @@ fn merge(reduction: &ArrayReduction, a: State, b: State) -> Result<State> {
             let data = match (&x.data, &y.data) {
                 (Data::Int(p), Data::Int(q)) => {
                     let unsigned = x.dtype == DType::Uint64;
-                    Data::Int(ndarray::Zip::from(p).and(q).map_collect(|&p, &q| int_merge(reduction, p, q, unsigned)))
+                    Data::Int(
+                        ndarray::Zip::from(p)
+                            .and(q)
+                            .map_collect(|&p, &q| int_merge(reduction, p, q, unsigned)),
+                    )
                 }
-                (Data::Float(p), Data::Float(q)) => {
-                    Data::Float(ndarray::Zip::from(p).and(q).map_collect(|&p, &q| float_merge(reduction, p, q)))
-                }
-                (Data::Bool(p), Data::Bool(q)) => Data::Bool(ndarray::Zip::from(p).and(q).map_collect(|&p, &q| {
-                    if matches!(reduction, All | Min) { p && q } else { p || q }
-                })),
+                (Data::Float(p), Data::Float(q)) => Data::Float(
+                    ndarray::Zip::from(p).and(q).map_collect(|&p, &q| float_merge(reduction, p, q)),
+                ),
+                (Data::Bool(p), Data::Bool(q)) => Data::Bool(ndarray::Zip::from(p).and(q).map_collect(
+                    |&p, &q| {
+                        if matches!(reduction, All | Min) { p && q } else { p || q }
+                    },
+                )),
                 _ => return Err(Error::InvalidTask("reduction states of different types".into())),
             };
             vec![("acc", Chunk::new(x.dtype, data))]
@@ -308,7 +353,8 @@ fn merge(reduction: &ArrayReduction, a: State, b: State) -> Result<State> {
                 let total = n1[i] + n2[i];
                 let delta = m2[i] - m1[i];
                 let merged_mean = if total > 0.0 { m1[i] + delta * n2[i] / total } else { 0.0 };
-                let merged_m2 = if total > 0.0 { q1[i] + q2[i] + delta * delta * n1[i] * n2[i] / total } else { 0.0 };
+                let merged_m2 =
+                    if total > 0.0 { q1[i] + q2[i] + delta * delta * n1[i] * n2[i] / total } else { 0.0 };
                 n.push(total);
                 mean.push(merged_mean);
                 m2s.push(merged_m2);
@@ -325,13 +371,20 @@ fn merge(reduction: &ArrayReduction, a: State, b: State) -> Result<State> {
             for k in 0..v1.len() {
                 // The earlier index wins ties; a NaN wins everything (its first occurrence).
                 let first = if i1[k] <= i2[k] { 0 } else { 1 };
-                let (a, b) = if first == 0 { ((v1[k], i1[k]), (v2[k], i2[k])) } else { ((v2[k], i2[k]), (v1[k], i1[k])) };
+                let (a, b) = if first == 0 {
+                    ((v1[k], i1[k]), (v2[k], i2[k]))
+                } else {
+                    ((v2[k], i2[k]), (v1[k], i1[k]))
+                };
                 let pick_b = !a.0.is_nan() && (b.0.is_nan() || (min && b.0 < a.0) || (!min && b.0 > a.0));
                 let (v, i) = if pick_b { b } else { a };
                 values.push(v);
                 indices.push(i);
             }
-            vec![("value", floats(&shape, values)?), ("index", Chunk::new(DType::Int64, Data::Int(collect(&shape, indices)?)))]
+            vec![
+                ("value", floats(&shape, values)?),
+                ("index", Chunk::new(DType::Int64, Data::Int(collect(&shape, indices)?))),
+            ]
         }
     })
 }
@@ -339,7 +392,12 @@ fn merge(reduction: &ArrayReduction, a: State, b: State) -> Result<State> {
 /// The value of a merged state.
 fn finish(reduction: &ArrayReduction, state: State) -> Result<Chunk> {
     use ArrayReduction::*;
-    let get = |i: usize| state.get(i).map(|(_, c)| c.clone()).ok_or_else(|| Error::InvalidTask("a reduction state without its columns".into()));
+    let get = |i: usize| {
+        state
+            .get(i)
+            .map(|(_, c)| c.clone())
+            .ok_or_else(|| Error::InvalidTask("a reduction state without its columns".into()))
+    };
     Ok(match reduction {
         Sum | Prod | Min | Max | Any | All => get(0)?,
         Mean => {
@@ -362,8 +420,12 @@ mod tests {
     use super::*;
 
     fn chunk(shape: &[usize], v: Vec<f64>) -> Table {
-        let c = Chunk::new(DType::Float64, Data::Float(ArrayD::from_shape_vec(IxDyn(shape), v).unwrap_or_default()));
-        chunk::to_table(&c).unwrap_or_else(|_| (std::sync::Arc::new(arrow::datatypes::Schema::empty()), vec![]))
+        let c = Chunk::new(
+            DType::Float64,
+            Data::Float(ArrayD::from_shape_vec(IxDyn(shape), v).unwrap_or_default()),
+        );
+        chunk::to_table(&c)
+            .unwrap_or_else(|_| (std::sync::Arc::new(arrow::datatypes::Schema::empty()), vec![]))
     }
 
     fn values(t: &Table) -> Vec<f64> {
@@ -374,12 +436,15 @@ mod tests {
     fn a_tree_of_variances_is_one_pass() -> Result<()> {
         let (a, b) = (chunk(&[2, 2], vec![1.0, 2.0, 3.0, 4.0]), chunk(&[1, 2], vec![10.0, -5.0]));
         let var = ArrayReduction::Var { ddof: 1 };
-        let step_of = |t: &Table, off: u64| step(&var, ReduceStep::Partial, &[0], true, DType::Float64, &[off, 0], &[3, 2], &[t]);
+        let step_of = |t: &Table, off: u64| {
+            step(&var, ReduceStep::Partial, &[0], true, DType::Float64, &[off, 0], &[3, 2], &[t])
+        };
         let (pa, pb) = (step_of(&a, 0)?, step_of(&b, 2)?);
         let out = step(&var, ReduceStep::Final, &[0], false, DType::Float64, &[], &[], &[&pa, &pb])?;
-        // Columns [1, 3, 10] and [2, 4, -5]: sample variances 24.333.. and 22.333..
+        // Columns [1, 3, 10] and [2, 4, -5]: squared deviations sum to 134/3 in both, so the
+        // sample variances are both 67/3.
         let got = values(&out);
-        assert!((got[0] - 73.0 / 3.0).abs() < 1e-12 && (got[1] - 67.0 / 3.0).abs() < 1e-12, "{got:?}");
+        assert!((got[0] - 67.0 / 3.0).abs() < 1e-12 && (got[1] - 67.0 / 3.0).abs() < 1e-12, "{got:?}");
         Ok(())
     }
 
@@ -390,10 +455,20 @@ mod tests {
         let mut states = Vec::new();
         for (i, r) in rows.iter().enumerate() {
             let t = chunk(&[1, 2], r.clone());
-            states.push(step(&ArrayReduction::Argmin, ReduceStep::Partial, &[0, 1], false, DType::Int64, &[i as u64, 0], &[3, 2], &[&t])?);
+            states.push(step(
+                &ArrayReduction::Argmin,
+                ReduceStep::Partial,
+                &[0, 1],
+                false,
+                DType::Int64,
+                &[i as u64, 0],
+                &[3, 2],
+                &[&t],
+            )?);
         }
         let refs: Vec<&Table> = states.iter().collect();
-        let out = step(&ArrayReduction::Argmin, ReduceStep::Final, &[0, 1], false, DType::Int64, &[], &[], &refs)?;
+        let out =
+            step(&ArrayReduction::Argmin, ReduceStep::Final, &[0, 1], false, DType::Int64, &[], &[], &refs)?;
         assert_eq!(values(&out), vec![4.0]);
         Ok(())
     }
