@@ -26,6 +26,12 @@ pub(super) async fn explain(args: RunArgs) -> anyhow::Result<()> {
         println!("#### output: bag {} ({what})", output.name());
         println!("{}", bag.explain()?);
     }
+    for output in job.outputs.iter().filter(|o| o.array.is_some()) {
+        let array = builder.array(output.name()).await?;
+        let what = output.to_zarr.as_deref().map_or_else(|| "show".into(), |l| format!("to_zarr {l}"));
+        println!("#### output: array {} ({what})", output.name());
+        println!("{}", array.explain()?);
+    }
     let values = builder.values().await?;
     if !values.is_empty() {
         let list: Vec<_> = values.values().collect();

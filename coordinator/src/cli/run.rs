@@ -61,6 +61,13 @@ async fn run_outputs(args: &RunArgs, dashboard: Option<&Live>) -> anyhow::Result
     for output in job.outputs.iter().filter(|o| o.bag.is_some()) {
         bags.push((output, builder.bag(output.name()).await?));
     }
+    let mut arrays = Vec::new();
+    for output in job.outputs.iter().filter(|o| o.array.is_some()) {
+        let array = builder.array(output.name()).await?;
+        // Planned in full now: a task over the memory limit stops the job before anything runs.
+        array.check_plan()?;
+        arrays.push((output, array));
+    }
     for (output, df) in planned {
         let started = Instant::now();
         if let Some((format, loc)) = output.destination() {
@@ -109,6 +116,9 @@ async fn run_outputs(args: &RunArgs, dashboard: Option<&Live>) -> anyhow::Result
     }
     for (output, bag) in bags {
         run_bag(&job, output, &bag, dashboard).await?;
+    }
+    for (output, array) in arrays {
+        run_array(&job, output, &array, dashboard).await?;
     }
     if !values.is_empty() {
         run_values(&job, &client, &values, dashboard).await?;
@@ -164,6 +174,48 @@ async fn run_bag(
     if summary.records_skipped > 0 {
         eprintln!("{}: {} malformed records skipped", output.name(), summary.records_skipped);
     }
+    print_report(&summary);
+    Ok(())
+}
+
+/// Writes an array with `to_zarr`, or prints it (NumPy-like, summarised when large).
+async fn run_array(
+    job: &JobFile,
+    output: &shoal::jobfile::OutputSpec,
+    array: &shoal::Array,
+    dashboard: Option<&Live>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (events, progress) = subscribers(output.name(), dashboard);
+    let what = format!("{} {:?} in {} chunks", array.dtype(), array.shape(), array.nblocks());
+    if let Some(loc) = &output.to_zarr {
+        let loc = job.location(loc);
+        let written = array.to_zarr_with(&loc, output.codec.as_deref().unwrap_or("zstd"), events).await;
+        progress.finish();
+        let summary = written?;
+        eprintln!(
+            "{}: wrote {what} to {loc} ({} tasks run, {} reused{}, {:.2}s)",
+            output.name(),
+            summary.executed,
+            summary.already_committed,
+            skipped(&summary),
+            started.elapsed().as_secs_f64()
+        );
+        print_report(&summary);
+        return Ok(());
+    }
+    let computed = array.compute_with(events).await;
+    progress.finish();
+    let (value, summary) = computed?;
+    println!("{}", shoal::collections::array::display(&value));
+    eprintln!(
+        "{}: {what} ({} tasks run, {} reused{}, {:.2}s)",
+        output.name(),
+        summary.executed,
+        summary.already_committed,
+        skipped(&summary),
+        started.elapsed().as_secs_f64()
+    );
     print_report(&summary);
     Ok(())
 }

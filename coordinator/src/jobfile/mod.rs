@@ -43,7 +43,8 @@
 //! drop_duplicates), [`join`] (merge), [`order`] (sort_values, set_index, nlargest, nsmallest,
 //! repartition); [`env`] is what an operation may use (client, locations, modules, inputs);
 //! [`values`] holds the `[values.NAME]` calls (Delayed values); [`bags`] the `[bags.NAME]`
-//! tables (Bags; written with `to_textfiles` or shown).
+//! tables (Bags; written with `to_textfiles` or shown); [`arrays`] the `[arrays.NAME]` tables
+//! (Arrays; written with `to_zarr` or shown), whose `expr` is parsed by [`array_expr`].
 
 use crate::client::{Client, FunctionModule};
 use crate::collections::dataframe::DataFrame;
@@ -54,6 +55,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 pub mod aggregate;
+pub mod array_expr;
+pub mod arrays;
 pub mod bags;
 pub mod dataset;
 pub mod env;
@@ -77,6 +80,8 @@ pub struct JobFile {
     pub values: BTreeMap<String, ValueSpec>,
     /// Bags, `[bags.NAME]`.
     pub bags: BTreeMap<String, bags::BagSpec>,
+    /// Arrays, `[arrays.NAME]`.
+    pub arrays: BTreeMap<String, arrays::ArraySpec>,
     pub outputs: Vec<OutputSpec>,
     /// Directory relative paths are resolved against (the job file's).
     pub base_dir: PathBuf,
@@ -92,6 +97,8 @@ struct RawJobFile {
     values: BTreeMap<String, ValueSpec>,
     #[serde(default)]
     bags: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    arrays: BTreeMap<String, toml::Table>,
     #[serde(default)]
     outputs: Vec<OutputSpec>,
 }
@@ -112,6 +119,12 @@ pub struct OutputSpec {
     /// With `to_textfiles`: gzip-compressed parts (`part-00000.txt.gz`).
     #[serde(default)]
     pub gzip: bool,
+    /// The array written (`to_zarr`) or shown.
+    pub array: Option<String>,
+    /// Write the array as a Zarr v3 array at this location.
+    pub to_zarr: Option<String>,
+    /// With `to_zarr`: the compressor, `zstd` (default), `gzip`, `blosc` or `none`.
+    pub codec: Option<String>,
     /// Write Parquet parts and a `_SUCCESS` manifest under this location.
     pub to_parquet: Option<String>,
     /// Write CSV parts (as pandas' `to_csv`) and a `_SUCCESS` manifest under this location.
@@ -129,7 +142,12 @@ pub struct OutputSpec {
 impl OutputSpec {
     /// The dataset's or the value's name.
     pub fn name(&self) -> &str {
-        self.dataset.as_deref().or(self.value.as_deref()).or(self.bag.as_deref()).unwrap_or_default()
+        self.dataset
+            .as_deref()
+            .or(self.value.as_deref())
+            .or(self.bag.as_deref())
+            .or(self.array.as_deref())
+            .unwrap_or_default()
     }
 
     /// Where the output is written, if it is written: its format and location as the job file
@@ -153,12 +171,28 @@ impl OutputSpec {
     /// Exactly one of `dataset` and `value`; exactly one of `to_parquet`, `to_csv`, `to_json`
     /// and `show = true` (a value: `to_json` or `show`).
     fn check(&self) -> Result<()> {
-        let subjects = [&self.dataset, &self.value, &self.bag].iter().filter(|s| s.is_some()).count();
+        let subjects =
+            [&self.dataset, &self.value, &self.bag, &self.array].iter().filter(|s| s.is_some()).count();
         if subjects != 1 {
             return Err(Error::Invalid(
-                "an output names exactly one of `dataset = \"...\"`, `value = \"...\"` and `bag = \"...\"`"
+                "an output names exactly one of `dataset = \"...\"`, `value = \"...\"`, `bag = \"...\"` and `array = \"...\"`"
                     .into(),
             ));
+        }
+        if self.array.is_some() {
+            if !self.destinations().is_empty()
+                || self.to_textfiles.is_some()
+                || self.to_zarr.is_some() == self.show
+            {
+                return Err(Error::Invalid(format!(
+                    "output of array '{}': an array is written with `to_zarr = \"...\"` or shown with `show = true` (one of them)",
+                    self.name()
+                )));
+            }
+            return Ok(());
+        }
+        if self.to_zarr.is_some() || self.codec.is_some() {
+            return Err(Error::Invalid(format!("output of '{}': to_zarr writes an array", self.name())));
         }
         if self.bag.is_some() {
             if !self.destinations().is_empty() || self.to_textfiles.is_some() == self.show {
@@ -225,20 +259,32 @@ impl JobFile {
             .into_iter()
             .map(|(name, table)| Ok((name.clone(), bags::BagSpec::parse(&name, table)?)))
             .collect::<Result<BTreeMap<_, _>>>()?;
-        let job =
-            JobFile { datasets, values: raw.values, bags, outputs: raw.outputs, base_dir: PathBuf::new() };
-        for name in job.values.keys().chain(job.bags.keys()) {
+        let arrays = raw
+            .arrays
+            .into_iter()
+            .map(|(name, table)| Ok((name.clone(), arrays::ArraySpec::parse(&name, table)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let job = JobFile {
+            datasets,
+            values: raw.values,
+            bags,
+            arrays,
+            outputs: raw.outputs,
+            base_dir: PathBuf::new(),
+        };
+        for name in job.values.keys().chain(job.bags.keys()).chain(job.arrays.keys()) {
             let kinds: Vec<&str> = [
                 ("dataset", job.datasets.contains_key(name)),
                 ("value", job.values.contains_key(name)),
                 ("bag", job.bags.contains_key(name)),
+                ("array", job.arrays.contains_key(name)),
             ]
             .into_iter()
             .filter_map(|(k, has)| has.then_some(k))
             .collect();
             if kinds.len() > 1 {
                 return Err(Error::Invalid(format!(
-                    "'{name}' names both a {}: datasets, values and bags share one namespace",
+                    "'{name}' names both a {}: datasets, values, bags and arrays share one namespace",
                     kinds.join(" and a ")
                 )));
             }
@@ -256,6 +302,12 @@ impl JobFile {
             }
             if let Some(v) = o.value.as_deref().filter(|v| !job.values.contains_key(*v)) {
                 return Err(Error::Invalid(format!("output refers to unknown value '{v}'")));
+            }
+            if let Some(a) = o.array.as_deref().filter(|a| !job.arrays.contains_key(*a)) {
+                return Err(Error::Invalid(format!(
+                    "output refers to unknown array '{a}' (defined: {})",
+                    job.arrays.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
             }
             if let Some(b) = o.bag.as_deref().filter(|b| !job.bags.contains_key(*b)) {
                 return Err(Error::Invalid(format!(
@@ -297,12 +349,20 @@ pub struct Builder<'a> {
     client: &'a Client,
     built: HashMap<String, DataFrame>,
     bags: HashMap<String, crate::collections::bag::Bag>,
+    arrays: HashMap<String, crate::collections::array::Array>,
     modules: HashMap<String, FunctionModule>,
 }
 
 impl<'a> Builder<'a> {
     pub fn new(job: &'a JobFile, client: &'a Client) -> Self {
-        Self { job, client, built: HashMap::new(), bags: HashMap::new(), modules: HashMap::new() }
+        Self {
+            job,
+            client,
+            built: HashMap::new(),
+            bags: HashMap::new(),
+            arrays: HashMap::new(),
+            modules: HashMap::new(),
+        }
     }
 
     /// The DataFrame of a named dataset.
@@ -323,6 +383,53 @@ impl<'a> Builder<'a> {
             datasets: &self.built,
         };
         values::build(&self.job.values, env).await
+    }
+
+    /// The Array of a named `[arrays.NAME]`, after the arrays (and dataset) it reads.
+    pub async fn array(&mut self, name: &str) -> Result<crate::collections::array::Array> {
+        // Depth-first over `from` and the arrays an operation reads, with an explicit stack.
+        let mut stack = vec![(name.to_string(), false)];
+        let mut visiting: Vec<String> = Vec::new();
+        while let Some((at, ready)) = stack.pop() {
+            if self.arrays.contains_key(&at) {
+                continue;
+            }
+            let spec = self.job.arrays.get(&at).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown array '{at}' (defined: {})",
+                    self.job.arrays.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            let wrap = |e: Error| Error::Array { name: at.clone(), source: Box::new(e) };
+            let mut needs: Vec<String> = spec.from.iter().cloned().collect();
+            needs.extend(spec.op.reads().map_err(wrap)?);
+            if !ready {
+                if visiting.contains(&at) {
+                    visiting.push(at.clone());
+                    return Err(Error::Invalid(format!("arrays form a cycle: {}", visiting.join(" -> "))));
+                }
+                visiting.push(at.clone());
+                stack.push((at.clone(), true));
+                stack.extend(needs.into_iter().filter(|n| !self.arrays.contains_key(n)).map(|n| (n, false)));
+                continue;
+            }
+            visiting.retain(|v| v != &at);
+            let dataset = match spec.op.dataset() {
+                Some(d) => Some(self.dataset(d).await.map_err(wrap)?),
+                None => None,
+            };
+            let input = spec.from.as_ref().and_then(|f| self.arrays.get(f).cloned());
+            let mut env = arrays::ArrayEnv {
+                client: self.client,
+                base_dir: &self.job.base_dir,
+                modules: &mut self.modules,
+                dataset,
+                arrays: &self.arrays,
+            };
+            let array = arrays::apply(&spec.op, input, &mut env).await.map_err(wrap)?;
+            self.arrays.insert(at, array);
+        }
+        self.arrays.get(name).cloned().ok_or_else(|| Error::Invalid(format!("array '{name}' was not built")))
     }
 
     /// The Bag of a named `[bags.NAME]`, after the bags (and dataset) it reads.

@@ -126,6 +126,14 @@ impl Lowering {
         }
     }
 
+    /// Lowers `inputs` before the caller makes its stage, so stages come in dependency order.
+    fn inputs_first(&mut self, inputs: &[Arc<Node>]) -> Result<()> {
+        for input in inputs {
+            self.blocks(input)?;
+        }
+        Ok(())
+    }
+
     /// The input feeding `port` with block `index` of `node`.
     fn port(&mut self, node: &Arc<Node>, index: &[u64], port: u32) -> Result<Port> {
         Ok(match self.blocks(node)? {
@@ -239,6 +247,7 @@ impl Lowering {
     }
 
     fn map(&mut self, node: &Arc<Node>, expr: &Expr, out: &dyn Fn(&[u64]) -> Output) -> Result<Vec<usize>> {
+        self.inputs_first(&expr.arrays())?;
         let m = &node.meta;
         let stage = self.stage("array-map", format!("map {} · {}", expr_text(expr), grid_line(m)), m);
         let mut tasks = Vec::new();
@@ -270,13 +279,19 @@ impl Lowering {
             Op::Map { expr } if !self.done.contains_key(&Arc::as_ptr(input)) => Some(expr.clone()),
             _ => None,
         };
+        match &fused {
+            Some(e) => self.inputs_first(&e.arrays())?,
+            None => self.inputs_first(std::slice::from_ref(input))?,
+        }
         let what = format!("{name} over axes {axes:?}");
         let line = match &fused {
             Some(e) => format!("{what} of {} · {}", expr_text(e), grid_line(im)),
             None => format!("{what} · {}", grid_line(im)),
         };
         let partial_stage = self.stage(&format!("array-{name}-partial"), line, im);
-        let final_stage = self.stage(&format!("array-{name}-final"), format!("{name} · {}", grid_line(m)), m);
+        let mut final_stage = None;
+        let final_line = format!("{name} · {}", grid_line(m));
+        let final_name = format!("array-{name}-final");
         let mut combine_stage = None;
         let reduce_op = |step: ReduceStep, offset: Vec<u64>, shape: Vec<u64>| ChunkOp::Reduce {
             reduction: reduction.clone(),
@@ -317,7 +332,11 @@ impl Lowering {
                 } else {
                     Output::Intermediate
                 };
-                let stage = if single { final_stage } else { partial_stage };
+                let stage = if single {
+                    *final_stage.get_or_insert_with(|| self.stage(&final_name, final_line.clone(), m))
+                } else {
+                    partial_stage
+                };
                 let t = self.push(stage, &what, ports, pipeline, output, projected, &|| chunk_text(im))?;
                 states.push((t, reduced(&shape, axes)));
             }
@@ -350,15 +369,10 @@ impl Lowering {
             let ports = states.iter().enumerate().map(|(p, &(t, _))| self.state_port(t, p)).collect();
             let projected = states.iter().map(|(_, s)| state_bytes(s)).sum::<u64>() * 2;
             let op = reduce_op(ReduceStep::Final, vec![], vec![]);
-            outputs.push(self.push(
-                final_stage,
-                &what,
-                ports,
-                vec![op],
-                out(&out_index),
-                projected,
-                &|| chunk_text(im),
-            )?);
+            let stage = *final_stage.get_or_insert_with(|| self.stage(&final_name, final_line.clone(), m));
+            outputs.push(
+                self.push(stage, &what, ports, vec![op], out(&out_index), projected, &|| chunk_text(im))?,
+            );
         }
         Ok(outputs)
     }
@@ -381,6 +395,7 @@ impl Lowering {
         what: &str,
         out: &dyn Fn(&[u64]) -> Output,
     ) -> Result<Vec<usize>> {
+        self.inputs_first(std::slice::from_ref(input))?;
         let (im, m) = (&input.meta, &node.meta);
         // The output before integer-indexed axes are dropped: those have one element.
         let squeeze: Vec<usize> =
@@ -492,6 +507,7 @@ impl Lowering {
         split_every: usize,
         out: &dyn Fn(&[u64]) -> Output,
     ) -> Result<Vec<usize>> {
+        self.inputs_first(&[left.clone(), right.clone()])?;
         let (lm, rm, m) = (&left.meta, &right.meta, &node.meta);
         let free_l: Vec<usize> = (0..lm.ndim()).filter(|d| !left_axes.contains(d)).collect();
         let free_r: Vec<usize> = (0..rm.ndim()).filter(|d| !right_axes.contains(d)).collect();

@@ -19,7 +19,7 @@ mod ops;
 pub mod rechunk;
 
 pub use grid::Chunks;
-pub use ops::{Axes, Index};
+pub use ops::{Axes, Index, Operand};
 pub use shoal_protocol::{DType, Scalar};
 pub use shoal_worker::ops::chunks::chunk::{Chunk as NdArray, Data};
 
@@ -213,6 +213,12 @@ impl Array {
         Ok(lowering)
     }
 
+    /// Plans the whole graph without running it: every error of the plan — a task over the
+    /// memory limit above all — now rather than after other work ran.
+    pub fn check_plan(&self) -> Result<()> {
+        self.lower(&Target::Collect).map(|_| ())
+    }
+
     /// The plan as stages with their chunk grids, task counts and projected memory per task.
     pub fn explain(&self) -> Result<String> {
         let lowering = self.lower(&Target::Collect)?;
@@ -284,4 +290,15 @@ impl Array {
         storage.put(&meta_url, Bytes::from(metadata)).await?;
         Ok(run.summary)
     }
+}
+
+/// An array as NumPy prints it (shape and type first; large arrays summarised by ndarray).
+pub fn display(value: &NdArray) -> String {
+    let body = match &value.data {
+        Data::Bool(a) => format!("{a}"),
+        Data::Int(a) => format!("{a}"),
+        Data::Float(a) if value.dtype == DType::Float32 => format!("{:.7}", a.mapv(|v| v as f32)),
+        Data::Float(a) => format!("{a}"),
+    };
+    format!("array of shape {:?}, {}:\n{body}", value.shape(), value.dtype)
 }

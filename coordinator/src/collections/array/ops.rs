@@ -195,6 +195,25 @@ impl Array {
         Ok(self.elementwise(expr, Meta { dtype, ..m.clone() }, &[]))
     }
 
+    /// `self op other`, any binary operation.
+    pub fn binary_op(&self, op: BinaryOp, other: Operand<'_>) -> Result<Array> {
+        self.binary(op, other)
+    }
+
+    /// `scalar op self`.
+    pub fn rbinary(&self, op: BinaryOp, scalar: Scalar) -> Result<Array> {
+        use BinaryOp::*;
+        let swapped = match op {
+            Less => Greater,
+            LessEqual => GreaterEqual,
+            Greater => Less,
+            GreaterEqual => LessEqual,
+            Add | Multiply | Minimum | Maximum | Equal | NotEqual | And | Or => op,
+            _ => return self.binary_left(op, scalar),
+        };
+        self.binary(swapped, Operand::Scalar(scalar))
+    }
+
     pub fn add<'a>(&self, other: impl Into<Operand<'a>>) -> Result<Array> {
         self.binary(BinaryOp::Add, other.into())
     }
