@@ -469,6 +469,7 @@ impl Lowering {
         axes: &[usize],
         out: &dyn Fn(&[u64]) -> Output,
     ) -> Result<Vec<usize>> {
+        self.inputs_first(std::slice::from_ref(input))?;
         let m = &node.meta;
         let stage = self.stage("array-transpose", format!("transpose {axes:?} · {}", grid_line(m)), m);
         let mut tasks = Vec::new();
@@ -604,6 +605,7 @@ impl Lowering {
         function: &shoal_protocol::FunctionRef,
         out: &dyn Fn(&[u64]) -> Output,
     ) -> Result<Vec<usize>> {
+        self.inputs_first(std::slice::from_ref(input))?;
         let m = &node.meta;
         let stage =
             self.stage("array-map-blocks", format!("map_blocks {} · {}", function.function, grid_line(m)), m);
