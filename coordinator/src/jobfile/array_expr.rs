@@ -135,8 +135,7 @@ impl Parser<'_> {
 
     fn expr(&mut self, min: u8) -> Result<Ast> {
         let mut left = self.unary()?;
-        loop {
-            let Some(Token::Op(op)) = self.tokens.get(self.at) else { break };
+        while let Some(Token::Op(op)) = self.tokens.get(self.at) {
             let Some(&(_, prec, bin)) = BINARY.iter().find(|(s, _, _)| s == op) else { break };
             if prec < min {
                 break;

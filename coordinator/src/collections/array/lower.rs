@@ -122,7 +122,7 @@ impl Lowering {
                 self.tensordot(node, left, right, left_axes, right_axes, *split_every, &out)
             }
             Op::MapBlocks { input, function } => self.map_blocks(node, input, function, &out),
-            Op::FromFrame { graph, rows, columns } => self.from_frame(node, graph, rows, columns, &out),
+            Op::FromFrame { graph, rows, columns } => self.frame_rows(node, graph, rows, columns, &out),
         }
     }
 
@@ -636,7 +636,7 @@ impl Lowering {
 
     /// A DataFrame's partitions as 2-d blocks (one per partition), gathered into the node's
     /// regular row chunks.
-    fn from_frame(
+    fn frame_rows(
         &mut self,
         node: &Arc<Node>,
         frame: &TaskGraph,

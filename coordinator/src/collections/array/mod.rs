@@ -61,13 +61,13 @@ impl Client {
 pub const DEFAULT_SPLIT_EVERY: usize = 8;
 
 impl Arrays<'_> {
-    fn new(&self, meta: Meta, op: Op) -> Array {
+    fn source(&self, meta: Meta, op: Op) -> Array {
         Array::from_node(self.client.clone(), Arc::new(Node { meta, op }), vec![])
     }
 
     fn generated(&self, shape: &[u64], chunks: impl Into<Chunks>, dtype: DType, expr: Expr) -> Result<Array> {
         let chunks = grid::resolve(shape, &chunks.into(), dtype)?;
-        Ok(self.new(Meta { shape: shape.to_vec(), chunks, dtype }, Op::Map { expr }))
+        Ok(self.source(Meta { shape: shape.to_vec(), chunks, dtype }, Op::Map { expr }))
     }
 
     /// The Zarr array (v3, or v2) at `url`, in its own chunks; its type and codecs are checked
@@ -80,7 +80,7 @@ impl Arrays<'_> {
         let identity = format!("{}:{}", object.size, object.e_tag.unwrap_or_default());
         let url = storage.resolve(url)?.url;
         let chunks = info.chunks.iter().zip(&info.shape).map(|(&c, &s)| c.min(s.max(1))).collect();
-        Ok(self.new(Meta { shape: info.shape, chunks, dtype: info.dtype }, Op::Zarr { url, identity }))
+        Ok(self.source(Meta { shape: info.shape, chunks, dtype: info.dtype }, Op::Zarr { url, identity }))
     }
 
     /// An array of `value` everywhere (NumPy's `full`).
@@ -196,7 +196,8 @@ impl Array {
         self.client.config().limits.task_memory_bytes
     }
 
-    fn lower(&self, target: &Target) -> Result<Lowering> {
+    /// The task graph, each stage's first line ending with its largest projected task.
+    fn lower(&self, target: &Target) -> Result<crate::graph::TaskGraph> {
         let mut lowering = Lowering::new(self.memory_limit());
         lowering.root(&self.node, target)?;
         let memory = lowering.stage_memory().clone();
@@ -210,7 +211,7 @@ impl Array {
                 ));
             }
         }
-        Ok(lowering)
+        Ok(lowering.graph)
     }
 
     /// Plans the whole graph without running it: every error of the plan — a task over the
@@ -221,13 +222,13 @@ impl Array {
 
     /// The plan as stages with their chunk grids, task counts and projected memory per task.
     pub fn explain(&self) -> Result<String> {
-        let lowering = self.lower(&Target::Collect)?;
+        let graph = self.lower(&Target::Collect)?;
         let mut out = format!(
             "== array plan ==\n{} · task memory limit {}\n",
             lower::grid_line(&self.node.meta),
             shoal_worker::error::human_bytes(self.memory_limit())
         );
-        out.push_str(&crate::collections::dataframe::explain_graph(&lowering.graph));
+        out.push_str(&crate::collections::dataframe::explain_graph(&graph));
         Ok(out)
     }
 
@@ -238,8 +239,7 @@ impl Array {
 
     /// [`compute`](Self::compute), publishing the run's events; also returns the run's totals.
     pub async fn compute_with(&self, events: Events) -> Result<(NdArray, RunSummary)> {
-        let lowering = self.lower(&Target::Collect)?;
-        let graph = &lowering.graph;
+        let graph = &self.lower(&Target::Collect)?;
         let run = self.client.run_graph(graph, &self.modules, events).await?;
         let m = &self.node.meta;
         let shape: Vec<usize> = m.shape.iter().map(|&d| d as usize).collect();
@@ -283,10 +283,10 @@ impl Array {
         let storage = self.client.storage();
         let url = storage.resolve(url)?.url;
         let metadata = shoal_worker::io::zarr::v3_metadata(&m.shape, &m.chunks, m.dtype, codec)?;
-        let lowering = self.lower(&Target::Zarr { url: url.clone(), metadata: metadata.clone() })?;
+        let graph = self.lower(&Target::Zarr { url: url.clone(), metadata: metadata.clone() })?;
         let meta_url = shoal_worker::io::zarr::metadata_url(storage, &url)?;
         storage.delete(&meta_url).await?;
-        let run = self.client.run_graph(&lowering.graph, &self.modules, events).await?;
+        let run = self.client.run_graph(&graph, &self.modules, events).await?;
         storage.put(&meta_url, Bytes::from(metadata)).await?;
         Ok(run.summary)
     }

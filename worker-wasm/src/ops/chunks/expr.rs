@@ -309,6 +309,11 @@ fn float_op(op: BinaryOp, p: f64, q: f64) -> f64 {
             let r = p % q;
             if r != 0.0 && (r < 0.0) != (q < 0.0) { r + q } else { r }
         }
+        // NumPy's fast paths for these exponents (so `x ** 2` is `x * x`, bit for bit).
+        BinaryOp::Power if q == 2.0 => p * p,
+        BinaryOp::Power if q == 0.5 => p.sqrt(),
+        BinaryOp::Power if q == 1.0 => p,
+        BinaryOp::Power if q == -1.0 => 1.0 / p,
         BinaryOp::Power => p.powf(q),
         // NaN propagates, as in np.minimum / np.maximum.
         BinaryOp::Minimum if p.is_nan() || q.is_nan() => f64::NAN,
