@@ -412,3 +412,46 @@ pub async fn apply(op: &ArrayOp, input: Option<Array>, env: &mut ArrayEnv<'_>) -
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::JobFile;
+    use super::*;
+
+    #[test]
+    fn array_tables_parse_and_bad_ones_name_the_array() {
+        let job = JobFile::parse(
+            "[arrays.a]\nrandom = { shape = [10, 4], chunks = [5, 2], seed = 1 }\n\
+             [arrays.d]\nexpr = \"sqrt(a) ** 2 - a\"\n\
+             [arrays.s]\nfrom = \"d\"\nsum = { axis = [0], keepdims = true }\n\
+             [arrays.t]\nfrom = \"a\"\nslice = [\"::-2\", \"1\"]\n\
+             [[outputs]]\narray = \"s\"\nto_zarr = \"out/s.zarr\"\ncodec = \"gzip\"\n",
+        )
+        .unwrap();
+        assert_eq!(job.arrays["d"].op.reads().unwrap(), ["a"]);
+        assert!(matches!(&job.arrays["s"].op, ArrayOp::Sum(r) if r.keepdims));
+        assert_eq!(parse_index("::-2").unwrap(), Index::Slice { start: None, stop: None, step: Some(-2) });
+        assert_eq!(parse_index("-1").unwrap(), Index::At(-1));
+        let err = |text: &str| JobFile::parse(text).map(|_| ()).unwrap_err().to_string();
+        let show = "\n[[outputs]]\narray = \"x\"\nshow = true\n";
+        assert!(
+            err(&format!("[arrays.x]\nsum = {{}}{show}")).contains("array 'x': this operation needs `from")
+        );
+        assert!(
+            err(&format!("[arrays.x]\nexpr = \"a +\"{show}"))
+                .contains("array 'x': expression \"a +\": the expression ends early")
+        );
+        assert!(
+            err(&format!("[arrays.x]\nzeros = {{ shape = [2] }}\nones = {{ shape = [2] }}{show}"))
+                .contains("exactly one operation")
+        );
+        assert!(
+            err("[arrays.x]\nzeros = { shape = [2] }\n[[outputs]]\narray = \"x\"\nto_parquet = \"o\"\n")
+                .contains("an array is written with `to_zarr")
+        );
+        assert!(
+            err("[arrays.x]\nzeros = { shape = [2] }\n[[outputs]]\narray = \"y\"\nshow = true\n")
+                .contains("unknown array 'y'")
+        );
+    }
+}

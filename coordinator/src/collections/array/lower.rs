@@ -57,6 +57,8 @@ pub struct Lowering {
     done: HashMap<*const Node, Blocks>,
     /// The largest projected task of each stage.
     memory: BTreeMap<usize, StageMemory>,
+    /// Stages made on first use, by node and name.
+    named: HashMap<(usize, String), usize>,
 }
 
 /// One input port of a task being built.
@@ -68,7 +70,13 @@ struct Port {
 
 impl Lowering {
     pub fn new(limit: u64) -> Self {
-        Lowering { graph: TaskGraph::default(), limit, done: HashMap::new(), memory: BTreeMap::new() }
+        Lowering {
+            graph: TaskGraph::default(),
+            limit,
+            done: HashMap::new(),
+            memory: BTreeMap::new(),
+            named: HashMap::new(),
+        }
     }
 
     /// The largest projected task per stage.
@@ -289,10 +297,8 @@ impl Lowering {
             None => format!("{what} · {}", grid_line(im)),
         };
         let partial_stage = self.stage(&format!("array-{name}-partial"), line, im);
-        let mut final_stage = None;
+        let id = Arc::as_ptr(node) as usize;
         let final_line = format!("{name} · {}", grid_line(m));
-        let final_name = format!("array-{name}-final");
-        let mut combine_stage = None;
         let reduce_op = |step: ReduceStep, offset: Vec<u64>, shape: Vec<u64>| ChunkOp::Reduce {
             reduction: reduction.clone(),
             step,
@@ -308,7 +314,6 @@ impl Lowering {
             let kept = index.iter().enumerate().filter(|(d, _)| !axes.contains(d)).map(|(_, &i)| i).collect();
             groups.entry(kept).or_default().push(index);
         }
-        let state_bytes = |shape: &[u64]| 3 * held(elements(shape), DType::Float64);
         let mut outputs = Vec::with_capacity(groups.len());
         for (kept, blocks) in groups {
             let out_index = output_index(&kept, axes, im.ndim(), keepdims);
@@ -326,16 +331,15 @@ impl Lowering {
                 };
                 projected += held(elements(&shape), DType::Float64) + state_bytes(&reduced(&shape, axes));
                 pipeline.push(reduce_op(ReduceStep::Partial, offset, im.shape.clone()));
-                let output = if single {
+                let (stage, output) = if single {
+                    // One block along the reduced axes: partial and final in one task.
                     pipeline.push(reduce_op(ReduceStep::Final, vec![], vec![]));
-                    out(&out_index)
+                    (
+                        self.named_stage(id, &format!("array-{name}-final"), &final_line, Some(m)),
+                        out(&out_index),
+                    )
                 } else {
-                    Output::Intermediate
-                };
-                let stage = if single {
-                    *final_stage.get_or_insert_with(|| self.stage(&final_name, final_line.clone(), m))
-                } else {
-                    partial_stage
+                    (partial_stage, Output::Intermediate)
                 };
                 let t = self.push(stage, &what, ports, pipeline, output, projected, &|| chunk_text(im))?;
                 states.push((t, reduced(&shape, axes)));
@@ -344,37 +348,76 @@ impl Lowering {
                 outputs.push(states[0].0);
                 continue;
             }
-            while states.len() > split_every.max(2) {
-                let stage = *combine_stage.get_or_insert_with(|| {
-                    self.graph.stage(
-                        format!("array-{name}-combine"),
-                        vec![format!("{name} combine, {split_every} states a task")],
-                        0,
-                        None,
-                    )
-                });
-                let mut next = Vec::new();
-                for group in states.chunks(split_every.max(2)) {
-                    let ports = group.iter().enumerate().map(|(p, &(t, _))| self.state_port(t, p)).collect();
-                    let projected = group.iter().map(|(_, s)| state_bytes(s)).sum::<u64>() * 2;
-                    let op = reduce_op(ReduceStep::Combine, vec![], vec![]);
-                    let t =
-                        self.push(stage, &what, ports, vec![op], Output::Intermediate, projected, &|| {
-                            chunk_text(im)
-                        })?;
-                    next.push((t, group[0].1.clone()));
-                }
-                states = next;
-            }
+            let combine = reduce_op(ReduceStep::Combine, vec![], vec![]);
+            let line = format!("{name} combine, {split_every} states a task");
+            let states = self.combine_tree(
+                id,
+                &format!("array-{name}-combine"),
+                &line,
+                states,
+                split_every,
+                &combine,
+                &what,
+            )?;
             let ports = states.iter().enumerate().map(|(p, &(t, _))| self.state_port(t, p)).collect();
             let projected = states.iter().map(|(_, s)| state_bytes(s)).sum::<u64>() * 2;
             let op = reduce_op(ReduceStep::Final, vec![], vec![]);
-            let stage = *final_stage.get_or_insert_with(|| self.stage(&final_name, final_line.clone(), m));
+            let stage = self.named_stage(id, &format!("array-{name}-final"), &final_line, Some(m));
             outputs.push(
                 self.push(stage, &what, ports, vec![op], out(&out_index), projected, &|| chunk_text(im))?,
             );
         }
         Ok(outputs)
+    }
+
+    /// Combines `states` (tasks and their state shapes) `split_every` at a time with `op` until
+    /// at most `split_every` remain.
+    #[allow(clippy::too_many_arguments)]
+    fn combine_tree(
+        &mut self,
+        id: usize,
+        name: &str,
+        line: &str,
+        mut states: Vec<(usize, Vec<u64>)>,
+        split_every: usize,
+        op: &ChunkOp,
+        what: &str,
+    ) -> Result<Vec<(usize, Vec<u64>)>> {
+        let width = split_every.max(2);
+        while states.len() > width {
+            let stage = self.named_stage(id, name, line, None);
+            let mut next = Vec::new();
+            for group in states.chunks(width) {
+                let ports = group.iter().enumerate().map(|(p, &(t, _))| self.state_port(t, p)).collect();
+                let projected = group.iter().map(|(_, s)| state_bytes(s)).sum::<u64>() * 2;
+                let t = self.push(
+                    stage,
+                    what,
+                    ports,
+                    vec![op.clone()],
+                    Output::Intermediate,
+                    projected,
+                    &|| format!("{} states", group.len()),
+                )?;
+                next.push((t, group[0].1.clone()));
+            }
+            states = next;
+        }
+        Ok(states)
+    }
+
+    /// The stage `name` of node `id`, made on first use (so stages come in the order their
+    /// tasks are made).
+    fn named_stage(&mut self, id: usize, name: &str, line: &str, meta: Option<&Meta>) -> usize {
+        if let Some(&s) = self.named.get(&(id, name.to_string())) {
+            return s;
+        }
+        let s = match meta {
+            Some(m) => self.stage(name, line.to_string(), m),
+            None => self.graph.stage(name, vec![line.to_string()], 0, None),
+        };
+        self.named.insert((id, name.to_string()), s);
+        s
     }
 
     fn state_port(&self, task: usize, port: usize) -> Port {
@@ -706,6 +749,11 @@ impl Lowering {
         }
         Ok(tasks)
     }
+}
+
+/// What a reduction state of `shape` holds at most (three float columns: variance's).
+fn state_bytes(shape: &[u64]) -> u64 {
+    3 * held(elements(shape), DType::Float64)
 }
 
 fn elements(shape: &[u64]) -> u64 {

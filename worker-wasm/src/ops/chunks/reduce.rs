@@ -206,22 +206,24 @@ fn partial(
                 ("m2", floats(&s, m2)?),
             ]
         }
-        Argmin | Argmax => {
-            let (m, s) = lanes(&input.floats(), axes)?;
-            let min = matches!(reduction, Argmin);
-            let mut values = Vec::with_capacity(m.nrows());
-            let mut indices = Vec::with_capacity(m.nrows());
-            for row in m.rows() {
-                let (j, v) = arg(row.iter().copied(), min);
-                values.push(v);
-                indices.push(global_index(j, input.shape(), axes, offset, shape)?);
-            }
-            vec![
-                ("value", floats(&s, values)?),
-                ("index", Chunk::new(DType::Int64, Data::Int(collect(&s, indices)?))),
-            ]
-        }
+        Argmin | Argmax => arg_partial(matches!(reduction, Argmin), input, axes, offset, shape)?,
     })
+}
+
+/// The state of an arg-reduction of `input`: each lane's extreme value and its global index.
+fn arg_partial(min: bool, input: &Chunk, axes: &[usize], offset: &[u64], shape: &[u64]) -> Result<State> {
+    let (m, s) = lanes(&input.floats(), axes)?;
+    let mut values = Vec::with_capacity(m.nrows());
+    let mut indices = Vec::with_capacity(m.nrows());
+    for row in m.rows() {
+        let (j, v) = arg(row.iter().copied(), min);
+        values.push(v);
+        indices.push(global_index(j, input.shape(), axes, offset, shape)?);
+    }
+    Ok(vec![
+        ("value", floats(&s, values)?),
+        ("index", Chunk::new(DType::Int64, Data::Int(collect(&s, indices)?))),
+    ])
 }
 
 /// The position and value of the first minimum (maximum) of `values`; a NaN wins, as in NumPy.
