@@ -60,6 +60,11 @@ pub struct RunArgs {
     /// finished tasks (and at least 2 s); the first attempt to commit wins. 0 turns it off.
     #[arg(long, default_value_t = 2.0)]
     speculate_after: f64,
+    /// Memory one task may hold (`512MiB`, `4GB`): its decoded inputs must fit, DataFrame
+    /// operators spill beyond it, and an Array plan with a task projected over it is refused
+    /// before anything runs.
+    #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = parse_task_memory)]
+    task_memory: u64,
     /// Memory of one cloud-function worker in MB, for the run report's GB-seconds and cost.
     #[arg(long, default_value_t = 2048)]
     function_memory: u64,
@@ -182,6 +187,7 @@ fn client(args: &RunArgs) -> anyhow::Result<Client> {
         prices: args.prices.clone().unwrap_or_default(),
         ..Config::default()
     };
+    config.limits.task_memory_bytes = args.task_memory;
     if let Some(w) = args.workers {
         anyhow::ensure!(w > 0, "--workers must be at least 1");
         config.workers = w;
@@ -189,6 +195,14 @@ fn client(args: &RunArgs) -> anyhow::Result<Client> {
     config.storage.endpoint = args.endpoint.clone();
     config.storage.profile = args.profile.clone();
     Ok(Client::new(config)?)
+}
+
+fn parse_task_memory(text: &str) -> Result<u64, String> {
+    match shoal::units::parse_size(text) {
+        Ok(0) => Err("the task memory must be more than 0".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl Command {

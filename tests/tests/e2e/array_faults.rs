@@ -287,3 +287,37 @@ fn a_killed_array_job_resumes_with_only_the_missing_tasks() {
         "resumed Zarr differs from a clean run's"
     );
 }
+
+#[test]
+fn an_array_job_over_the_task_memory_limit_is_refused_before_it_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let toml = "[arrays.x]\nrandom = { shape = [2000, 2000], chunks = [1000, 1000], seed = 3 }\n\
+        [arrays.y]\nexpr = \"x * 2\"\n[arrays.s]\nfrom = \"y\"\nsum = { axis = 0 }\n\
+        [[outputs]]\narray = \"s\"\nshow = true\n";
+    std::fs::write(dir.join("job.toml"), toml).unwrap();
+    // A 1000 x 1000 float64 block is 8 MB: 16 MB held as table and decoded, plus working space.
+    let out = crate::cli::shoal(&["run", "job.toml", "--root", "root", "--task-memory", "16MiB"], dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("sum over axes [0]: a task would hold")
+            && stderr.contains("over the task memory limit of 16.0 MiB"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("chunks (1000, 1000) of float64, 7.6 MiB each"), "{stderr}");
+    assert_eq!(committed(&dir.join("root")), 0, "a refused plan ran tasks");
+    let explain = crate::cli::shoal(&["explain", "job.toml", "--task-memory", "64MiB"], dir);
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(explain.status.success(), "{}", String::from_utf8_lossy(&explain.stderr));
+    assert!(
+        text.contains("grid 2×2 = 4 blocks")
+            && text.contains("projected ≤")
+            && text.contains("task memory limit 64.0 MiB"),
+        "{text}"
+    );
+    let out = crate::cli::shoal(&["run", "job.toml", "--root", "root", "--task-memory", "64MiB"], dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("array of shape [2000], float64:"), "{stdout}");
+}
