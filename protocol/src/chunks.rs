@@ -336,10 +336,19 @@ pub enum ChunkOp {
     /// `tensordot` of the chunks on ports 0 and 1, contracting `left` axes of the first with
     /// `right` axes of the second; the result's type is `dtype`.
     TensorDot { left: Vec<usize>, right: Vec<usize>, dtype: DType },
-    /// Calls a `table` function on the main chunk (its table, shape metadata included); the
-    /// function also gets `{"block_index": [...], "block_shape": [...]}` merged into its
-    /// arguments, and returns a table of one column of `dtype` holding `shape`'s elements.
-    MapBlocks { function: FunctionRef, block_index: Vec<u64>, shape: Vec<u64>, dtype: DType },
+    /// Calls a user function on the main chunk, with `{"block_index": [...], "block_shape":
+    /// [...]}` merged into its arguments: a `table` function gets the chunk's table (shape
+    /// metadata included) and returns a table of one column of `dtype` holding `shape`'s
+    /// elements; an `items` function (`json`, a Python guest's) gets a batch of one item, the
+    /// block as nested JSON lists, and returns one item of nested lists of `shape`.
+    MapBlocks {
+        function: FunctionRef,
+        block_index: Vec<u64>,
+        shape: Vec<u64>,
+        dtype: DType,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        json: bool,
+    },
     /// A DataFrame partition's `columns`, in order, as a 2-d chunk (rows × columns) of `dtype`.
     FromRows { columns: Vec<String>, dtype: DType },
 }

@@ -129,3 +129,14 @@ def total_len(*inputs):
             raise TypeError(f"input {i} is not a list")
         total += len(value)
     return total
+
+
+@items
+def shift_block(block, block_index, block_shape, factor=1):
+    """an array block times `factor` plus the sum of its block index: {factor?}"""
+    shift = sum(block_index)
+
+    def go(x):
+        return [go(v) for v in x] if isinstance(x, list) else x * factor + shift
+
+    return go(block)

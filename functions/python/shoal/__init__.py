@@ -31,7 +31,9 @@ with a kind of ``shoal:function@0.2.0`` (``functions/wit/shoal.wit``):
 
 - ``@items`` / ``@bag.map`` / ``@bag.filter`` / ``@rows`` — kind *items*: called once per item
   as ``f(item, **args)``. ``@bag.filter`` turns the result into a bool; ``@rows`` gets a row as
-  a dict and must return a dict (the row's new values).
+  a dict and must return a dict (the row's new values). Array ``map_blocks`` calls an
+  ``@items`` function once per block: the block as nested lists, ``block_index`` and
+  ``block_shape`` among the args, and nested lists of the same shape back.
 - ``@bag.binop`` — kind *binop*: ``f(acc, item, **args) -> acc``, folded over items left to
   right.
 - ``@delayed`` — kind *value*: ``f(*inputs, **args)``; a collection's result arrives as a list.

@@ -251,8 +251,26 @@ async fn map_blocks_gives_each_block_its_index() {
     let want: Vec<f64> = (0..20).map(|k| (2 * k + k / 6) as f64).collect();
     assert_eq!(flat_f64(&got), want);
     // A function of another kind is refused when the plan is built.
-    let err = x.map_blocks(&m, "inc", Value::Null, None).unwrap_err().to_string();
-    assert!(err.contains("'inc' is a items function, but map_blocks needs a table function"), "{err}");
+    let err = x.map_blocks(&m, "add", Value::Null, None).unwrap_err().to_string();
+    assert!(err.contains("'add' is a binop function, but map_blocks needs a table function"), "{err}");
+
+    // The same function in Python (an `items` function: the block as nested lists) on a 2-d
+    // array of uneven blocks gives what the Rust one gives.
+    let path = tmp.path().join("python.wasm");
+    std::fs::write(&path, crate::python_functions::python_component()).unwrap();
+    let py = c.load_module(&path.display().to_string()).await.unwrap();
+    let grid = c.array().random(&[7, 5], [3, 2], 4).unwrap().mul(10).unwrap();
+    let args = serde_json::json!({"factor": 3});
+    let rust = grid.map_blocks(&m, "shift_block", args.clone(), None).unwrap().compute().await.unwrap();
+    let python = grid.map_blocks(&py, "shift_block", args, None).unwrap();
+    assert!(python.explain().unwrap().contains("map_blocks shift_block"));
+    assert_eq!(python.compute().await.unwrap(), rust);
+    let ints = c.array().arange(0, 35, 1, [8]).unwrap();
+    let py_ints =
+        ints.map_blocks(&py, "shift_block", serde_json::json!({}), None).unwrap().compute().await.unwrap();
+    let want: Vec<f64> = (0..35).map(|k| (k + k / 8) as f64).collect();
+    assert_eq!(flat_f64(&py_ints), want);
+    assert_eq!(py_ints.dtype, DType::Int64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,7 +129,7 @@ impl Lowering {
             Op::TensorDot { left, right, left_axes, right_axes, split_every } => {
                 self.tensordot(node, left, right, left_axes, right_axes, *split_every, &out)
             }
-            Op::MapBlocks { input, function } => self.map_blocks(node, input, function, &out),
+            Op::MapBlocks { input, function, json } => self.map_blocks(node, input, function, *json, &out),
             Op::FromFrame { graph, rows, columns } => self.frame_rows(node, graph, rows, columns, &out),
         }
     }
@@ -646,6 +646,7 @@ impl Lowering {
         node: &Arc<Node>,
         input: &Arc<Node>,
         function: &shoal_protocol::FunctionRef,
+        json: bool,
         out: &dyn Fn(&[u64]) -> Output,
     ) -> Result<Vec<usize>> {
         self.inputs_first(std::slice::from_ref(input))?;
@@ -656,13 +657,17 @@ impl Lowering {
         for index in grid::indices(&m.grid()) {
             let port = self.port(input, &index, 0)?;
             let shape = grid::block_shape(&m.shape, &m.chunks, &index);
-            let projected =
-                2 * held(elements(&shape), input.meta.dtype) + 2 * held(elements(&shape), m.dtype);
+            // As JSON, a block is its text and a tree of values both ways: about 64 bytes an element.
+            let json_bytes = if json { 64 * elements(&shape) } else { 0 };
+            let projected = 2 * held(elements(&shape), input.meta.dtype)
+                + 2 * held(elements(&shape), m.dtype)
+                + json_bytes;
             let op = ChunkOp::MapBlocks {
                 function: function.clone(),
                 block_index: index.clone(),
                 shape,
                 dtype: m.dtype,
+                json,
             };
             tasks.push(self.push(
                 stage,

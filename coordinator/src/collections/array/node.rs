@@ -90,9 +90,11 @@ pub enum Op {
         right_axes: Vec<usize>,
         split_every: usize,
     },
+    /// `json`: the function is an `items` one, given the block as nested lists.
     MapBlocks {
         input: Arc<Node>,
         function: FunctionRef,
+        json: bool,
     },
     /// A DataFrame's `columns` (its graph lowered, with the row count of each partition).
     FromFrame {

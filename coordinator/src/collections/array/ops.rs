@@ -570,10 +570,11 @@ impl Array {
         self.tensordot(other, &[self.ndim() as i64 - 1], &[r])
     }
 
-    /// Calls the `table` function `function` of `module` on every block: it gets the block
-    /// (one column of its elements in C order, its shape in the schema metadata) and
-    /// `{"block_index": [...], "block_shape": [...]}` merged into `args`, and returns a block of
-    /// the same shape, of `dtype` (this array's when `None`).
+    /// Calls `function` of `module` on every block, with `{"block_index": [...], "block_shape":
+    /// [...]}` merged into `args`; it returns a block of the same shape, of `dtype` (this
+    /// array's when `None`). A `table` function (Rust) gets the block as Arrow: one column of
+    /// its elements in C order, its shape in the schema metadata; an `items` function (Python:
+    /// `@items def f(block, block_index, block_shape, **args)`) gets it as nested lists.
     pub fn map_blocks(
         &self,
         module: &FunctionModule,
@@ -581,9 +582,11 @@ impl Array {
         args: serde_json::Value,
         dtype: Option<DType>,
     ) -> Result<Array> {
-        let function = module.function(function, FunctionKind::Table, args, "map_blocks")?;
+        let json = module.functions.iter().any(|f| f.name == function && f.kind == FunctionKind::Items);
+        let kind = if json { FunctionKind::Items } else { FunctionKind::Table };
+        let function = module.function(function, kind, args, "map_blocks")?;
         let meta = Meta { dtype: dtype.unwrap_or(self.dtype()), ..self.node.meta.clone() };
-        let mut out = self.derive(meta, Op::MapBlocks { input: self.node.clone(), function }, &[]);
+        let mut out = self.derive(meta, Op::MapBlocks { input: self.node.clone(), function, json }, &[]);
         if !out.modules.iter().any(|m| m.reference.sha256 == module.reference.sha256) {
             out.modules.push(module.clone());
         }

@@ -65,8 +65,19 @@ async fn apply(op: &ChunkOp, main: Table, sides: &Sides, functions: &mut impl Fu
             };
             linalg::tensordot(a, b, left, right, *dtype)?
         }
-        ChunkOp::MapBlocks { function, block_index, shape, dtype } => {
+        ChunkOp::MapBlocks { function, block_index, shape, dtype, json: false } => {
             blocks::map_blocks(&main, function, block_index, shape, *dtype, functions).await?
+        }
+        ChunkOp::MapBlocks { function, block_index, shape, dtype, json: true } => {
+            blocks::map_blocks_json(
+                &chunk::from_table(&main)?,
+                function,
+                block_index,
+                shape,
+                *dtype,
+                functions,
+            )
+            .await?
         }
         ChunkOp::FromRows { columns, dtype } => blocks::from_rows(&main, columns, *dtype)?,
     };
