@@ -7,7 +7,8 @@
 
 use sha2::{Digest, Sha256};
 
-/// Table functions `scale`, `filter_range`, `normalize_text`; items functions `inc`,
+/// Table functions `scale`, `filter_range`, `normalize_text`, `shift_block` (an Array block);
+/// items functions `inc`,
 /// `is_even`, `is_error`, `split_words`, `sum_list`, `row_total`; binop functions `add`,
 /// `add_field`; value functions `add_values`, `mul`, `total_len` (see `functions/examples`).
 pub static EXAMPLES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shoal_fn_examples.wasm"));

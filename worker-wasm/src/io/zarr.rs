@@ -88,7 +88,10 @@ async fn open(storage: &Storage, url: &str) -> Result<Array<Store>> {
 /// The shape, chunks and type of the array at `url`; an array whose type or codecs this build
 /// cannot read is refused here, naming them.
 pub async fn info(storage: &Storage, url: &str) -> Result<ArrayInfo> {
-    let array = open(storage, url).await?;
+    info_of(&open(storage, url).await?, url)
+}
+
+fn info_of(array: &Array<Store>, url: &str) -> Result<ArrayInfo> {
     let metadata =
         serde_json::to_value(array.metadata()).map_err(|e| zarr_error(url, "reading Zarr metadata", e))?;
     let (dtype_name, chunks, zarr_format) = if metadata.get("zarr_format").and_then(|v| v.as_u64()) == Some(2)
@@ -138,7 +141,7 @@ fn v2_dtype(typestr: &str) -> String {
 /// The region `start..end` per dimension of the array at `url`, as a chunk table.
 pub async fn read_region(storage: &Storage, url: &str, region: &[[u64; 2]]) -> Result<(Table, u64)> {
     let array = open(storage, url).await?;
-    let info = info(storage, url).await?;
+    let info = info_of(&array, url)?;
     if region.len() != array.shape().len() {
         return Err(zarr_error(
             url,

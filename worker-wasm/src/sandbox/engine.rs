@@ -400,6 +400,7 @@ mod tests {
                 "normalize_text",
                 "row_total",
                 "scale",
+                "shift_block",
                 "split_words",
                 "sum_list",
                 "total_len"

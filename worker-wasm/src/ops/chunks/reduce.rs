@@ -5,8 +5,10 @@
 //!
 //! The chunk is first viewed as a 2-d table of lanes (the kept axes' elements × the reduced
 //! axes' elements, via a transpose and a reshape, [`lanes`]), so every reduction is a loop over
-//! rows of one matrix whatever the axes. Variance merges with Chan et al.'s pairwise update, so
-//! the tree gives the same answer as one pass up to rounding.
+//! rows of one matrix whatever the axes. The loops are written here because ndarray reduces one
+//! axis at a time and has neither NaN-propagating min/max nor arg-reductions with global
+//! indices. Variance merges with Chan et al.'s pairwise update, so the tree gives the same
+//! answer as one pass up to rounding.
 
 use super::chunk::{self, Chunk, Data};
 use crate::error::{Error, Result};
