@@ -178,8 +178,26 @@ fn expectation(p: &Params) -> (f64, f64) {
     }
 }
 
+/// The case's `explain`.
+fn plan_text(c: &Client, p: &Params) -> Result<String> {
+    let (n, ch, cr, m) = (p.n, p.chunk, p.row_chunk, p.m);
+    let (s1, s2) = (p.seed, p.seed + 1);
+    Ok(match p.case.as_str() {
+        "qmeans" => {
+            let (a, b) = (c.array().random(&[n, n], [ch, ch], s1)?, c.array().random(&[n, n], [ch, ch], s2)?);
+            a.sub(&b)?.pow(2)?.mean(Axes::All)?.explain()?
+        }
+        "sum" => c.array().random(&[n, n], [ch, ch], s1)?.sum(0)?.explain()?,
+        "rechunk" => c.array().random(&[n, n], [cr, n], s1)?.rechunk([n, cr])?.explain()?,
+        _ => {
+            let (a, b) = (c.array().random(&[m, m], [ch, ch], s1)?, c.array().random(&[m, m], [ch, ch], s2)?);
+            a.matmul(&b)?.sum(Axes::All)?.explain()?
+        }
+    })
+}
+
 /// One run of the case: the record (timings, memory, answer, plan).
-async fn run(p: &Params) -> Result<Value> {
+async fn run(p: &Params, first: bool) -> Result<Value> {
     std::fs::create_dir_all(&p.work)?;
     let job = tempfile::Builder::new().prefix("shoal-array-").tempdir_in(&p.work)?;
     let mut config = Config {
@@ -201,19 +219,10 @@ async fn run(p: &Params) -> Result<Value> {
     let (s1, s2) = (p.seed, p.seed + 1);
 
     // The plan, untimed (it is built again inside the timed part).
-    let plan = match p.case.as_str() {
-        "qmeans" => {
-            let (a, b) = (c.array().random(&[n, n], [ch, ch], s1)?, c.array().random(&[n, n], [ch, ch], s2)?);
-            a.sub(&b)?.pow(2)?.mean(Axes::All)?.explain()?
-        }
-        "sum" => c.array().random(&[n, n], [ch, ch], s1)?.sum(0)?.explain()?,
-        "rechunk" => c.array().random(&[n, n], [cr, n], s1)?.rechunk([n, cr])?.explain()?,
-        _ => {
-            let (a, b) = (c.array().random(&[m, m], [ch, ch], s1)?, c.array().random(&[m, m], [ch, ch], s2)?);
-            a.matmul(&b)?.sum(Axes::All)?.explain()?
-        }
-    };
-    eprintln!("{plan}");
+    let plan = plan_text(&c, p)?;
+    if first {
+        eprintln!("-- {}\n{plan}", p.case);
+    }
 
     // The timed part: building the arrays and the plan, and computing (or writing) the result.
     // The kernel's high-water mark is reset first, so VmHWM is the timed part's.
@@ -248,28 +257,9 @@ async fn run(p: &Params) -> Result<Value> {
 
     // Untimed: the rechunk's checksum, the written array read back (its chunks checked) and
     // summed, against the sum of the source array.
-    let mut extra = json!({});
-    let result = match result {
-        Some(r) => r,
-        None => {
-            let check = Client::new(check_config)?;
-            let back = check.array().from_zarr(&zarr).await?;
-            if back.chunks() != [n, cr] || back.shape() != [n, n] {
-                return Err(format!(
-                    "{zarr}: shape {:?} chunks {:?}, want chunks [{n}, {cr}]",
-                    back.shape(),
-                    back.chunks()
-                )
-                .into());
-            }
-            let written = back.sum(Axes::All)?.compute().await?.floats().sum();
-            let source =
-                check.array().random(&[n, n], [cr, n], s1)?.sum(Axes::All)?.compute().await?.floats().sum();
-            let zarr_bytes = dir_bytes(Path::new(&zarr));
-            extra = json!({"source_sum": source, "checksum_rel_diff": (written - source).abs() / source.abs(),
-                           "zarr_bytes": zarr_bytes});
-            written
-        }
+    let (result, extra) = match result {
+        Some(r) => (r, json!({})),
+        None => rechunk_checksum(check_config, &zarr, p).await?,
     };
     let (expect, sd) = expectation(p);
     let z = (result - expect) / sd;
@@ -305,6 +295,28 @@ async fn run(p: &Params) -> Result<Value> {
     Ok(record)
 }
 
+/// The rechunked array read back (its shape and chunks checked) and summed, with the source
+/// array's sum and the Zarr's size beside it.
+async fn rechunk_checksum(config: Config, zarr: &str, p: &Params) -> Result<(f64, Value)> {
+    let (n, cr) = (p.n, p.row_chunk);
+    let check = Client::new(config)?;
+    let back = check.array().from_zarr(zarr).await?;
+    if back.chunks() != [n, cr] || back.shape() != [n, n] {
+        return Err(format!(
+            "{zarr}: shape {:?} chunks {:?}, want chunks [{n}, {cr}]",
+            back.shape(),
+            back.chunks()
+        )
+        .into());
+    }
+    let written = back.sum(Axes::All)?.compute().await?.floats().sum();
+    let source =
+        check.array().random(&[n, n], [cr, n], p.seed)?.sum(Axes::All)?.compute().await?.floats().sum();
+    let extra = json!({"source_sum": source, "checksum_rel_diff": (written - source).abs() / source.abs(),
+                       "zarr_bytes": dir_bytes(Path::new(zarr))});
+    Ok((written, extra))
+}
+
 fn dir_bytes(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else { return 0 };
     entries
@@ -320,8 +332,8 @@ fn dir_bytes(path: &Path) -> u64 {
 fn main() -> Result<()> {
     let p = Params::parse()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    for _ in 0..p.repeat.max(1) {
-        let record = match rt.block_on(run(&p)) {
+    for i in 0..p.repeat.max(1) {
+        let record = match rt.block_on(run(&p, i == 0)) {
             Ok(r) => r,
             Err(e) => json!({"peer": "shoal", "case": p.case, "params": p.json(), "error": e.to_string()}),
         };

@@ -9,33 +9,39 @@
 # (--data native), so answers are checked statistically (and the rechunk's Zarr checksum exactly
 # against the source's sum). Writes bench/results/array.txt.
 #   bash bench/run-array.sh
-# Env (defaults in brackets): ARRAY_N [20000] side of the qmeans, sum and rechunk arrays;
-# ARRAY_CHUNK [2000] square chunks; ARRAY_ROW_CHUNK [1000] rechunk rows per input chunk = columns
+# Env (defaults in brackets): ARRAY_N [16000] side of the qmeans, sum and rechunk arrays;
+# ARRAY_CHUNK [2000] square chunks; ARRAY_ROW_CHUNK [800] rechunk rows per input chunk = columns
 # per output chunk; ARRAY_M [6000] matmul side; ARRAY_MEM_LIMIT [536870912] bytes per task;
-# ARRAY_WORKERS [2]; ARRAY_REPEAT [1] runs per (engine, case), best wall time reported;
-# ARRAY_CASES ["qmeans sum rechunk matmul"]; ARRAY_WORK [/tmp/shoal-array-bench] work directory
-# (on disk, not tmpfs: Cubed's intermediates, shoal's job roots and the Zarr outputs go there; it
-# is deleted at the end); ARRAY_TIMEOUT [900] seconds per peer run; ARRAY_BIN (the bench
-# executable, else cargo builds it).
+# ARRAY_WORKERS [2]; ARRAY_REPEAT [2] runs per (engine, case), each in a fresh process, best wall
+# time reported; ARRAY_CASES ["qmeans sum rechunk matmul"]; ARRAY_WORK [/tmp/shoal-array-bench]
+# where a run directory is made (on disk, not tmpfs: Cubed's intermediates, shoal's job roots and
+# the Zarr outputs go there; deleted at the end); ARRAY_TIMEOUT [900] seconds per peer run;
+# ARRAY_BIN (the bench executable, else cargo builds it).
+# Size constraints: Cubed wants a source chunk (ROW_CHUNK x N x 8 bytes) within a fifth of its
+# allowed_mem for the rechunk, and shoal refuses qmeans on 2000 x 2000 chunks under 275 MiB and
+# matmul under 367 MiB (its projection), hence 512 MiB; the rechunk array (2 GB) is then 3.8 times
+# the limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${SHOAL_CACHE:-$HOME/.cache/shoal}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
-n="${ARRAY_N:-20000}"
+n="${ARRAY_N:-16000}"
 chunk="${ARRAY_CHUNK:-2000}"
-row_chunk="${ARRAY_ROW_CHUNK:-1000}"
+row_chunk="${ARRAY_ROW_CHUNK:-800}"
 m="${ARRAY_M:-6000}"
 limit="${ARRAY_MEM_LIMIT:-536870912}"
 workers="${ARRAY_WORKERS:-2}"
-repeat="${ARRAY_REPEAT:-1}"
+repeat="${ARRAY_REPEAT:-2}"
 cases="${ARRAY_CASES:-qmeans sum rechunk matmul}"
-work="${ARRAY_WORK:-/tmp/shoal-array-bench}"
+base="${ARRAY_WORK:-/tmp/shoal-array-bench}"
 timeout="${ARRAY_TIMEOUT:-900}"
 seed=20261201
 out=bench/results/array.txt
 
 PY="$(bash bench/array-venv.sh)"
-mkdir -p "$work"
+mkdir -p "$base"
+work="$(mktemp -d "$base/run-XXXXXX")"
+trap 'rm -rf "$work"' EXIT
 if [ "$(df --output=fstype "$work" | tail -1)" = tmpfs ]; then
   echo "run-array.sh: $work is on tmpfs (its files would count as memory); use a directory on disk" >&2
   exit 1
@@ -53,7 +59,7 @@ fi
 # rebuild it halfway through the run).
 if [ -z "${ARRAY_BIN:-}" ]; then
   echo "== building the array bench (release)" >&2
-  ARRAY_BIN="$(cargo bench -q -p shoal --bench array --no-run --message-format=json 2>/dev/null \
+  ARRAY_BIN="$(cargo bench -q -p shoal --bench array --no-run --message-format=json \
     | "$PY" -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
@@ -64,7 +70,6 @@ fi
 
 records="$(mktemp "$work/records-XXXXXX.jsonl")"
 plans="$(mktemp "$work/plans-XXXXXX.txt")"
-trap 'rm -rf "$work"' EXIT
 git_rev="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- coordinator worker-wasm protocol 2>/dev/null || echo '+dirty')"
 started="$(date -u +%Y-%m-%dT%H:%MZ)"
 loads=""
@@ -75,9 +80,13 @@ for case in $cases; do
     --m "$m" --mem-limit "$limit" --workers "$workers" --data native --seed "$seed" --repeat "$repeat" \
     --tmp "$work" --timeout "$timeout" --out "$records" >&2 || true
   echo "== $case: shoal" >&2
-  SHOAL_GIT="$git_rev" "$ARRAY_BIN" --case "$case" --n "$n" --chunk "$chunk" --row-chunk "$row_chunk" \
-    --m "$m" --mem-limit "$limit" --workers "$workers" --seed "$seed" --repeat "$repeat" --work "$work" \
-    --out "$records" 2>>"$plans" >/dev/null || echo "shoal $case failed (see $out)" >&2
+  # One process per run, as for the peers; the plan (stderr) kept from the first.
+  for i in $(seq "$repeat"); do
+    if [ "$i" = 1 ]; then log="$plans"; else log="$work/shoal-stderr.txt"; fi
+    SHOAL_GIT="$git_rev" "$ARRAY_BIN" --case "$case" --n "$n" --chunk "$chunk" --row-chunk "$row_chunk" \
+      --m "$m" --mem-limit "$limit" --workers "$workers" --seed "$seed" --repeat 1 --work "$work" \
+      --out "$records" 2>>"$log" >/dev/null || { echo "shoal $case failed (see $out)" >&2; break; }
+  done
 done
 
 machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), \
