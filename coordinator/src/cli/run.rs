@@ -77,14 +77,11 @@ async fn run_outputs(args: &RunArgs, dashboard: Option<&Live>) -> anyhow::Result
             progress.finish();
             let written = written?;
             eprintln!(
-                "{}: wrote {} rows in {} parts to {loc} ({} tasks run, {} reused{}, {:.2}s)",
+                "{}: wrote {} rows in {} parts to {loc} {}",
                 output.name(),
                 written.rows,
                 written.parts.len(),
-                written.run.executed,
-                written.run.already_committed,
-                skipped(&written.run),
-                started.elapsed().as_secs_f64()
+                tally(&written.run, started)
             );
             print_report(&written.run);
         }
@@ -103,14 +100,7 @@ async fn run_outputs(args: &RunArgs, dashboard: Option<&Live>) -> anyhow::Result
             if rows > limit {
                 println!("... {} more rows", rows - limit);
             }
-            eprintln!(
-                "{}: {rows} rows ({} tasks run, {} reused{}, {:.2}s)",
-                output.name(),
-                summary.executed,
-                summary.already_committed,
-                skipped(&summary),
-                started.elapsed().as_secs_f64()
-            );
+            eprintln!("{}: {rows} rows {}", output.name(), tally(&summary, started));
             print_report(&summary);
         }
     }
@@ -141,13 +131,10 @@ async fn run_bag(
         progress.finish();
         let written = written?;
         eprintln!(
-            "{}: wrote {} parts to {loc} ({} tasks run, {} reused{}, {:.2}s)",
+            "{}: wrote {} parts to {loc} {}",
             output.name(),
             written.parts.len(),
-            written.run.executed,
-            written.run.already_committed,
-            skipped(&written.run),
-            started.elapsed().as_secs_f64()
+            tally(&written.run, started)
         );
         print_report(&written.run);
         return Ok(());
@@ -162,15 +149,7 @@ async fn run_bag(
     if items.len() > limit {
         println!("... {} more items", items.len() - limit);
     }
-    eprintln!(
-        "{}: {} items ({} tasks run, {} reused{}, {:.2}s)",
-        output.name(),
-        items.len(),
-        summary.executed,
-        summary.already_committed,
-        skipped(&summary),
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("{}: {} items {}", output.name(), items.len(), tally(&summary, started));
     if summary.records_skipped > 0 {
         eprintln!("{}: {} malformed records skipped", output.name(), summary.records_skipped);
     }
@@ -193,14 +172,7 @@ async fn run_array(
         let written = array.to_zarr_with(&loc, output.codec.as_deref().unwrap_or("zstd"), events).await;
         progress.finish();
         let summary = written?;
-        eprintln!(
-            "{}: wrote {what} to {loc} ({} tasks run, {} reused{}, {:.2}s)",
-            output.name(),
-            summary.executed,
-            summary.already_committed,
-            skipped(&summary),
-            started.elapsed().as_secs_f64()
-        );
+        eprintln!("{}: wrote {what} to {loc} {}", output.name(), tally(&summary, started));
         print_report(&summary);
         return Ok(());
     }
@@ -208,14 +180,7 @@ async fn run_array(
     progress.finish();
     let (value, summary) = computed?;
     println!("{}", shoal::collections::array::display(&value));
-    eprintln!(
-        "{}: {what} ({} tasks run, {} reused{}, {:.2}s)",
-        output.name(),
-        summary.executed,
-        summary.already_committed,
-        skipped(&summary),
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("{}: {what} {}", output.name(), tally(&summary, started));
     print_report(&summary);
     Ok(())
 }
@@ -259,11 +224,18 @@ async fn run_values(
 }
 
 /// `, N skipped (empty inputs)` when tasks were skipped.
-fn skipped(summary: &shoal::run::report::RunSummary) -> String {
-    match summary.skipped {
+/// `(3 tasks run, 1 reused, 0.45s)`: what an output's run did, for its summary line.
+fn tally(summary: &shoal::run::report::RunSummary, started: Instant) -> String {
+    let skipped = match summary.skipped {
         0 => String::new(),
         n => format!(", {n} skipped (empty inputs)"),
-    }
+    };
+    format!(
+        "({} tasks run, {} reused{skipped}, {:.2}s)",
+        summary.executed,
+        summary.already_committed,
+        started.elapsed().as_secs_f64()
+    )
 }
 
 /// The run report, indented under the output's line (also in `jobs/<id>.report.json`).
