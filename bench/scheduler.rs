@@ -63,6 +63,8 @@ fn options(root: &str) -> RunOptions {
         max_attempts: 3,
         base_backoff: Duration::from_millis(10),
         speculation: None,
+        // Every run below starts on a fresh root.
+        commits_listed: true,
     }
 }
 
@@ -185,8 +187,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     rt.block_on(server.stop());
 
-    // 2. Threads executor, real tiny tasks on memory://.
+    // 2. Real tiny tasks: threads on memory:// and on a local folder, processes on a local folder.
     let worker = Arc::new(shoal_worker::Worker::new(shoal_worker::WorkerConfig::default())?);
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let executor = InProcess::threads(worker.clone(), threads);
+    let label = format!("threads executor ({threads} threads), real tiny tasks");
+    tiny_tasks(&rt, &worker, &executor, "memory://bench-threads", n_threads, &label)?;
+    let dir = tempfile::tempdir()?;
+    let local = dir.path().display().to_string();
+    tiny_tasks(
+        &rt,
+        &worker,
+        &executor,
+        &format!("{local}/threads"),
+        n_threads,
+        &format!("{label}, local folder"),
+    )?;
+    match shoal::executor::find_worker_binary() {
+        Some(binary) => {
+            let executor = shoal::executor::Processes::new(binary, threads, vec![]);
+            let label =
+                format!("processes executor ({threads} worker processes), real tiny tasks, local folder");
+            tiny_tasks(&rt, &worker, &executor, &format!("{local}/processes"), n_threads, &label)?;
+        }
+        None => println!("processes executor: no shoal-worker binary found (cargo build --release --bins)"),
+    }
+    Ok(())
+}
+
+/// Runs `n` real tiny tasks under `base` on `executor`: each scan task reads a 3-row Arrow IPC
+/// object, filters it and commits; each combine task reads 10 of those. Prints µs per task.
+fn tiny_tasks(
+    rt: &tokio::runtime::Runtime,
+    worker: &shoal_worker::Worker,
+    executor: &dyn Executor,
+    base: &str,
+    n: usize,
+    label: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
     let storage = worker.storage(&StorageOptions::default());
     let schema = Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
         "x",
@@ -198,9 +236,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         vec![Arc::new(arrow::array::Int64Array::from(vec![1, 2, 3]))],
     )?;
     let bytes = shoal_worker::io::ipc::encode_file(&schema, &[batch], false)?;
-    let object = rt.block_on(storage.put("memory://bench-threads/input.arrow", bytes))?;
+    let object = rt.block_on(storage.put(&format!("{base}/input.arrow"), bytes))?;
     let g = graph(
-        n_threads,
+        n,
         |_| Input::Scan {
             format: shoal_protocol::FileFormat::ArrowIpc,
             files: vec![shoal_protocol::FileSlice::whole(object.clone())],
@@ -210,20 +248,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         vec![TableOp::Filter { predicate: "x > 1".into() }.into()],
     );
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let executor = InProcess::threads(worker, threads);
-    let opts = options("memory://bench-threads/job");
+    let opts = options(&format!("{base}/job"));
     let started = Instant::now();
-    let out = rt.block_on(scheduler::run(&g, &executor, &opts, HashMap::new(), &Publisher::none("bench")))?;
+    let out = rt.block_on(scheduler::run(&g, executor, &opts, HashMap::new(), &Publisher::none("bench")))?;
     let real = started.elapsed();
-    let wide = n_threads * 10 / 11;
-    let n_threads = out.manifests.len();
+    let wide = n * 10 / 11;
+    let n = out.manifests.len();
     let rows: u64 = out.manifests[wide..].iter().map(|m| m.rows).sum();
     assert_eq!(rows, 2 * wide as u64, "every combine task reads its inputs' rows");
     println!(
-        "threads executor ({threads} threads), real tiny tasks: {n_threads} tasks in {:.3} s = {:.1} µs/task",
+        "{label}: {n} tasks in {:.3} s = {:.1} µs/task",
         real.as_secs_f64(),
-        real.as_secs_f64() * 1e6 / n_threads as f64
+        real.as_secs_f64() * 1e6 / n as f64
     );
     Ok(())
 }

@@ -30,7 +30,7 @@ pub use chunks::{
     SliceDim, UnaryOp,
 };
 
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Content-addressed identity of a task: hex SHA-256 of its canonical description.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -841,6 +841,11 @@ pub struct TaskSpec {
     pub limits: Limits,
     #[serde(default)]
     pub storage: StorageOptions,
+    /// The scheduler knows that no attempt of this task has committed (its first attempt, with
+    /// the job root's commits listed when the run began): the worker skips its check for a
+    /// committed manifest before running. The commit itself is create-if-absent regardless.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub uncommitted: bool,
 }
 
 impl TaskSpec {
@@ -1098,6 +1103,7 @@ mod tests {
             output: Output::Intermediate,
             limits: Limits::default(),
             storage: StorageOptions::default(),
+            uncommitted: false,
         }
     }
 

@@ -202,6 +202,14 @@ impl Error {
 /// [`Error::OutOfMemory`].
 impl From<DataFusionError> for Error {
     fn from(source: DataFusionError) -> Self {
+        // A task's own error carried through a plan (its input stream failed): itself again.
+        let source = match source {
+            DataFusionError::External(inner) => match inner.downcast::<Error>() {
+                Ok(own) => return *own,
+                Err(other) => DataFusionError::External(other),
+            },
+            other => other,
+        };
         match source.find_root() {
             DataFusionError::ResourcesExhausted(_) => Error::OutOfMemory { source },
             _ => Error::DataFusion { source },

@@ -60,6 +60,8 @@ impl Client {
             max_attempts: self.config().max_attempts,
             speculation: self.config().speculation.clone(),
             base_backoff: Duration::from_millis(100),
+            // `resume::committed` listed them above.
+            commits_listed: true,
         };
         let started = std::time::Instant::now();
         let (manifests, mut summary) =

@@ -48,6 +48,10 @@ pub struct RunOptions {
     pub base_backoff: Duration,
     /// Backups of stragglers (`None`: never).
     pub speculation: Option<Speculation>,
+    /// The job root's commits were listed before the run (the tasks committed then are the
+    /// `committed` argument of [`run`]): a task's first attempt is known not to be committed,
+    /// and its worker skips the check.
+    pub commits_listed: bool,
 }
 
 /// The result of a run: every task's committed manifest, and the totals.
@@ -452,6 +456,8 @@ mod tests {
         }
         async fn execute(&self, spec: TaskSpec) -> shoal_protocol::TaskOutcome {
             self.started.lock().unwrap().push(spec.task_key.to_string());
+            // The commits were listed (`opts`): only a first attempt is known not committed.
+            assert_eq!(spec.uncommitted, spec.attempt == 1, "attempt {}", spec.attempt);
             let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
             self.peak.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -549,6 +555,7 @@ mod tests {
             max_attempts,
             base_backoff: Duration::from_millis(1),
             speculation: None,
+            commits_listed: true,
         }
     }
 

@@ -52,5 +52,6 @@ pub(super) fn build_spec(
         output: node.output.clone(),
         limits: opts.limits.clone(),
         storage: opts.storage.clone(),
+        uncommitted: opts.commits_listed && attempt == 1,
     }
 }

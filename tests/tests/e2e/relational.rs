@@ -282,6 +282,14 @@ async fn join_strategies_match_duckdb() {
     // Inner: the small right side is broadcast; a hash join gives the same table.
     let sql = format!("SELECT {JOIN_COLUMNS} FROM s JOIN c ON s.cust = c.cust");
     let broadcast = s.merge(c, &on()).unwrap();
+    // Chosen by estimated work, every estimate compared in the plan.
+    let plan = broadcast.explain().unwrap();
+    assert!(
+        plan.contains("estimated work: broadcast right ~")
+            && plan.contains(", broadcast left ~")
+            && plan.contains(", hash ~"),
+        "{plan}"
+    );
     let broadcast =
         env.check("inner_broadcast", &broadcast, "strategy=broadcast side=right", &sql, false).await;
     let hash = s.merge(c, &on().strategy(JoinHint::Hash).npartitions(16)).unwrap();
@@ -452,6 +460,47 @@ async fn sorts_and_repartitions_match_duckdb() {
     let sized = s.repartition_size(100_000);
     assert!(sized.npartitions() > 1 && sized.npartitions() < FILES, "{}", sized.npartitions());
     env.check("repartition_size", &sized, "Repartition", "SELECT * FROM s ORDER BY id", true).await;
+}
+
+/// A Parquet file of about 8× the task memory limit streams through its task: the scan task of
+/// a group-by reads it batch by batch into the partial aggregation and never holds it, where a
+/// task reading it whole would be refused. The sums are checked against DuckDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_larger_than_task_memory_streams() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("sales");
+    write_sales(&data, 1, 400_000, 1_000).unwrap();
+    let path = format!("{}/*.parquet", data.display());
+    let limit: u64 = 4 << 20;
+
+    let roomy = Client::new(crate::config(&tmp.path().join("roomy"), ExecutorKind::Threads)).unwrap();
+    let all = roomy.read_parquet(&path).await.unwrap().compute().await.unwrap();
+    let in_memory = shoal_worker::io::memory::held_bytes(&all) as u64;
+    assert!(in_memory >= 8 * limit, "{in_memory} bytes is not 8x the {limit}-byte limit");
+
+    let mut config = crate::config(&tmp.path().join("root"), ExecutorKind::Processes);
+    config.limits.task_memory_bytes = limit;
+    let client = Client::new(config).unwrap();
+    let sales = client.read_parquet(&path).await.unwrap();
+    assert_eq!(sales.npartitions(), 1, "one file, one scan task");
+    let by_region = sales
+        .filter("qty > 0")
+        .unwrap()
+        .assign("amount", "qty * price")
+        .unwrap()
+        .groupby(&["region"])
+        .agg(&[Agg::new("amount", "amount", "sum").unwrap(), Agg::new("n", "id", "size").unwrap()])
+        .unwrap()
+        .sort_values(&[SortKey::asc("region")])
+        .unwrap();
+    let got = by_region.compute().await.unwrap();
+    let sql = format!(
+        "SELECT region, sum(qty * price) AS amount, count(*) AS n FROM read_parquet('{path}') \
+         WHERE qty > 0 GROUP BY region ORDER BY region"
+    );
+    let out = tmp.path().join("duckdb.parquet");
+    duckdb_query(&sql, &out).unwrap();
+    assert_same_rows_ordered(&got, &read_parquet_dir(&out).unwrap()).unwrap();
 }
 
 /// A shuffle of about 4× the task memory limit completes on worker processes: every map task

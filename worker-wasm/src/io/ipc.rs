@@ -66,15 +66,42 @@ pub fn compact(batch: &RecordBatch) -> Result<RecordBatch> {
 
 /// One intermediate output as an Arrow IPC file (LZ4-compressed when `compress`).
 pub fn encode_file(schema: &SchemaRef, batches: &[RecordBatch], compress: bool) -> Result<Bytes> {
-    let context = "encoding an IPC file";
-    let buffer = Vec::with_capacity(encoded_size_hint(batches));
-    let mut writer = FileWriter::try_new_with_options(buffer, schema, ipc_options(compress)?)
-        .map_err(Error::arrow(context))?;
+    let mut encoder = FileEncoder::new(schema, compress, encoded_size_hint(batches))?;
     for b in batches {
-        writer.write(&compact(b)?).map_err(Error::arrow(context))?;
+        encoder.write(b)?;
     }
-    writer.finish().map_err(Error::arrow(context))?;
-    Ok(Bytes::from(writer.into_inner().map_err(Error::arrow(context))?))
+    encoder.finish()
+}
+
+/// An IPC file written batch by batch (see [`encode_file`]).
+pub struct FileEncoder {
+    writer: FileWriter<Vec<u8>>,
+}
+
+impl std::fmt::Debug for FileEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileEncoder").finish_non_exhaustive()
+    }
+}
+
+impl FileEncoder {
+    const CONTEXT: &str = "encoding an IPC file";
+
+    pub fn new(schema: &SchemaRef, compress: bool, capacity: usize) -> Result<Self> {
+        let writer =
+            FileWriter::try_new_with_options(Vec::with_capacity(capacity), schema, ipc_options(compress)?)
+                .map_err(Error::arrow(Self::CONTEXT))?;
+        Ok(Self { writer })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(&compact(batch)?).map_err(Error::arrow(Self::CONTEXT))
+    }
+
+    pub fn finish(mut self) -> Result<Bytes> {
+        self.writer.finish().map_err(Error::arrow(Self::CONTEXT))?;
+        Ok(Bytes::from(self.writer.into_inner().map_err(Error::arrow(Self::CONTEXT))?))
+    }
 }
 
 /// Encodes the buckets of a shuffle into one object: each bucket an IPC stream, back to back,
@@ -84,23 +111,66 @@ pub fn encode_buckets(
     buckets: &[Vec<RecordBatch>],
     compress: bool,
 ) -> Result<(Bytes, Vec<ByteRange>)> {
-    let context = "encoding a shuffle bucket";
-    let options = ipc_options(compress)?;
-    let mut out = Vec::with_capacity(encoded_size_hint(buckets.iter().flatten()));
-    let mut ranges = Vec::with_capacity(buckets.len());
-    for bucket in buckets {
-        let offset = out.len() as u64;
-        let mut writer = StreamWriter::try_new_with_options(&mut out, schema, options.clone())
-            .map_err(Error::arrow(context))?;
+    let mut encoder = BucketsEncoder::new(schema, buckets.len(), compress)?;
+    for (i, bucket) in buckets.iter().enumerate() {
         for b in bucket {
-            writer.write(&compact(b)?).map_err(Error::arrow(context))?;
+            encoder.write(i, b)?;
         }
-        writer.finish().map_err(Error::arrow(context))?;
-        drop(writer);
-        let rows = bucket.iter().map(|b| b.num_rows() as u64).sum();
-        ranges.push(ByteRange { offset, len: out.len() as u64 - offset, rows });
     }
-    Ok((Bytes::from(out), ranges))
+    encoder.finish()
+}
+
+/// The buckets of a shuffle written batch by batch, each into its own IPC stream, joined into
+/// one object at the end (see [`encode_buckets`]).
+pub struct BucketsEncoder {
+    writers: Vec<StreamWriter<Vec<u8>>>,
+    rows: Vec<u64>,
+}
+
+impl std::fmt::Debug for BucketsEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketsEncoder").field("rows", &self.rows).finish_non_exhaustive()
+    }
+}
+
+impl BucketsEncoder {
+    const CONTEXT: &str = "encoding a shuffle bucket";
+
+    pub fn new(schema: &SchemaRef, buckets: usize, compress: bool) -> Result<Self> {
+        let options = ipc_options(compress)?;
+        let writers = (0..buckets)
+            .map(|_| StreamWriter::try_new_with_options(Vec::new(), schema, options.clone()))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(Error::arrow(Self::CONTEXT))?;
+        Ok(Self { writers, rows: vec![0; buckets] })
+    }
+
+    /// Appends `batch` to bucket `bucket`.
+    pub fn write(&mut self, bucket: usize, batch: &RecordBatch) -> Result<()> {
+        let writer = self
+            .writers
+            .get_mut(bucket)
+            .ok_or_else(|| Error::InvalidTask(format!("shuffle bucket {bucket} out of range")))?;
+        writer.write(&compact(batch)?).map_err(Error::arrow(Self::CONTEXT))?;
+        self.rows[bucket] += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<(Bytes, Vec<ByteRange>)> {
+        let mut parts = Vec::with_capacity(self.writers.len());
+        for mut writer in self.writers {
+            writer.finish().map_err(Error::arrow(Self::CONTEXT))?;
+            parts.push(writer.into_inner().map_err(Error::arrow(Self::CONTEXT))?);
+        }
+        let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        let mut ranges = Vec::with_capacity(parts.len());
+        for (part, rows) in parts.into_iter().zip(self.rows) {
+            let offset = out.len() as u64;
+            out.extend_from_slice(&part);
+            ranges.push(ByteRange { offset, len: part.len() as u64, rows });
+        }
+        Ok((Bytes::from(out), ranges))
+    }
 }
 
 /// Decodes one bucket (an IPC stream) read from `url`.

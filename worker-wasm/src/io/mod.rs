@@ -22,11 +22,60 @@ pub mod text_parts;
 pub mod textfile;
 pub mod zarr;
 
+use crate::error::Result;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
 /// A table by value: schema and batches.
 pub type Table = (SchemaRef, Vec<RecordBatch>);
+
+/// Rows arriving batch by batch: a task's main input read while its plan consumes it, or a
+/// plan's output on its way to the writer.
+pub struct Stream {
+    pub schema: SchemaRef,
+    pub batches: BoxStream<'static, Result<RecordBatch>>,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream").field("schema", &self.schema).finish_non_exhaustive()
+    }
+}
+
+/// A task's rows: held whole, or arriving batch by batch.
+#[derive(Debug)]
+pub enum Data {
+    Table(Table),
+    Stream(Stream),
+}
+
+impl Data {
+    pub fn schema(&self) -> &SchemaRef {
+        match self {
+            Data::Table((schema, _)) => schema,
+            Data::Stream(s) => &s.schema,
+        }
+    }
+
+    /// All the rows in memory (a stream read to its end).
+    pub async fn into_table(self) -> Result<Table> {
+        match self {
+            Data::Table(t) => Ok(t),
+            Data::Stream(Stream { schema, batches }) => Ok((schema, batches.try_collect().await?)),
+        }
+    }
+
+    /// The rows as a stream (a table's batches one after another).
+    pub fn into_stream(self) -> Stream {
+        match self {
+            Data::Table((schema, batches)) => {
+                Stream { schema, batches: futures::stream::iter(batches.into_iter().map(Ok)).boxed() }
+            }
+            Data::Stream(s) => s,
+        }
+    }
+}
 
 /// Tables the unit tests of `io` and `ops` share.
 #[cfg(test)]

@@ -10,15 +10,46 @@ use parquet::file::properties::WriterProperties;
 
 /// One Parquet part (zstd). Deterministic for the same input: a retry writes identical bytes.
 pub fn encode(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Bytes> {
-    let context = "encoding a Parquet part";
-    let parquet = |source| Error::Parquet { context, source };
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_created_by(format!("shoal {}", env!("CARGO_PKG_VERSION")))
-        .build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).map_err(parquet)?;
+    let mut encoder = PartEncoder::new(schema)?;
     for b in batches {
-        writer.write(b).map_err(parquet)?;
+        encoder.write(b)?;
     }
-    Ok(Bytes::from(writer.into_inner().map_err(parquet)?))
+    encoder.finish()
+}
+
+/// A Parquet part written batch by batch (see [`encode`]): row groups are encoded as they
+/// fill, so only the encoded bytes and one row group's worth of rows are held.
+pub struct PartEncoder {
+    writer: ArrowWriter<Vec<u8>>,
+}
+
+impl std::fmt::Debug for PartEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartEncoder").finish_non_exhaustive()
+    }
+}
+
+const CONTEXT: &str = "encoding a Parquet part";
+
+impl PartEncoder {
+    pub fn new(schema: &SchemaRef) -> Result<Self> {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_created_by(format!("shoal {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).map_err(parquet)?;
+        Ok(Self { writer })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(batch).map_err(parquet)
+    }
+
+    pub fn finish(self) -> Result<Bytes> {
+        Ok(Bytes::from(self.writer.into_inner().map_err(parquet)?))
+    }
+}
+
+fn parquet(source: parquet::errors::ParquetError) -> Error {
+    Error::Parquet { context: CONTEXT, source }
 }

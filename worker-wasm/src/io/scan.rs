@@ -3,6 +3,7 @@
 //! [`json`](super::json)), Arrow IPC intermediates, shuffle buckets (range reads), and regions
 //! of Zarr arrays ([`zarr`](super::zarr)).
 
+use super::Stream;
 use super::ipc;
 pub use super::loaded::Loaded;
 use super::reader::{IoCounter, ObjectReader};
@@ -21,11 +22,13 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection};
+use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::metadata::ParquetMetaData;
@@ -197,10 +200,103 @@ async fn read_parquet(
     predicate: Option<&str>,
     lenient: bool,
 ) -> Result<Loaded> {
+    let counter = Arc::new(IoCounter::default());
+    let opened = open_parquet(storage, file, projection, predicate, lenient, counter.clone()).await?;
+    let schema = opened.schema.clone();
+    let batches: Vec<RecordBatch> = opened.batches().try_collect().await?;
+    Ok(Loaded {
+        schema,
+        batches,
+        bytes_read: counter.bytes(),
+        objects_read: 1,
+        requests: counter.requests(),
+        records_skipped: 0,
+    })
+}
+
+/// The Parquet scans of a task's main table read as one stream, file after file, as the task's
+/// plan consumes it; `None` unless every input is a Parquet scan of one schema (files of evolved
+/// schemas are conformed to their union, and read whole). The first file is opened here (its
+/// footer gives the schema); the others when the stream reaches them, each checked against it.
+/// `counter` adds up the bytes and requests of every file.
+pub async fn stream_parquet(
+    storage: Arc<Storage>,
+    inputs: &[&Input],
+    counter: Arc<IoCounter>,
+) -> Result<Option<Stream>> {
+    let mut files = Vec::new();
+    for input in inputs {
+        let Input::Scan { format: FileFormat::Parquet, files: slices, projection, predicate, schema: None } =
+            input
+        else {
+            return Ok(None);
+        };
+        files.extend(slices.iter().map(|f| (f.clone(), projection.clone(), predicate.clone())));
+    }
+    let mut files = files.into_iter();
+    let Some((file, projection, predicate)) = files.next() else { return Ok(None) };
+    let first =
+        open_parquet(&storage, &file, projection.as_deref(), predicate.as_deref(), false, counter.clone())
+            .await?;
+    let schema = first.schema.clone();
+    let expected = schema.clone();
+    let rest = futures::stream::iter(files).then(move |(file, projection, predicate)| {
+        let (storage, counter, expected) = (storage.clone(), counter.clone(), expected.clone());
+        async move {
+            let opened =
+                open_parquet(&storage, &file, projection.as_deref(), predicate.as_deref(), false, counter)
+                    .await?;
+            if opened.schema.fields() != expected.fields() {
+                return Err(Error::Schema("inputs of table 0 of one task differ in schema".into()));
+            }
+            Ok(opened)
+        }
+    });
+    let batches = futures::stream::once(async { Ok::<_, Error>(first) })
+        .chain(rest)
+        .map_ok(OpenedParquet::batches)
+        .try_flatten();
+    Ok(Some(Stream { schema, batches: batches.boxed() }))
+}
+
+/// A Parquet file opened for reading: its footer read, row groups and pages pruned.
+struct OpenedParquet {
+    url: String,
+    schema: SchemaRef,
+    /// `None` when pruning left nothing to read.
+    stream: Option<ParquetRecordBatchStream<ObjectReader>>,
+    /// The requested order of the projected columns, when it is not the file's.
+    order: Option<Vec<usize>>,
+}
+
+impl OpenedParquet {
+    /// The file's batches, columns in the requested order.
+    fn batches(self) -> BoxStream<'static, Result<RecordBatch>> {
+        let Some(stream) = self.stream else { return futures::stream::empty().boxed() };
+        let (url, order) = (self.url, self.order);
+        stream
+            .map(move |batch| {
+                let batch = batch.map_err(|e| parquet_error(&url, e))?;
+                match &order {
+                    Some(order) => batch.project(order).map_err(Error::arrow("reordering projected columns")),
+                    None => Ok(batch),
+                }
+            })
+            .boxed()
+    }
+}
+
+async fn open_parquet(
+    storage: &Storage,
+    file: &FileSlice,
+    projection: Option<&[String]>,
+    predicate: Option<&str>,
+    lenient: bool,
+    counter: Arc<IoCounter>,
+) -> Result<OpenedParquet> {
     let url = &file.object.url;
     let loc = storage.resolve(url)?;
-    let counter = Arc::new(IoCounter::default());
-    let reader = ObjectReader::new(loc.store.clone(), loc.path.clone(), file.object.size, counter.clone());
+    let reader = ObjectReader::new(loc.store.clone(), loc.path.clone(), file.object.size, counter);
     // With a predicate, also load the page index (if the file has one) to skip pages.
     let page_index = if predicate.is_some() { PageIndexPolicy::Optional } else { PageIndexPolicy::Skip };
     let options = ArrowReaderOptions::new().with_page_index_policy(page_index);
@@ -235,15 +331,15 @@ async fn read_parquet(
         }
     }
     let (indices, schema) = projected(&file_schema, projection, lenient, url)?;
+    // The projected reader orders columns as in the file; reorder to the requested order.
+    let order = indices.as_ref().and_then(|ix| {
+        let mut sorted = ix.clone();
+        sorted.sort_unstable();
+        (&sorted != ix)
+            .then(|| ix.iter().map(|i| sorted.iter().position(|s| s == i).unwrap_or_default()).collect())
+    });
     if row_groups.is_empty() {
-        return Ok(Loaded {
-            schema,
-            batches: vec![],
-            bytes_read: counter.bytes(),
-            objects_read: 1,
-            requests: counter.requests(),
-            records_skipped: 0,
-        });
+        return Ok(OpenedParquet { url: url.clone(), schema, stream: None, order });
     }
     let mask = match &indices {
         Some(ix) => ProjectionMask::roots(builder.parquet_schema(), ix.iter().copied()),
@@ -262,28 +358,7 @@ async fn read_parquet(
         .with_batch_size(batch_size)
         .build()
         .map_err(|e| parquet_error(url, e))?;
-    let mut batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| parquet_error(url, e))?;
-    // The projected reader orders columns as in the file; reorder to the requested order.
-    if let Some(ix) = &indices {
-        let mut sorted = ix.clone();
-        sorted.sort_unstable();
-        if &sorted != ix {
-            let order: Vec<usize> =
-                ix.iter().map(|i| sorted.iter().position(|s| s == i).unwrap_or_default()).collect();
-            batches = batches
-                .into_iter()
-                .map(|b| b.project(&order).map_err(Error::arrow("reordering projected columns")))
-                .collect::<Result<_>>()?;
-        }
-    }
-    Ok(Loaded {
-        schema,
-        batches,
-        bytes_read: counter.bytes(),
-        objects_read: 1,
-        requests: counter.requests(),
-        records_skipped: 0,
-    })
+    Ok(OpenedParquet { url: url.clone(), schema, stream: Some(stream), order })
 }
 
 /// The file's column indices of `projection` and the schema they make; `lenient` leaves out
@@ -340,9 +415,14 @@ pub fn prune_row_groups(
 
 /// The pushed-down predicate (SQL) planned against the file's schema.
 fn physical_predicate(predicate: &str, schema: &SchemaRef) -> Result<Arc<dyn PhysicalExpr>> {
-    // Planning one expression needs no catalog and no parallelism.
-    let config = SessionConfig::new().with_target_partitions(1).with_information_schema(false);
-    let ctx = SessionContext::new_with_config(config);
+    // Planning one expression needs no catalog and no parallelism; the session is built once
+    // (registering DataFusion's functions) and shared, as planning registers nothing in it.
+    static PLANNING: std::sync::LazyLock<SessionContext> = std::sync::LazyLock::new(|| {
+        SessionContext::new_with_config(
+            SessionConfig::new().with_target_partitions(1).with_information_schema(false),
+        )
+    });
+    let ctx = &*PLANNING;
     let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| Error::Schema(e.to_string()))?;
     let expr = ctx
         .parse_sql_expr(predicate, &df_schema)

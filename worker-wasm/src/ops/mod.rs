@@ -17,9 +17,9 @@ mod ports;
 pub mod table;
 
 use crate::error::{Error, Result};
-use crate::io::Table;
+use crate::io::Data;
 use arrow::record_batch::RecordBatch;
-use shoal_protocol::{FunctionKind, FunctionRef, Input, ModuleRef, Operator, Output};
+use shoal_protocol::{FunctionKind, FunctionRef, Input, ModuleRef, Operator, Output, TableOp};
 use table::Sides;
 
 /// What a pipeline needs from the task that runs it, beyond rows: calls of user functions. The
@@ -46,32 +46,53 @@ pub trait Functions {
 }
 
 /// Runs `pipeline` over a task's main table `input`, with its side tables `sides`, in a session
-/// whose operators share `memory_bytes`.
+/// whose operators share `memory_bytes`. A run of relational operators over a stream runs as
+/// the stream arrives and hands on a stream; the other families take their rows whole.
 pub async fn run(
     pipeline: &[Operator],
-    input: Table,
+    input: Data,
     sides: &Sides,
     memory_bytes: u64,
     functions: &mut impl Functions,
-) -> Result<Table> {
-    let mut table = input;
+) -> Result<Data> {
+    let mut data = input;
     for run in pipeline.chunk_by(|a, b| a.family() == b.family()) {
-        table = match &run[0] {
+        data = match &run[0] {
             Operator::Table(_) => {
-                let mut rows = table::Rows::new(table::session::task_session(memory_bytes)?, table);
+                let ops: Vec<&TableOp> = run
+                    .iter()
+                    .filter_map(|op| match op {
+                        Operator::Table(op) => Some(op),
+                        _ => None,
+                    })
+                    .collect();
+                if table::program::eligible(&ops)
+                    && let Some(program) = table::program::compiled(data.schema(), &ops)
+                {
+                    data = program.run(data)?;
+                    continue;
+                }
+                let session = std::sync::Arc::new(table::session::TaskSession::take(memory_bytes)?);
+                let mut rows = table::Rows::new(session, data);
                 for op in run {
                     let Operator::Table(op) = op else { return Err(unsupported_family(op)) };
                     rows = rows.apply(op, sides, functions).await?;
                 }
-                rows.into_table().await?
+                rows.into_data().await?
             }
-            Operator::Items(_) => items::run(run, table, sides, functions).await?,
-            Operator::Calls(_) => calls::run(run, table, sides, functions).await?,
-            Operator::Chunks(_) => chunks::run(run, table, sides, functions).await?,
+            Operator::Items(_) => {
+                Data::Table(items::run(run, data.into_table().await?, sides, functions).await?)
+            }
+            Operator::Calls(_) => {
+                Data::Table(calls::run(run, data.into_table().await?, sides, functions).await?)
+            }
+            Operator::Chunks(_) => {
+                Data::Table(chunks::run(run, data.into_table().await?, sides, functions).await?)
+            }
             other => return Err(unsupported_family(other)),
         };
     }
-    Ok(table)
+    Ok(data)
 }
 
 /// Whether a task running `pipeline` needs a main input (port 0): a run of calls of literals

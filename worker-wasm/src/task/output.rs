@@ -1,45 +1,126 @@
 //! Writing a task's output: one object per attempt, in the format its [`Output`] asks for.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::io::storage::Storage;
-use crate::io::{Table, ipc, parquet, text_parts};
+use crate::io::{Data, ipc, parquet, text_parts};
 use crate::ops::table::Sides;
 use crate::ops::table::partition;
-use shoal_protocol::{ByteRange, ObjectRef, Output, PartFormat, layout};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use futures::TryStreamExt;
+use shoal_protocol::{ByteRange, ObjectRef, Output, PartFormat, Partitioning, layout};
 
-/// What a task wrote: its one data object, and for a shuffle the byte range of every bucket.
+/// What a task wrote: its one data object, its rows, and for a shuffle the byte range of every
+/// bucket.
 pub struct Written {
     pub object: ObjectRef,
+    pub rows: u64,
     pub buckets: Vec<ByteRange>,
 }
 
-/// Writes `table` as `output`: an Arrow IPC intermediate or shuffle object under the attempt's
+/// Writes `data` as `output`: an Arrow IPC intermediate or shuffle object under the attempt's
 /// own `attempt_dir`, or a user-visible part (Parquet, CSV or JSON lines) under its
-/// deterministic name, written whole. `sides` hold
+/// deterministic name. IPC files, hash and range shuffles and Parquet parts are encoded batch
+/// by batch as a stream arrives, so a task holds what it has encoded, not the rows; the other
+/// formats (and contiguous splits, which need the row count) take the rows whole. `sides` hold
 /// a range shuffle's boundaries.
 pub async fn write(
     storage: &Storage,
     job_root: &str,
     attempt_dir: &str,
     output: &Output,
-    (schema, batches): Table,
+    data: Data,
     sides: &Sides,
 ) -> Result<Written> {
     let compress = ipc::compress_intermediates(job_root);
-    match output {
-        Output::Intermediate => {
-            let bytes = ipc::encode_file(&schema, &batches, compress)?;
-            let object = storage.put(&format!("{attempt_dir}/part-0.arrow"), bytes).await?;
-            Ok(Written { object, buckets: Vec::new() })
+    let schema = data.schema().clone();
+    let streamed = match output {
+        Output::Intermediate => Some(Encoder::File(ipc::FileEncoder::new(&schema, compress, hint(&data))?)),
+        Output::Shuffle { partitioning } if !matches!(partitioning, Partitioning::Split { .. }) => {
+            let n = partitioning.buckets().max(1) as usize;
+            Some(Encoder::Buckets(ipc::BucketsEncoder::new(&schema, n, compress)?, partitioning))
         }
+        Output::Part { format: PartFormat::Parquet, .. } => {
+            Some(Encoder::Parquet(parquet::PartEncoder::new(&schema)?))
+        }
+        _ => None,
+    };
+    let Some(mut encoder) = streamed else {
+        return write_whole(storage, attempt_dir, output, data, sides, compress).await;
+    };
+    let mut rows = 0u64;
+    let mut batches = data.into_stream().batches;
+    while let Some(batch) = batches.try_next().await? {
+        rows += batch.num_rows() as u64;
+        encoder.write(&schema, batch, sides)?;
+    }
+    drop(batches);
+    let (name, bytes, buckets) = match encoder {
+        Encoder::File(e) => ("part-0.arrow".to_string(), e.finish()?, Vec::new()),
+        Encoder::Buckets(e, _) => {
+            let (bytes, buckets) = e.finish()?;
+            ("shuffle.arrows".to_string(), bytes, buckets)
+        }
+        Encoder::Parquet(e) => return put_part(storage, output, e.finish()?, rows).await,
+    };
+    let object = storage.put(&format!("{attempt_dir}/{name}"), bytes).await?;
+    Ok(Written { object, rows, buckets })
+}
+
+/// An output encoded as its batches arrive.
+enum Encoder<'a> {
+    File(ipc::FileEncoder),
+    Buckets(ipc::BucketsEncoder, &'a Partitioning),
+    Parquet(parquet::PartEncoder),
+}
+
+impl Encoder<'_> {
+    fn write(&mut self, schema: &SchemaRef, batch: RecordBatch, sides: &Sides) -> Result<()> {
+        match self {
+            Encoder::File(e) => e.write(&batch),
+            Encoder::Parquet(e) => e.write(&batch),
+            Encoder::Buckets(e, partitioning) => {
+                let split = partition::split(partitioning, schema, std::slice::from_ref(&batch), sides)?;
+                for (bucket, parts) in split.iter().enumerate() {
+                    for part in parts {
+                        e.write(bucket, part)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A capacity guess for an IPC file of `data` (none for a stream, whose size is unknown).
+fn hint(data: &Data) -> usize {
+    match data {
+        Data::Table((_, batches)) => ipc::encoded_size_hint(batches),
+        Data::Stream(_) => 0,
+    }
+}
+
+/// Outputs that take the rows whole: a contiguous split, CSV, JSON lines and text parts, and a
+/// chunk of a Zarr array.
+async fn write_whole(
+    storage: &Storage,
+    attempt_dir: &str,
+    output: &Output,
+    data: Data,
+    sides: &Sides,
+    compress: bool,
+) -> Result<Written> {
+    let (schema, batches) = data.into_table().await?;
+    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+    match output {
         Output::Shuffle { partitioning } => {
             let split = partition::split(partitioning, &schema, &batches, sides)?;
             drop(batches);
             let (bytes, buckets) = ipc::encode_buckets(&schema, &split, compress)?;
             let object = storage.put(&format!("{attempt_dir}/shuffle.arrows"), bytes).await?;
-            Ok(Written { object, buckets })
+            Ok(Written { object, rows, buckets })
         }
-        Output::Part { url, part, format } => {
+        Output::Part { format, .. } => {
             let bytes = match format {
                 PartFormat::Parquet => parquet::encode(&schema, &batches)?,
                 PartFormat::Csv => text_parts::encode_csv(&schema, &batches)?,
@@ -47,14 +128,23 @@ pub async fn write(
                 PartFormat::Text => text_parts::encode_item_lines(&batches, false)?,
                 PartFormat::TextGzip => text_parts::encode_item_lines(&batches, true)?,
             };
-            let dir = storage.resolve(url)?;
-            let object = storage.put(&dir.join(&layout::part_name(*part, *format)).url, bytes).await?;
-            Ok(Written { object, buckets: Vec::new() })
+            put_part(storage, output, bytes, rows).await
         }
         Output::Zarr { array, metadata, chunk } => {
             let object =
                 crate::io::zarr::write_chunk(storage, array, metadata, chunk, &(schema, batches)).await?;
-            Ok(Written { object, buckets: Vec::new() })
+            Ok(Written { object, rows, buckets: Vec::new() })
         }
+        Output::Intermediate => Err(Error::InvalidTask("an intermediate is written as a stream".into())),
     }
+}
+
+/// Stores a user-visible part under its deterministic name.
+async fn put_part(storage: &Storage, output: &Output, bytes: bytes::Bytes, rows: u64) -> Result<Written> {
+    let Output::Part { url, part, format } = output else {
+        return Err(Error::InvalidTask("a part written for another output".into()));
+    };
+    let dir = storage.resolve(url)?;
+    let object = storage.put(&dir.join(&layout::part_name(*part, *format)).url, bytes).await?;
+    Ok(Written { object, rows, buckets: Vec::new() })
 }

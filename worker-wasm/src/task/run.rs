@@ -5,7 +5,7 @@ use super::functions::{Modules, TaskFunctions};
 use super::{inputs, output};
 use crate::error::{Error, Result};
 use crate::io::storage::Storage;
-use crate::io::{Table, schema};
+use crate::io::{Data, schema};
 use crate::ops;
 use crate::ops::table::Sides;
 use crate::sandbox::{Module, Sandbox, SandboxConfig};
@@ -100,23 +100,33 @@ impl Worker {
         let root = storage.resolve(&spec.job_root)?;
         let manifest_url = root.join(&layout::manifest(&spec.task_key)).url;
 
-        // Already committed (a retry after a lost reply, a resumed job): nothing to do.
-        metrics.requests += 1;
-        if let Some(existing) = read_manifest(&storage, &manifest_url).await? {
-            return Ok((existing, false));
+        // Already committed (a retry after a lost reply, a resumed job): nothing to do. Skipped
+        // when the scheduler knows no attempt has committed; the commit below stays
+        // create-if-absent either way.
+        if !spec.uncommitted {
+            metrics.requests += 1;
+            if let Some(existing) = read_manifest(&storage, &manifest_url).await? {
+                return Ok((existing, false));
+            }
         }
 
-        let (input, sides) = inputs::read(&storage, spec, metrics).await?;
-        let table = self.run_pipeline(&storage, spec, input, &sides, metrics).await?;
-        let rows = table.1.iter().map(|b| b.num_rows() as u64).sum();
-        metrics.rows_out = rows;
-        let divisions = ops::divisions(&spec.pipeline, &table.1)?;
-        let fields = schema::to_fields(&table.0);
+        let (input, sides, streamed) = inputs::read(&storage, spec, metrics).await?;
+        let data = self.run_pipeline(&storage, spec, input, &sides, metrics).await?;
+        let divisions = match &data {
+            Data::Table((_, batches)) => ops::divisions(&spec.pipeline, batches)?,
+            Data::Stream(_) => None,
+        };
+        let fields = schema::to_fields(data.schema());
 
         let attempt_id = uuid::Uuid::new_v4().simple().to_string();
         let attempt_dir = root.join(&layout::attempt_dir(&spec.task_key, &attempt_id)).url;
         let written =
-            output::write(&storage, &spec.job_root, &attempt_dir, &spec.output, table, &sides).await?;
+            output::write(&storage, &spec.job_root, &attempt_dir, &spec.output, data, &sides).await?;
+        if let Some(tally) = streamed {
+            tally.count(metrics);
+        }
+        let rows = written.rows;
+        metrics.rows_out = rows;
         let object = written.object;
         metrics.bytes_written += object.size;
         metrics.objects_written += 1;
@@ -142,10 +152,10 @@ impl Worker {
         &self,
         storage: &Storage,
         spec: &TaskSpec,
-        input: Table,
+        input: Data,
         sides: &Sides,
         metrics: &mut TaskMetrics,
-    ) -> Result<Table> {
+    ) -> Result<Data> {
         let mut functions = TaskFunctions { modules: &self.modules, storage, limits: &spec.limits, metrics };
         ops::run(&spec.pipeline, input, sides, spec.limits.task_memory_bytes, &mut functions).await
     }

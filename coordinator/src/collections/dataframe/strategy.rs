@@ -34,7 +34,6 @@ pub(super) fn aggregate_strategy(a: &AggregateNode, config: &PlanConfig) -> (Agg
 }
 
 pub(super) fn join_strategy(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, String)> {
-    let (lb, rb) = (j.left.estimated_bytes(), j.right.estimated_bytes());
     let right_ok = matches!(j.how, JoinHow::Inner | JoinHow::Left | JoinHow::Semi | JoinHow::Anti);
     let left_ok = matches!(j.how, JoinHow::Inner | JoinHow::Right);
     let aligned = match (j.left.hash_partitioning(), j.right.hash_partitioning()) {
@@ -72,32 +71,131 @@ pub(super) fn join_strategy(j: &JoinNode, config: &PlanConfig) -> Result<(JoinSt
             JoinStrategy::PartitionWise,
             "both sides are hash-partitioned on the keys into the same partitions".into(),
         )),
-        None if right_ok && rb <= config.broadcast_bytes => Ok((
-            JoinStrategy::BroadcastRight,
-            format!(
-                "right side ~{} ≤ broadcast limit {}",
-                human_bytes(rb),
-                human_bytes(config.broadcast_bytes)
-            ),
-        )),
-        None if indexed => Ok((
-            JoinStrategy::Divisions,
-            format!(
-                "the left side is indexed by {}: the right side is range-shuffled to its divisions",
-                j.left_on[0]
-            ),
-        )),
-        None if left_ok && lb <= config.broadcast_bytes => Ok((
-            JoinStrategy::BroadcastLeft,
-            format!(
-                "left side ~{} ≤ broadcast limit {}",
-                human_bytes(lb),
-                human_bytes(config.broadcast_bytes)
-            ),
-        )),
-        None => Ok((
-            hash(),
-            format!("sides ~{} and ~{}, too large to broadcast", human_bytes(lb), human_bytes(rb)),
-        )),
+        None => Ok(cheapest_join(j, config, right_ok, left_ok, indexed, hash())),
+    }
+}
+
+/// Estimated work of one way to run a join, in bytes: what its tasks read and write (`moved`),
+/// and what they build into hash tables (`hashed`). A broadcast side is read and hashed again by
+/// every task of the other side; a shuffle writes and reads its sides once more, but hashes each
+/// row of the build side once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct JoinCost {
+    pub moved: u64,
+    pub hashed: u64,
+}
+
+impl JoinCost {
+    pub fn total(self) -> u64 {
+        self.moved.saturating_add(self.hashed)
+    }
+
+    /// The `small` side materialized (read once, written once), then read and hashed by each of
+    /// the `tasks` of the `big` side, which is read once.
+    pub fn broadcast(big: u64, small: u64, tasks: usize) -> Self {
+        let copies = small.saturating_mul(tasks.max(1) as u64);
+        Self { moved: big.saturating_add(small.saturating_mul(2)).saturating_add(copies), hashed: copies }
+    }
+
+    /// The `shuffled` side(s) read, written as buckets and read back, the other side read once;
+    /// each reducer hashes its bucket of the `build` side.
+    pub fn shuffle(read_once: u64, shuffled: u64, build: u64) -> Self {
+        Self { moved: read_once.saturating_add(shuffled.saturating_mul(3)), hashed: build }
+    }
+}
+
+impl std::fmt::Display for JoinCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "~{} (moved {}, hashed {})",
+            human_bytes(self.total()),
+            human_bytes(self.moved),
+            human_bytes(self.hashed)
+        )
+    }
+}
+
+/// The join strategy of least estimated total work among those the join's `how` allows: a
+/// broadcast of a side under the broadcast limit (which bounds what each task holds), and the
+/// shuffle — of the right side to the left's divisions when the left is indexed by the key, of
+/// both sides otherwise. The reason lists every estimate compared. Ties go to the broadcast,
+/// which runs fewer tasks.
+fn cheapest_join(
+    j: &JoinNode,
+    config: &PlanConfig,
+    right_ok: bool,
+    left_ok: bool,
+    indexed: bool,
+    hash: JoinStrategy,
+) -> (JoinStrategy, String) {
+    let (lb, rb) = (j.left.estimated_bytes(), j.right.estimated_bytes());
+    let limit = config.broadcast_bytes;
+    let mut candidates: Vec<(JoinStrategy, String, JoinCost)> = Vec::new();
+    let mut over: Vec<String> = Vec::new();
+    for (ok, strategy, side, small, big, tasks) in [
+        (right_ok, JoinStrategy::BroadcastRight, "right", rb, lb, j.left.partitions()),
+        (left_ok, JoinStrategy::BroadcastLeft, "left", lb, rb, j.right.partitions()),
+    ] {
+        match ok {
+            false => {}
+            true if small <= limit => candidates.push((
+                strategy,
+                format!("broadcast {side}"),
+                JoinCost::broadcast(big, small, tasks),
+            )),
+            true => over.push(format!("the {side} side is over the broadcast limit {}", human_bytes(limit))),
+        }
+    }
+    candidates.push(match indexed {
+        true => (JoinStrategy::Divisions, "divisions".into(), JoinCost::shuffle(lb, rb, rb)),
+        false => (hash, "hash".into(), JoinCost::shuffle(0, lb.saturating_add(rb), rb)),
+    });
+    let mut best = candidates.len() - 1;
+    for (i, (_, _, cost)) in candidates.iter().enumerate() {
+        if cost.total() < candidates[best].2.total()
+            || (i < best && cost.total() == candidates[best].2.total())
+        {
+            best = i;
+        }
+    }
+    let estimates: Vec<String> = candidates.iter().map(|(_, name, cost)| format!("{name} {cost}")).collect();
+    let mut why = format!(
+        "sides ~{} and ~{}; estimated work: {}",
+        human_bytes(lb),
+        human_bytes(rb),
+        estimates.join(", ")
+    );
+    for note in over {
+        why.push_str(&format!("; {note}"));
+    }
+    if candidates[best].0 == JoinStrategy::Divisions {
+        why.push_str(&format!("; the left side is indexed by {}", j.left_on[0]));
+    }
+    (candidates[best].0, why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JoinCost;
+
+    const MB: u64 = 1_000_000;
+
+    #[test]
+    fn a_broadcast_read_by_many_tasks_costs_more_than_a_shuffle() {
+        // The case: a 60 MB side under the 64 MB limit, joined to 233 MB in 8 files.
+        let broadcast = JoinCost::broadcast(233 * MB, 60 * MB, 8);
+        assert_eq!(broadcast, JoinCost { moved: (233 + 120 + 480) * MB, hashed: 480 * MB });
+        let hash = JoinCost::shuffle(0, 293 * MB, 60 * MB);
+        assert_eq!(hash, JoinCost { moved: 879 * MB, hashed: 60 * MB });
+        assert!(hash.total() < broadcast.total());
+        // A dimension table of 1 MB is cheaper to send to every task than to shuffle the fact table.
+        let small = JoinCost::broadcast(233 * MB, MB, 8);
+        assert!(small.total() < JoinCost::shuffle(0, 234 * MB, MB).total());
+        // With one task on the big side a broadcast never costs more than a shuffle.
+        assert!(
+            JoinCost::broadcast(10 * MB, 50 * MB, 1).total()
+                <= JoinCost::shuffle(0, 60 * MB, 50 * MB).total()
+        );
     }
 }

@@ -15,6 +15,7 @@ pub mod aggregate;
 pub mod apply;
 pub mod join;
 pub mod partition;
+pub mod program;
 pub mod relational;
 pub mod reshape;
 pub mod sample;
@@ -22,11 +23,11 @@ pub mod session;
 
 use super::Functions;
 use crate::error::{Error, Result};
-use crate::io::{Table, schema};
+use crate::io::{Data, Stream, Table, schema};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::prelude::{DataFrame, SessionContext};
-use session::{frame, session};
+use session::{TaskSession, frame, session};
 use shoal_protocol::{AggregateMode, Input, Output, TableOp};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,14 +37,14 @@ pub type Sides = BTreeMap<u32, Table>;
 
 /// The rows between two steps of a pipeline: a pending DataFusion plan, or materialized batches.
 pub struct Rows {
-    ctx: SessionContext,
+    session: Arc<TaskSession>,
     current: Current,
 }
 
 impl std::fmt::Debug for Rows {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rows")
-            .field("session", &self.ctx.session_id())
+            .field("session", &self.session.ctx().session_id())
             .field("current", &self.current)
             .finish()
     }
@@ -53,26 +54,32 @@ impl std::fmt::Debug for Rows {
 enum Current {
     Frame(DataFrame),
     Table(SchemaRef, Vec<RecordBatch>),
+    Stream(Stream),
 }
 
 impl Rows {
-    /// `table`, to be transformed within the session `ctx` (one task's).
-    pub fn new(ctx: SessionContext, (schema, batches): Table) -> Self {
-        Self { ctx, current: Current::Table(schema, batches) }
+    /// `data`, to be transformed within `session` (one task's).
+    pub fn new(session: Arc<TaskSession>, data: Data) -> Self {
+        let current = match data {
+            Data::Table((schema, batches)) => Current::Table(schema, batches),
+            Data::Stream(stream) => Current::Stream(stream),
+        };
+        Self { session, current }
     }
 
     /// Applies one operator. Runs of relational operators fuse into one DataFusion plan,
     /// executed only when something that is not a plan step needs the rows.
     pub async fn apply(self, op: &TableOp, sides: &Sides, functions: &mut impl Functions) -> Result<Self> {
-        let Rows { ctx, current } = self;
+        let Rows { session, current } = self;
+        let ctx = session.ctx();
         if relational::is_relational(op) {
-            let df = relational::apply(current.into_frame(&ctx)?, op, sides)?;
-            return Ok(Rows { ctx, current: Current::Frame(df) });
+            let df = relational::apply(current.into_frame(ctx)?, op, sides)?;
+            return Ok(Rows { session, current: Current::Frame(df) });
         }
         let (schema, batches) = match op {
             TableOp::Aggregate { mode, keys, aggs, input } => {
                 let raw = schema::from_fields(input)?;
-                aggregate::run(&ctx, current.into_frame(&ctx)?, *mode, keys, aggs, raw).await?
+                aggregate::run(ctx, current.into_frame(ctx)?, *mode, keys, aggs, raw).await?
             }
             TableOp::Sample { columns, rows } => {
                 let (s, b) = current.into_table().await?;
@@ -99,12 +106,16 @@ impl Rows {
             }
             other => return Err(Error::InvalidTask(format!("operator {other:?} cannot run here"))),
         };
-        Ok(Rows { ctx, current: Current::Table(schema, batches) })
+        Ok(Rows { session, current: Current::Table(schema, batches) })
     }
 
-    /// The rows, running the pending plan if there is one.
-    pub async fn into_table(self) -> Result<Table> {
-        self.current.into_table().await
+    /// The rows: a pending plan as the stream of its output, run as it is read.
+    pub async fn into_data(self) -> Result<Data> {
+        match self.current {
+            Current::Table(schema, batches) => Ok(Data::Table((schema, batches))),
+            Current::Stream(stream) => Ok(Data::Stream(stream)),
+            Current::Frame(df) => Ok(Data::Stream(session::execute_stream(df, self.session).await?)),
+        }
     }
 }
 
@@ -113,12 +124,14 @@ impl Current {
         match self {
             Current::Frame(df) => Ok(df),
             Current::Table(schema, batches) => frame(ctx, schema, batches),
+            Current::Stream(stream) => session::stream_frame(ctx, stream),
         }
     }
 
     async fn into_table(self) -> Result<Table> {
         match self {
             Current::Table(schema, batches) => Ok((schema, batches)),
+            Current::Stream(stream) => Data::Stream(stream).into_table().await,
             Current::Frame(df) => {
                 let schema = Arc::new(df.schema().as_arrow().clone());
                 let batches = df.collect().await?;

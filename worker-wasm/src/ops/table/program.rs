@@ -1,0 +1,269 @@
+//! Runs of filter, select and assign as a *program*: their expressions compiled once to physical
+//! expressions and applied to each batch as it arrives, without a DataFusion plan. Planning a
+//! plan (the optimizer's passes, physical planning and its optimizer) costs far more than running
+//! such a run over a small table, and a large input streams through a batch at a time.
+//!
+//! A program is compiled per input schema and run of operators and kept for the later tasks of
+//! this process that run the same (the tasks of one stage). Its output schema is the one the
+//! DataFusion plan of the same run declares ([`output_schema`](super::output_schema), what the
+//! coordinator validated against), so both paths produce identical tables. A run the program
+//! cannot express exactly — an expression that does not compile here, one that is not
+//! deterministic, a result type other than the plan's — is left to the DataFusion plan, which
+//! also reports any error in it.
+
+use crate::error::{Error, Result};
+use crate::io::{Data, Stream, schema};
+use arrow::array::{ArrayRef, AsArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::common::DFSchema;
+use datafusion::common::tree_node::TreeNode;
+use datafusion::logical_expr::{Expr, Volatility};
+use datafusion::physical_expr::PhysicalExpr;
+use futures::StreamExt;
+use shoal_protocol::TableOp;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex};
+
+/// A compiled run of filter, select and assign.
+#[derive(Debug)]
+pub struct Program {
+    steps: Vec<Step>,
+    /// The plan's output schema.
+    schema: SchemaRef,
+}
+
+#[derive(Debug)]
+enum Step {
+    /// Keep the rows where the predicate is true.
+    Filter(Arc<dyn PhysicalExpr>),
+    /// Keep these columns, in this order; the schema after.
+    Select(Vec<usize>, SchemaRef),
+    /// Put the expression's value in column `index` (replacing it) or at the end; the schema after.
+    Assign { index: Option<usize>, expr: Arc<dyn PhysicalExpr>, schema: SchemaRef },
+}
+
+/// Whether `ops` are all steps a program runs.
+pub fn eligible(ops: &[&TableOp]) -> bool {
+    !ops.is_empty()
+        && ops
+            .iter()
+            .all(|op| matches!(op, TableOp::Filter { .. } | TableOp::Select { .. } | TableOp::Assign { .. }))
+}
+
+/// Programs compiled in this process, by input schema and operators (`None`: not expressible).
+static COMPILED: LazyLock<Mutex<HashMap<String, Option<Arc<Program>>>>> = LazyLock::new(Default::default);
+/// Most programs kept; the cache starts over beyond it.
+const COMPILED_MAX: usize = 256;
+
+/// The program of `ops` over `input`, compiled once per process; `None` when the run is left to
+/// a DataFusion plan.
+pub fn compiled(input: &SchemaRef, ops: &[&TableOp]) -> Option<Arc<Program>> {
+    let key = serde_json::to_string(&(schema::to_fields(input), ops)).ok()?;
+    let mut cache = COMPILED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(found) = cache.get(&key) {
+        return found.clone();
+    }
+    let program = compile(input, ops).map(Arc::new);
+    if cache.len() >= COMPILED_MAX {
+        cache.clear();
+    }
+    cache.insert(key, program.clone());
+    program
+}
+
+fn compile(input: &SchemaRef, ops: &[&TableOp]) -> Option<Program> {
+    let owned: Vec<TableOp> = ops.iter().map(|op| (*op).clone()).collect();
+    let planned = super::output_schema(input.clone(), &owned, &BTreeMap::new()).ok()?;
+    let ctx = super::session::session();
+    let mut current = input.clone();
+    let mut steps = Vec::new();
+    let physical = |current: &SchemaRef, sql: &str| -> Option<Arc<dyn PhysicalExpr>> {
+        let df_schema = DFSchema::try_from(current.as_ref().clone()).ok()?;
+        let expr = ctx.parse_sql_expr(sql, &df_schema).ok()?;
+        if !deterministic(&expr) {
+            return None;
+        }
+        ctx.create_physical_expr(expr, &df_schema).ok()
+    };
+    for op in ops {
+        match op {
+            TableOp::Filter { predicate } => {
+                let expr = physical(&current, predicate)?;
+                (expr.data_type(&current).ok()? == DataType::Boolean).then_some(())?;
+                steps.push(Step::Filter(expr));
+            }
+            TableOp::Select { columns } => {
+                let indices = columns.iter().map(|c| current.index_of(c).ok()).collect::<Option<Vec<_>>>()?;
+                current = Arc::new(current.project(&indices).ok()?);
+                steps.push(Step::Select(indices, current.clone()));
+            }
+            TableOp::Assign { columns } => {
+                for (name, sql) in columns {
+                    let expr = physical(&current, sql)?;
+                    let field =
+                        Field::new(name, expr.data_type(&current).ok()?, expr.nullable(&current).ok()?);
+                    let index = current.index_of(name).ok();
+                    let mut fields: Vec<Field> =
+                        current.fields().iter().map(|f| f.as_ref().clone()).collect();
+                    match index {
+                        Some(i) => fields[i] = field,
+                        None => fields.push(field),
+                    }
+                    current = Arc::new(Schema::new(fields));
+                    steps.push(Step::Assign { index, expr, schema: current.clone() });
+                }
+            }
+            _ => return None,
+        }
+    }
+    // The same columns of the same types as the plan's; its nullability is what the table declares.
+    let same = current.fields().len() == planned.fields().len()
+        && current
+            .fields()
+            .iter()
+            .zip(planned.fields())
+            .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+    same.then_some(Program { steps, schema: planned })
+}
+
+/// Whether `expr` gives the same value whenever it is evaluated (no `random()`, no `now()`):
+/// a program outlives the task it was compiled for.
+fn deterministic(expr: &Expr) -> bool {
+    let varies = expr.exists(|e| {
+        Ok(matches!(e, Expr::ScalarFunction(f) if f.func.signature().volatility != Volatility::Immutable))
+    });
+    matches!(varies, Ok(false))
+}
+
+impl Program {
+    /// The rows of `data` through the program: a table batch by batch, a stream as it arrives.
+    pub fn run(self: Arc<Self>, data: Data) -> Result<Data> {
+        match data {
+            Data::Table((_, batches)) => {
+                let out = batches.into_iter().map(|b| self.apply(b)).collect::<Result<Vec<_>>>()?;
+                Ok(Data::Table((self.schema.clone(), out)))
+            }
+            Data::Stream(stream) => {
+                let schema = self.schema.clone();
+                let batches = stream.batches.map(move |b| b.and_then(|b| self.apply(b))).boxed();
+                Ok(Data::Stream(Stream { schema, batches }))
+            }
+        }
+    }
+
+    fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let mut batch = batch;
+        for step in &self.steps {
+            batch = match step {
+                Step::Filter(predicate) => {
+                    let mask = evaluate(predicate, &batch)?;
+                    arrow::compute::filter_record_batch(&batch, mask.as_boolean())
+                        .map_err(Error::arrow("filter: selecting rows"))?
+                }
+                Step::Select(indices, schema) => {
+                    let columns = indices.iter().map(|&i| batch.column(i).clone()).collect();
+                    with_rows(schema, columns, batch.num_rows())?
+                }
+                Step::Assign { index, expr, schema } => {
+                    let value = evaluate(expr, &batch)?;
+                    let mut columns = batch.columns().to_vec();
+                    match index {
+                        Some(i) => columns[*i] = value,
+                        None => columns.push(value),
+                    }
+                    with_rows(schema, columns, batch.num_rows())?
+                }
+            };
+        }
+        with_rows(&self.schema, batch.columns().to_vec(), batch.num_rows())
+    }
+}
+
+/// A batch of `columns` and `rows` rows (also when there are no columns).
+fn with_rows(schema: &SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+        .map_err(Error::arrow("a program's step"))
+}
+
+fn evaluate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ArrayRef> {
+    Ok(expr.evaluate(batch)?.into_array(batch.num_rows())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::table::{Sides, relational, session};
+    use arrow::array::{Int64Array, StringArray};
+
+    fn table() -> (SchemaRef, Vec<RecordBatch>) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, false),
+        ]));
+        let batch = |xs: Vec<Option<i64>>, ss: Vec<&str>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from(xs)), Arc::new(StringArray::from(ss))],
+            )
+            .unwrap()
+        };
+        let batches =
+            vec![batch(vec![Some(1), None, Some(3)], vec!["a", "b", "c"]), batch(vec![Some(7)], vec!["d"])];
+        (schema, batches)
+    }
+
+    /// The same run as a DataFusion plan: what the program must reproduce.
+    async fn planned(ops: &[TableOp]) -> (SchemaRef, Vec<RecordBatch>) {
+        let (schema, batches) = table();
+        let mut df = session::frame(&session::session(), schema, batches).unwrap();
+        for op in ops {
+            df = relational::apply(df, op, &Sides::new()).unwrap();
+        }
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        (schema, df.collect().await.unwrap())
+    }
+
+    fn concat((schema, batches): &(SchemaRef, Vec<RecordBatch>)) -> RecordBatch {
+        arrow::compute::concat_batches(schema, batches).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_program_gives_the_table_of_the_plan() {
+        let ops = vec![
+            TableOp::Filter { predicate: "x > 1 OR x IS NULL".into() },
+            TableOp::Assign {
+                columns: vec![("y".into(), "x * 2 + 0.5".into()), ("s".into(), "upper(s) || 'z'".into())],
+            },
+            TableOp::Select { columns: vec!["y".into(), "s".into(), "x".into()] },
+        ];
+        let refs: Vec<&TableOp> = ops.iter().collect();
+        let (schema, _) = table();
+        let program = compiled(&schema, &refs).expect("filter, assign and select compile");
+        let got = program.run(Data::Table(table())).unwrap().into_table().await.unwrap();
+        let want = planned(&ops).await;
+        assert_eq!(got.0, want.0, "the plan's schema");
+        assert_eq!(concat(&got), concat(&want));
+        assert_eq!(concat(&got).num_rows(), 3, "null and 3 and 7 pass");
+        // A stream gives the same rows.
+        let stream = Data::Table(table()).into_stream();
+        let streamed = compiled(&schema, &refs).unwrap().run(Data::Stream(stream)).unwrap();
+        assert_eq!(concat(&streamed.into_table().await.unwrap()), concat(&want));
+    }
+
+    #[test]
+    fn runs_a_program_cannot_express_exactly_are_left_to_the_plan() {
+        let (schema, _) = table();
+        let compiles = |op: TableOp| compiled(&schema, &[&op]).is_some();
+        assert!(compiles(TableOp::Filter { predicate: "s = 'a'".into() }));
+        // Not deterministic: a program outlives its task.
+        assert!(!compiles(TableOp::Assign { columns: vec![("r".into(), "random()".into())] }));
+        assert!(!compiles(TableOp::Assign { columns: vec![("t".into(), "now()".into())] }));
+        // Errors are the plan's to report.
+        assert!(!compiles(TableOp::Filter { predicate: "nope > 1".into() }));
+        assert!(!compiles(TableOp::Filter { predicate: "x + 1".into() }));
+        assert!(!compiles(TableOp::Select { columns: vec!["zzz".into()] }));
+        assert!(!eligible(&[&TableOp::Head { n: 3 }]));
+    }
+}
