@@ -10,11 +10,15 @@ list of its run times in seconds, and "version" to the engine's version ("versio
 
 Agreement, with DuckDB as the reference: the same column names, the same row count, and the same
 values: strings and dates exactly, integers against integers exactly, other numbers (decimal, float)
-to 1e-6 relative. q1, q3 and q6 are compared in query order, groupby_orderkey after sorting both by
-l_orderkey, sort_price as the exact sequence of l_extendedprice cast to float64.
+to 1e-6 relative. A query with an ORDER BY (ORDER_BY below) must give its ORDER BY columns in the
+reference's sequence; rows tied on them may come in any order. A query without one (Q6, Q14, Q17,
+Q19 are one row; groupby_orderkey) is compared as a set of rows. sort_price is compared as the
+exact sequence of l_extendedprice cast to float64.
 
-An engine without results is shown as "—". Exits 1 after writing the table if any engine disagrees
-with the reference (or a result could not be checked), 0 otherwise.
+An engine without results, or that failed on a query (timings.json "errors"), is shown as "—" for
+it; the failures are listed. Exits 1 after writing the table if any engine disagrees with the
+reference, a result could not be checked, or shoal or the reference failed on a query; 0 otherwise
+(Polars or Dask failing on a query is reported, not an error).
 """
 import argparse
 import json
@@ -28,7 +32,32 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-QUERIES = ["q1", "q3", "q6", "groupby_orderkey", "sort_price"]
+QUERIES = [f"q{i}" for i in range(1, 23)] + ["groupby_orderkey", "sort_price"]
+TPCH = [f"q{i}" for i in range(1, 23)]
+# The ORDER BY columns of each query that has one (directions do not matter here: the reference's
+# sequence of their values is what is checked).
+ORDER_BY = {
+    "q1": ["l_returnflag", "l_linestatus"],
+    "q2": ["s_acctbal", "n_name", "s_name", "p_partkey"],
+    "q3": ["revenue", "o_orderdate"],
+    "q4": ["o_orderpriority"],
+    "q5": ["revenue"],
+    "q7": ["supp_nation", "cust_nation", "l_year"],
+    "q8": ["o_year"],
+    "q9": ["nation", "o_year"],
+    "q10": ["revenue"],
+    "q11": ["value"],
+    "q12": ["l_shipmode"],
+    "q13": ["custdist", "c_count"],
+    "q15": ["s_suppkey"],
+    "q16": ["supplier_cnt", "p_brand", "p_type", "p_size"],
+    "q18": ["o_totalprice", "o_orderdate"],
+    "q20": ["s_name"],
+    "q21": ["numwait", "s_name"],
+    "q22": ["cntrycode"],
+}
+# Engines whose failure on a query fails the comparison (Polars' or Dask's is only reported).
+MUST_RUN = {"shoal", "duckdb"}
 REFERENCE = "duckdb"
 RTOL = 1e-6
 DASH = "—"
@@ -103,6 +132,45 @@ def first_mismatch(ref, other, kind, exact):
     return len(bad), (int(bad[0]) if len(bad) else None)
 
 
+def column_plan(query, ref, other, problems):
+    """{column: (kind, exact)} for the columns both tables have and can be compared; problems added."""
+    plan = {}
+    names = other.column_names
+    numeric = {"int", "float"}
+    for name in ref.column_names:
+        if name not in names:
+            continue
+        ref_kind, kind = column_kind(ref.schema.field(name).type), column_kind(other.schema.field(name).type)
+        if ref_kind != kind and not (ref_kind in numeric and kind in numeric):
+            got, want = other.schema.field(name).type, ref.schema.field(name).type
+            problems.append(f"{name}: type {got}, reference has {want}")
+        elif query == "sort_price":
+            plan[name] = ("float", True)
+        elif ref_kind in numeric and kind in numeric:
+            exact = ref_kind == kind == "int"
+            plan[name] = ("int" if exact else "float", exact)
+        else:
+            plan[name] = (ref_kind, True)
+    return plan
+
+
+def row_order(values, plan, segments):
+    """The permutation sorting rows by segment, then the exact columns, then the others."""
+    exact = [n for n, (_, e) in plan.items() if e]
+    keys = ["__segment"] + exact + [n for n in plan if n not in exact]
+    table = pa.table({"__segment": pa.array(segments), **{n: pa.array(list(values[n])) for n in plan}})
+    return pc.sort_indices(table, sort_keys=[(k, "ascending") for k in keys]).to_numpy()
+
+
+def mismatch_text(name, a, b, kind, exact):
+    count, i = first_mismatch(a, b, kind, exact)
+    if not count:
+        return None
+    how = "exactly" if exact else f"to {RTOL:g} relative"
+    got, want = (x.item() if hasattr(x, "item") else x for x in (b[i], a[i]))
+    return f"{name}: {count} of {len(a)} rows differ ({how}); first at row {i}: {got!r}, reference {want!r}"
+
+
 def compare(query, ref, other):
     """Problems (strings) found comparing one engine's result with the reference's; [] if they agree."""
     problems = []
@@ -114,35 +182,34 @@ def compare(query, ref, other):
     if ref.num_rows != other.num_rows:
         problems.append(f"{other.num_rows} rows, reference has {ref.num_rows}")
         return problems
-    if query == "groupby_orderkey":
-        if "l_orderkey" not in names or "l_orderkey" not in ref_names:
+    plan = column_plan(query, ref, other, problems)
+    a = {n: np.asarray(column_values(ref.column(n), k), dtype=None if k in ("int", "float", "date") else object)
+         for n, (k, _) in plan.items()}
+    b = {n: np.asarray(column_values(other.column(n), k), dtype=None if k in ("int", "float", "date") else object)
+         for n, (k, _) in plan.items()}
+    segments = np.zeros(ref.num_rows, dtype=np.int64)
+    if query in ORDER_BY:
+        # The ORDER BY columns in the reference's sequence; rows tied on them in any order.
+        keys = [k for k in ORDER_BY[query] if k in plan]
+        for key in keys:
+            text = mismatch_text(key, a[key], b[key], *plan[key])
+            if text:
+                problems.append(f"ORDER BY column sequence differs ({', '.join(ORDER_BY[query])}): {text}")
+        if problems:
             return problems
-        ref = ref.sort_by("l_orderkey")
-        other = other.sort_by("l_orderkey")
-    for name in ref_names:
-        if name not in names:
-            continue
-        ref_kind, kind = column_kind(ref.schema.field(name).type), column_kind(other.schema.field(name).type)
-        numeric = {"int", "float"}
-        if ref_kind != kind and not (ref_kind in numeric and kind in numeric):
-            problems.append(f"{name}: type {other.schema.field(name).type}, reference has {ref.schema.field(name).type}")
-            continue
-        if query == "sort_price":
-            ref_kind = kind = "float"
-            exact = True
-        elif ref_kind in numeric and kind in numeric:
-            exact = ref_kind == kind == "int"
-            ref_kind = kind = "int" if exact else "float"
-        else:
-            exact = True
-        a, b = column_values(ref.column(name), ref_kind), column_values(other.column(name), kind)
-        count, i = first_mismatch(a, b, ref_kind, exact)
-        if count:
-            how = "exactly" if exact else f"to {RTOL:g} relative"
-            got, want = (x.item() if hasattr(x, "item") else x for x in (b[i], a[i]))
-            problems.append(
-                f"{name}: {count} of {len(a)} rows differ ({how}); first at row {i}: {got!r}, reference {want!r}"
-            )
+        if ref.num_rows > 1:
+            change = np.zeros(ref.num_rows - 1, dtype=bool)
+            for key in keys:
+                change |= np.asarray(a[key][1:] != a[key][:-1], dtype=bool)
+            segments[1:] = np.cumsum(change)
+    if query != "sort_price" and ref.num_rows > 1:
+        ref_order, order = row_order(a, plan, segments), row_order(b, plan, segments)
+        a = {n: v[ref_order] for n, v in a.items()}
+        b = {n: v[order] for n, v in b.items()}
+    for name, (kind, exact) in plan.items():
+        text = mismatch_text(name, a[name], b[name], kind, exact)
+        if text:
+            problems.append(text)
     return problems
 
 
@@ -175,6 +242,11 @@ def machine():
 # ------------------------------------------------------------------------------------------- report
 
 
+def first_line(text, limit=300):
+    line = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def seconds(x):
     return DASH if x is None else f"{x:.3f}"
 
@@ -193,6 +265,91 @@ def target_text(r, limit):
     if r is None:
         return DASH
     return f"{'yes' if r <= limit else 'no'} ({r:.3g}x)"
+
+
+def query_agreement(results, query, present, errors, failures):
+    """The agreement column of one query; its problems appended to `failures`."""
+    ref = load_result(results, REFERENCE, query) if REFERENCE in present else None
+    verdicts = []
+    if query in errors.get(REFERENCE, {}):
+        failures.append((query, REFERENCE, "the reference failed on this query"))
+        verdicts.append(f"**{REFERENCE} failed**")
+    checked = []
+    for engine in present:
+        if engine == REFERENCE:
+            continue
+        if query in errors[engine]:
+            if engine in MUST_RUN:
+                failures.append((query, engine, f"failed: {first_line(errors[engine][query])}"))
+                verdicts.append(f"**{engine} failed**")
+            else:
+                verdicts.append(f"{engine} failed")
+            continue
+        result = load_result(results, engine, query)
+        if result is None:
+            continue
+        if ref is None:
+            failures.append((query, engine, f"not checked: no {REFERENCE} result for {query}"))
+            verdicts.append(f"{engine} unchecked")
+            continue
+        problems = compare(query, ref, result)
+        failures.extend((query, engine, p) for p in problems)
+        if problems:
+            verdicts.append(f"**{engine} differs**")
+        else:
+            checked.append(engine)
+    agree = f"agree ({', '.join([REFERENCE] + checked)})" if checked else None
+    if verdicts and agree and not any("differs" in v or "unchecked" in v for v in verdicts):
+        return f"{agree}; {', '.join(verdicts)}"
+    return ", ".join(verdicts) or agree or DASH
+
+
+def table(engines, queries, median, agreement):
+    """The header and rows of the timings table: one row per query, then the sum of q1–q22."""
+    has = {e: e in engines for e in ("shoal", "duckdb", "polars", "dask")}
+    header = ["query"] + [f"{e} s" for e in engines]
+    for peer in ("duckdb", "polars", "dask"):
+        if has["shoal"] and has[peer]:
+            header.append(f"shoal/{peer}")
+    if has["shoal"] and has["duckdb"]:
+        header.append("shoal within 1.5x of DuckDB")
+    if has["shoal"] and has["dask"]:
+        header.append("shoal at most 0.1x of Dask")
+    header.append(f"results vs {REFERENCE}")
+
+    def row(name, times, duckdb_target, verdict):
+        r = [name] + [seconds(times.get(e)) for e in engines]
+        for peer in ("duckdb", "polars", "dask"):
+            if has["shoal"] and has[peer]:
+                r.append(ratio_text(ratio(times.get("shoal"), times.get(peer))))
+        if has["shoal"] and has["duckdb"]:
+            r.append(target_text(ratio(times.get("shoal"), times.get("duckdb")), 1.5) if duckdb_target else "n/a")
+        if has["shoal"] and has["dask"]:
+            r.append(target_text(ratio(times.get("shoal"), times.get("dask")), 0.1))
+        return r + [verdict]
+
+    rows = [row(q, {e: median(e, q) for e in engines}, q in ("q1", "q6"), agreement[q]) for q in queries]
+    # The sum of the TPC-H queries' medians, for the engines that ran them all.
+    tpch = [q for q in TPCH if q in queries]
+    if len(tpch) > 1:
+        ran_all = [e for e in engines if all(median(e, q) is not None for q in tpch)]
+        totals = {e: sum(median(e, q) for q in tpch) for e in ran_all}
+        rows.append(row(f"sum of {tpch[0]}–{tpch[-1]}", totals, False, DASH))
+    return header, rows
+
+
+def engine_versions(engines, timings):
+    versions = []
+    for e in engines:
+        t = timings[e]
+        if t is None:
+            versions.append(f"{e} {DASH} (no results)")
+            continue
+        extra = {k: v for k, v in (t.get("versions") or {}).items() if k != e}
+        extra_text = f" ({', '.join(f'{k} {v}' for k, v in extra.items())})" if extra else ""
+        threads = f", {t['threads']} threads" if t.get("threads") else ""
+        versions.append(f"{e} {t.get('version', '?')}{extra_text}{threads}")
+    return versions
 
 
 def main():
@@ -214,85 +371,25 @@ def main():
         runs = (timings.get(engine) or {}).get(query)
         return statistics.median(runs) if runs else None
 
-    # Agreement with the reference.
+    # Queries an engine failed on: "—" for it; a failure of shoal or of the reference fails the check.
+    errors = {e: (timings[e].get("errors") or {}) for e in present}
+    failed_runs = [(q, e, errors[e][q]) for e in present for q in queries if q in errors[e]]
     failures = []  # (query, engine, problem)
-    agreement = {}
-    for query in queries:
-        ref = load_result(args.results, REFERENCE, query) if REFERENCE in present else None
-        verdicts = []
-        for engine in present:
-            if engine == REFERENCE:
-                continue
-            result = load_result(args.results, engine, query)
-            if result is None:
-                continue
-            if ref is None:
-                failures.append((query, engine, f"not checked: no {REFERENCE} result for {query}"))
-                verdicts.append(f"{engine} unchecked")
-                continue
-            problems = compare(query, ref, result)
-            for p in problems:
-                failures.append((query, engine, p))
-            if problems:
-                verdicts.append(f"**{engine} differs**")
-        checked = [e for e in present if e != REFERENCE and load_result(args.results, e, query) is not None]
-        if verdicts:
-            agreement[query] = ", ".join(verdicts)
-        elif checked:
-            agreement[query] = f"agree ({', '.join([REFERENCE] + checked)})"
-        else:
-            agreement[query] = DASH
-
-    has = {e: e in engines for e in ("shoal", "duckdb", "polars", "dask")}
-    header = ["query"] + [f"{e} s" for e in engines]
-    for peer in ("duckdb", "polars", "dask"):
-        if has["shoal"] and has[peer]:
-            header.append(f"shoal/{peer}")
-    if has["shoal"] and has["duckdb"]:
-        header.append("shoal within 1.5x of DuckDB")
-    if has["shoal"] and has["dask"]:
-        header.append("shoal at most 0.1x of Dask")
-    header.append(f"results vs {REFERENCE}")
-
-    rows = []
-    for query in queries:
-        row = [query] + [seconds(median(e, query)) for e in engines]
-        shoal = median("shoal", query)
-        for peer in ("duckdb", "polars", "dask"):
-            if has["shoal"] and has[peer]:
-                row.append(ratio_text(ratio(shoal, median(peer, query))))
-        if has["shoal"] and has["duckdb"]:
-            if query in ("q1", "q6"):
-                row.append(target_text(ratio(shoal, median("duckdb", query)), 1.5))
-            else:
-                row.append("n/a")
-        if has["shoal"] and has["dask"]:
-            row.append(target_text(ratio(shoal, median("dask", query)), 0.1))
-        row.append(agreement[query])
-        rows.append(row)
+    agreement = {q: query_agreement(args.results, q, present, errors, failures) for q in queries}
+    header, rows = table(engines, queries, median, agreement)
 
     runs = sorted({len(v) for e in present for q, v in timings[e].items() if q in queries and isinstance(v, list)})
-    versions = []
-    for e in engines:
-        t = timings[e]
-        if t is None:
-            versions.append(f"{e} {DASH} (no results)")
-            continue
-        extra = {k: v for k, v in (t.get("versions") or {}).items() if k != e}
-        extra_text = f" ({', '.join(f'{k} {v}' for k, v in extra.items())})" if extra else ""
-        threads = f", {t['threads']} threads" if t.get("threads") else ""
-        versions.append(f"{e} {t.get('version', '?')}{extra_text}{threads}")
-
     lines = [
         f"# TPC-H SF{args.sf}: shoal vs DuckDB, Polars and Dask",
         "",
         f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {machine()}",
-        f"- scale factor: {args.sf} (tpchgen-cli Parquet, several files per table)",
+        f"- scale factor: {args.sf} (tpchgen-cli Parquet: several files per large table, one for supplier, "
+        "nation and region); the 22 queries with the standard substitution parameters (validation values)",
         f"- runs: {', '.join(map(str, runs)) or DASH} per engine and query; the table shows the median, "
         "run 1 included. Run 1 is the first in a fresh process, not a cold cache: the OS page cache "
         "likely holds the Parquet files already. Every run reads the Parquet files.",
-        f"- engines: {'; '.join(versions)}",
+        f"- engines: {'; '.join(engine_versions(engines, timings))}",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" if i == 0 or i == len(header) - 1 else "---:" for i in range(len(header))) + "|",
@@ -317,6 +414,10 @@ def main():
     if notes:
         lines += ["", "## How each engine runs", ""]
         lines += [f"- {e}: {n}" for e, n in notes]
+
+    if failed_runs:
+        lines += ["", "## Queries an engine failed on (shown as —)", ""]
+        lines += [f"- {q} / {e}: {first_line(why, 500)}" for q, e, why in failed_runs]
 
     if failures:
         lines += ["", f"## Disagreements with {REFERENCE}", ""]
