@@ -76,31 +76,49 @@ pub(super) fn join_strategy(j: &JoinNode, config: &PlanConfig) -> Result<(JoinSt
 }
 
 /// Estimated work of one way to run a join, in bytes: what its tasks read and write (`moved`),
-/// and what they build into hash tables (`hashed`). A broadcast side is read and hashed again by
-/// every task of the other side; a shuffle writes and reads its sides once more, but hashes each
-/// row of the build side once.
+/// what they build into hash tables (`hashed`), and the storage requests they make, each
+/// counted as [`REQUEST_BYTES`] (a request's latency is worth that much transfer; a task costs
+/// three: its launch, its output and its commit). A broadcast side is read and hashed again by
+/// every task of the other side; a shuffle writes and reads its sides once more, hashes each row
+/// of the build side once, and each of its reducers reads a range of every map task's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct JoinCost {
     pub moved: u64,
     pub hashed: u64,
+    pub requests: u64,
 }
+
+/// The transfer a storage request is worth: a local request costs tens of microseconds, an S3
+/// request ten milliseconds or more.
+const REQUEST_BYTES: u64 = 256 << 10;
 
 impl JoinCost {
     pub fn total(self) -> u64 {
-        self.moved.saturating_add(self.hashed)
+        self.moved.saturating_add(self.hashed).saturating_add(self.requests.saturating_mul(REQUEST_BYTES))
     }
 
-    /// The `small` side materialized (read once, written once), then read and hashed by each of
-    /// the `tasks` of the `big` side, which is read once.
-    pub fn broadcast(big: u64, small: u64, tasks: usize) -> Self {
-        let copies = small.saturating_mul(tasks.max(1) as u64);
-        Self { moved: big.saturating_add(small.saturating_mul(2)).saturating_add(copies), hashed: copies }
+    /// The `small` side (of `small_tasks` tasks) materialized (read once, written once), then read
+    /// whole and hashed by each of the `big_tasks` tasks of the `big` side, which is read once.
+    pub fn broadcast(big: u64, small: u64, big_tasks: usize, small_tasks: usize) -> Self {
+        let (b, s) = (big_tasks.max(1) as u64, small_tasks.max(1) as u64);
+        let copies = small.saturating_mul(b);
+        Self {
+            moved: big.saturating_add(small.saturating_mul(2)).saturating_add(copies),
+            hashed: copies,
+            requests: b * s + 3 * (b + s),
+        }
     }
 
-    /// The `shuffled` side(s) read, written as buckets and read back, the other side read once;
-    /// each reducer hashes its bucket of the `build` side.
-    pub fn shuffle(read_once: u64, shuffled: u64, build: u64) -> Self {
-        Self { moved: read_once.saturating_add(shuffled.saturating_mul(3)), hashed: build }
+    /// The `shuffled` side(s) read, written as buckets by `maps` tasks and read back by
+    /// `reducers` (a range of every map output each), the other side read once; each reducer
+    /// hashes its bucket of the `build` side.
+    pub fn shuffle(read_once: u64, shuffled: u64, build: u64, maps: usize, reducers: usize) -> Self {
+        let (m, r) = (maps.max(1) as u64, reducers.max(1) as u64);
+        Self {
+            moved: read_once.saturating_add(shuffled.saturating_mul(3)),
+            hashed: build,
+            requests: m * r + 3 * (m + r),
+        }
     }
 }
 
@@ -108,10 +126,11 @@ impl std::fmt::Display for JoinCost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "~{} (moved {}, hashed {})",
+            "~{} (moved {}, hashed {}, {} requests)",
             human_bytes(self.total()),
             human_bytes(self.moved),
-            human_bytes(self.hashed)
+            human_bytes(self.hashed),
+            self.requests
         )
     }
 }
@@ -133,23 +152,30 @@ fn cheapest_join(
     let limit = config.broadcast_bytes;
     let mut candidates: Vec<(JoinStrategy, String, JoinCost)> = Vec::new();
     let mut over: Vec<String> = Vec::new();
-    for (ok, strategy, side, small, big, tasks) in [
-        (right_ok, JoinStrategy::BroadcastRight, "right", rb, lb, j.left.partitions()),
-        (left_ok, JoinStrategy::BroadcastLeft, "left", lb, rb, j.right.partitions()),
+    let (lp, rp) = (j.left.partitions(), j.right.partitions());
+    for (ok, strategy, side, small, big, big_tasks, small_tasks) in [
+        (right_ok, JoinStrategy::BroadcastRight, "right", rb, lb, lp, rp),
+        (left_ok, JoinStrategy::BroadcastLeft, "left", lb, rb, rp, lp),
     ] {
         match ok {
             false => {}
             true if small <= limit => candidates.push((
                 strategy,
                 format!("broadcast {side}"),
-                JoinCost::broadcast(big, small, tasks),
+                JoinCost::broadcast(big, small, big_tasks, small_tasks),
             )),
             true => over.push(format!("the {side} side is over the broadcast limit {}", human_bytes(limit))),
         }
     }
     candidates.push(match indexed {
-        true => (JoinStrategy::Divisions, "divisions".into(), JoinCost::shuffle(lb, rb, rb)),
-        false => (hash, "hash".into(), JoinCost::shuffle(0, lb.saturating_add(rb), rb)),
+        true => (JoinStrategy::Divisions, "divisions".into(), JoinCost::shuffle(lb, rb, rb, rp, lp)),
+        false => {
+            let n = match hash {
+                JoinStrategy::Hash { npartitions } => npartitions,
+                _ => lp.max(rp),
+            };
+            (hash, "hash".into(), JoinCost::shuffle(0, lb.saturating_add(rb), rb, lp + rp, n))
+        }
     });
     let mut best = candidates.len() - 1;
     for (i, (_, _, cost)) in candidates.iter().enumerate() {
@@ -183,19 +209,23 @@ mod tests {
 
     #[test]
     fn a_broadcast_read_by_many_tasks_costs_more_than_a_shuffle() {
-        // The case: a 60 MB side under the 64 MB limit, joined to 233 MB in 8 files.
-        let broadcast = JoinCost::broadcast(233 * MB, 60 * MB, 8);
-        assert_eq!(broadcast, JoinCost { moved: (233 + 120 + 480) * MB, hashed: 480 * MB });
-        let hash = JoinCost::shuffle(0, 293 * MB, 60 * MB);
-        assert_eq!(hash, JoinCost { moved: 879 * MB, hashed: 60 * MB });
+        // The case: a 60 MB side (8 files) under the 64 MB limit, joined to 233 MB in 8 files.
+        let broadcast = JoinCost::broadcast(233 * MB, 60 * MB, 8, 8);
+        assert_eq!(
+            broadcast,
+            JoinCost { moved: (233 + 120 + 480) * MB, hashed: 480 * MB, requests: 64 + 48 }
+        );
+        let hash = JoinCost::shuffle(0, 293 * MB, 60 * MB, 16, 8);
+        assert_eq!(hash, JoinCost { moved: 879 * MB, hashed: 60 * MB, requests: 128 + 72 });
         assert!(hash.total() < broadcast.total());
         // A dimension table of 1 MB is cheaper to send to every task than to shuffle the fact table.
-        let small = JoinCost::broadcast(233 * MB, MB, 8);
-        assert!(small.total() < JoinCost::shuffle(0, 234 * MB, MB).total());
-        // With one task on the big side a broadcast never costs more than a shuffle.
         assert!(
-            JoinCost::broadcast(10 * MB, 50 * MB, 1).total()
-                <= JoinCost::shuffle(0, 60 * MB, 50 * MB).total()
+            JoinCost::broadcast(233 * MB, MB, 8, 1).total()
+                < JoinCost::shuffle(0, 234 * MB, MB, 9, 8).total()
         );
+        // Small data in many files: the requests of a shuffle (every reducer reads every map
+        // output) outweigh reading a small side many times.
+        let many = JoinCost::broadcast(3 * MB, MB / 5, 200, 4);
+        assert!(many.total() < JoinCost::shuffle(0, 3 * MB + MB / 5, MB / 5, 204, 200).total());
     }
 }

@@ -65,7 +65,12 @@ impl TaskSession {
                 usize::try_from(memory_bytes).unwrap_or(usize::MAX),
             )))
             .build_arc()?;
-        Ok(Self { ctx: SessionContext::new_with_config_rt(config(), runtime), memory_bytes })
+        // A sort reserves room for merging its spilled runs up front (10 MB by default): no more
+        // than a quarter of a small pool, or it could not sort at all.
+        let mut config = config();
+        let reserve = &mut config.options_mut().execution.sort_spill_reservation_bytes;
+        *reserve = (*reserve).min(usize::try_from(memory_bytes / 4).unwrap_or(usize::MAX));
+        Ok(Self { ctx: SessionContext::new_with_config_rt(config, runtime), memory_bytes })
     }
 
     pub fn ctx(&self) -> &SessionContext {
