@@ -155,6 +155,7 @@ async fn slow_job(c: &Client, inputs: &Path, out: &Path) -> shoal::run::report::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_array_job_survives_killed_worker_processes() {
     shoal_tests::init_test_env();
+    let _workers = crate::lambda::WORKER_PROCESSES.lock().await;
     let tmp = tempfile::tempdir().unwrap();
     python_arrays("make", tmp.path(), &[]);
     let inputs = tmp.path().join("in");
@@ -187,6 +188,7 @@ async fn an_array_job_survives_killed_worker_processes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicated_array_tasks_commit_exactly_once() {
     shoal_tests::init_test_env();
+    let _workers = crate::lambda::WORKER_PROCESSES.lock().await;
     let tmp = tempfile::tempdir().unwrap();
     python_arrays("make", tmp.path(), &[]);
     let job = |c: Client, out: std::path::PathBuf| async move {

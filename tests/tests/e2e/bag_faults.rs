@@ -194,7 +194,7 @@ async fn a_bag_job_on_a_faulty_s3_writes_the_same_parts() {
     let expected = written(&direct, "s3://bagfaults/out-clean").await;
 
     let proxy =
-        FaultProxy::start(ls.port, FaultRates { error: 0.05, drop_mid_body: 0.02, delay: 0.05 }, 5).unwrap();
+        FaultProxy::start(ls.port, FaultRates { error: 0.05, drop_mid_body: 0.05, delay: 0.05 }, 5).unwrap();
     let faulty_storage = StorageOptions {
         endpoint: Some(proxy.endpoint.clone()),
         region: Some("us-east-1".into()),
@@ -271,6 +271,7 @@ async fn slow_bag_job(c: &Client, logs: &Path, out: &Path) -> shoal::WriteSummar
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bag_job_survives_killed_worker_processes() {
     shoal_tests::init_test_env();
+    let _workers = crate::lambda::WORKER_PROCESSES.lock().await;
     let tmp = tempfile::tempdir().unwrap();
     let logs = tmp.path().join("logs");
     let items = write_logs(&logs, 4, 150);
@@ -398,6 +399,7 @@ fn manifests(root: &Path) -> Vec<Manifest> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicated_bag_tasks_commit_exactly_once() {
     shoal_tests::init_test_env();
+    let _workers = crate::lambda::WORKER_PROCESSES.lock().await;
     let tmp = tempfile::tempdir().unwrap();
     let logs = tmp.path().join("logs");
     let items = write_logs(&logs, 4, 200);

@@ -220,9 +220,16 @@ fn the_saved_report_renders_offline_without_requests() {
 }
 
 fn google_service(url: &str) -> bool {
-    ["https://accounts.google.com/", "http://clients2.google.com/", "https://www.google.com/"]
-        .iter()
-        .any(|p| url.starts_with(p))
+    // Chromium 156.0.8078.114 also asks its component updater despite --disable-component-update.
+    [
+        "https://accounts.google.com/",
+        "http://clients2.google.com/",
+        "https://www.google.com/",
+        "https://update.googleapis.com/",
+        "http://update.googleapis.com/",
+    ]
+    .iter()
+    .any(|p| url.starts_with(p))
 }
 
 #[test]

@@ -116,6 +116,11 @@ async fn workers_killed_mid_task_on_lambda_and_processes() {
 }
 
 /// SIGKILLs one `shoal-worker` child of this test process.
+/// Held by tests that kill worker processes and by tests that count the attempts of jobs on
+/// worker processes: the processes of every test in this binary are children of this process,
+/// so a kill cannot tell whose worker it hits.
+pub(crate) static WORKER_PROCESSES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub(crate) fn kill_a_worker_process() -> bool {
     let me = std::process::id().to_string();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {

@@ -18,7 +18,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::DFSchema;
 use datafusion::common::tree_node::TreeNode;
+use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{Expr, Volatility};
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use futures::StreamExt;
 use shoal_protocol::TableOp;
@@ -76,6 +78,7 @@ fn compile(input: &SchemaRef, ops: &[&TableOp]) -> Option<Program> {
     let owned: Vec<TableOp> = ops.iter().map(|op| (*op).clone()).collect();
     let planned = super::output_schema(input.clone(), &owned, &BTreeMap::new()).ok()?;
     let ctx = super::session::session();
+    let options = Arc::clone(ctx.state().config_options());
     let mut current = input.clone();
     let mut steps = Vec::new();
     let physical = |current: &SchemaRef, sql: &str| -> Option<Arc<dyn PhysicalExpr>> {
@@ -84,6 +87,14 @@ fn compile(input: &SchemaRef, ops: &[&TableOp]) -> Option<Program> {
         if !deterministic(&expr) {
             return None;
         }
+        // Coerced and simplified as the plan's optimizer would: some functions only run in the
+        // form the simplifier rewrites them to (`coalesce` into `CASE`).
+        let simplify = SimplifyContext::builder()
+            .with_schema(Arc::new(df_schema.clone()))
+            .with_config_options(options.clone())
+            .build();
+        let simplifier = ExprSimplifier::new(simplify);
+        let expr = simplifier.simplify(simplifier.coerce(expr, &df_schema).ok()?).ok()?;
         ctx.create_physical_expr(expr, &df_schema).ok()
     };
     for op in ops {
@@ -124,7 +135,10 @@ fn compile(input: &SchemaRef, ops: &[&TableOp]) -> Option<Program> {
             .iter()
             .zip(planned.fields())
             .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
-    same.then_some(Program { steps, schema: planned })
+    let program = same.then_some(Program { steps, schema: planned })?;
+    // A program that cannot even run an empty batch is the plan's to run (and to report).
+    program.apply(RecordBatch::new_empty(input.clone())).ok()?;
+    Some(program)
 }
 
 /// Whether `expr` gives the same value whenever it is evaluated (no `random()`, no `now()`):
@@ -182,6 +196,7 @@ impl Program {
 
 /// A batch of `columns` and `rows` rows (also when there are no columns).
 fn with_rows(schema: &SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
+    // Nullability is the plan's declaration, not checked again per batch.
     let options = RecordBatchOptions::new().with_row_count(Some(rows));
     RecordBatch::try_new_with_options(schema.clone(), columns, &options)
         .map_err(Error::arrow("a program's step"))
@@ -257,6 +272,8 @@ mod tests {
         let (schema, _) = table();
         let compiles = |op: TableOp| compiled(&schema, &[&op]).is_some();
         assert!(compiles(TableOp::Filter { predicate: "s = 'a'".into() }));
+        // Runs only once simplified into CASE.
+        assert!(compiles(TableOp::Assign { columns: vec![("c".into(), "COALESCE(x, -1)".into())] }));
         // Not deterministic: a program outlives its task.
         assert!(!compiles(TableOp::Assign { columns: vec![("r".into(), "random()".into())] }));
         assert!(!compiles(TableOp::Assign { columns: vec![("t".into(), "now()".into())] }));
