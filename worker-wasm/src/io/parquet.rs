@@ -8,17 +8,9 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-/// One Parquet part (zstd). Deterministic for the same input: a retry writes identical bytes.
-pub fn encode(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Bytes> {
-    let mut encoder = PartEncoder::new(schema)?;
-    for b in batches {
-        encoder.write(b)?;
-    }
-    encoder.finish()
-}
-
-/// A Parquet part written batch by batch (see [`encode`]): row groups are encoded as they
-/// fill, so only the encoded bytes and one row group's worth of rows are held.
+/// A Parquet part (zstd) written batch by batch: row groups are encoded as they fill, so only
+/// the encoded bytes and one row group's worth of rows are held. Deterministic for the same
+/// input: a retry writes identical bytes.
 pub struct PartEncoder {
     writer: ArrowWriter<Vec<u8>>,
 }

@@ -19,11 +19,11 @@ pub struct Written {
 }
 
 /// Writes `data` as `output`: an Arrow IPC intermediate or shuffle object under the attempt's
-/// own `attempt_dir`, or a user-visible part (Parquet, CSV or JSON lines) under its
-/// deterministic name. IPC files, hash and range shuffles and Parquet parts are encoded batch
-/// by batch as a stream arrives, so a task holds what it has encoded, not the rows; the other
-/// formats (and contiguous splits, which need the row count) take the rows whole. `sides` hold
-/// a range shuffle's boundaries.
+/// own `attempt_dir`, a user-visible part (Parquet, CSV, JSON lines, text) under its
+/// deterministic name, or a Zarr chunk. IPC files, hash and range shuffles and Parquet parts
+/// are encoded batch by batch as a stream arrives, so a task holds what it has encoded, not the
+/// rows; the text formats, Zarr chunks and contiguous splits (which need the row count) take
+/// the rows whole. `sides` hold a range shuffle's boundaries.
 pub async fn write(
     storage: &Storage,
     job_root: &str,
@@ -34,19 +34,37 @@ pub async fn write(
 ) -> Result<Written> {
     let compress = ipc::compress_intermediates(job_root);
     let schema = data.schema().clone();
-    let streamed = match output {
-        Output::Intermediate => Some(Encoder::File(ipc::FileEncoder::new(&schema, compress, hint(&data))?)),
-        Output::Shuffle { partitioning } if !matches!(partitioning, Partitioning::Split { .. }) => {
+    let mut encoder = match output {
+        Output::Intermediate => Encoder::File(ipc::FileEncoder::new(&schema, compress, hint(&data))?),
+        Output::Shuffle { partitioning: partitioning @ Partitioning::Split { .. } } => {
+            return write_split(storage, attempt_dir, partitioning, data, sides, compress).await;
+        }
+        Output::Shuffle { partitioning } => {
             let n = partitioning.buckets().max(1) as usize;
-            Some(Encoder::Buckets(ipc::BucketsEncoder::new(&schema, n, compress)?, partitioning))
+            Encoder::Buckets(ipc::BucketsEncoder::new(&schema, n, compress)?, partitioning)
         }
         Output::Part { format: PartFormat::Parquet, .. } => {
-            Some(Encoder::Parquet(parquet::PartEncoder::new(&schema)?))
+            Encoder::Parquet(parquet::PartEncoder::new(&schema)?)
         }
-        _ => None,
-    };
-    let Some(mut encoder) = streamed else {
-        return write_whole(storage, attempt_dir, output, data, sides, compress).await;
+        Output::Part { format, .. } => {
+            let (schema, batches) = data.into_table().await?;
+            let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+            let bytes = match format {
+                PartFormat::Csv => text_parts::encode_csv(&schema, &batches)?,
+                PartFormat::JsonLines => text_parts::encode_json_lines(&batches)?,
+                PartFormat::Text => text_parts::encode_item_lines(&batches, false)?,
+                PartFormat::TextGzip => text_parts::encode_item_lines(&batches, true)?,
+                // Matched above: a Parquet part is encoded as its batches arrive.
+                PartFormat::Parquet => return Err(Error::InvalidTask("a Parquet part taken whole".into())),
+            };
+            return put_part(storage, output, bytes, rows).await;
+        }
+        Output::Zarr { array, metadata, chunk } => {
+            let table = data.into_table().await?;
+            let rows = table.1.iter().map(|b| b.num_rows() as u64).sum();
+            let object = crate::io::zarr::write_chunk(storage, array, metadata, chunk, &table).await?;
+            return Ok(Written { object, rows, buckets: Vec::new() });
+        }
     };
     let mut rows = 0u64;
     let mut batches = data.into_stream().batches;
@@ -100,43 +118,23 @@ fn hint(data: &Data) -> usize {
     }
 }
 
-/// Outputs that take the rows whole: a contiguous split, CSV, JSON lines and text parts, and a
-/// chunk of a Zarr array.
-async fn write_whole(
+/// A contiguous split: the row count must be known before the first bucket is cut, so the
+/// rows are taken whole.
+async fn write_split(
     storage: &Storage,
     attempt_dir: &str,
-    output: &Output,
+    partitioning: &Partitioning,
     data: Data,
     sides: &Sides,
     compress: bool,
 ) -> Result<Written> {
     let (schema, batches) = data.into_table().await?;
     let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-    match output {
-        Output::Shuffle { partitioning } => {
-            let split = partition::split(partitioning, &schema, &batches, sides)?;
-            drop(batches);
-            let (bytes, buckets) = ipc::encode_buckets(&schema, &split, compress)?;
-            let object = storage.put(&format!("{attempt_dir}/shuffle.arrows"), bytes).await?;
-            Ok(Written { object, rows, buckets })
-        }
-        Output::Part { format, .. } => {
-            let bytes = match format {
-                PartFormat::Parquet => parquet::encode(&schema, &batches)?,
-                PartFormat::Csv => text_parts::encode_csv(&schema, &batches)?,
-                PartFormat::JsonLines => text_parts::encode_json_lines(&batches)?,
-                PartFormat::Text => text_parts::encode_item_lines(&batches, false)?,
-                PartFormat::TextGzip => text_parts::encode_item_lines(&batches, true)?,
-            };
-            put_part(storage, output, bytes, rows).await
-        }
-        Output::Zarr { array, metadata, chunk } => {
-            let object =
-                crate::io::zarr::write_chunk(storage, array, metadata, chunk, &(schema, batches)).await?;
-            Ok(Written { object, rows, buckets: Vec::new() })
-        }
-        Output::Intermediate => Err(Error::InvalidTask("an intermediate is written as a stream".into())),
-    }
+    let split = partition::split(partitioning, &schema, &batches, sides)?;
+    drop(batches);
+    let (bytes, buckets) = ipc::encode_buckets(&schema, &split, compress)?;
+    let object = storage.put(&format!("{attempt_dir}/shuffle.arrows"), bytes).await?;
+    Ok(Written { object, rows, buckets })
 }
 
 /// Stores a user-visible part under its deterministic name.
