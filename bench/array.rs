@@ -18,6 +18,9 @@
 //! `cargo bench -p shoal --bench array -- --case qmeans --n 20000 --chunk 2000 \
 //!    --mem-limit 536870912 --work /tmp/shoal-array-bench [--out FILE] [--repeat R]`.
 
+#[path = "proc_status.rs"]
+mod proc_status;
+use proc_status::status_bytes;
 use serde_json::{Value, json};
 use shoal::events::Events;
 use shoal::{Axes, Client, Config, ExecutorKind};
@@ -107,19 +110,6 @@ impl Params {
             "mem_limit": self.mem_limit, "workers": self.workers, "data": "native", "seed": self.seed,
         })
     }
-}
-
-/// A field of `/proc/self/status` in bytes (`VmRSS`, `VmHWM`).
-fn status_bytes(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 /// Samples this process's RSS every [`SAMPLE`] in a thread; keeps the highest.

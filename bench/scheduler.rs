@@ -9,7 +9,10 @@
 //! (defaults 100000 and 10000). `bench/run-scheduler.sh` also measures Dask's threaded
 //! scheduler on the same shape of graph in the same run.
 
+#[path = "proc_status.rs"]
+mod proc_status;
 use async_trait::async_trait;
+use proc_status::status_bytes;
 use shoal::events::{Events, Publisher};
 use shoal::executor::{Executor, InProcess};
 use shoal::graph::{TaskGraph, TaskNode, upstream};
@@ -108,18 +111,6 @@ fn graph(n: usize, first_input: impl Fn(usize) -> Input, pipeline: Vec<Operator>
     g
 }
 
-/// This process's resident memory (Linux), in KB.
-fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let n_core = args.first().copied().unwrap_or(100_000);
@@ -163,7 +154,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // 1c. The same with the live dashboard subscribed (and serving on loopback).
-    let rss_before = rss_kb();
+    let rss_before = status_bytes("VmRSS:");
     let (live, server) = rt.block_on(shoal::dashboard::server::Live::serve("127.0.0.1:0", false))?;
     let mut events = Events::new();
     let watcher = {
@@ -183,7 +174,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         with_dashboard.as_secs_f64(),
         with_dashboard.as_secs_f64() * 1e6 / out.manifests.len() as f64,
         drained.as_secs_f64(),
-        rss_kb().saturating_sub(rss_before) / 1024
+        (status_bytes("VmRSS:").saturating_sub(rss_before)) >> 20
     );
     rt.block_on(server.stop());
 

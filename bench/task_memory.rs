@@ -11,7 +11,10 @@
 //! Prints, per case, the largest and the median per-task peak over the process's resident
 //! memory before the task, and the decoded size of one file for scale.
 
+#[path = "proc_status.rs"]
+mod proc_status;
 use async_trait::async_trait;
+use proc_status::status_bytes;
 use shoal::executor::{Executor, InProcess};
 use shoal::{Agg, Client, Config, ExecutorKind};
 use shoal_protocol::{TaskOutcome, TaskSpec};
@@ -25,18 +28,6 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 struct Measured {
     inner: InProcess,
     peaks: Mutex<Vec<u64>>,
-}
-
-/// `VmRSS` or `VmHWM` of this process, in bytes.
-fn status_bytes(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 #[async_trait]
