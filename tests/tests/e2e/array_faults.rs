@@ -167,16 +167,7 @@ async fn an_array_job_survives_killed_worker_processes() {
     let out = tmp.path().join("out-killed");
     let (inputs2, out2) = (inputs.clone(), out.clone());
     let run = tokio::spawn(async move { slow_job(&c, &inputs2, &out2).await });
-    let mut kills = 0;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        if run.is_finished() || kills >= 3 {
-            break;
-        }
-        if crate::lambda::kill_a_worker_process() {
-            kills += 1;
-        }
-    }
+    let kills = crate::lambda::kill_while(&run, 3, crate::lambda::kill_a_worker_process).await;
     let summary = run.await.unwrap();
     eprintln!("killed {kills} worker processes");
     assert!(kills > 0, "no worker process to kill");

@@ -17,7 +17,6 @@ use shoal_tests::localstack::LocalStack;
 use shoal_worker::io::storage::Storage;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 const METHODS: [&str; 4] = ["GET", "POST", "PUT", "Zoë"];
 const STATUSES: [i64; 7] = [200, 200, 404, 500, 503, 200, 501];
@@ -288,16 +287,7 @@ async fn a_bag_job_survives_killed_worker_processes() {
     let out = tmp.path().join("out-killed");
     let (logs2, out2) = (logs.clone(), out.clone());
     let run = tokio::spawn(async move { slow_bag_job(&c, &logs2, &out2).await });
-    let mut kills = 0;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        if run.is_finished() || kills >= 3 {
-            break;
-        }
-        if crate::lambda::kill_a_worker_process() {
-            kills += 1;
-        }
-    }
+    let kills = crate::lambda::kill_while(&run, 3, crate::lambda::kill_a_worker_process).await;
     let summary = run.await.unwrap();
     eprintln!("killed {kills} worker processes");
     assert!(kills > 0, "no worker process to kill");

@@ -79,16 +79,7 @@ async fn survives_kills(c: &Client, data: &Path, expected: &[RecordBatch], kill:
     let sales = c.read_parquet(&format!("{}/*.parquet", data.display())).await.unwrap();
     let df = group(&sales.map_partitions(&testing, "slow", json!({"ms": 400})).unwrap());
     let run = tokio::spawn(async move { df.compute_with(shoal::events::Events::new()).await });
-    let mut kills = 0;
-    for _ in 0..60 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        if run.is_finished() || kills >= 3 {
-            break;
-        }
-        if kill() {
-            kills += 1;
-        }
-    }
+    let kills = kill_while(&run, 3, kill).await;
     let (got, summary) = run.await.unwrap().unwrap();
     eprintln!("killed {kills} busy workers");
     assert!(kills > 0, "no worker was busy to kill");
@@ -115,12 +106,12 @@ async fn workers_killed_mid_task_on_lambda_and_processes() {
     survives_kills(&c, &data, &expected, kill_a_worker_process).await;
 }
 
-/// SIGKILLs one `shoal-worker` child of this test process.
 /// Held by tests that kill worker processes and by tests that count the attempts of jobs on
 /// worker processes: the processes of every test in this binary are children of this process,
 /// so a kill cannot tell whose worker it hits.
 pub(crate) static WORKER_PROCESSES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// SIGKILLs one `shoal-worker` child of this test process; whether there was one.
 pub(crate) fn kill_a_worker_process() -> bool {
     let me = std::process::id().to_string();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -134,6 +125,26 @@ pub(crate) fn kill_a_worker_process() -> bool {
         }
     }
     false
+}
+
+/// Calls `kill` every 150 ms (for at most 15 s) while `run` is going, until it has killed
+/// `most` workers; returns how many it killed.
+pub(crate) async fn kill_while<T>(
+    run: &tokio::task::JoinHandle<T>,
+    most: usize,
+    kill: impl Fn() -> bool,
+) -> usize {
+    let mut kills = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        if run.is_finished() || kills >= most {
+            break;
+        }
+        if kill() {
+            kills += 1;
+        }
+    }
+    kills
 }
 
 /// A warm function never recompiles a component: one process compiles the module once for a
