@@ -3,6 +3,8 @@
 # on l_orderkey, a full sort of lineitem) over the same Parquet files; checks
 # that all engines agree (DuckDB as reference) and writes bench/results/tpch-sf<N>.md.
 #   bash bench/run-tpch.sh [--sf 1|10|0.1] [--runs 3] [--skip-shoal]
+# PEERS=duckdb (a comma-separated subset of duckdb,polars,dask) runs only those peers (DuckDB, the
+# reference, must be one of them).
 # Data is generated once per scale factor by tpchgen-cli into $SHOAL_CACHE/tpch/sf<N>/<table>/;
 # per-engine results and timings go to $SHOAL_CACHE/tpch/results-sf<N>/<engine>/.
 set -euo pipefail
@@ -74,9 +76,9 @@ shoal_failed=0
 if [ "$skip_shoal" = 0 ]; then
   echo "== shoal"
   # A query shoal fails on is in its timings.json; the peers and the comparison still run.
-  cargo bench -q -p shoal --bench tpch -- --data "$data" --out "$results" --runs "$runs" || shoal_failed=1
+  cargo bench -q -p shoal --bench tpch -- --data "$data" --out "$results" --runs "$runs" --sf "$sf" || shoal_failed=1
 fi
-"$venv/bin/python" bench/tpch_peers.py --data "$data" --out "$results" --runs "$runs"
-"$venv/bin/python" bench/tpch_compare.py --results "$results" --engines shoal,duckdb,polars,dask \
+"$venv/bin/python" bench/tpch_peers.py --data "$data" --out "$results" --runs "$runs" --sf "$sf" ${PEERS:+--engines "$PEERS"}
+"$venv/bin/python" bench/tpch_compare.py --results "$results" --engines "shoal,${PEERS:-duckdb,polars,dask}" \
   --sf "$sf" --out "bench/results/tpch-sf$sf.md"
 [ "$shoal_failed" = 0 ] || { echo "shoal failed (see bench/results/tpch-sf$sf.md)" >&2; exit 1; }

@@ -3,7 +3,7 @@
 //! queries in `bench/tpch_peers.py`; `bench/run-tpch.sh` runs both and `bench/tpch_compare.py`
 //! checks that the answers agree and writes the table.
 //!
-//!   cargo bench -p shoal --bench tpch -- --data DIR --out RESULTS_DIR [--runs 3] [--queries q1,q6]
+//!   cargo bench -p shoal --bench tpch -- --data DIR --out RESULTS_DIR [--sf 1] [--runs 3] [--queries q1,q6]
 //!       [--explain]   (print each query's plans and task graph instead of running it)
 //!
 //! The queries are written as a pandas or Dask user would write them, with the standard
@@ -13,7 +13,11 @@
 //! one-row frame merged on a constant key (Q11, Q22: shoal has no cross merge).
 //!
 //! Every run plans from the Parquet footers and executes into a fresh, empty job root, so no
-//! committed task of an earlier run is reused. Writes `RESULTS_DIR/shoal/<query>.parquet` (the
+//! committed task of an earlier run is reused.
+//!
+//! Beside Q1 and Q6 it times their scan floor (`scan_q1`, `scan_q6`): the same `lineitem` files
+//! and columns read through the worker's own Parquet reader, one file per task and as many tasks
+//! at once as the executor has workers, with no computation, no job and no output. Writes `RESULTS_DIR/shoal/<query>.parquet` (the
 //! last run's result; for `sort_price` only the sorted `l_extendedprice`) and
 //! `RESULTS_DIR/shoal/timings.json` (with `errors`: the queries that failed and why; the bench
 //! runs the others and then exits 1).
@@ -32,6 +36,14 @@ type Frame = Result<DataFrame, BoxError>;
 const QUERIES: [&str; 24] = [
     "q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9", "q10", "q11", "q12", "q13", "q14", "q15", "q16",
     "q17", "q18", "q19", "q20", "q21", "q22", "groupby_orderkey", "sort_price",
+];
+
+/// The scan floors: each the `lineitem` columns its query reads.
+#[rustfmt::skip]
+const SCAN_FLOORS: [(&str, &[&str]); 2] = [
+    ("scan_q1", &["l_orderkey", "l_quantity", "l_extendedprice", "l_discount", "l_tax", "l_returnflag",
+                  "l_linestatus", "l_shipdate"]),
+    ("scan_q6", &["l_quantity", "l_extendedprice", "l_discount", "l_shipdate"]),
 ];
 
 /// Revenue of a line item, as the queries compute it.
@@ -78,6 +90,8 @@ fn cross(left: &DataFrame, right: &DataFrame) -> Frame {
 struct Tables<'a> {
     client: &'a Client,
     data: &'a Path,
+    /// The scale factor (Q11's fraction is 0.0001 / SF).
+    sf: f64,
 }
 
 impl Tables<'_> {
@@ -86,8 +100,8 @@ impl Tables<'_> {
     }
 }
 
-async fn query(c: &Client, data: &Path, name: &str) -> Frame {
-    let t = Tables { client: c, data };
+async fn query(c: &Client, data: &Path, sf: f64, name: &str) -> Frame {
+    let t = Tables { client: c, data, sf };
     match name {
         "q1" => q1(&t).await,
         "q2" => q2(&t).await,
@@ -369,7 +383,7 @@ async fn q11(t: &Tables<'_>) -> Frame {
         .merge(&supplier, &on("ps_suppkey", "s_suppkey"))?
         .assign("value", "ps_supplycost * ps_availqty")?;
     let per_part = stock.groupby(&["ps_partkey"]).agg(&agg("value", "value", "sum")?)?;
-    let threshold = stock.agg(&[Agg::sql("threshold", "sum(value) * 0.0001")])?;
+    let threshold = stock.agg(&[Agg::sql("threshold", &format!("sum(value) * {}", 0.0001 / t.sf))])?;
     let important = cross(&per_part, &threshold)?.filter("value > threshold")?;
     Ok(order_by(&important, "value desc")?.select(&["ps_partkey", "value"])?)
 }
@@ -579,6 +593,61 @@ async fn q22(t: &Tables<'_>) -> Frame {
     order_by(&sales, "cntrycode")
 }
 
+/// One timed bare scan of `columns` of every `lineitem` file: each file is read to its last
+/// batch by `scan::stream_parquet` (the reader a task uses), `workers` files at a time on their
+/// own tokio tasks; returns the rows read.
+async fn scan_floor(data: &Path, columns: &[&str], workers: usize) -> Result<u64, BoxError> {
+    use futures::{StreamExt, TryStreamExt};
+    use shoal_protocol::{FileFormat, FileSlice, Input};
+    use shoal_worker::io::{reader::IoCounter, scan, storage::Storage};
+    let storage = std::sync::Arc::new(Storage::default());
+    let files = storage.list(&format!("{}/lineitem/*.parquet", data.display())).await?;
+    let projection: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+    let tasks = files.into_iter().map(|object| {
+        let (storage, projection) = (storage.clone(), projection.clone());
+        tokio::spawn(async move {
+            let input = Input::Scan {
+                format: FileFormat::Parquet,
+                files: vec![FileSlice::whole(object)],
+                projection: Some(projection),
+                predicate: None,
+                schema: None,
+            };
+            let counter = std::sync::Arc::new(IoCounter::default());
+            let Some(stream) = scan::stream_parquet(storage, &[&input], counter).await? else {
+                return Err::<u64, BoxError>("a Parquet scan that does not stream".into());
+            };
+            let rows = stream.batches.try_fold(0u64, |n, b| async move { Ok(n + b.num_rows() as u64) });
+            Ok(rows.await?)
+        })
+    });
+    let per_file: Vec<u64> = futures::stream::iter(tasks)
+        .buffer_unordered(workers)
+        .map(|joined| joined.map_err(BoxError::from).and_then(|r| r))
+        .try_collect()
+        .await?;
+    Ok(per_file.iter().sum())
+}
+
+/// `args.runs` timed scan floors of `columns`: the seconds of each.
+fn bench_scan_floor(
+    rt: &tokio::runtime::Runtime,
+    args: &Args,
+    workers: usize,
+    name: &str,
+    columns: &[&str],
+) -> Result<Vec<f64>, BoxError> {
+    let mut seconds = Vec::new();
+    for run in 0..args.runs {
+        let started = Instant::now();
+        let rows = rt.block_on(scan_floor(&args.data, columns, workers))?;
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!("shoal {name} run {}: {secs:.3} s ({rows} rows, {} columns)", run + 1, columns.len());
+        seconds.push(secs);
+    }
+    Ok(seconds)
+}
+
 fn write_parquet(path: &Path, batches: &[RecordBatch]) -> Result<(), BoxError> {
     let Some(first) = batches.first() else {
         return Err(format!("{}: empty result", path.display()).into());
@@ -594,6 +663,7 @@ fn write_parquet(path: &Path, batches: &[RecordBatch]) -> Result<(), BoxError> {
 
 struct Args {
     data: PathBuf,
+    sf: f64,
     out: PathBuf,
     runs: usize,
     queries: Vec<String>,
@@ -601,7 +671,8 @@ struct Args {
 }
 
 fn args() -> Result<Args, BoxError> {
-    let mut a = Args { data: PathBuf::new(), out: PathBuf::new(), runs: 3, queries: vec![], explain: false };
+    let mut a =
+        Args { data: PathBuf::new(), sf: 1.0, out: PathBuf::new(), runs: 3, queries: vec![], explain: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -609,6 +680,7 @@ fn args() -> Result<Args, BoxError> {
             "--data" => a.data = value()?.into(),
             "--out" => a.out = value()?.into(),
             "--runs" => a.runs = value()?.parse()?,
+            "--sf" => a.sf = value()?.parse()?,
             "--queries" => a.queries = value()?.split(',').map(str::to_string).collect(),
             "--explain" => a.explain = true,
             // cargo bench passes --bench to harness=false targets.
@@ -616,9 +688,13 @@ fn args() -> Result<Args, BoxError> {
             other => return Err(format!("unknown argument '{other}'").into()),
         }
     }
+    if !a.sf.is_finite() || a.sf <= 0.0 {
+        return Err(format!("--sf: a positive scale factor, got {}", a.sf).into());
+    }
     if a.data.as_os_str().is_empty() || a.out.as_os_str().is_empty() {
         return Err(
-            "usage: tpch --data DIR --out RESULTS_DIR [--runs N] [--queries q1,q3,...] [--explain]".into()
+            "usage: tpch --data DIR --out RESULTS_DIR [--sf SF] [--runs N] [--queries q1,q3,...] [--explain]"
+                .into(),
         );
     }
     if a.queries.is_empty() {
@@ -650,7 +726,7 @@ fn bench_query(
         let client = Client::new(config)?;
         let started = Instant::now();
         let batches = rt.block_on(async {
-            let df = query(&client, &args.data, q).await?;
+            let df = query(&client, &args.data, args.sf, q).await?;
             df.compute().await.map_err(BoxError::from)
         });
         let secs = started.elapsed().as_secs_f64();
@@ -684,8 +760,9 @@ fn explain(rt: &tokio::runtime::Runtime, args: &Args, out: &Path, workers: usize
     };
     let client = Client::new(config)?;
     for q in &args.queries {
-        let text =
-            rt.block_on(async { query(&client, &args.data, q).await?.explain().map_err(BoxError::from) })?;
+        let text = rt.block_on(async {
+            query(&client, &args.data, args.sf, q).await?.explain().map_err(BoxError::from)
+        })?;
         println!("==== {q}\n{text}");
     }
     let _ = std::fs::remove_dir_all(&root);
@@ -707,13 +784,33 @@ fn main() -> Result<(), BoxError> {
         // A failing query is recorded and the others still run; no earlier result is left for it.
         let _ = std::fs::remove_file(out.join(format!("{q}.parquet")));
         match bench_query(&rt, &args, &out, workers, q) {
-            Ok((seconds, last)) => {
-                write_parquet(&out.join(format!("{q}.parquet")), &last)?;
-                timings.insert(q.clone(), serde_json::json!(seconds));
-            }
+            Ok((seconds, last)) => match write_parquet(&out.join(format!("{q}.parquet")), &last) {
+                Ok(()) => {
+                    timings.insert(q.clone(), serde_json::json!(seconds));
+                }
+                Err(e) => {
+                    eprintln!("shoal {q}: {e}");
+                    errors.insert(q.clone(), e.to_string());
+                }
+            },
             Err(e) => {
                 eprintln!("shoal {q} FAILED: {e}");
                 errors.insert(q.clone(), e.to_string());
+            }
+        }
+    }
+    for (name, columns) in SCAN_FLOORS {
+        let query = name.trim_start_matches("scan_");
+        if !args.queries.iter().any(|q| q == query) {
+            continue;
+        }
+        match bench_scan_floor(&rt, &args, workers, name, columns) {
+            Ok(seconds) => {
+                timings.insert(name.to_string(), serde_json::json!(seconds));
+            }
+            Err(e) => {
+                eprintln!("shoal {name} FAILED: {e}");
+                errors.insert(name.to_string(), e.to_string());
             }
         }
     }

@@ -6,7 +6,7 @@ over TPC-H Parquet data.
 
 DIR holds DIR/<table>/*.parquet for the eight tables (bench/run-tpch.sh makes them with
 tpchgen-cli). DuckDB runs the TPC-H SQL text with the standard substitution parameters (the
-validation values; Q11's fraction is 0.0001 at every scale factor): it is the reference. Polars and
+validation values; Q11's fraction is 0.0001 / SF, as the specification sets it: --sf): it is the reference. Polars and
 Dask run the same queries written as their users would (one join per join of the SQL, correlated
 subqueries as a group-by and a join, EXISTS/IN as semi joins, NOT EXISTS/NOT IN as anti joins), as
 shoal's bench/tpch.rs does. For each engine and query, --runs timed runs; each run starts from the
@@ -55,6 +55,7 @@ Q3_SEGMENT = "BUILDING"
 Q3_DATE = date(1995, 3, 15)
 Q6_FROM, Q6_TO = date(1994, 1, 1), date(1995, 1, 1)
 Q6_DISCOUNT_LO, Q6_DISCOUNT_HI, Q6_QUANTITY = 0.05, 0.07, 24
+# Q11's FRACTION: 0.0001 / SF (TPC-H 2.4.11.3); set from --sf by main().
 Q11_FRACTION = 0.0001
 Q22_CODES = ["13", "31", "23", "29", "30", "18", "17"]
 
@@ -212,7 +213,7 @@ DUCKDB_SQL = {
           AND n_name = 'GERMANY'
         GROUP BY ps_partkey
         HAVING sum(ps_supplycost * ps_availqty) > (
-            SELECT sum(ps_supplycost * ps_availqty) * 0.0001
+            SELECT sum(ps_supplycost * ps_availqty) * {q11_fraction}
             FROM partsupp, supplier, nation
             WHERE ps_suppkey = s_suppkey
               AND s_nationkey = n_nationkey
@@ -382,7 +383,7 @@ class DuckDB:
         for table in TABLES:
             path = os.path.join(self.data, table, "*.parquet").replace("'", "''")
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{path}')")
-        result = con.sql(DUCKDB_SQL[query]).to_arrow_table()
+        result = con.sql(DUCKDB_SQL[query].replace("{q11_fraction}", repr(Q11_FRACTION))).to_arrow_table()
         con.close()
         return result
 
@@ -1341,6 +1342,7 @@ def main():
     parser.add_argument("--engines", default=",".join(ENGINES))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--queries", default=",".join(QUERIES))
+    parser.add_argument("--sf", type=float, default=1.0, help="scale factor of DIR (Q11's fraction is 0.0001 / SF)")
     parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     engines = [e for e in args.engines.split(",") if e]
@@ -1353,6 +1355,10 @@ def main():
             parser.error(f"unknown query {q!r}; known: {', '.join(QUERIES)}")
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.sf <= 0:
+        parser.error("--sf must be positive")
+    global Q11_FRACTION
+    Q11_FRACTION = 0.0001 / args.sf
     for table in TABLES:
         if not any(f.endswith(".parquet") for f in os.listdir(os.path.join(args.data, table))):
             parser.error(f"no Parquet files in {os.path.join(args.data, table)}")
@@ -1365,7 +1371,8 @@ def main():
     # One subprocess per engine, one after another: separate memory and thread pools.
     for e in engines:
         cmd = [sys.executable, os.path.abspath(__file__), "--data", args.data, "--out", args.out,
-               "--engines", e, "--runs", str(args.runs), "--queries", ",".join(queries)]
+               "--engines", e, "--runs", str(args.runs), "--queries", ",".join(queries),
+               "--sf", str(args.sf)]
         code = subprocess.run(cmd).returncode
         if code != 0:
             sys.exit(f"tpch_peers.py: {e} failed (exit {code})")
