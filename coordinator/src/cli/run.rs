@@ -64,8 +64,12 @@ async fn run_outputs(args: &RunArgs, dashboard: Option<&Live>) -> anyhow::Result
     let mut arrays = Vec::new();
     for output in job.outputs.iter().filter(|o| o.array.is_some()) {
         let array = builder.array(output.name()).await?;
-        // Planned in full now: a task over the memory limit stops the job before anything runs.
-        array.check_plan()?;
+        // Planned in full now when an output runs before it: a task over the memory limit stops
+        // the job before anything runs. The first output to run is planned as it starts (a
+        // second lowering of a graph of a million tasks costs seconds).
+        if !planned.is_empty() || !bags.is_empty() || !arrays.is_empty() {
+            array.check_plan()?;
+        }
         arrays.push((output, array));
     }
     for (output, df) in planned {
