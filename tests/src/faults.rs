@@ -31,6 +31,8 @@ struct Counters {
     errors: AtomicU64,
     drops: AtomicU64,
     delays: AtomicU64,
+    /// Responses with a body still to be cut off whatever the rates say ([`FaultProxy::cut_next`]).
+    cut_pending: AtomicU64,
 }
 
 /// A running proxy; dropping it stops accepting connections.
@@ -72,6 +74,12 @@ impl FaultProxy {
     /// Stops or resumes injecting faults (requests are always forwarded).
     pub fn set_enabled(&self, on: bool) {
         self.enabled.store(on, Ordering::SeqCst);
+    }
+
+    /// Cuts off the next `n` responses that have a body (mid-body, then a dropped connection),
+    /// whatever the rates: a deterministic fault for one request and its retries.
+    pub fn cut_next(&self, n: u64) {
+        self.counters.cut_pending.store(n, Ordering::SeqCst);
     }
 
     pub fn requests(&self) -> u64 {
@@ -180,16 +188,19 @@ fn handle(
     upstream.write_all(&body)?;
     let mut response = Vec::new();
     upstream.read_to_end(&mut response)?;
-    if matches!(fault, Fault::Drop) {
+    let header_end = response.windows(4).position(|w| w == b"\r\n\r\n").map_or(response.len(), |p| p + 4);
+    let body_len = response.len() - header_end;
+    let forced = body_len > 1
+        && counters
+            .cut_pending
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+    if body_len > 1 && (forced || matches!(fault, Fault::Drop)) {
         // Headers and half of the body, then a dropped connection.
-        let header_end = response.windows(4).position(|w| w == b"\r\n\r\n").map_or(response.len(), |p| p + 4);
-        let body_len = response.len() - header_end;
-        if body_len > 1 {
-            counters.drops.fetch_add(1, Ordering::SeqCst);
-            client.write_all(&response[..header_end + body_len / 2])?;
-            let _ = client.shutdown(std::net::Shutdown::Both);
-            return Ok(());
-        }
+        counters.drops.fetch_add(1, Ordering::SeqCst);
+        client.write_all(&response[..header_end + body_len / 2])?;
+        let _ = client.shutdown(std::net::Shutdown::Both);
+        return Ok(());
     }
     client.write_all(&response)?;
     Ok(())

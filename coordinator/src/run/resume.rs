@@ -12,23 +12,8 @@ use std::collections::HashMap;
 /// Manifests already committed under the job root for tasks of this graph.
 pub(crate) async fn committed(client: &Client, graph: &TaskGraph) -> Result<HashMap<usize, Manifest>> {
     let root = client.storage().resolve(client.root())?;
-    let commits = root.join("commits");
-    // A listing cut short (a dropped connection, a 503) is listed again, a few times.
-    let mut attempt = 0;
-    let present: std::collections::HashSet<String> = loop {
-        match root.store.list(Some(&commits.path)).try_collect::<Vec<_>>().await {
-            Ok(metas) => break metas.into_iter().map(|m| root.url_of(&m.location)).collect(),
-            Err(object_store::Error::NotFound { .. }) => break Default::default(),
-            Err(e) => {
-                let e = shoal_worker::Error::from_store(&commits.url, e);
-                attempt += 1;
-                if attempt >= 5 || e.kind() != shoal_protocol::FailureKind::Retryable {
-                    return Err(e.into());
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
-            }
-        }
-    };
+    let present: std::collections::HashSet<String> =
+        root.join("commits").list_all().await?.into_iter().map(|m| root.url_of(&m.location)).collect();
     let storage = client.storage();
     let mut reads = Vec::new();
     for (i, t) in graph.tasks.iter().enumerate() {

@@ -2,7 +2,6 @@
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use futures::TryStreamExt;
 use shoal_protocol::{JobRecord, layout};
 
 /// Committed and missing tasks of one recorded job.
@@ -22,13 +21,7 @@ impl Client {
         let root = storage.resolve(self.root())?;
         let list = |prefix: &str| {
             let loc = root.join(prefix);
-            async move {
-                match loc.store.list(Some(&loc.path)).try_collect::<Vec<_>>().await {
-                    Ok(metas) => Ok(metas),
-                    Err(object_store::Error::NotFound { .. }) => Ok(vec![]),
-                    Err(e) => Err(Error::from(shoal_worker::Error::from_store(&loc.url, e))),
-                }
-            }
+            async move { loc.list_all().await }
         };
         let committed: std::collections::HashSet<String> =
             list("commits").await?.into_iter().map(|m| root.url_of(&m.location)).collect();

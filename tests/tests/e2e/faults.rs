@@ -128,3 +128,54 @@ async fn a_read_whose_body_breaks_off_is_read_again() {
     assert!(proxy.drops() > 0, "the proxy cut no body off in {} requests", proxy.requests());
     eprintln!("{} requests, {} bodies cut off, every read whole", proxy.requests(), proxy.drops());
 }
+
+/// A listing and a delete whose responses break off are sent again, a bounded number of times.
+/// `object_store` retries a request answered 5xx, but not a response cut short after its status
+/// arrived; a delete on S3 is a `DeleteObjects` POST with an XML answer, and a cut answer to
+/// the delete of `_SUCCESS` once failed a whole job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_or_delete_whose_answer_breaks_off_is_sent_again() {
+    shoal_tests::init_test_env();
+    let ls = LocalStack::start().unwrap();
+    ls.create_bucket("cutlist").unwrap();
+    let direct = Storage::new(ls.storage_options());
+    let names: Vec<String> = (0..5).map(|i| format!("s3://cutlist/dir/part-{i}.bin")).collect();
+    for name in &names {
+        direct.put(name, Bytes::from_static(b"data")).await.unwrap();
+    }
+    let proxy =
+        FaultProxy::start(ls.port, FaultRates { error: 0.0, drop_mid_body: 0.0, delay: 0.0 }, 3).unwrap();
+    let through_proxy = Storage::new(StorageOptions {
+        endpoint: Some(proxy.endpoint.clone()),
+        region: Some("us-east-1".into()),
+        ..ls.storage_options()
+    });
+
+    // Two cut listings, then a whole one.
+    proxy.cut_next(2);
+    let listed: Vec<String> =
+        through_proxy.list("s3://cutlist/dir/").await.unwrap().into_iter().map(|o| o.url).collect();
+    assert_eq!(listed, names);
+    assert_eq!(proxy.drops(), 2);
+
+    // A delete whose answer is cut twice still deletes, and says so.
+    proxy.cut_next(2);
+    through_proxy.delete(&names[0]).await.unwrap();
+    assert_eq!(proxy.drops(), 4);
+    assert!(matches!(direct.head(&names[0]).await, Err(shoal_worker::Error::NotFound { .. })));
+
+    // delete_prefix, its listing cut once.
+    proxy.cut_next(1);
+    let before = proxy.drops();
+    let deleted = through_proxy.delete_prefix("s3://cutlist/dir/").await.unwrap();
+    assert_eq!(deleted, 4);
+    assert!(proxy.drops() > before);
+    assert!(matches!(direct.list("s3://cutlist/dir/").await, Err(shoal_worker::Error::NotFound { .. })));
+
+    // The retries are bounded: a listing cut three times in a row is an error naming it.
+    direct.put(&names[1], Bytes::from_static(b"data")).await.unwrap();
+    proxy.cut_next(3);
+    let err = through_proxy.list("s3://cutlist/dir/").await.unwrap_err();
+    assert!(err.to_string().contains("s3://cutlist/dir"), "{err}");
+    assert_eq!(err.kind(), shoal_protocol::FailureKind::Retryable, "{err}");
+}

@@ -10,10 +10,11 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use globset::GlobBuilder;
 use object_store::aws::AmazonS3Builder;
+use object_store::client::{HttpError, HttpErrorKind};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use shoal_protocol::{ObjectRef, StorageOptions};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -44,6 +45,18 @@ impl Location {
         }
         Location { store: self.store.clone(), url: self.url_of(&path), path, base: self.base.clone() }
     }
+
+    /// Every object below this location, in the store's order; none when nothing is there. A
+    /// listing whose response breaks off is listed again from the start.
+    pub async fn list_all(&self) -> Result<Vec<ObjectMeta>> {
+        repeat_broken(&self.url, || async {
+            match self.store.list(Some(&self.path)).try_collect::<Vec<_>>().await {
+                Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+                listed => listed,
+            }
+        })
+        .await
+    }
 }
 
 /// Outcome of a create-if-absent put.
@@ -69,10 +82,52 @@ fn memory_stores() -> &'static Mutex<HashMap<String, Arc<dyn ObjectStore>>> {
     STORES.get_or_init(Default::default)
 }
 
-/// How many times a GET whose response body was cut off is sent again. `object_store` retries
-/// a request that fails, but not a body that breaks off after the headers arrived (a dropped
-/// connection, a proxy timing out); such a read is safe to repeat from the start.
+/// How many times in all an idempotent request (a GET, a listing, a delete) whose response was
+/// cut off is sent. `object_store` retries a request that fails, but not a body that breaks
+/// off after the headers arrived (a dropped connection, a proxy timing out); such a request is
+/// safe to repeat from the start.
 const BODY_ATTEMPTS: usize = 3;
+
+/// Whether a request failed because its connection or response broke off (the body cut short,
+/// a reset, a timeout) rather than because the store refused it.
+fn broke_off(e: &object_store::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(http) = err.downcast_ref::<HttpError>() {
+            return matches!(
+                http.kind(),
+                HttpErrorKind::Interrupted
+                    | HttpErrorKind::Timeout
+                    | HttpErrorKind::Connect
+                    | HttpErrorKind::Request
+            );
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// Runs an idempotent request (a listing, a delete), sending it again (up to
+/// [`BODY_ATTEMPTS`] times in all) when it [broke off](broke_off). `object_store` retries a
+/// request that fails with a 5xx, but not one whose response body broke off after the status
+/// arrived: the delete of `_SUCCESS` is a `DeleteObjects` POST whose XML answer can be cut.
+async fn repeat_broken<T, F, Fut>(url: &str, mut request: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = object_store::Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match request().await {
+            Ok(value) => return Ok(value),
+            Err(e) if attempt < BODY_ATTEMPTS && broke_off(&e) => {
+                tracing::debug!(url, attempt, error = %e, "the response broke off; sending the request again");
+                attempt += 1;
+            }
+            Err(e) => return Err(Error::from_store(url, e)),
+        }
+    }
+}
 
 /// One GET read to the end, sent again (up to [`BODY_ATTEMPTS`] times) when its body breaks
 /// off. With `expected`, the object must still be the one the job was planned against.
@@ -266,10 +321,8 @@ impl Storage {
                     .build()
                     .map_err(|e| Error::InvalidUrl { url: pattern.to_string(), reason: e.to_string() })?
                     .compile_matcher();
-                let prefix = base.path.clone();
-                let mut stream = base.store.list(Some(&prefix));
-                while let Some(meta) = stream.try_next().await.map_err(|e| Error::from_store(pattern, e))? {
-                    let rel = relative(&prefix, &meta.location);
+                for meta in base.list_all().await? {
+                    let rel = relative(&base.path, &meta.location);
                     if matcher.is_match(rel) && !is_hidden(rel) {
                         found.push(base_ref(&base, &meta));
                     }
@@ -283,10 +336,7 @@ impl Storage {
                     if matches!(e, object_store::Error::NotFound { .. })
                         || base.url.starts_with("file://") =>
                 {
-                    let mut stream = base.store.list(Some(&base.path));
-                    while let Some(meta) =
-                        stream.try_next().await.map_err(|e| Error::from_store(pattern, e))?
-                    {
+                    for meta in base.list_all().await? {
                         if !is_hidden(relative(&base.path, &meta.location)) {
                             found.push(base_ref(&base, &meta));
                         }
@@ -358,30 +408,29 @@ impl Storage {
     /// Deletes one object; one that is already gone counts as deleted.
     pub async fn delete(&self, location: &str) -> Result<()> {
         let loc = self.resolve(location)?;
-        match loc.store.delete(&loc.path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Error::from_store(location, e)),
-        }
+        delete_one(&loc.store, &loc.path, location).await
     }
 
     /// Deletes every object below a location (best effort cleanup of a losing attempt).
     pub async fn delete_prefix(&self, location: &str) -> Result<u64> {
         let loc = self.resolve(location)?;
-        let metas: Vec<_> = loc
-            .store
-            .list(Some(&loc.path))
-            .try_collect()
-            .await
-            .map_err(|e| Error::from_store(location, e))?;
-        let mut deleted = 0;
-        for meta in metas {
-            match loc.store.delete(&meta.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-                Err(e) => return Err(Error::from_store(&loc.url_of(&meta.location), e)),
-            }
+        let metas = loc.list_all().await?;
+        for meta in &metas {
+            delete_one(&loc.store, &meta.location, &loc.url_of(&meta.location)).await?;
         }
-        Ok(deleted)
+        Ok(metas.len() as u64)
     }
+}
+
+/// Deletes one object; one that is already gone counts as deleted.
+async fn delete_one(store: &Arc<dyn ObjectStore>, path: &Path, url: &str) -> Result<()> {
+    repeat_broken(url, || async {
+        match store.delete(path).await {
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            deleted => deleted,
+        }
+    })
+    .await
 }
 
 fn relative<'a>(prefix: &Path, location: &'a Path) -> &'a str {
