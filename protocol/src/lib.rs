@@ -992,9 +992,13 @@ pub mod layout {
         format!("commits/{task_key}.json")
     }
 
-    /// `data/<task_key>/<attempt_id>/`: where one attempt writes its files.
-    pub fn attempt_dir(task_key: &TaskKey, attempt_id: &str) -> String {
-        format!("data/{task_key}/{attempt_id}")
+    /// `data/<task_key>.<attempt_id>.<name>`: an object one attempt writes (`name` is
+    /// `part-0.arrow` or `shuffle.arrows`). The folder is flat, with no folder per task or
+    /// attempt: object stores have no folders, and on a local folder a new directory is an
+    /// inode allocation of its own, which made two folders per task cost more than the task's
+    /// two files (bench/results/scheduler.txt).
+    pub fn attempt_object(task_key: &TaskKey, attempt_id: &str, name: &str) -> String {
+        format!("data/{task_key}.{attempt_id}.{name}")
     }
 
     /// `modules/<sha256>.wasm`: user components, content-addressed.

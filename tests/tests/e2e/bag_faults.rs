@@ -430,7 +430,7 @@ async fn duplicated_bag_tasks_commit_exactly_once() {
                         let part = format!("{}/part-", out.display());
                         assert!(url.contains(&part), "{what}: {url} is not a part in {}", out.display());
                     } else {
-                        let dir = format!("/data/{}/{}/", m.task_key, m.attempt_id);
+                        let dir = format!("/data/{}.{}.", m.task_key, m.attempt_id);
                         assert!(url.contains(&dir), "{what}: {url} not under {dir}");
                     }
                     let path = url.trim_start_matches("file://");

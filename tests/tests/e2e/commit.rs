@@ -52,9 +52,10 @@ async fn race(root: &str, input: &str, storage: StorageOptions, attempts: u32) {
     let commits = store.list(&root_loc.join("commits").url).await.unwrap();
     assert_eq!(commits.len(), 1);
     assert!(commits[0].url.ends_with(&layout::manifest(&spec.task_key)));
-    let data = store.list(&root_loc.join(&format!("data/{}", spec.task_key)).url).await.unwrap();
+    let data = store.list(&root_loc.join("data").url).await.unwrap();
     assert_eq!(data.len(), 1, "losing attempts removed their files: {data:?}");
-    assert!(data[0].url.contains(&manifest.attempt_id));
+    let winners = layout::attempt_object(&spec.task_key, &manifest.attempt_id, "part-0.arrow");
+    assert!(data[0].url.ends_with(&winners), "{} is not {winners}", data[0].url);
 
     // The committed output is complete: all rows with passengers >= 2.
     let bytes = store.get(&manifest.outputs[0].object).await.unwrap();

@@ -79,7 +79,7 @@ async fn duplicate_attempts_of_every_task_commit_exactly_once() {
         assert_eq!(ms.len() as u64, tasks, "{kind}");
         for m in &ms {
             for out in &m.outputs {
-                let dir = format!("/data/{}/{}/", m.task_key, m.attempt_id);
+                let dir = format!("/data/{}.{}.", m.task_key, m.attempt_id);
                 assert!(out.object.url.contains(&dir), "{kind}: {} not under {dir}", out.object.url);
                 let path = out.object.url.trim_start_matches("file://");
                 assert_eq!(std::fs::metadata(path).unwrap().len(), out.object.size, "{kind}: {path}");

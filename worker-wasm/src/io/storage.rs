@@ -408,29 +408,14 @@ impl Storage {
     /// Deletes one object; one that is already gone counts as deleted.
     pub async fn delete(&self, location: &str) -> Result<()> {
         let loc = self.resolve(location)?;
-        delete_one(&loc.store, &loc.path, location).await
+        repeat_broken(location, || async {
+            match loc.store.delete(&loc.path).await {
+                Err(object_store::Error::NotFound { .. }) => Ok(()),
+                deleted => deleted,
+            }
+        })
+        .await
     }
-
-    /// Deletes every object below a location (best effort cleanup of a losing attempt).
-    pub async fn delete_prefix(&self, location: &str) -> Result<u64> {
-        let loc = self.resolve(location)?;
-        let metas = loc.list_all().await?;
-        for meta in &metas {
-            delete_one(&loc.store, &meta.location, &loc.url_of(&meta.location)).await?;
-        }
-        Ok(metas.len() as u64)
-    }
-}
-
-/// Deletes one object; one that is already gone counts as deleted.
-async fn delete_one(store: &Arc<dyn ObjectStore>, path: &Path, url: &str) -> Result<()> {
-    repeat_broken(url, || async {
-        match store.delete(path).await {
-            Err(object_store::Error::NotFound { .. }) => Ok(()),
-            deleted => deleted,
-        }
-    })
-    .await
 }
 
 fn relative<'a>(prefix: &Path, location: &'a Path) -> &'a str {

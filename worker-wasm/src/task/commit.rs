@@ -20,14 +20,13 @@ pub async fn read_manifest(storage: &Storage, url: &str) -> Result<Option<Manife
 }
 
 /// Commits `manifest` at `manifest_url` unless another attempt did first. Returns the manifest
-/// that holds and whether it is ours. A loser removes its files under `attempt_dir`, except
-/// for user-visible `output` parts: they share their deterministic names with the winner's
-/// and hold identical bytes.
+/// that holds and whether it is ours. A loser removes the objects it wrote (its manifest's
+/// outputs), except for user-visible `output` parts: they share their deterministic names with
+/// the winner's and hold identical bytes.
 pub async fn commit(
     storage: &Storage,
     manifest_url: &str,
     manifest: Manifest,
-    attempt_dir: &str,
     output: &Output,
 ) -> Result<(Manifest, bool)> {
     let body = serde_json::to_vec_pretty(&manifest)
@@ -38,11 +37,12 @@ pub async fn commit(
             let winner = read_manifest(storage, manifest_url)
                 .await?
                 .ok_or_else(|| Error::ManifestVanished { url: manifest_url.to_string() })?;
-            if !output.is_user_visible()
-                && winner.attempt_id != manifest.attempt_id
-                && let Err(e) = storage.delete_prefix(attempt_dir).await
-            {
-                tracing::warn!(task = %manifest.task_key, "cleanup of losing attempt failed: {e}");
+            if !output.is_user_visible() && winner.attempt_id != manifest.attempt_id {
+                for ours in &manifest.outputs {
+                    if let Err(e) = storage.delete(&ours.object.url).await {
+                        tracing::warn!(task = %manifest.task_key, "cleanup of losing attempt failed: {e}");
+                    }
+                }
             }
             Ok((winner, false))
         }

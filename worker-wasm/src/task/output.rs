@@ -18,8 +18,8 @@ pub struct Written {
     pub buckets: Vec<ByteRange>,
 }
 
-/// Writes `data` as `output`: an Arrow IPC intermediate or shuffle object under the attempt's
-/// own `attempt_dir`, a user-visible part (Parquet, CSV, JSON lines, text) under its
+/// Writes `data` as `output`: an Arrow IPC intermediate or shuffle object at the attempt's own
+/// URL for a name (`attempt_object`), a user-visible part (Parquet, CSV, JSON lines, text) under its
 /// deterministic name, or a Zarr chunk. IPC files, hash and range shuffles and Parquet parts
 /// are encoded batch by batch as a stream arrives, so a task holds what it has encoded, not the
 /// rows; the text formats, Zarr chunks and contiguous splits (which need the row count) take
@@ -27,7 +27,7 @@ pub struct Written {
 pub async fn write(
     storage: &Storage,
     job_root: &str,
-    attempt_dir: &str,
+    attempt_object: &(dyn Fn(&str) -> String + Sync),
     output: &Output,
     data: Data,
     sides: &Sides,
@@ -37,7 +37,7 @@ pub async fn write(
     let mut encoder = match output {
         Output::Intermediate => Encoder::File(ipc::FileEncoder::new(&schema, compress, hint(&data))?),
         Output::Shuffle { partitioning: partitioning @ Partitioning::Split { .. } } => {
-            return write_split(storage, attempt_dir, partitioning, data, sides, compress).await;
+            return write_split(storage, attempt_object, partitioning, data, sides, compress).await;
         }
         Output::Shuffle { partitioning } => {
             let n = partitioning.buckets().max(1) as usize;
@@ -74,14 +74,14 @@ pub async fn write(
     }
     drop(batches);
     let (name, bytes, buckets) = match encoder {
-        Encoder::File(e) => ("part-0.arrow".to_string(), e.finish()?, Vec::new()),
+        Encoder::File(e) => ("part-0.arrow", e.finish()?, Vec::new()),
         Encoder::Buckets(e, _) => {
             let (bytes, buckets) = e.finish()?;
-            ("shuffle.arrows".to_string(), bytes, buckets)
+            ("shuffle.arrows", bytes, buckets)
         }
         Encoder::Parquet(e) => return put_part(storage, output, e.finish()?, rows).await,
     };
-    let object = storage.put(&format!("{attempt_dir}/{name}"), bytes).await?;
+    let object = storage.put(&attempt_object(name), bytes).await?;
     Ok(Written { object, rows, buckets })
 }
 
@@ -122,7 +122,7 @@ fn hint(data: &Data) -> usize {
 /// rows are taken whole.
 async fn write_split(
     storage: &Storage,
-    attempt_dir: &str,
+    attempt_object: &(dyn Fn(&str) -> String + Sync),
     partitioning: &Partitioning,
     data: Data,
     sides: &Sides,
@@ -133,7 +133,7 @@ async fn write_split(
     let split = partition::split(partitioning, &schema, &batches, sides)?;
     drop(batches);
     let (bytes, buckets) = ipc::encode_buckets(&schema, &split, compress)?;
-    let object = storage.put(&format!("{attempt_dir}/shuffle.arrows"), bytes).await?;
+    let object = storage.put(&attempt_object("shuffle.arrows"), bytes).await?;
     Ok(Written { object, rows, buckets })
 }
 

@@ -119,9 +119,10 @@ impl Worker {
         let fields = schema::to_fields(data.schema());
 
         let attempt_id = uuid::Uuid::new_v4().simple().to_string();
-        let attempt_dir = root.join(&layout::attempt_dir(&spec.task_key, &attempt_id)).url;
+        let attempt_object =
+            |name: &str| root.join(&layout::attempt_object(&spec.task_key, &attempt_id, name)).url;
         let written =
-            output::write(&storage, &spec.job_root, &attempt_dir, &spec.output, data, &sides).await?;
+            output::write(&storage, &spec.job_root, &attempt_object, &spec.output, data, &sides).await?;
         if let Some(tally) = streamed {
             tally.count(metrics);
         }
@@ -144,7 +145,7 @@ impl Worker {
             buckets: written.buckets,
             divisions,
         };
-        commit::commit(&storage, &manifest_url, manifest, &attempt_dir, &spec.output).await
+        commit::commit(&storage, &manifest_url, manifest, &spec.output).await
     }
 
     /// Runs the task's operators over its main table, user functions in the sandbox.
