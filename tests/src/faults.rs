@@ -71,6 +71,11 @@ impl FaultProxy {
         Ok(FaultProxy { endpoint: format!("http://127.0.0.1:{port}"), port, counters, enabled, stopping })
     }
 
+    /// Options for `shoal_worker::io::storage::Storage` whose S3 requests go through the proxy.
+    pub fn storage_options(&self) -> shoal_protocol::StorageOptions {
+        crate::s3_options(&self.endpoint)
+    }
+
     /// Stops or resumes injecting faults (requests are always forwarded).
     pub fn set_enabled(&self, on: bool) {
         self.enabled.store(on, Ordering::SeqCst);
@@ -190,12 +195,10 @@ fn handle(
     upstream.read_to_end(&mut response)?;
     let header_end = response.windows(4).position(|w| w == b"\r\n\r\n").map_or(response.len(), |p| p + 4);
     let body_len = response.len() - header_end;
-    let forced = body_len > 1
-        && counters
-            .cut_pending
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-    if body_len > 1 && (forced || matches!(fault, Fault::Drop)) {
+    let forced = || {
+        counters.cut_pending.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+    };
+    if body_len > 1 && (forced() || matches!(fault, Fault::Drop)) {
         // Headers and half of the body, then a dropped connection.
         counters.drops.fetch_add(1, Ordering::SeqCst);
         client.write_all(&response[..header_end + body_len / 2])?;

@@ -91,6 +91,16 @@ pub fn read_parquet_dir(path: impl AsRef<Path>) -> Result<Vec<RecordBatch>> {
     Ok(batches)
 }
 
+/// Storage options for an S3-compatible server (LocalStack, or the fault proxy in front of it)
+/// at `endpoint`.
+pub fn s3_options(endpoint: &str) -> shoal_protocol::StorageOptions {
+    shoal_protocol::StorageOptions {
+        endpoint: Some(endpoint.to_string()),
+        region: Some("us-east-1".into()),
+        ..Default::default()
+    }
+}
+
 pub mod localstack {
     //! A private LocalStack per test (binary): S3 on a free `127.0.0.1` port with its own
     //! temporary data directory. Dropping the value stops its whole process group.
@@ -199,11 +209,7 @@ pub mod localstack {
 
         /// Options for `shoal_worker::io::storage::Storage` pointing at this server.
         pub fn storage_options(&self) -> shoal_protocol::StorageOptions {
-            shoal_protocol::StorageOptions {
-                endpoint: Some(self.endpoint.clone()),
-                region: Some("us-east-1".into()),
-                ..Default::default()
-            }
+            crate::s3_options(&self.endpoint)
         }
 
         /// Environment a child process (a worker, the CLI) needs to reach this server.

@@ -101,11 +101,7 @@ async fn arrays_on_a_faulty_s3_write_the_same_chunks_and_zarr_python_reads_them(
 
     let proxy =
         FaultProxy::start(ls.port, FaultRates { error: 0.05, drop_mid_body: 0.02, delay: 0.05 }, 11).unwrap();
-    let faulty = StorageOptions {
-        endpoint: Some(proxy.endpoint.clone()),
-        region: Some("us-east-1".into()),
-        ..Default::default()
-    };
+    let faulty = proxy.storage_options();
     run(s3_client("s3://arrays/root-faulty", faulty), "out-faulty").await;
     eprintln!(
         "fault proxy: {} requests, {} answered 500/503, {} cut mid-body, {} delayed",

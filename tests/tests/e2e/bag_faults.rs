@@ -194,11 +194,7 @@ async fn a_bag_job_on_a_faulty_s3_writes_the_same_parts() {
 
     let proxy =
         FaultProxy::start(ls.port, FaultRates { error: 0.05, drop_mid_body: 0.05, delay: 0.05 }, 5).unwrap();
-    let faulty_storage = StorageOptions {
-        endpoint: Some(proxy.endpoint.clone()),
-        region: Some("us-east-1".into()),
-        ..Default::default()
-    };
+    let faulty_storage = proxy.storage_options();
     let faulty = s3_client("s3://bagfaults/root-faulty", faulty_storage);
     let m = faulty.load_module("builtin:examples").await.unwrap();
     let bag = faulty.bag().read_json("s3://bagfaults/logs/", read).await.unwrap();

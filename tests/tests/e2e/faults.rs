@@ -67,11 +67,7 @@ async fn a_job_with_a_shuffle_survives_a_faulty_s3() {
 
     let proxy =
         FaultProxy::start(ls.port, FaultRates { error: 0.05, drop_mid_body: 0.02, delay: 0.05 }, 7).unwrap();
-    let faulty_storage = StorageOptions {
-        endpoint: Some(proxy.endpoint.clone()),
-        region: Some("us-east-1".into()),
-        ..Default::default()
-    };
+    let faulty_storage = proxy.storage_options();
     let faulty = s3_client("s3://faults/root-faulty", faulty_storage);
     let (got, got_parts) = run(&faulty, "s3://faults/out-faulty", &direct).await;
 
@@ -109,11 +105,7 @@ async fn a_read_whose_body_breaks_off_is_read_again() {
 
     let proxy =
         FaultProxy::start(ls.port, FaultRates { error: 0.0, drop_mid_body: 0.2, delay: 0.0 }, 11).unwrap();
-    let through_proxy = Storage::new(StorageOptions {
-        endpoint: Some(proxy.endpoint.clone()),
-        region: Some("us-east-1".into()),
-        ..ls.storage_options()
-    });
+    let through_proxy = Storage::new(proxy.storage_options());
     for i in 0..16 {
         let whole = through_proxy.get_url("s3://cut/object.bin").await.unwrap();
         assert!(
@@ -145,11 +137,7 @@ async fn a_listing_or_delete_whose_answer_breaks_off_is_sent_again() {
     }
     let proxy =
         FaultProxy::start(ls.port, FaultRates { error: 0.0, drop_mid_body: 0.0, delay: 0.0 }, 3).unwrap();
-    let through_proxy = Storage::new(StorageOptions {
-        endpoint: Some(proxy.endpoint.clone()),
-        region: Some("us-east-1".into()),
-        ..ls.storage_options()
-    });
+    let through_proxy = Storage::new(proxy.storage_options());
 
     // Two cut listings, then a whole one.
     proxy.cut_next(2);

@@ -19,8 +19,8 @@ pub struct Written {
 }
 
 /// Writes `data` as `output`: an Arrow IPC intermediate or shuffle object at the attempt's own
-/// URL for a name (`attempt_object`), a user-visible part (Parquet, CSV, JSON lines, text) under its
-/// deterministic name, or a Zarr chunk. IPC files, hash and range shuffles and Parquet parts
+/// URL for its name (`attempt_object`), a user-visible part (Parquet, CSV, JSON lines, text)
+/// under its deterministic name, or a Zarr chunk. IPC files, hash and range shuffles and Parquet parts
 /// are encoded batch by batch as a stream arrives, so a task holds what it has encoded, not the
 /// rows; the text formats, Zarr chunks and contiguous splits (which need the row count) take
 /// the rows whole. `sides` hold a range shuffle's boundaries.
