@@ -1,6 +1,7 @@
 //! `explain`: the plan as an indented tree, one line per operator.
 
-use super::plan::{AggStrategy, AggregateNode, JoinNode, JoinStrategy, Plan};
+use super::estimate::filter_selectivity;
+use super::plan::{AggStrategy, AggregateNode, JoinNode, JoinStrategy, MapOp, Plan};
 use crate::units::human_bytes;
 use shoal_protocol::{FileFormat, SortKey, TableOp};
 use std::fmt::Write as _;
@@ -48,6 +49,10 @@ impl Plan {
                     out.push_str(" schema=union");
                 }
                 out.push('\n');
+            }
+            Plan::Map { input, op: MapOp::Filter { predicate }, .. } => {
+                let _ = writeln!(out, "{pad}Filter {predicate} [{}]", filter_selectivity(input, predicate));
+                input.fmt_tree(out, depth + 1);
             }
             Plan::Map { input, op, .. } => {
                 let _ = writeln!(out, "{pad}{}", describe(&op.to_table_op()));

@@ -10,6 +10,7 @@
 //! `_SUCCESS`).
 
 pub mod aggregates;
+pub mod estimate;
 pub mod explain;
 pub mod lower;
 pub mod optimize;

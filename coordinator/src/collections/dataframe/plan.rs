@@ -336,11 +336,18 @@ impl Plan {
         }
     }
 
-    /// Estimated bytes this node's output holds (a rough guide for strategies and `explain`).
+    /// Estimated bytes this node's output holds (a rough guide for strategies and `explain`): a
+    /// scan's share of its files' bytes, a filter's share of its input's
+    /// ([`filter_selectivity`](super::estimate::filter_selectivity)), a join's estimated rows at
+    /// its sides' row widths ([`join_bytes`](super::estimate::join_bytes)).
     pub fn estimated_bytes(&self) -> u64 {
         match self {
             Plan::Scan(s) => s.estimated_bytes(),
             Plan::Graph(g) => g.estimated_bytes,
+            Plan::Map { input, op: MapOp::Filter { predicate }, .. } => {
+                let kept = super::estimate::filter_selectivity(input, predicate);
+                (input.estimated_bytes() as f64 * kept.share).ceil() as u64
+            }
             Plan::Map { input, .. } | Plan::Sort { input, .. } | Plan::Repartition { input, .. } => {
                 input.estimated_bytes()
             }
@@ -356,7 +363,7 @@ impl Plan {
                     None => a.input.estimated_bytes(),
                 }
             }
-            Plan::Join(j) => j.left.estimated_bytes() + j.right.estimated_bytes(),
+            Plan::Join(j) => super::estimate::join_bytes(j),
         }
     }
 

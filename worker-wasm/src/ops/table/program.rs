@@ -74,33 +74,35 @@ pub fn compiled(input: &SchemaRef, ops: &[&TableOp]) -> Option<Arc<Program>> {
     program
 }
 
+/// The physical expression of the SQL expression `sql` over `schema`, coerced and simplified as
+/// the plan's optimizer would (some functions only run in the form the simplifier rewrites them
+/// to: `coalesce` into `CASE`); `None` when it does not compile here or is not deterministic.
+/// The coordinator estimates filters' selectivity with the same expressions.
+pub fn physical_expr(schema: &SchemaRef, sql: &str) -> Option<Arc<dyn PhysicalExpr>> {
+    let ctx = super::session::session();
+    let df_schema = DFSchema::try_from(schema.as_ref().clone()).ok()?;
+    let expr = ctx.parse_sql_expr(sql, &df_schema).ok()?;
+    if !deterministic(&expr) {
+        return None;
+    }
+    let simplify = SimplifyContext::builder()
+        .with_schema(Arc::new(df_schema.clone()))
+        .with_config_options(Arc::clone(ctx.state().config_options()))
+        .build();
+    let simplifier = ExprSimplifier::new(simplify);
+    let expr = simplifier.simplify(simplifier.coerce(expr, &df_schema).ok()?).ok()?;
+    ctx.create_physical_expr(expr, &df_schema).ok()
+}
+
 fn compile(input: &SchemaRef, ops: &[&TableOp]) -> Option<Program> {
     let owned: Vec<TableOp> = ops.iter().map(|op| (*op).clone()).collect();
     let planned = super::output_schema(input.clone(), &owned, &BTreeMap::new()).ok()?;
-    let ctx = super::session::session();
-    let options = Arc::clone(ctx.state().config_options());
     let mut current = input.clone();
     let mut steps = Vec::new();
-    let physical = |current: &SchemaRef, sql: &str| -> Option<Arc<dyn PhysicalExpr>> {
-        let df_schema = DFSchema::try_from(current.as_ref().clone()).ok()?;
-        let expr = ctx.parse_sql_expr(sql, &df_schema).ok()?;
-        if !deterministic(&expr) {
-            return None;
-        }
-        // Coerced and simplified as the plan's optimizer would: some functions only run in the
-        // form the simplifier rewrites them to (`coalesce` into `CASE`).
-        let simplify = SimplifyContext::builder()
-            .with_schema(Arc::new(df_schema.clone()))
-            .with_config_options(options.clone())
-            .build();
-        let simplifier = ExprSimplifier::new(simplify);
-        let expr = simplifier.simplify(simplifier.coerce(expr, &df_schema).ok()?).ok()?;
-        ctx.create_physical_expr(expr, &df_schema).ok()
-    };
     for op in ops {
         match op {
             TableOp::Filter { predicate } => {
-                let expr = physical(&current, predicate)?;
+                let expr = physical_expr(&current, predicate)?;
                 (expr.data_type(&current).ok()? == DataType::Boolean).then_some(())?;
                 steps.push(Step::Filter(expr));
             }
@@ -111,7 +113,7 @@ fn compile(input: &SchemaRef, ops: &[&TableOp]) -> Option<Program> {
             }
             TableOp::Assign { columns } => {
                 for (name, sql) in columns {
-                    let expr = physical(&current, sql)?;
+                    let expr = physical_expr(&current, sql)?;
                     let field =
                         Field::new(name, expr.data_type(&current).ok()?, expr.nullable(&current).ok()?);
                     let index = current.index_of(name).ok();

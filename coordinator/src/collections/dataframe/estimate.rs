@@ -1,0 +1,443 @@
+//! How many rows a filter keeps, estimated at plan time: what join and aggregation strategies
+//! are chosen from ([`Plan::estimated_bytes`]).
+//!
+//! A conjunct over columns whose value ranges planning knows (integers, dates and timestamps,
+//! from Parquet statistics, carried up through the operators that keep values) is estimated by
+//! DataFusion's interval analysis, as its `FilterExec` estimates its statistics: values uniform
+//! between min and max, columns independent. Any other conjunct — a string comparison, `IN`,
+//! `LIKE`, a decimal (interval analysis takes none), a column without statistics, a function —
+//! keeps [`DEFAULT_SELECTIVITY`] of the rows, DataFusion's default too. The conjuncts analysis
+//! can bound are analysed together (a range `d >= a AND d < b` is one interval); the others
+//! multiply in.
+
+use super::plan::{JoinNode, MapOp, Plan, keeps_values};
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ScalarValue;
+use datafusion::common::stats::{ColumnStatistics, Precision};
+use datafusion::physical_expr::conjunction;
+use datafusion::physical_expr::intervals::utils::check_support;
+use datafusion::physical_expr::utils::{collect_columns, split_conjunction};
+use datafusion::physical_expr::{AnalysisContext, PhysicalExpr, analyze};
+use shoal_protocol::JoinHow;
+use std::sync::Arc;
+
+/// The share of rows a conjunct keeps when planning cannot tell (DataFusion's
+/// `FilterExec` default).
+pub const DEFAULT_SELECTIVITY: f64 = 0.2;
+
+/// A filter's estimated share of its input's rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Selectivity {
+    /// In `[0, 1]`.
+    pub share: f64,
+    /// How many of the predicate's conjuncts were estimated from column ranges (the others
+    /// keep [`DEFAULT_SELECTIVITY`]).
+    pub from_ranges: usize,
+}
+
+impl std::fmt::Display for Selectivity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match self.from_ranges {
+            0 => "assumed",
+            _ => "from column ranges",
+        };
+        write!(f, "keeps ~{:.2}% of rows, {how}", self.share * 100.0)
+    }
+}
+
+/// The estimated share of `input`'s rows for which `predicate` holds.
+pub fn filter_selectivity(input: &Plan, predicate: &str) -> Selectivity {
+    let assumed = Selectivity { share: DEFAULT_SELECTIVITY, from_ranges: 0 };
+    let Ok(schema) = input.schema() else {
+        return assumed;
+    };
+    let Some(expr) = shoal_worker::ops::table::program::physical_expr(&schema, predicate) else {
+        return assumed;
+    };
+    let stats: Vec<ColumnStatistics> =
+        schema.fields().iter().map(|f| column_statistics(input, f.name(), f.data_type())).collect();
+    // The conjuncts interval analysis can bound are analysed together (`d >= a AND d < b` is
+    // one interval of `d`, not two independent halves); each other one keeps the default.
+    let (bounded, assumed): (Vec<_>, Vec<_>) =
+        split_conjunction(&expr).into_iter().partition(|c| analysable(c, &schema, &stats));
+    let ranged = match bounded.is_empty() {
+        true => Some(1.0),
+        false => {
+            let together = conjunction(bounded.iter().map(|c| Arc::clone(*c)));
+            let analysed = AnalysisContext::try_from_statistics(&schema, &stats)
+                .and_then(|ctx| analyze(&together, ctx, &schema));
+            // Interval arithmetic refuses some type pairs: then those conjuncts are assumed too.
+            analysed.ok().and_then(|ctx| ctx.selectivity)
+        }
+    };
+    let (share, from_ranges) = match ranged {
+        Some(share) => (share * DEFAULT_SELECTIVITY.powi(assumed.len() as i32), bounded.len()),
+        None => (DEFAULT_SELECTIVITY.powi((bounded.len() + assumed.len()) as i32), 0),
+    };
+    Selectivity { share: share.clamp(0.0, 1.0), from_ranges }
+}
+
+/// Whether interval analysis can bound a conjunct: every column it reads has a known range, and
+/// its operators and types are ones interval arithmetic supports.
+fn analysable(expr: &Arc<dyn PhysicalExpr>, schema: &SchemaRef, stats: &[ColumnStatistics]) -> bool {
+    let columns = collect_columns(expr);
+    !columns.is_empty()
+        && columns.iter().all(|c| stats.get(c.index()).is_some_and(|s| s.min_value.get_value().is_some()))
+        && check_support(expr, schema)
+}
+
+/// Estimated rows of `plan`'s output, where planning can tell: Parquet footers count a scan's
+/// rows, a filter keeps its [`filter_selectivity`], an aggregation at most its groups, and a
+/// join matches as many rows as [`join_rows`] estimates.
+pub fn estimated_rows(plan: &Plan) -> Option<f64> {
+    match plan {
+        Plan::Scan(s) => s.rows().map(|r| r as f64),
+        Plan::Graph(_) => None,
+        Plan::Map { input, op: MapOp::Filter { predicate }, .. } => {
+            Some(estimated_rows(input)? * filter_selectivity(input, predicate).share)
+        }
+        Plan::Map {
+            input, op: MapOp::Select { .. } | MapOp::Assign { .. } | MapOp::Apply { .. }, ..
+        }
+        | Plan::Sort { input, .. }
+        | Plan::Repartition { input, .. } => estimated_rows(input),
+        Plan::Map { .. } => None,
+        Plan::Head { input, n } | Plan::TopK { input, n, .. } => {
+            Some(estimated_rows(input).map_or(*n as f64, |r| r.min(*n as f64)))
+        }
+        Plan::Aggregate(a) => {
+            let rows = estimated_rows(&a.input)?;
+            Some(a.input.estimated_groups(&a.keys).map_or(rows, |g| rows.min(g as f64)))
+        }
+        Plan::Join(j) => join_rows(j),
+    }
+}
+
+/// Estimated rows of a join, as textbook optimizers estimate an equi-join: each key value of
+/// the side with fewer distinct keys finds its matches on the other, so the matches are
+/// `left × right / max(distinct left keys, distinct right keys)`. Distinct keys are bounded by
+/// the keys' ranges and by the side's rows; a side whose keys planning cannot bound counts
+/// every row distinct (a primary key). Outer rows without a match are kept on top.
+pub fn join_rows(j: &JoinNode) -> Option<f64> {
+    let (l, r) = (estimated_rows(&j.left)?, estimated_rows(&j.right)?);
+    let (dl, dr) = (distinct(&j.left, &j.left_on, l), distinct(&j.right, &j.right_on, r));
+    let matched = l * r / dl.max(dr).max(1.0);
+    Some(match j.how {
+        JoinHow::Inner => matched,
+        JoinHow::Left => matched.max(l),
+        JoinHow::Right => matched.max(r),
+        JoinHow::Outer => matched.max(l).max(r),
+        // The left rows whose key is among the right's keys.
+        JoinHow::Semi => l * (dr / dl.max(1.0)).min(1.0),
+        JoinHow::Anti => l,
+    })
+}
+
+/// Estimated bytes of a join's output: its [`join_rows`] at the width of a row of each side it
+/// keeps (bytes per row of each side's estimate, or of its columns' types where that is less:
+/// a small file's bytes are mostly its footer); never more than the sides' bytes together (the
+/// left's, for a semi or anti join), which is also the estimate when rows are unknown.
+pub fn join_bytes(j: &JoinNode) -> u64 {
+    let left = j.left.estimated_bytes();
+    let keeps_right = !matches!(j.how, JoinHow::Semi | JoinHow::Anti);
+    let whole = match keeps_right {
+        true => left.saturating_add(j.right.estimated_bytes()),
+        false => left,
+    };
+    let width = |plan: &Plan| {
+        let rows = estimated_rows(plan).filter(|r| *r >= 1.0)?;
+        let in_memory = plan.schema().ok().map_or(f64::INFINITY, |s| schema_width(&s));
+        Some((plan.estimated_bytes() as f64 / rows).min(in_memory))
+    };
+    let row_width = match keeps_right {
+        true => width(&j.left).zip(width(&j.right)).map(|(l, r)| l + r),
+        false => width(&j.left),
+    };
+    match row_width.zip(join_rows(j)) {
+        Some((w, rows)) => ((w * rows).ceil() as u64).min(whole),
+        None => whole,
+    }
+}
+
+/// Bytes a row of `schema` holds in memory: fixed-width types their width, strings and binaries
+/// [`VARIABLE_WIDTH`] (with their offsets), anything else twice that.
+fn schema_width(schema: &SchemaRef) -> f64 {
+    let width = |t: &DataType| match t {
+        DataType::Boolean => 1,
+        DataType::Utf8
+        | DataType::LargeUtf8
+        | DataType::Utf8View
+        | DataType::Binary
+        | DataType::LargeBinary => VARIABLE_WIDTH,
+        t => t.primitive_width().unwrap_or(2 * VARIABLE_WIDTH),
+    };
+    schema.fields().iter().map(|f| width(f.data_type()) as f64).sum::<f64>().max(1.0)
+}
+
+/// The assumed bytes of a string or binary value (TPC-H's text columns average 10 to 80).
+const VARIABLE_WIDTH: usize = 32;
+
+/// Distinct values of `keys` in `plan`'s output of `rows` rows: at most the values their ranges
+/// allow, carried through filters and joins from the side the keys come from, and never more
+/// than the rows.
+fn distinct(plan: &Plan, keys: &[String], rows: f64) -> f64 {
+    let bound = match plan {
+        Plan::Join(j) => {
+            keys_side(j, keys).and_then(|side| Some(distinct(side, keys, estimated_rows(side)?)))
+        }
+        _ => plan.estimated_groups(keys).map(|g| g as f64),
+    };
+    bound.map_or(rows, |b| b.min(rows)).max(1.0)
+}
+
+/// Inexact min and max of column `name` of `plan`'s output, where planning knows its range.
+fn column_statistics(plan: &Plan, name: &str, data_type: &DataType) -> ColumnStatistics {
+    let mut stats = ColumnStatistics::new_unknown();
+    let bounds =
+        column_range(plan, name).and_then(|(lo, hi)| Some((scalar(lo, data_type)?, scalar(hi, data_type)?)));
+    if let Some((lo, hi)) = bounds {
+        stats.min_value = Precision::Inexact(lo);
+        stats.max_value = Precision::Inexact(hi);
+    }
+    stats
+}
+
+/// `(min, max)` of an integer-encoded column of `plan`'s output (Parquet statistics of the scan
+/// it comes from, kept by every operator that passes its values through). A filter's output
+/// keeps its input's range: a bound, not the tightest one.
+pub fn column_range(plan: &Plan, name: &str) -> Option<(i64, i64)> {
+    match plan {
+        Plan::Scan(s) => {
+            let projected = s.projection.as_ref().is_none_or(|p| p.iter().any(|c| c == name));
+            projected.then(|| s.int_ranges.get(name).copied()).flatten()
+        }
+        Plan::Map { input, op, .. } if keeps_values(op, &[name.to_string()]) => column_range(input, name),
+        Plan::Head { input, .. }
+        | Plan::TopK { input, .. }
+        | Plan::Sort { input, .. }
+        | Plan::Repartition { input, .. } => column_range(input, name),
+        Plan::Join(j) => join_side(j, name).and_then(|side| column_range(side, name)),
+        Plan::Map { .. } | Plan::Aggregate(_) | Plan::Graph(_) => None,
+    }
+}
+
+/// The side of a join a column of its output comes from unrenamed: the only side with a column
+/// of that name (a name on both sides is suffixed or merged, and its range is the sides' union).
+fn join_side<'a>(j: &'a JoinNode, name: &str) -> Option<&'a Arc<Plan>> {
+    let has = |p: &Plan| p.schema().is_ok_and(|s: SchemaRef| s.field_with_name(name).is_ok());
+    let right_kept = !matches!(j.how, JoinHow::Semi | JoinHow::Anti);
+    match (has(&j.left), right_kept && has(&j.right)) {
+        (true, false) => Some(&j.left),
+        (false, true) => Some(&j.right),
+        _ => None,
+    }
+}
+
+/// The side of a join all of `keys` come from, if one does.
+fn keys_side<'a>(j: &'a JoinNode, keys: &[String]) -> Option<&'a Arc<Plan>> {
+    let mut sides = keys.iter().map(|k| join_side(j, k));
+    let first = sides.next()??;
+    sides.all(|s| s.is_some_and(|s| Arc::ptr_eq(s, first))).then_some(first)
+}
+
+/// `value`, the integer encoding of a Parquet statistic, as a value of `data_type`.
+fn scalar(value: i64, data_type: &DataType) -> Option<ScalarValue> {
+    match data_type {
+        // Statistics of unsigned 64-bit columns are stored as their bits.
+        DataType::UInt64 => None,
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::Date32
+        | DataType::Date64
+        | DataType::Timestamp(..) => ScalarValue::Int64(Some(value)).cast_to(data_type).ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collections::dataframe::optimize::join_schema;
+    use crate::collections::dataframe::plan::{FileInfo, ScanNode};
+    use arrow::datatypes::{Field, Schema};
+    use shoal_protocol::{FileFormat, ObjectRef};
+    use std::collections::HashMap;
+
+    /// Days from 1970-01-01 to `y`-01-01 (hand-checked: 1992 → 8035, 1995 → 9131).
+    fn days(y: i64) -> i64 {
+        (1970..y).map(|y| if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 { 366 } else { 365 }).sum()
+    }
+
+    /// A Parquet scan of one file of `bytes` and `rows` with these columns and ranges.
+    fn table(columns: &[(&str, DataType, Option<(i64, i64)>)], rows: u64, bytes: u64) -> Plan {
+        let schema =
+            Schema::new(columns.iter().map(|(n, t, _)| Field::new(*n, t.clone(), false)).collect::<Vec<_>>());
+        let int_ranges =
+            columns.iter().filter_map(|(n, _, r)| Some((n.to_string(), (*r)?))).collect::<HashMap<_, _>>();
+        let object = ObjectRef { url: "file:///t/0.parquet".into(), size: bytes, e_tag: None };
+        Plan::Scan(ScanNode {
+            source: "t/*.parquet".into(),
+            format: FileFormat::Parquet,
+            file_schema: Arc::new(schema),
+            files: vec![FileInfo { object, row_groups: vec![(bytes, rows)] }],
+            partitions: vec![],
+            projection: None,
+            predicate: None,
+            int_ranges,
+            schema_on_read: false,
+        })
+    }
+
+    /// `d` (a date over 1992..=1998), `n` (1 to 100), `price` (decimal(15,2)), `s` (a string).
+    fn scan() -> Plan {
+        table(
+            &[
+                ("d", DataType::Date32, Some((days(1992), days(1999) - 1))),
+                ("n", DataType::Int64, Some((1, 100))),
+                ("price", DataType::Decimal128(15, 2), Some((0, 1_000_000))),
+                ("s", DataType::Utf8, None),
+            ],
+            1000,
+            16_000,
+        )
+    }
+
+    fn filter(input: Plan, predicate: &str) -> Plan {
+        let schema = input.schema().unwrap();
+        Plan::Map { input: Arc::new(input), op: MapOp::Filter { predicate: predicate.into() }, schema }
+    }
+
+    fn join(left: Plan, right: Plan, how: JoinHow, on: (&str, &str)) -> Plan {
+        let mut j = JoinNode {
+            left: Arc::new(left),
+            right: Arc::new(right),
+            how,
+            left_on: vec![on.0.into()],
+            right_on: vec![on.1.into()],
+            suffixes: ("_x".into(), "_y".into()),
+            schema: Arc::new(Schema::empty()),
+            hint: None,
+            npartitions: None,
+            strategy: None,
+        };
+        j.schema = join_schema(&j).unwrap();
+        Plan::Join(j)
+    }
+
+    fn near(actual: f64, expected: f64) -> bool {
+        (actual - expected).abs() <= expected.abs() * 0.01 + 1e-9
+    }
+
+    #[test]
+    fn a_date_range_keeps_its_share_of_the_columns_range() {
+        assert_eq!((days(1992), days(1995)), (8035, 9131));
+        let year = filter_selectivity(&scan(), "d >= DATE '1994-01-01' AND d < DATE '1995-01-01'");
+        // 365 of the 2557 days 1992-01-01..=1998-12-31: one interval, not two independent halves.
+        assert!(near(year.share, 365.0 / 2557.0), "{year:?}");
+        assert_eq!(year.from_ranges, 2);
+        let half = filter_selectivity(&scan(), "n <= 50");
+        assert!(near(half.share, 0.5), "{half:?}");
+        assert!(filter_selectivity(&scan(), "n > 1000").share < 0.002);
+        // DataFusion's interval analysis takes no decimals: assumed.
+        let price = filter_selectivity(&scan(), "price < 2500.00");
+        assert_eq!(price, Selectivity { share: DEFAULT_SELECTIVITY, from_ranges: 0 });
+    }
+
+    #[test]
+    fn conjuncts_without_ranges_are_assumed_and_multiply() {
+        let s = filter_selectivity(&scan(), "s = 'ASIA'");
+        assert_eq!(s, Selectivity { share: DEFAULT_SELECTIVITY, from_ranges: 0 });
+        let both = filter_selectivity(&scan(), "s IN ('a', 'b') AND n <= 50");
+        assert!(near(both.share, DEFAULT_SELECTIVITY * 0.5), "{both:?}");
+        assert_eq!(both.from_ranges, 1);
+        // Not an expression planning can read: assumed, not an error (validation reports it).
+        assert_eq!(filter_selectivity(&scan(), "no_such_column > 1").share, DEFAULT_SELECTIVITY);
+        assert_eq!(format!("{both}"), "keeps ~10.00% of rows, from column ranges");
+    }
+
+    #[test]
+    fn ranges_pass_through_operators_that_keep_values() {
+        let filtered = filter(scan(), "s = 'x'");
+        assert_eq!(column_range(&filtered, "n"), Some((1, 100)));
+        let replaced = Plan::Map {
+            input: Arc::new(scan()),
+            op: MapOp::Assign { columns: vec![("n".into(), "n * 2".into())] },
+            schema: scan().schema().unwrap(),
+        };
+        assert_eq!(column_range(&replaced, "n"), None);
+        assert!(near(filter_selectivity(&filtered, "n <= 25").share, 0.25));
+        // 1,000 rows of 16 bytes; the filter keeps a fifth of them, and of their bytes.
+        assert_eq!((estimated_rows(&filtered), filtered.estimated_bytes()), (Some(200.0), 3200));
+    }
+
+    /// TPC-H's shape, by hand: 25 nations in 5 regions, 150,000 customers of those nations,
+    /// 1,500,000 orders of those customers, keys dense from 0 or 1.
+    #[test]
+    fn joins_match_rows_by_their_distinct_keys() {
+        let region = || {
+            table(&[("r_regionkey", DataType::Int64, Some((0, 4))), ("r_name", DataType::Utf8, None)], 5, 50)
+        };
+        let nation = table(
+            &[
+                ("n_nationkey", DataType::Int64, Some((0, 24))),
+                ("n_regionkey", DataType::Int64, Some((0, 4))),
+            ],
+            25,
+            250,
+        );
+        let customer = table(
+            &[
+                ("c_custkey", DataType::Int64, Some((1, 150_000))),
+                ("c_nationkey", DataType::Int64, Some((0, 24))),
+            ],
+            150_000,
+            3_000_000,
+        );
+        let orders = table(
+            &[
+                ("o_orderkey", DataType::Int64, Some((1, 1_500_000))),
+                ("o_custkey", DataType::Int64, Some((1, 150_000))),
+            ],
+            1_500_000,
+            30_000_000,
+        );
+        // One region of five (assumed 20%): 1 row; its nations: 25 × 1 / max(6, 1) — the
+        // distinct keys of a range count a null too (`hi - lo + 2`).
+        let asia = filter(region(), "r_name = 'ASIA'");
+        let nations = join(nation, asia, JoinHow::Inner, ("n_regionkey", "r_regionkey"));
+        let n = estimated_rows(&nations).unwrap();
+        assert!(near(n, 25.0 / 6.0), "{n}");
+        // Their customers: 150,000 × n / max(26, n).
+        let customers = join(customer, nations, JoinHow::Inner, ("c_nationkey", "n_nationkey"));
+        let c = estimated_rows(&customers).unwrap();
+        assert!(near(c, 150_000.0 * n / 26.0), "{c}");
+        // Their orders: 1,500,000 × c / max(150,001, c), each row as wide as an order's two
+        // integers (16 bytes, under its file's 20 a row), a customer's (16, under 20) and a
+        // nation and its region (their files' 10 + 10, under 16 and 40).
+        let theirs = join(orders, customers, JoinHow::Inner, ("o_custkey", "c_custkey"));
+        let o = estimated_rows(&theirs).unwrap();
+        assert!(near(o, 1_500_000.0 * c / 150_001.0), "{o}");
+        assert!(near(theirs.estimated_bytes() as f64, o * 52.0), "{} for {o} rows", theirs.estimated_bytes());
+        // A semi join keeps the left rows whose key the right has; an anti join at most all.
+        let semi = join(
+            region(),
+            filter(region(), "r_name = 'ASIA'"),
+            JoinHow::Semi,
+            ("r_regionkey", "r_regionkey"),
+        );
+        assert_eq!(estimated_rows(&semi), Some(1.0));
+        let anti = join(
+            region(),
+            filter(region(), "r_name = 'ASIA'"),
+            JoinHow::Anti,
+            ("r_regionkey", "r_regionkey"),
+        );
+        assert_eq!(estimated_rows(&anti), Some(5.0));
+        assert_eq!(anti.estimated_bytes(), 50);
+    }
+}
