@@ -275,8 +275,11 @@ mod tests {
         (1970..y).map(|y| if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 { 366 } else { 365 }).sum()
     }
 
+    /// A column of a test table: its name, type and `(min, max)` from statistics.
+    type Column<'a> = (&'a str, DataType, Option<(i64, i64)>);
+
     /// A Parquet scan of one file of `bytes` and `rows` with these columns and ranges.
-    fn table(columns: &[(&str, DataType, Option<(i64, i64)>)], rows: u64, bytes: u64) -> Plan {
+    fn table(columns: &[Column<'_>], rows: u64, bytes: u64) -> Plan {
         let schema =
             Schema::new(columns.iter().map(|(n, t, _)| Field::new(*n, t.clone(), false)).collect::<Vec<_>>());
         let int_ranges =
