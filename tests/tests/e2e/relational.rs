@@ -360,6 +360,26 @@ async fn join_strategies_match_duckdb() {
     let sql = "SELECT a.cust, a.qty, b.credit FROM (SELECT cust, sum(qty) AS qty FROM s GROUP BY cust) a \
                JOIN (SELECT cust, max(credit) AS credit FROM c GROUP BY cust) b ON a.cust = b.cust";
     env.check("partition_wise", &pw, "strategy=partition-wise", sql, false).await;
+
+    // One side shuffled by the join key already: only the other side is shuffled, into its
+    // partitions (a left one runs the join in its own tasks, a right one is read a task per
+    // reducer), for every join type that hashes.
+    let sql_a = "(SELECT cust, sum(qty) AS qty FROM s GROUP BY cust)";
+    let sold = c.merge(&a, &on().strategy(JoinHint::Hash)).unwrap();
+    let plan = sold.explain().unwrap();
+    assert!(plan.contains("only the left is shuffled"), "{plan}");
+    let sql = format!("SELECT c.*, a.qty FROM c JOIN {sql_a} a ON c.cust = a.cust");
+    env.check("hash_right_placed", &sold, "strategy=hash npartitions=8", &sql, false).await;
+    let unsold = a.merge(c, &on().how(JoinHow::Right).strategy(JoinHint::Hash)).unwrap();
+    let plan = unsold.explain().unwrap();
+    assert!(plan.contains("only the right is shuffled"), "{plan}");
+    let sql = format!(
+        "SELECT c.cust, a.qty, c.segment, c.credit, c.region FROM {sql_a} a RIGHT JOIN c ON a.cust = c.cust"
+    );
+    env.check("hash_left_placed", &unsold, "strategy=hash npartitions=8", &sql, false).await;
+    let buyers = c.merge(&a, &on().how(JoinHow::Anti).strategy(JoinHint::Hash)).unwrap();
+    let sql = format!("SELECT * FROM c ANTI JOIN {sql_a} a ON c.cust = a.cust");
+    env.check("hash_right_placed_anti", &buyers, "only the left is shuffled", &sql, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,9 @@
 //! - shuffle aggregation: M `Partial` tasks writing N hash buckets each, N `Final` reducers;
 //! - broadcast join: the small side materialized, every partition of the other reads all of it;
 //!   partition-wise join: partition i of each side paired; hash join: both sides shuffled into
-//!   N buckets, N join reducers;
+//!   N buckets, N join reducers — a side hash-partitioned on its keys into N partitions already
+//!   (a shuffled aggregation by them) is not shuffled again: a left one runs the join in its own
+//!   tasks, a right one is read a task per reducer;
 //! - sort: M sample tasks, one boundaries task, M range-shuffle map tasks, N sorting reducers;
 //! - repartition: adjacent partitions concatenated (fewer) or each split by rows (more).
 
@@ -204,22 +206,10 @@ fn shuffle(partitioning: Partitioning) -> impl Fn(usize) -> Output {
     move |_| Output::Shuffle { partitioning: partitioning.clone() }
 }
 
-/// An N-partition stage, partition `b` reading bucket `b` of `left` (port 0) and, when
-/// `right` is not empty, of `right` (port 1).
-fn reduce(
-    name: &str,
-    graph: &TaskGraph,
-    n: usize,
-    left: &[usize],
-    right: &[usize],
-    bytes: u64,
-) -> Result<Pending> {
-    let partitions = (0..n).map(|b| (read_bucket(graph, left, b, 0), left.to_vec())).collect();
-    let mut p = Pending::new(name, partitions, output_schema(graph, left)?, bytes);
-    if !right.is_empty() {
-        p.attach_side(graph, right, 1, |b| (read_bucket(graph, right, b, 1), right.to_vec()))?;
-    }
-    Ok(p)
+/// An N-partition stage, partition `b` reading bucket `b` of every map task of `maps` (port 0).
+fn reduce(name: &str, graph: &TaskGraph, n: usize, maps: &[usize], bytes: u64) -> Result<Pending> {
+    let partitions = (0..n).map(|b| (read_bucket(graph, maps, b, 0), maps.to_vec())).collect();
+    Ok(Pending::new(name, partitions, output_schema(graph, maps)?, bytes))
 }
 
 fn lower_node(plan: &Plan, graph: &mut TaskGraph) -> Result<Pending> {
@@ -313,7 +303,7 @@ fn lower_aggregate(plan: &Plan, a: &AggregateNode, graph: &mut TaskGraph) -> Res
             p.push(step(AggregateMode::Partial))?;
             let hash = Partitioning::Hash { keys: a.keys.clone(), n: split_out as u32 };
             let maps = materialize(p, graph, shuffle(hash))?;
-            let mut reducers = reduce("aggregate", graph, split_out, &maps, &[], out_bytes)?;
+            let mut reducers = reduce("aggregate", graph, split_out, &maps, out_bytes)?;
             reducers.push(step(AggregateMode::Final))?;
             Ok(reducers)
         }
@@ -405,12 +395,32 @@ fn lower_join(plan: &Plan, j: &JoinNode, graph: &mut TaskGraph) -> Result<Pendin
         }
         Some(JoinStrategy::Divisions) => lower_divisions_join(j, graph),
         Some(JoinStrategy::Hash { npartitions: n }) => {
-            let lhash = Partitioning::Hash { keys: j.left_on.clone(), n: n as u32 };
-            let rhash = Partitioning::Hash { keys: j.right_on.clone(), n: n as u32 };
-            let left = materialize(lower_node(&j.left, graph)?, graph, shuffle(lhash))?;
-            let right = materialize(lower_node(&j.right, graph)?, graph, shuffle(rhash))?;
-            let mut p = reduce("join", graph, n, &left, &right, plan.estimated_bytes())?;
-            p.push(join(1))?;
+            // A side hash-partitioned on its keys into n partitions already (a shuffled
+            // aggregation by them) is not shuffled again: its partition b is bucket b.
+            let hash = |keys: &[String]| shuffle(Partitioning::Hash { keys: keys.to_vec(), n: n as u32 });
+            let right_placed = super::strategy::placed(&j.right, &j.right_on, n);
+            let right = lower_node(&j.right, graph)?;
+            let right = match right_placed {
+                true => materialize(right, graph, |_| Output::Intermediate)?,
+                false => materialize(right, graph, hash(&j.right_on))?,
+            };
+            let mut p = match super::strategy::placed(&j.left, &j.left_on, n) {
+                // The join runs in the left side's own tasks.
+                true => lower_node(&j.left, graph)?,
+                false => {
+                    let left = materialize(lower_node(&j.left, graph)?, graph, hash(&j.left_on))?;
+                    reduce("join", graph, n, &left, plan.estimated_bytes())?
+                }
+            };
+            if p.partitions.len() != n || right.len() != n && right_placed {
+                return Err(internal(format!("hash join into {n} partitions of a side in other partitions")));
+            }
+            let port = p.next_port();
+            p.attach_side(graph, &right, port, |b| match right_placed {
+                true => (read_all(graph, &right[b..=b], port), vec![right[b]]),
+                false => (read_bucket(graph, &right, b, port), right.clone()),
+            })?;
+            p.push(join(port))?;
             Ok(p)
         }
         None => Err(internal("join lowered before optimization".into())),
@@ -577,7 +587,7 @@ fn lower_sort_filtered(
     map.attach(graph, &bounds, port)?;
     let range = Partitioning::Range { keys: keys.to_vec(), port, n: n as u32 };
     let maps = materialize(map, graph, shuffle(range))?;
-    let mut reducers = reduce("sort", graph, n, &maps, &[], bytes)?;
+    let mut reducers = reduce("sort", graph, n, &maps, bytes)?;
     reducers.push(sort)?;
     Ok((reducers, bounds.first().copied()))
 }

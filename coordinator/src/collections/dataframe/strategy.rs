@@ -34,6 +34,20 @@ pub(super) fn aggregate_strategy(a: &AggregateNode, config: &PlanConfig) -> (Agg
 }
 
 pub(super) fn join_strategy(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, String)> {
+    let (strategy, mut why) = choose_join(j, config)?;
+    let note = match strategy {
+        JoinStrategy::Hash { npartitions: n } if placed(&j.left, &j.left_on, n) => "left",
+        JoinStrategy::Hash { npartitions: n } if placed(&j.right, &j.right_on, n) => "right",
+        _ => return Ok((strategy, why)),
+    };
+    let other = if note == "left" { "right" } else { "left" };
+    why.push_str(&format!(
+        "; the {note} side is hash-partitioned on its keys already: only the {other} is shuffled"
+    ));
+    Ok((strategy, why))
+}
+
+fn choose_join(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, String)> {
     let right_ok = matches!(j.how, JoinHow::Inner | JoinHow::Left | JoinHow::Semi | JoinHow::Anti);
     let left_ok = matches!(j.how, JoinHow::Inner | JoinHow::Right);
     let aligned = match (j.left.hash_partitioning(), j.right.hash_partitioning()) {
@@ -43,8 +57,16 @@ pub(super) fn join_strategy(j: &JoinNode, config: &PlanConfig) -> Result<(JoinSt
     // The left side is indexed by the (single) join key: align the right to its divisions.
     let indexed = j.left_on.len() == 1
         && matches!(&*j.left, Plan::Sort { keys, index: true, .. } if keys.len() == 1 && keys[0].column == j.left_on[0]);
+    // A side already hash-partitioned on its keys (a shuffled aggregation by them) is not
+    // shuffled again when the join has as many partitions: only the other side moves.
     let hash = || {
-        let n = j.npartitions.unwrap_or_else(|| j.left.partitions().max(j.right.partitions())).max(1);
+        let placed = j.left.hash_partitioning().filter(|(k, _)| *k == j.left_on);
+        let placed = placed.or_else(|| j.right.hash_partitioning().filter(|(k, _)| *k == j.right_on));
+        let n = j
+            .npartitions
+            .or(placed.map(|(_, n)| n))
+            .unwrap_or_else(|| j.left.partitions().max(j.right.partitions()))
+            .max(1);
         JoinStrategy::Hash { npartitions: n }
     };
     let how = j.how.as_str();
@@ -135,6 +157,12 @@ impl std::fmt::Display for JoinCost {
     }
 }
 
+/// Whether `side` is hash-partitioned on exactly `keys` into `n` partitions already, so that a
+/// hash join into `n` partitions reads its partition `i` whole instead of shuffling it.
+pub(super) fn placed(side: &Plan, keys: &[String], n: usize) -> bool {
+    side.hash_partitioning().is_some_and(|(k, m)| k == keys && m == n)
+}
+
 /// The join strategy of least estimated total work among those the join's `how` allows: a
 /// broadcast of a side under the broadcast limit (which bounds what each task holds), and the
 /// shuffle — of the right side to the left's divisions when the left is indexed by the key, of
@@ -174,7 +202,12 @@ fn cheapest_join(
                 JoinStrategy::Hash { npartitions } => npartitions,
                 _ => lp.max(rp),
             };
-            (hash, "hash".into(), JoinCost::shuffle(0, lb.saturating_add(rb), rb, lp + rp, n))
+            let cost = match (placed(&j.left, &j.left_on, n), placed(&j.right, &j.right_on, n)) {
+                (true, _) => JoinCost::shuffle(lb, rb, rb, rp, n),
+                (_, true) => JoinCost::shuffle(rb, lb, rb, lp, n),
+                _ => JoinCost::shuffle(0, lb.saturating_add(rb), rb, lp + rp, n),
+            };
+            (hash, "hash".into(), cost)
         }
     });
     let mut best = candidates.len() - 1;
