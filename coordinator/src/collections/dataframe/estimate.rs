@@ -25,6 +25,39 @@ use std::sync::Arc;
 /// `FilterExec` default).
 pub const DEFAULT_SELECTIVITY: f64 = 0.2;
 
+impl Plan {
+    /// Estimated bytes this node's output holds (a rough guide for strategies and `explain`): a
+    /// scan's share of its files' bytes, a filter's share of its input's
+    /// ([`filter_selectivity`]), a join's estimated rows at
+    /// its sides' row widths ([`join_bytes`]).
+    pub fn estimated_bytes(&self) -> u64 {
+        match self {
+            Plan::Scan(s) => s.estimated_bytes(),
+            Plan::Graph(g) => g.estimated_bytes,
+            Plan::Map { input, op: MapOp::Filter { predicate }, .. } => {
+                let kept = filter_selectivity(input, predicate);
+                (input.estimated_bytes() as f64 * kept.share).ceil() as u64
+            }
+            Plan::Map { input, .. } | Plan::Sort { input, .. } | Plan::Repartition { input, .. } => {
+                input.estimated_bytes()
+            }
+            Plan::Head { input, n } | Plan::TopK { input, n, .. } => {
+                let width = input.schema().map(|s| s.fields().len() as u64).unwrap_or(1).max(1);
+                input.estimated_bytes().min(*n as u64 * width * 16)
+            }
+            Plan::Aggregate(a) => {
+                let width = (a.keys.len() + a.aggs.len()) as u64 * 16;
+                match a.input.estimated_groups(&a.keys) {
+                    Some(groups) => groups.saturating_mul(width),
+                    None if a.keys.is_empty() => width,
+                    None => a.input.estimated_bytes(),
+                }
+            }
+            Plan::Join(j) => join_bytes(j),
+        }
+    }
+}
+
 /// A filter's estimated share of its input's rows.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Selectivity {

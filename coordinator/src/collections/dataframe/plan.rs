@@ -1,5 +1,6 @@
 //! The DataFrame's logical plan: a tree of operators over scans, with what planning can tell
-//! about each node (schema, partitions, estimated bytes and groups, index, hash partitioning).
+//! about each node (schema, partitions, estimated groups, index, hash partitioning; its
+//! estimated rows and bytes are the `estimate` module's).
 //!
 //! Per-partition operators (`Map`) keep the partitioning of their input; the others (`Head`,
 //! `TopK`, `Aggregate`, `Join`, `Sort`, `Repartition`) change it, and so start a new stage when
@@ -333,37 +334,6 @@ impl Plan {
                 _ => j.left.partitions(),
             },
             Plan::Sort { npartitions, .. } | Plan::Repartition { npartitions, .. } => *npartitions,
-        }
-    }
-
-    /// Estimated bytes this node's output holds (a rough guide for strategies and `explain`): a
-    /// scan's share of its files' bytes, a filter's share of its input's
-    /// ([`filter_selectivity`](super::estimate::filter_selectivity)), a join's estimated rows at
-    /// its sides' row widths ([`join_bytes`](super::estimate::join_bytes)).
-    pub fn estimated_bytes(&self) -> u64 {
-        match self {
-            Plan::Scan(s) => s.estimated_bytes(),
-            Plan::Graph(g) => g.estimated_bytes,
-            Plan::Map { input, op: MapOp::Filter { predicate }, .. } => {
-                let kept = super::estimate::filter_selectivity(input, predicate);
-                (input.estimated_bytes() as f64 * kept.share).ceil() as u64
-            }
-            Plan::Map { input, .. } | Plan::Sort { input, .. } | Plan::Repartition { input, .. } => {
-                input.estimated_bytes()
-            }
-            Plan::Head { input, n } | Plan::TopK { input, n, .. } => {
-                let width = input.schema().map(|s| s.fields().len() as u64).unwrap_or(1).max(1);
-                input.estimated_bytes().min(*n as u64 * width * 16)
-            }
-            Plan::Aggregate(a) => {
-                let width = (a.keys.len() + a.aggs.len()) as u64 * 16;
-                match a.input.estimated_groups(&a.keys) {
-                    Some(groups) => groups.saturating_mul(width),
-                    None if a.keys.is_empty() => width,
-                    None => a.input.estimated_bytes(),
-                }
-            }
-            Plan::Join(j) => super::estimate::join_bytes(j),
         }
     }
 
