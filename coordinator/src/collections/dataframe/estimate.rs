@@ -154,10 +154,14 @@ pub fn estimated_rows(plan: &Plan) -> Option<f64> {
 /// the keys' ranges and by the side's rows; a side whose keys planning cannot bound counts
 /// every row distinct (a primary key). Outer rows without a match are kept on top.
 pub fn join_rows(j: &JoinNode) -> Option<f64> {
-    let (l, r) = (estimated_rows(&j.left)?, estimated_rows(&j.right)?);
+    Some(matched_rows(j, estimated_rows(&j.left)?, estimated_rows(&j.right)?))
+}
+
+/// [`join_rows`] of sides of `l` and `r` rows.
+fn matched_rows(j: &JoinNode, l: f64, r: f64) -> f64 {
     let (dl, dr) = (distinct(&j.left, &j.left_on, l), distinct(&j.right, &j.right_on, r));
     let matched = l * r / dl.max(dr).max(1.0);
-    Some(match j.how {
+    match j.how {
         JoinHow::Inner => matched,
         JoinHow::Left => matched.max(l),
         JoinHow::Right => matched.max(r),
@@ -165,7 +169,7 @@ pub fn join_rows(j: &JoinNode) -> Option<f64> {
         // The left rows whose key is among the right's keys.
         JoinHow::Semi => l * (dr / dl.max(1.0)).min(1.0),
         JoinHow::Anti => l,
-    })
+    }
 }
 
 /// Estimated bytes of a join's output: its [`join_rows`] at the width of a row of each side it
@@ -173,25 +177,18 @@ pub fn join_rows(j: &JoinNode) -> Option<f64> {
 /// a small file's bytes are mostly its footer); never more than the sides' bytes together (the
 /// left's, for a semi or anti join), which is also the estimate when rows are unknown.
 pub fn join_bytes(j: &JoinNode) -> u64 {
-    let left = j.left.estimated_bytes();
     let keeps_right = !matches!(j.how, JoinHow::Semi | JoinHow::Anti);
-    let whole = match keeps_right {
-        true => left.saturating_add(j.right.estimated_bytes()),
-        false => left,
+    let (left, right) = (j.left.estimated_bytes(), keeps_right.then(|| j.right.estimated_bytes()));
+    let whole = left.saturating_add(right.unwrap_or(0));
+    let (Some(l), Some(r)) = (estimated_rows(&j.left), estimated_rows(&j.right)) else {
+        return whole;
     };
-    let width = |plan: &Plan| {
-        let rows = estimated_rows(plan).filter(|r| *r >= 1.0)?;
+    let width = |plan: &Plan, bytes: u64, rows: f64| {
         let in_memory = plan.schema().ok().map_or(f64::INFINITY, |s| schema_width(&s));
-        Some((plan.estimated_bytes() as f64 / rows).min(in_memory))
+        (bytes as f64 / rows.max(1.0)).min(in_memory)
     };
-    let row_width = match keeps_right {
-        true => width(&j.left).zip(width(&j.right)).map(|(l, r)| l + r),
-        false => width(&j.left),
-    };
-    match row_width.zip(join_rows(j)) {
-        Some((w, rows)) => ((w * rows).ceil() as u64).min(whole),
-        None => whole,
-    }
+    let row_width = width(&j.left, left, l) + right.map_or(0.0, |b| width(&j.right, b, r));
+    ((row_width * matched_rows(j, l, r)).ceil() as u64).min(whole)
 }
 
 /// Bytes a row of `schema` holds in memory: fixed-width types their width, strings and binaries
@@ -465,19 +462,10 @@ mod tests {
         assert!(near(o, 1_500_000.0 * c / 150_001.0), "{o}");
         assert!(near(theirs.estimated_bytes() as f64, o * 52.0), "{} for {o} rows", theirs.estimated_bytes());
         // A semi join keeps the left rows whose key the right has; an anti join at most all.
-        let semi = join(
-            region(),
-            filter(region(), "r_name = 'ASIA'"),
-            JoinHow::Semi,
-            ("r_regionkey", "r_regionkey"),
-        );
-        assert_eq!(estimated_rows(&semi), Some(1.0));
-        let anti = join(
-            region(),
-            filter(region(), "r_name = 'ASIA'"),
-            JoinHow::Anti,
-            ("r_regionkey", "r_regionkey"),
-        );
+        let against_asia =
+            |how| join(region(), filter(region(), "r_name = 'ASIA'"), how, ("r_regionkey", "r_regionkey"));
+        assert_eq!(estimated_rows(&against_asia(JoinHow::Semi)), Some(1.0));
+        let anti = against_asia(JoinHow::Anti);
         assert_eq!(estimated_rows(&anti), Some(5.0));
         assert_eq!(anti.estimated_bytes(), 50);
     }
