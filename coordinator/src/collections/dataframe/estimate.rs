@@ -19,7 +19,8 @@ use datafusion::physical_expr::intervals::utils::check_support;
 use datafusion::physical_expr::utils::{collect_columns, split_conjunction};
 use datafusion::physical_expr::{AnalysisContext, PhysicalExpr, analyze};
 use shoal_protocol::JoinHow;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 /// The share of rows a conjunct keeps when planning cannot tell (DataFusion's
 /// `FilterExec` default).
@@ -78,27 +79,52 @@ impl std::fmt::Display for Selectivity {
     }
 }
 
+/// Estimates made in this process, by predicate, input schema and column ranges: planning asks
+/// for a filter's estimate once per node above it, and each asks again for its inputs, so a
+/// chain of joins would otherwise compile the same predicate many times over.
+static ESTIMATES: LazyLock<Mutex<HashMap<String, Selectivity>>> = LazyLock::new(Default::default);
+/// Most estimates kept; the cache starts over beyond it.
+const ESTIMATES_MAX: usize = 1024;
+
 /// The estimated share of `input`'s rows for which `predicate` holds.
 pub fn filter_selectivity(input: &Plan, predicate: &str) -> Selectivity {
     let assumed = Selectivity { share: DEFAULT_SELECTIVITY, from_ranges: 0 };
     let Ok(schema) = input.schema() else {
         return assumed;
     };
-    let Some(expr) = shoal_worker::ops::table::program::physical_expr(&schema, predicate) else {
-        return assumed;
-    };
     let stats: Vec<ColumnStatistics> =
         schema.fields().iter().map(|f| column_statistics(input, f.name(), f.data_type())).collect();
+    let key = format!("{predicate}\n{schema:?}\n{stats:?}");
+    let mut cache = ESTIMATES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(found) = cache.get(&key) {
+        return *found;
+    }
+    let estimate = estimate_selectivity(&schema, &stats, predicate).unwrap_or(assumed);
+    if cache.len() >= ESTIMATES_MAX {
+        cache.clear();
+    }
+    cache.insert(key, estimate);
+    estimate
+}
+
+/// [`filter_selectivity`] over `schema` with these column statistics; `None` when the predicate
+/// does not compile here (validation reports it).
+fn estimate_selectivity(
+    schema: &SchemaRef,
+    stats: &[ColumnStatistics],
+    predicate: &str,
+) -> Option<Selectivity> {
+    let expr = shoal_worker::ops::table::program::physical_expr(schema, predicate)?;
     // The conjuncts interval analysis can bound are analysed together (`d >= a AND d < b` is
     // one interval of `d`, not two independent halves); each other one keeps the default.
     let (bounded, assumed): (Vec<_>, Vec<_>) =
-        split_conjunction(&expr).into_iter().partition(|c| analysable(c, &schema, &stats));
+        split_conjunction(&expr).into_iter().partition(|c| analysable(c, schema, stats));
     let ranged = match bounded.is_empty() {
         true => Some(1.0),
         false => {
             let together = conjunction(bounded.iter().map(|c| Arc::clone(*c)));
-            let analysed = AnalysisContext::try_from_statistics(&schema, &stats)
-                .and_then(|ctx| analyze(&together, ctx, &schema));
+            let analysed = AnalysisContext::try_from_statistics(schema, stats)
+                .and_then(|ctx| analyze(&together, ctx, schema));
             // Interval arithmetic refuses some type pairs: then those conjuncts are assumed too.
             analysed.ok().and_then(|ctx| ctx.selectivity)
         }
@@ -107,7 +133,7 @@ pub fn filter_selectivity(input: &Plan, predicate: &str) -> Selectivity {
         Some(share) => (share * DEFAULT_SELECTIVITY.powi(assumed.len() as i32), bounded.len()),
         None => (DEFAULT_SELECTIVITY.powi((bounded.len() + assumed.len()) as i32), 0),
     };
-    Selectivity { share: share.clamp(0.0, 1.0), from_ranges }
+    Some(Selectivity { share: share.clamp(0.0, 1.0), from_ranges })
 }
 
 /// Whether interval analysis can bound a conjunct: it reads one column, of known range, with
@@ -298,7 +324,6 @@ mod tests {
     use crate::collections::dataframe::plan::{FileInfo, ScanNode};
     use arrow::datatypes::{Field, Schema};
     use shoal_protocol::{FileFormat, ObjectRef};
-    use std::collections::HashMap;
 
     /// Days from 1970-01-01 to `y`-01-01 (hand-checked: 1992 → 8035, 1995 → 9131).
     fn days(y: i64) -> i64 {
