@@ -267,7 +267,7 @@ pub fn column_range(plan: &Plan, name: &str) -> Option<(i64, i64)> {
     match plan {
         Plan::Scan(s) => {
             let projected = s.projection.as_ref().is_none_or(|p| p.iter().any(|c| c == name));
-            projected.then(|| s.int_ranges.get(name).copied()).flatten()
+            s.int_ranges.get(name).copied().filter(|_| projected)
         }
         Plan::Map { input, op, .. } if keeps_values(op, &[name.to_string()]) => column_range(input, name),
         Plan::Head { input, .. }
@@ -301,15 +301,15 @@ fn keys_side<'a>(j: &'a JoinNode, keys: &[String]) -> Option<&'a Arc<Plan>> {
 /// `value`, the integer encoding of a Parquet statistic, as a value of `data_type`.
 fn scalar(value: i64, data_type: &DataType) -> Option<ScalarValue> {
     match data_type {
-        // Statistics of unsigned 64-bit columns are stored as their bits.
-        DataType::UInt64 => None,
+        // Statistics of unsigned 32- and 64-bit columns are stored as the bits of signed
+        // integers: values past the signed maximum read as negative.
+        DataType::UInt32 | DataType::UInt64 => None,
         DataType::Int8
         | DataType::Int16
         | DataType::Int32
         | DataType::Int64
         | DataType::UInt8
         | DataType::UInt16
-        | DataType::UInt32
         | DataType::Date32
         | DataType::Date64
         | DataType::Timestamp(..) => ScalarValue::Int64(Some(value)).cast_to(data_type).ok(),
