@@ -2,16 +2,24 @@
 //! blocking to any number of subscribers (the progress bar, the events file, the dashboard).
 //!
 //! Publishing never waits for a subscriber: each subscriber has its own unbounded queue, so a
-//! slow one costs memory (its backlog), never scheduling time, and never loses an event. A run's
-//! events are also appended to `jobs/<job_id>.events.jsonl` under the job root (one JSON object
-//! per line; resumed runs of the same job append to it), from which a finished or interrupted
-//! run can be replayed with [`read_events`].
+//! slow one costs memory (its backlog), never scheduling time, and never loses an event. A
+//! subscriber that takes its events in batches ([`Subscription::recv_batch`]) looks at its queue
+//! on its own clock, so publishing does not wake it either: a run of a million tiny tasks
+//! publishes two million events, and a wake-up each would cost more than the tasks.
+//!
+//! A run's events are also recorded under the job root, one JSON object per line, in segments
+//! `jobs/<job_id>.events/<run>-<segment>.jsonl`: every [`FLUSH_EVERY`] the lines that arrived
+//! since the last segment become the next one. Object stores cannot append, and rewriting one
+//! growing object every few seconds costs time quadratic in the run's length (a run of a million
+//! tasks has about 700 MB of events). A finished or interrupted run, and every earlier run of the
+//! same job, can be replayed with [`read_events`].
 
 use crate::error::Result;
 use crate::graph::TaskGraph;
 use crate::run::report::{Prices, RunReport};
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use shoal_protocol::{TaskFailure, TaskKey, TaskMetrics};
+use shoal_protocol::{TaskFailure, TaskKey, TaskMetrics, layout};
 use shoal_worker::io::storage::Storage;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -193,7 +201,38 @@ impl Subscription {
     pub fn try_recv(&mut self) -> Option<Arc<Event>> {
         self.rx.try_recv().ok()
     }
+
+    /// After a pause of [`BATCH_EVERY`], every event published since the last call (possibly
+    /// none); `None` once the run has ended and every event was received. Waiting this way
+    /// registers no waker, so no publish wakes this subscriber.
+    pub async fn recv_batch(&mut self) -> Option<Vec<Arc<Event>>> {
+        tokio::time::sleep(BATCH_EVERY).await;
+        self.drain()
+    }
+
+    /// [`recv_batch`](Self::recv_batch) for a plain thread (not from inside an async runtime).
+    pub fn blocking_recv_batch(&mut self) -> Option<Vec<Arc<Event>>> {
+        std::thread::sleep(BATCH_EVERY);
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Option<Vec<Arc<Event>>> {
+        let mut batch = Vec::new();
+        loop {
+            match self.rx.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(mpsc::error::TryRecvError::Empty) => return Some(batch),
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    return if batch.is_empty() { None } else { Some(batch) };
+                }
+            }
+        }
+    }
 }
+
+/// How often a batch subscriber looks at its queue: often enough for a progress bar or a page
+/// redrawn as events come, rarely enough to cost nothing while a run has no events to show.
+pub const BATCH_EVERY: Duration = Duration::from_millis(25);
 
 /// Publishes a run's events. Building an event is skipped entirely when nobody listens.
 #[derive(Debug)]
@@ -232,40 +271,37 @@ fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
-/// How often the events file is brought up to date while a run goes on.
-const FLUSH_EVERY: Duration = Duration::from_secs(2);
+/// How often a run's new events become a segment under the job root while the run goes on.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
-/// Appends a run's events to `url` (a `.jsonl` object under the job root) until the stream
-/// ends. Object stores cannot append, so the object is rewritten whole (earlier runs' lines
-/// first), at most every [`FLUSH_EVERY`] while events arrive and once at the end: an
-/// interrupted run loses at most its last seconds of events.
-pub(crate) async fn write_jsonl(storage: Arc<Storage>, url: String, mut events: Subscription) -> Result<()> {
-    let mut lines = match storage.get_url(&url).await {
-        Ok(existing) => existing.to_vec(),
-        Err(shoal_worker::Error::NotFound { .. }) => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
-    let mut written = lines.len();
-    let mut last_flush = tokio::time::Instant::now();
+/// Records a run's events under the job root until the stream ends: at most every
+/// [`FLUSH_EVERY`] while events arrive, and once at the end, the lines that arrived since the
+/// last write become segment `jobs/<job_id>.events/<run>-<segment>.jsonl`. Each line is written
+/// once; an interrupted run loses at most its last seconds of events.
+pub(crate) async fn write_jsonl(
+    storage: Arc<Storage>,
+    job_root: &str,
+    job_id: &str,
+    mut events: Subscription,
+) -> Result<()> {
+    let root = storage.resolve(job_root)?;
+    let run = now_us();
+    let mut segment = 0u32;
+    let mut lines = Vec::new();
+    let mut last_write = tokio::time::Instant::now();
     loop {
-        let next = tokio::time::timeout_at(last_flush + FLUSH_EVERY, events.recv()).await;
-        let ended = match next {
-            Ok(Some(event)) => {
-                serde_json::to_writer(&mut lines, &*event)
-                    .map_err(|source| crate::Error::Json { what: "an event".into(), source })?;
-                lines.push(b'\n');
-                false
-            }
-            Ok(None) => true,
-            Err(_elapsed) => false,
-        };
-        let due = last_flush.elapsed() >= FLUSH_EVERY;
-        if lines.len() > written && (ended || due) {
-            storage.put(&url, bytes::Bytes::from(lines.clone())).await?;
-            written = lines.len();
+        let batch = events.recv_batch().await;
+        for event in batch.iter().flatten() {
+            serde_json::to_writer(&mut lines, &**event)
+                .map_err(|source| crate::Error::Json { what: "an event".into(), source })?;
+            lines.push(b'\n');
         }
-        if due {
-            last_flush = tokio::time::Instant::now();
+        let ended = batch.is_none();
+        if !lines.is_empty() && (ended || last_write.elapsed() >= FLUSH_EVERY) {
+            let url = root.join(&layout::events_segment(job_id, run, segment)).url;
+            storage.put(&url, bytes::Bytes::from(std::mem::take(&mut lines))).await?;
+            segment += 1;
+            last_write = tokio::time::Instant::now();
         }
         if ended {
             return Ok(());
@@ -275,17 +311,87 @@ pub(crate) async fn write_jsonl(storage: Arc<Storage>, url: String, mut events: 
 
 /// The events recorded for a job under a job root, oldest first (every run of the job).
 pub async fn read_events(storage: &Storage, job_root: &str, job_id: &str) -> Result<Vec<Event>> {
-    let url = storage.resolve(job_root)?.join(&shoal_protocol::layout::events(job_id)).url;
-    let bytes = storage.get_url(&url).await?;
-    bytes
-        .split(|&b| b == b'\n')
-        .enumerate()
-        .filter(|(_, line)| !line.is_empty())
-        .map(|(i, line)| {
-            serde_json::from_slice(line)
-                .map_err(|source| crate::Error::Json { what: format!("{url}, line {}", i + 1), source })
+    let mut events = Vec::new();
+    for (url, bytes) in segments(storage, job_root, job_id).await? {
+        for (i, line) in lines(&bytes) {
+            events.push(
+                serde_json::from_slice(line)
+                    .map_err(|source| crate::Error::Json { what: format!("{url}, line {i}"), source })?,
+            );
+        }
+    }
+    Ok(events)
+}
+
+/// [`read_events`] up to the first line that does not parse (a run killed mid-write, a
+/// truncated copy): the events before it, and that line's number, counted over all of the job's
+/// segments in order (as `cat` of them would number it).
+pub async fn read_events_lenient(
+    storage: &Storage,
+    job_root: &str,
+    job_id: &str,
+) -> Result<(Vec<Event>, Option<usize>)> {
+    let mut events = Vec::new();
+    let mut before = 0;
+    for (_, bytes) in segments(storage, job_root, job_id).await? {
+        let mut count = 0;
+        for (i, line) in lines(&bytes) {
+            match serde_json::from_slice(line) {
+                Ok(event) => events.push(event),
+                Err(_) => return Ok((events, Some(before + i))),
+            }
+            count = i;
+        }
+        before += count;
+    }
+    Ok((events, None))
+}
+
+/// The job ids under `job_root` that have recorded events, with the size of their events.
+pub async fn recorded_jobs(storage: &Storage, job_root: &str) -> Result<Vec<(String, u64)>> {
+    let pattern = format!("{}/jobs/*.events/*.jsonl", job_root.trim_end_matches('/'));
+    let mut jobs: std::collections::BTreeMap<String, u64> = Default::default();
+    for o in list_or_none(storage, &pattern).await? {
+        let Some(job) = o.url.rsplit('/').nth(1).and_then(|dir| dir.strip_suffix(".events")) else {
+            continue;
+        };
+        *jobs.entry(job.to_string()).or_default() += o.size;
+    }
+    Ok(jobs.into_iter().collect())
+}
+
+/// The numbered non-empty lines of a segment (numbered from 1, blank lines counted).
+fn lines(bytes: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    bytes.split(|&b| b == b'\n').enumerate().map(|(i, line)| (i + 1, line)).filter(|(_, l)| !l.is_empty())
+}
+
+/// The segments of a job's events, in the order written, read concurrently.
+async fn segments(storage: &Storage, job_root: &str, job_id: &str) -> Result<Vec<(String, bytes::Bytes)>> {
+    if job_id.is_empty() || job_id.contains(['/', '*', '?', '[', '{']) || job_id.contains("..") {
+        return Err(crate::Error::Invalid(format!("'{job_id}' is not a job id")));
+    }
+    let dir = storage.resolve(job_root)?.join(&layout::events(job_id)).url;
+    let mut objects = list_or_none(storage, &format!("{}/*.jsonl", dir.trim_end_matches('/'))).await?;
+    if objects.is_empty() {
+        return Err(crate::Error::NotFound(format!("{dir} (the events of job {job_id})")));
+    }
+    objects.sort_by(|a, b| a.url.cmp(&b.url));
+    futures::stream::iter(objects)
+        .map(|o| async move {
+            let bytes = storage.get_url(&o.url).await?;
+            Ok::<_, crate::Error>((o.url, bytes))
         })
-        .collect()
+        .buffered(8)
+        .try_collect()
+        .await
+}
+
+async fn list_or_none(storage: &Storage, pattern: &str) -> Result<Vec<shoal_protocol::ObjectRef>> {
+    match storage.list(pattern).await {
+        Ok(objects) => Ok(objects),
+        Err(shoal_worker::Error::NotFound { .. }) => Ok(vec![]),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]
@@ -336,6 +442,75 @@ mod tests {
             }
             assert_eq!(seen, [1, 2, 3]);
         }
+    }
+
+    fn started(attempt: u32) -> EventKind {
+        EventKind::TaskStarted { task: task(), attempt, slot: 0, speculative: false }
+    }
+
+    fn attempts(events: &[Event]) -> Vec<u32> {
+        events
+            .iter()
+            .map(|e| match e.kind {
+                EventKind::TaskStarted { attempt, .. } => attempt,
+                ref other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn runs_record_segments_that_replay_in_order() {
+        let storage = Arc::new(Storage::default());
+        let root = "memory://events-test/root";
+        for run in [[1, 2, 3], [4, 5, 6]] {
+            let mut events = Events::new();
+            let mut batches = events.subscribe();
+            let mut publisher = events.into_publisher("j");
+            let writer = tokio::spawn({
+                let (storage, events) = (storage.clone(), publisher.subscribe());
+                async move { write_jsonl(storage, root, "j", events).await }
+            });
+            for attempt in run {
+                publisher.emit(|| started(attempt));
+            }
+            drop(publisher);
+            writer.await.unwrap().unwrap();
+            let mut seen = Vec::new();
+            while let Some(batch) = batches.recv_batch().await {
+                seen.extend(batch.iter().map(|e| (**e).clone()));
+            }
+            assert_eq!(attempts(&seen), run);
+        }
+        let listed = storage.list(&format!("{root}/jobs/j.events/*.jsonl")).await.unwrap();
+        assert_eq!(listed.len(), 2, "one segment per short run: {listed:?}");
+        let events = read_events(&storage, root, "j").await.unwrap();
+        assert_eq!(attempts(&events), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            recorded_jobs(&storage, root).await.unwrap(),
+            [("j".to_string(), listed[0].size + listed[1].size)]
+        );
+
+        // Segments are read in name order, whatever order they were written in, and a damaged
+        // line is numbered over the whole log.
+        let line = |attempt| {
+            let e = Event { time_us: 1, job_id: "k".into(), kind: started(attempt) };
+            format!("{}\n", serde_json::to_string(&e).unwrap())
+        };
+        let put = |name: &str, text: String| {
+            let url = format!("{root}/jobs/k.events/{name}");
+            let storage = storage.clone();
+            async move { storage.put(&url, bytes::Bytes::from(text)).await.unwrap() }
+        };
+        put("00000000000000000002-0000000000.jsonl", line(3) + "{\"time_us\": 1, \"jo").await;
+        put("00000000000000000001-0000000001.jsonl", line(2)).await;
+        put("00000000000000000001-0000000000.jsonl", line(0) + &line(1)).await;
+        let (events, damaged) = read_events_lenient(&storage, root, "k").await.unwrap();
+        assert_eq!((attempts(&events), damaged), (vec![0, 1, 2, 3], Some(5)));
+        let strict = read_events(&storage, root, "k").await.unwrap_err().to_string();
+        assert!(strict.contains("00000000000000000002-0000000000.jsonl, line 2"), "{strict}");
+        let missing = read_events(&storage, root, "none").await.unwrap_err().to_string();
+        assert!(missing.contains("events of job none"), "{missing}");
+        assert!(read_events(&storage, root, "../j").await.is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! - [`graph`]: the collection-agnostic task graph.
 //! - [`scheduler`]: the per-task state table, depth-first ordering, concurrency, retries,
 //!   speculation, spec building.
-//! - [`events`]: the typed event stream (non-blocking subscribers, `jobs/<id>.events.jsonl`).
+//! - [`events`]: the typed event stream (non-blocking subscribers, segments under `jobs/<id>.events/`).
 //! - [`executor`]: the [`executor::Executor`] trait and the `sync`, `threads`, `processes` and
 //!   `lambda` backends.
 //! - [`run`]: running a graph (job record, resume, events, report), status, results.

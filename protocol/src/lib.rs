@@ -1025,9 +1025,17 @@ pub mod layout {
         format!("specs/{task_key}-{attempt}.json")
     }
 
-    /// `jobs/<job_id>.events.jsonl`: the events of every run of the job, one JSON object per line.
+    /// `jobs/<job_id>.events/`: the events of every run of the job, one JSON object per line,
+    /// in [`events_segment`]s. Object stores cannot append, so a run adds new objects instead of
+    /// rewriting one that grows with every event.
     pub fn events(job_id: &str) -> String {
-        format!("jobs/{job_id}.events.jsonl")
+        format!("jobs/{job_id}.events/")
+    }
+
+    /// `jobs/<job_id>.events/<run>-<segment>.jsonl`: the events a run wrote in one go. `run` is
+    /// the run's start in µs since the Unix epoch; the names sort in the order written.
+    pub fn events_segment(job_id: &str, run_us: u64, segment: u32) -> String {
+        format!("jobs/{job_id}.events/{run_us:020}-{segment:010}.jsonl")
     }
 
     /// Whether a name under `jobs/` is a job record (not a report or an events file).

@@ -19,8 +19,10 @@ impl Progress {
         bar.set_prefix(label.to_string());
         let mut subscription = events.subscribe();
         let thread = std::thread::spawn(move || {
-            while let Some(event) = subscription.blocking_recv() {
-                show(&bar, &event.kind);
+            while let Some(batch) = subscription.blocking_recv_batch() {
+                for event in batch {
+                    show(&bar, &event.kind);
+                }
             }
             bar.finish_and_clear();
         });

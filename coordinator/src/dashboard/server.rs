@@ -5,7 +5,7 @@
 use super::model::RunView;
 use super::render;
 use crate::error::{Error, Result};
-use crate::events::{Event, Subscription, read_events};
+use crate::events::{Event, Subscription, read_events_lenient, recorded_jobs};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -122,15 +122,20 @@ impl Live {
     pub fn watch(&self, mut events: Subscription) -> tokio::task::JoinHandle<()> {
         let live = self.clone();
         tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
-                live.apply(&event);
+            while let Some(batch) = events.recv_batch().await {
+                live.apply(&batch);
             }
         })
     }
 
-    fn apply(&self, event: &Event) {
+    fn apply(&self, events: &[Arc<Event>]) {
+        if events.is_empty() {
+            return;
+        }
         if let Ok(mut view) = self.view.write() {
-            view.apply(event);
+            for event in events {
+                view.apply(event);
+            }
         }
         self.changed.send_modify(|n| *n += 1);
     }
@@ -168,8 +173,10 @@ async fn live_stream(State(live): State<Live>) -> Sse<impl Stream<Item = Result<
 /// Folds a run's events into its view until the run ends (the saved report's subscriber).
 pub async fn fold(mut events: Subscription) -> RunView {
     let mut view = RunView::default();
-    while let Some(event) = events.recv().await {
-        view.apply(&event);
+    while let Some(batch) = events.recv_batch().await {
+        for event in batch {
+            view.apply(&event);
+        }
     }
     view
 }
@@ -189,7 +196,7 @@ pub async fn serve_history(storage: Arc<Storage>, root: &str, addr: &str, public
         let root = root.trim_end_matches('/');
         return Err(Error::Invalid(format!(
             "no runs recorded under {root}: every `shoal run --root {root}` writes \
-             {root}/jobs/<job id>.events.jsonl, and there is none (is this the root the jobs ran with?)"
+             {root}/jobs/<job id>.events/, and there is none (is this the root the jobs ran with?)"
         )));
     }
     let listener = bind(addr, public).await?;
@@ -198,23 +205,6 @@ pub async fn serve_history(storage: Arc<Storage>, root: &str, addr: &str, public
         .route("/job/{id}", get(history_job))
         .with_state(History { storage, root: root.to_string() });
     Server::start(listener, app).await
-}
-
-/// The job ids under `root` that have an events file, with the file's size.
-pub async fn recorded_jobs(storage: &Storage, root: &str) -> Result<Vec<(String, u64)>> {
-    let pattern = format!("{}/jobs/*.events.jsonl", root.trim_end_matches('/'));
-    let objects = match storage.list(&pattern).await {
-        Ok(objects) => objects,
-        Err(shoal_worker::Error::NotFound { .. }) => vec![],
-        Err(e) => return Err(e.into()),
-    };
-    Ok(objects
-        .into_iter()
-        .filter_map(|o| {
-            let name = o.url.rsplit('/').next()?.strip_suffix(".events.jsonl")?.to_string();
-            Some((name, o.size))
-        })
-        .collect())
 }
 
 async fn history_list(State(h): State<History>) -> Response {
@@ -251,7 +241,7 @@ async fn history_job(State(h): State<History>, Path(id): Path<String>) -> Respon
             let view = RunView::from_events(&events);
             let note = match damaged {
                 Some(line) => format!(
-                    "<p class=\"err\" id=\"damaged\">the events file is damaged from line {line} on: \
+                    "<p class=\"err\" id=\"damaged\">the recorded events are damaged from line {line} on: \
                      showing the {} events before it; the rest is missing</p>",
                     events.len()
                 ),
@@ -264,34 +254,6 @@ async fn history_job(State(h): State<History>, Path(id): Path<String>) -> Respon
             Html(render::page(&format!("shoal job {id}"), &body, None)).into_response()
         }
         Err(e) => error_page(&e.to_string()),
-    }
-}
-
-/// The events of a job, up to the first line that does not parse (a run killed mid-write,
-/// a truncated copy): the events before it, and the line number where it broke.
-pub async fn read_events_lenient(
-    storage: &Storage,
-    root: &str,
-    job_id: &str,
-) -> Result<(Vec<Event>, Option<usize>)> {
-    if job_id.contains('/') || job_id.contains("..") {
-        return Err(Error::Invalid(format!("'{job_id}' is not a job id")));
-    }
-    match read_events(storage, root, job_id).await {
-        Ok(events) => Ok((events, None)),
-        Err(Error::Json { .. }) => {
-            let url = storage.resolve(root)?.join(&shoal_protocol::layout::events(job_id)).url;
-            let bytes = storage.get_url(&url).await?;
-            let mut events = Vec::new();
-            for (i, line) in bytes.split(|&b| b == b'\n').enumerate().filter(|(_, l)| !l.is_empty()) {
-                match serde_json::from_slice(line) {
-                    Ok(e) => events.push(e),
-                    Err(_) => return Ok((events, Some(i + 1))),
-                }
-            }
-            Ok((events, None))
-        }
-        Err(e) => Err(e),
     }
 }
 

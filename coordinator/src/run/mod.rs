@@ -20,7 +20,7 @@ use std::time::Duration;
 
 impl Client {
     /// Runs a task graph: uploads modules, resumes from committed manifests, schedules the rest,
-    /// publishing the run's events to `events` and to `jobs/<job_id>.events.jsonl`.
+    /// publishing the run's events to `events` and under `jobs/<job_id>.events/`.
     pub(crate) async fn run_graph(
         &self,
         graph: &TaskGraph,
@@ -40,8 +40,11 @@ impl Client {
         let job_id = self.record_job(graph).await?;
         let root = storage.resolve(self.root())?;
         let mut publisher = events.into_publisher(&job_id);
-        let events_url = root.join(&layout::events(&job_id)).url;
-        let writer = tokio::spawn(events::write_jsonl(storage.clone(), events_url, publisher.subscribe()));
+        let writer = tokio::spawn({
+            let (storage, job_root, job_id) = (storage.clone(), self.root().to_string(), job_id.clone());
+            let events = publisher.subscribe();
+            async move { events::write_jsonl(storage, &job_root, &job_id, events).await }
+        });
         let executor = self.executor().as_ref();
         let html = tokio::spawn(crate::dashboard::server::fold(publisher.subscribe()));
         publisher.emit(|| EventKind::JobStarted {

@@ -239,16 +239,19 @@ fn history_lists_jobs_and_shows_a_truncated_events_file() {
     let out = shoal(&["run", "job.toml", "--root", "root", "--executor", "sync"], tmp.path());
     assert!(out.status.success());
     let jobs = tmp.path().join("root/jobs");
-    let events = std::fs::read_dir(&jobs)
+    let dir = std::fs::read_dir(&jobs)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".events.jsonl"))
+        .find(|p| p.to_string_lossy().ends_with(".events"))
         .unwrap();
-    let job_id = events.file_name().unwrap().to_string_lossy().trim_end_matches(".events.jsonl").to_string();
-    // Cut the file in the middle of its last line: a run killed while writing.
-    let text = std::fs::read_to_string(&events).unwrap();
-    let lines = text.lines().count();
-    std::fs::write(&events, &text[..text.len() - 40]).unwrap();
+    let job_id = dir.file_name().unwrap().to_string_lossy().trim_end_matches(".events").to_string();
+    let mut segments: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    segments.sort();
+    let last = segments.last().unwrap();
+    // Cut the last segment in the middle of its last line: a truncated copy of the root.
+    let lines: usize = segments.iter().map(|p| std::fs::read_to_string(p).unwrap().lines().count()).sum();
+    let text = std::fs::read_to_string(last).unwrap();
+    std::fs::write(last, &text[..text.len() - 40]).unwrap();
 
     let mut server = Command::new(shoal_bin())
         .args(["dashboard", "root", "--addr", "127.0.0.1:0"])

@@ -1,7 +1,7 @@
-//! The event stream of a real run: what a subscriber receives is what `jobs/<job_id>.events.jsonl`
-//! holds, and both agree with the run's own totals — every attempt started, every backup,
-//! every discarded duplicate, one commit per task — with the job's shape first and its report
-//! last. A second run of the same job appends to the same file.
+//! The event stream of a real run: what a subscriber receives is what the segments under
+//! `jobs/<job_id>.events/` hold, and both agree with the run's own totals — every attempt
+//! started, every backup, every discarded duplicate, one commit per task — with the job's shape
+//! first and its report last. A second run of the same job adds its own segments after them.
 
 use shoal::events::{Event, EventKind, Events, read_events};
 use shoal::scheduler::Speculation;
@@ -21,6 +21,20 @@ fn duplicating(root: &Path) -> Client {
 /// The event's tag, as in the file.
 fn kind_name(kind: &EventKind) -> String {
     serde_json::to_value(kind).unwrap()["event"].as_str().unwrap().to_string()
+}
+
+/// The lines of a job's recorded events: its segments' lines, the segments in name order.
+fn recorded_lines(root: &Path, job_id: &str) -> Vec<String> {
+    let mut segments: Vec<_> = std::fs::read_dir(root.join(format!("jobs/{job_id}.events")))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segments.sort();
+    assert!(segments.iter().all(|p| p.extension().is_some_and(|e| e == "jsonl")), "{segments:?}");
+    segments
+        .iter()
+        .flat_map(|p| std::fs::read_to_string(p).unwrap().lines().map(str::to_string).collect::<Vec<_>>())
+        .collect()
 }
 
 fn count(events: &[Event], f: impl Fn(&EventKind) -> bool) -> usize {
@@ -54,8 +68,7 @@ async fn the_events_file_replays_the_run_its_subscriber_saw() {
     // The file holds exactly what the subscriber received: byte for byte as serialized, and
     // read back to the same events (floats compared as text: serde_json's default parser may
     // land one ulp off).
-    let file = root.join(format!("jobs/{}.events.jsonl", report.job_id));
-    let lines: Vec<String> = std::fs::read_to_string(&file).unwrap().lines().map(str::to_string).collect();
+    let lines = recorded_lines(&root, &report.job_id);
     let expected: Vec<String> = seen.iter().map(|e| serde_json::to_string(e).unwrap()).collect();
     assert_eq!(lines, expected);
     let recorded = read_events(c.storage(), &root.display().to_string(), &report.job_id).await.unwrap();
@@ -120,8 +133,9 @@ async fn the_events_file_replays_the_run_its_subscriber_saw() {
     // Running it again appends a second run, which finds everything committed.
     df.compute().await.unwrap();
     let both = read_events(c.storage(), &root.display().to_string(), &report.job_id).await.unwrap();
-    let again: Vec<String> = std::fs::read_to_string(&file).unwrap().lines().map(str::to_string).collect();
-    assert_eq!(again[..lines.len()], lines[..], "a second run appends");
+    let again = recorded_lines(&root, &report.job_id);
+    assert!(again.len() > lines.len());
+    assert_eq!(again[..lines.len()], lines[..], "a second run adds its events after the first's");
     let runs: Vec<usize> = both
         .iter()
         .filter_map(|e| match &e.kind {
