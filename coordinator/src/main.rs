@@ -17,7 +17,13 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli.command.execute()) {
+    // The command runs as a task of the runtime, not on this thread: the scheduler then wakes
+    // and is woken by the tasks it runs inside the runtime's own queues, not through this
+    // thread's futex at every launch and every completion.
+    let command = runtime.spawn(cli.command.execute());
+    let result =
+        runtime.block_on(command).unwrap_or_else(|e| Err(anyhow::anyhow!("the command stopped: {e}")));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", cli::error_text(&e));

@@ -54,7 +54,7 @@ pub struct StageMemory {
 pub struct Lowering {
     pub graph: TaskGraph,
     limit: u64,
-    done: HashMap<*const Node, Blocks>,
+    done: HashMap<usize, Blocks>,
     /// The largest projected task of each stage.
     memory: BTreeMap<usize, StageMemory>,
     /// Stages made on first use, by node and name.
@@ -93,14 +93,14 @@ impl Lowering {
 
     /// The blocks of `node`, lowering it (and what it reads) first.
     fn blocks(&mut self, node: &Arc<Node>) -> Result<Blocks> {
-        if let Some(b) = self.done.get(&Arc::as_ptr(node)) {
+        if let Some(b) = self.done.get(&Arc::as_ptr(node).addr()) {
             return Ok(b.clone());
         }
         let blocks = match &node.op {
             Op::Zarr { url, identity } => Blocks::Zarr { url: url.clone(), identity: identity.clone() },
             _ => Blocks::Tasks(self.tasks(node, None)?),
         };
-        self.done.insert(Arc::as_ptr(node), blocks.clone());
+        self.done.insert(Arc::as_ptr(node).addr(), blocks.clone());
         Ok(blocks)
     }
 
@@ -284,7 +284,7 @@ impl Lowering {
         let (im, m) = (&input.meta, &node.meta);
         let name = reduction_name(reduction);
         let fused = match &input.op {
-            Op::Map { expr } if !self.done.contains_key(&Arc::as_ptr(input)) => Some(expr.clone()),
+            Op::Map { expr } if !self.done.contains_key(&Arc::as_ptr(input).addr()) => Some(expr.clone()),
             _ => None,
         };
         match &fused {
@@ -297,7 +297,7 @@ impl Lowering {
             None => format!("{what} · {}", grid_line(im)),
         };
         let partial_stage = self.stage(&format!("array-{name}-partial"), line, im);
-        let id = Arc::as_ptr(node) as usize;
+        let id = Arc::as_ptr(node).addr();
         let final_line = format!("{name} · {}", grid_line(m));
         let reduce_op = |step: ReduceStep, offset: Vec<u64>, shape: Vec<u64>| ChunkOp::Reduce {
             reduction: reduction.clone(),
@@ -899,10 +899,10 @@ pub fn grid_line(m: &Meta) -> String {
 }
 
 fn expr_text(expr: &Expr) -> String {
-    let mut names: HashMap<*const Node, String> = HashMap::new();
+    let mut names: HashMap<usize, String> = HashMap::new();
     expr.display(&mut |n: &Arc<Node>| {
         let next = names.len();
-        names.entry(Arc::as_ptr(n)).or_insert_with(|| format!("x{next}")).clone()
+        names.entry(Arc::as_ptr(n).addr()).or_insert_with(|| format!("x{next}")).clone()
     })
 }
 

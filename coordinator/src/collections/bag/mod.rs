@@ -364,8 +364,8 @@ impl Bag {
 
     /// The identity of this Bag's plan (shared by clones), so one collection used twice is
     /// computed once.
-    pub(crate) fn identity(&self) -> *const () {
-        Arc::as_ptr(&self.plan).cast()
+    pub(crate) fn identity(&self) -> usize {
+        Arc::as_ptr(&self.plan).addr()
     }
 
     fn graph(&self) -> Result<crate::graph::TaskGraph> {

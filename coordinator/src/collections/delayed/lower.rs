@@ -21,10 +21,10 @@ pub(crate) struct Lowering {
     pub graph: TaskGraph,
     /// The modules the graph's tasks call, one per SHA-256.
     pub modules: Vec<FunctionModule>,
-    by_node: HashMap<*const Node, usize>,
+    by_node: HashMap<usize, usize>,
     by_key: HashMap<TaskKey, usize>,
     /// A collection argument's output tasks, by its plan's identity.
-    frames: HashMap<*const (), Vec<usize>>,
+    frames: HashMap<usize, Vec<usize>>,
     /// The stage of each function's calls, by stage name.
     stages: HashMap<String, usize>,
 }
@@ -33,7 +33,7 @@ pub(crate) struct Lowering {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Source {
     Task(usize),
-    Collection(*const ()),
+    Collection(usize),
 }
 
 impl Lowering {
@@ -41,22 +41,22 @@ impl Lowering {
     pub fn task(&mut self, root: &Arc<Node>) -> Result<usize> {
         let mut stack: Vec<(&Arc<Node>, bool)> = vec![(root, false)];
         while let Some((node, expanded)) = stack.pop() {
-            if self.by_node.contains_key(&Arc::as_ptr(node)) {
+            if self.by_node.contains_key(&Arc::as_ptr(node).addr()) {
                 continue;
             }
             if expanded {
                 let task = self.push_call(node)?;
-                self.by_node.insert(Arc::as_ptr(node), task);
+                self.by_node.insert(Arc::as_ptr(node).addr(), task);
                 continue;
             }
             stack.push((node, true));
             for arg in &node.args {
                 match arg {
-                    NodeArg::Value(n) if !self.by_node.contains_key(&Arc::as_ptr(n)) => {
+                    NodeArg::Value(n) if !self.by_node.contains_key(&Arc::as_ptr(n).addr()) => {
                         stack.push((n, false))
                     }
                     NodeArg::Frame(df) => {
-                        self.collection(std::ptr::from_ref(df.plan()).cast(), || {
+                        self.collection(std::ptr::from_ref(df.plan()).addr(), || {
                             df.lowered().map(|(graph, modules, _)| (graph, modules))
                         })?;
                     }
@@ -65,7 +65,7 @@ impl Lowering {
                 }
             }
         }
-        Ok(self.by_node[&Arc::as_ptr(root)])
+        Ok(self.by_node[&Arc::as_ptr(root).addr()])
     }
 
     /// The task of one call whose arguments are all lowered.
@@ -79,8 +79,8 @@ impl Lowering {
                     args.push(CallArg::Literal { value: value.clone() });
                     continue;
                 }
-                NodeArg::Value(n) => Source::Task(self.by_node[&Arc::as_ptr(n)]),
-                NodeArg::Frame(df) => Source::Collection(std::ptr::from_ref(df.plan()).cast()),
+                NodeArg::Value(n) => Source::Task(self.by_node[&Arc::as_ptr(n).addr()]),
+                NodeArg::Frame(df) => Source::Collection(std::ptr::from_ref(df.plan()).addr()),
                 NodeArg::Bag(bag) => Source::Collection(bag.identity()),
             };
             let next = ports.len() as u32;
@@ -144,7 +144,7 @@ impl Lowering {
     /// present by key are shared.
     fn collection(
         &mut self,
-        id: *const (),
+        id: usize,
         lowered: impl FnOnce() -> Result<(TaskGraph, Vec<FunctionModule>)>,
     ) -> Result<()> {
         if self.frames.contains_key(&id) {
