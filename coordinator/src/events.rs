@@ -299,7 +299,7 @@ pub(crate) async fn write_jsonl(
         let ended = batch.is_none();
         if !lines.is_empty() && (ended || last_write.elapsed() >= FLUSH_EVERY) {
             let url = root.join(&layout::events_segment(job_id, run, segment)).url;
-            storage.put(&url, bytes::Bytes::from(std::mem::take(&mut lines))).await?;
+            storage.put(&url, bytes::Bytes::from(std::mem::take(&mut lines).into_boxed_slice())).await?;
             segment += 1;
             last_write = tokio::time::Instant::now();
         }

@@ -98,9 +98,13 @@ impl FileEncoder {
         self.writer.write(&compact(batch)?).map_err(Error::arrow(Self::CONTEXT))
     }
 
+    /// The file. Its buffer is cut to its length first: `Bytes` keeps a vector's whole
+    /// capacity, and the size hint's headroom (4 KiB) is five times a one-row file, which an
+    /// in-memory job root would hold for every task of the job.
     pub fn finish(mut self) -> Result<Bytes> {
         self.writer.finish().map_err(Error::arrow(Self::CONTEXT))?;
-        Ok(Bytes::from(self.writer.into_inner().map_err(Error::arrow(Self::CONTEXT))?))
+        let file = self.writer.into_inner().map_err(Error::arrow(Self::CONTEXT))?;
+        Ok(Bytes::from(file.into_boxed_slice()))
     }
 }
 

@@ -31,7 +31,9 @@ pub async fn commit(
 ) -> Result<(Manifest, bool)> {
     let body = serde_json::to_vec_pretty(&manifest)
         .map_err(|source| Error::Json { context: "encoding the manifest", source })?;
-    match storage.create_if_absent(manifest_url, Bytes::from(body)).await? {
+    // Cut to its length: `Bytes` would keep the vector's spare capacity (and an in-memory job
+    // root, a manifest per task).
+    match storage.create_if_absent(manifest_url, Bytes::from(body.into_boxed_slice())).await? {
         Created::Created => Ok((manifest, true)),
         Created::AlreadyExists => {
             let winner = read_manifest(storage, manifest_url)
