@@ -3,9 +3,9 @@
 //!
 //! Publishing never waits for a subscriber: each subscriber has its own unbounded queue, so a
 //! slow one costs memory (its backlog), never scheduling time, and never loses an event. A
-//! subscriber that takes its events in batches ([`Subscription::recv_batch`]) looks at its queue
-//! on its own clock, so publishing does not wake it either: a run of a million tiny tasks
-//! publishes two million events, and a wake-up each would cost more than the tasks.
+//! subscriber that takes its events in batches ([`Subscription::recv_batch`]: the first event and
+//! what follows it within 25 ms) is woken once per batch, not once per event: a run of a million
+//! tiny tasks publishes two million events, and a wake-up each would cost more than the tasks.
 //!
 //! A run's events are also recorded under the job root, one JSON object per line, in segments
 //! `jobs/<job_id>.events/<run>-<segment>.jsonl`: every [`FLUSH_EVERY`] the lines that arrived
@@ -202,36 +202,49 @@ impl Subscription {
         self.rx.try_recv().ok()
     }
 
-    /// After a pause of [`BATCH_EVERY`], every event published since the last call (possibly
-    /// none); `None` once the run has ended and every event was received. Waiting this way
-    /// registers no waker, so no publish wakes this subscriber.
+    /// The next events: the first to arrive, and every event published in the [`BATCH_EVERY`]
+    /// after it (none more when it ends the run); `None` once the run has ended and every event
+    /// was received. Publishing wakes this subscriber at most once per batch, not once per
+    /// event. Not cancel-safe (a batch being gathered is lost): see [`recv`](Self::recv).
     pub async fn recv_batch(&mut self) -> Option<Vec<Arc<Event>>> {
-        tokio::time::sleep(BATCH_EVERY).await;
-        self.drain()
+        let first = self.rx.recv().await?;
+        Some(self.gather(first).await)
     }
 
     /// [`recv_batch`](Self::recv_batch) for a plain thread (not from inside an async runtime).
     pub fn blocking_recv_batch(&mut self) -> Option<Vec<Arc<Event>>> {
-        std::thread::sleep(BATCH_EVERY);
-        self.drain()
+        let mut batch = vec![self.rx.blocking_recv()?];
+        if !ends_run(&batch) {
+            std::thread::sleep(BATCH_EVERY);
+        }
+        self.drain(&mut batch);
+        Some(batch)
     }
 
-    fn drain(&mut self) -> Option<Vec<Arc<Event>>> {
-        let mut batch = Vec::new();
-        loop {
-            match self.rx.try_recv() {
-                Ok(event) => batch.push(event),
-                Err(mpsc::error::TryRecvError::Empty) => return Some(batch),
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    return if batch.is_empty() { None } else { Some(batch) };
-                }
-            }
+    /// `first` and the events published in the [`BATCH_EVERY`] after it, taken without a waker.
+    pub(crate) async fn gather(&mut self, first: Arc<Event>) -> Vec<Arc<Event>> {
+        let mut batch = vec![first];
+        if !ends_run(&batch) {
+            tokio::time::sleep(BATCH_EVERY).await;
+        }
+        self.drain(&mut batch);
+        batch
+    }
+
+    fn drain(&mut self, batch: &mut Vec<Arc<Event>>) {
+        while let Ok(event) = self.rx.try_recv() {
+            batch.push(event);
         }
     }
 }
 
-/// How often a batch subscriber looks at its queue: often enough for a progress bar or a page
-/// redrawn as events come, rarely enough to cost nothing while a run has no events to show.
+/// Whether `batch` ends with the run's last event, after which nothing is worth waiting for.
+fn ends_run(batch: &[Arc<Event>]) -> bool {
+    batch.last().is_some_and(|e| matches!(e.kind, EventKind::JobFinished { .. }))
+}
+
+/// How long a batch gathers after its first event: often enough for a progress bar or a page
+/// redrawn as events come, rarely enough that waking subscribers costs nothing.
 pub const BATCH_EVERY: Duration = Duration::from_millis(25);
 
 /// Publishes a run's events. Building an event is skipped entirely when nobody listens.
@@ -290,23 +303,52 @@ pub(crate) async fn write_jsonl(
     let mut lines = Vec::new();
     let mut last_write = tokio::time::Instant::now();
     loop {
-        let batch = events.recv_batch().await;
-        for event in batch.iter().flatten() {
-            serde_json::to_writer(&mut lines, &**event)
+        // Lines waiting to be written are written when due even if no event comes.
+        let next = if lines.is_empty() {
+            events.recv().await
+        } else {
+            match tokio::time::timeout_at(last_write + FLUSH_EVERY, events.recv()).await {
+                Ok(next) => next,
+                Err(_due) => {
+                    write_segment(&storage, &root, job_id, run, &mut segment, &mut lines).await?;
+                    last_write = tokio::time::Instant::now();
+                    continue;
+                }
+            }
+        };
+        let Some(first) = next else {
+            if !lines.is_empty() {
+                write_segment(&storage, &root, job_id, run, &mut segment, &mut lines).await?;
+            }
+            return Ok(());
+        };
+        for event in events.gather(first).await {
+            serde_json::to_writer(&mut lines, &*event)
                 .map_err(|source| crate::Error::Json { what: "an event".into(), source })?;
             lines.push(b'\n');
         }
-        let ended = batch.is_none();
-        if !lines.is_empty() && (ended || last_write.elapsed() >= FLUSH_EVERY) {
-            let url = root.join(&layout::events_segment(job_id, run, segment)).url;
-            storage.put(&url, bytes::Bytes::from(std::mem::take(&mut lines).into_boxed_slice())).await?;
-            segment += 1;
+        if last_write.elapsed() >= FLUSH_EVERY {
+            write_segment(&storage, &root, job_id, run, &mut segment, &mut lines).await?;
             last_write = tokio::time::Instant::now();
         }
-        if ended {
-            return Ok(());
-        }
     }
+}
+
+/// Writes `lines` as the run's next segment, and empties them.
+async fn write_segment(
+    storage: &Storage,
+    root: &shoal_worker::io::storage::Location,
+    job_id: &str,
+    run: u64,
+    segment: &mut u32,
+    lines: &mut Vec<u8>,
+) -> Result<()> {
+    let url = root.join(&layout::events_segment(job_id, run, *segment)).url;
+    // Cut to its length: `Bytes` would keep the vector's spare capacity (and an in-memory job
+    // root, all of it).
+    storage.put(&url, bytes::Bytes::from(std::mem::take(lines).into_boxed_slice())).await?;
+    *segment += 1;
+    Ok(())
 }
 
 /// The events recorded for a job under a job root, oldest first (every run of the job).
