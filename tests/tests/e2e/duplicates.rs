@@ -38,10 +38,15 @@ async fn job(c: &Client, data: &Path) -> Vec<RecordBatch> {
     batches
 }
 
+/// The committed manifests. A duplicate attempt that lost its race may still be running in a
+/// worker process when the job returns; its create-if-absent stages `<key>.json#<n>` beside the
+/// manifest (object_store's local staging) and removes it on losing, so only `.json` counts.
 fn manifests(root: &Path) -> Vec<Manifest> {
     std::fs::read_dir(root.join("commits"))
         .unwrap()
-        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
         .collect()
 }
 
