@@ -60,11 +60,10 @@ fn choose_join(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, Strin
     // A side already hash-partitioned on its keys (a shuffled aggregation by them) is not
     // shuffled again when the join has as many partitions: only the other side moves.
     let hash = || {
-        let placed = j.left.hash_partitioning().filter(|(k, _)| *k == j.left_on);
-        let placed = placed.or_else(|| j.right.hash_partitioning().filter(|(k, _)| *k == j.right_on));
+        let placed = || partitions_on(&j.left, &j.left_on).or_else(|| partitions_on(&j.right, &j.right_on));
         let n = j
             .npartitions
-            .or(placed.map(|(_, n)| n))
+            .or_else(placed)
             .unwrap_or_else(|| j.left.partitions().max(j.right.partitions()))
             .max(1);
         JoinStrategy::Hash { npartitions: n }
@@ -160,7 +159,12 @@ impl std::fmt::Display for JoinCost {
 /// Whether `side` is hash-partitioned on exactly `keys` into `n` partitions already, so that a
 /// hash join into `n` partitions reads its partition `i` whole instead of shuffling it.
 pub(super) fn placed(side: &Plan, keys: &[String], n: usize) -> bool {
-    side.hash_partitioning().is_some_and(|(k, m)| k == keys && m == n)
+    partitions_on(side, keys) == Some(n)
+}
+
+/// How many partitions `side` is hash-partitioned into on exactly `keys`, if it is.
+fn partitions_on(side: &Plan, keys: &[String]) -> Option<usize> {
+    side.hash_partitioning().filter(|(k, _)| k == keys).map(|(_, n)| n)
 }
 
 /// The join strategy of least estimated total work among those the join's `how` allows: a
