@@ -20,7 +20,7 @@ use crate::run::report::{Prices, RunReport};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use shoal_protocol::{TaskFailure, TaskKey, TaskMetrics, layout};
-use shoal_worker::io::storage::Storage;
+use shoal_worker::io::storage::{Location, Storage};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -293,11 +293,10 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
 /// once; an interrupted run loses at most its last seconds of events.
 pub(crate) async fn write_jsonl(
     storage: Arc<Storage>,
-    job_root: &str,
+    root: Location,
     job_id: &str,
     mut events: Subscription,
 ) -> Result<()> {
-    let root = storage.resolve(job_root)?;
     let run = now_us();
     let mut segment = 0u32;
     let mut lines = Vec::new();
@@ -337,7 +336,7 @@ pub(crate) async fn write_jsonl(
 /// Writes `lines` as the run's next segment, and empties them.
 async fn write_segment(
     storage: &Storage,
-    root: &shoal_worker::io::storage::Location,
+    root: &Location,
     job_id: &str,
     run: u64,
     segment: &mut u32,
@@ -510,6 +509,7 @@ mod tests {
             let mut publisher = events.into_publisher("j");
             let writer = tokio::spawn({
                 let (storage, events) = (storage.clone(), publisher.subscribe());
+                let root = storage.resolve(root).unwrap();
                 async move { write_jsonl(storage, root, "j", events).await }
             });
             for attempt in run {

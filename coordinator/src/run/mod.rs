@@ -41,9 +41,9 @@ impl Client {
         let root = storage.resolve(self.root())?;
         let mut publisher = events.into_publisher(&job_id);
         let writer = tokio::spawn({
-            let (storage, job_root, job_id) = (storage.clone(), self.root().to_string(), job_id.clone());
+            let (storage, root, job_id) = (storage.clone(), root.clone(), job_id.clone());
             let events = publisher.subscribe();
-            async move { events::write_jsonl(storage, &job_root, &job_id, events).await }
+            async move { events::write_jsonl(storage, root, &job_id, events).await }
         });
         let executor = self.executor().as_ref();
         let html = tokio::spawn(crate::dashboard::server::fold(publisher.subscribe()));
