@@ -11,12 +11,14 @@
 //! - `inputs`: reading the inputs, by port, within the task's memory limit.
 //! - `functions`: user functions as the task runs them (components loaded once, sandbox calls,
 //!   metrics).
+//! - `malloc`: the allocator's thresholds, set once per process by [`Worker::new`].
 //! - `output`: writing the output object (IPC intermediate, shuffle object, or a user-visible part).
 //! - [`commit`]: the create-if-absent manifest; reading committed manifests.
 
 pub mod commit;
 mod functions;
 mod inputs;
+mod malloc;
 mod output;
 mod run;
 

@@ -31,7 +31,9 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// A worker; the first in a process also sets its allocator's thresholds (`task::malloc`).
     pub fn new(config: WorkerConfig) -> Result<Self> {
+        super::malloc::tune();
         Ok(Self {
             modules: Modules::new(Sandbox::new(config.sandbox)?),
             storages: Mutex::new(HashMap::new()),
