@@ -24,6 +24,7 @@ mod lambda;
 mod pipelines;
 mod plans;
 mod python_functions;
+mod ranges;
 mod readers;
 mod relational;
 mod resume;

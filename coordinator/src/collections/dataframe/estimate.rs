@@ -344,7 +344,7 @@ mod tests {
             source: "t/*.parquet".into(),
             format: FileFormat::Parquet,
             file_schema: Arc::new(schema),
-            files: vec![FileInfo { object, row_groups: vec![(bytes, rows)] }],
+            files: vec![FileInfo { object, row_groups: vec![(bytes, rows)], int_bounds: vec![] }],
             partitions: vec![],
             projection: None,
             predicate: None,

@@ -114,6 +114,7 @@ pub fn aggregate_strategy(a: &AggregateNode) -> Option<String> {
     a.strategy.as_ref().map(|(s, why)| match s {
         AggStrategy::Tree { split_every } => format!("strategy=tree split_every={split_every}: {why}"),
         AggStrategy::Shuffle { split_out } => format!("strategy=shuffle split_out={split_out}: {why}"),
+        AggStrategy::Local => format!("strategy=local: {why}"),
     })
 }
 
@@ -124,7 +125,7 @@ pub fn join_strategy(j: &JoinNode) -> Option<String> {
             JoinStrategy::Hash { npartitions } => format!(" npartitions={npartitions}"),
             JoinStrategy::BroadcastRight => " side=right".into(),
             JoinStrategy::BroadcastLeft => " side=left".into(),
-            JoinStrategy::PartitionWise | JoinStrategy::Divisions => String::new(),
+            JoinStrategy::PartitionWise | JoinStrategy::Divisions | JoinStrategy::Ranges => String::new(),
         };
         format!("strategy={}{detail}: {why}", s.name())
     })

@@ -7,8 +7,12 @@
 //! - tree aggregation: M `Partial` tasks, levels of `Combine` tasks reading `split_every` each,
 //!   one `Final` task;
 //! - shuffle aggregation: M `Partial` tasks writing N hash buckets each, N `Final` reducers;
+//! - local aggregation (partitions holding disjoint key ranges): one fused `Single` step per
+//!   partition;
 //! - broadcast join: the small side materialized, every partition of the other reads all of it;
-//!   partition-wise join: partition i of each side paired; hash join: both sides shuffled into
+//!   partition-wise join: partition i of each side paired; ranges join: the right side
+//!   materialized, partition i of the left reads the right partitions whose key ranges overlap
+//!   its own; hash join: both sides shuffled into
 //!   N buckets, N join reducers — a side hash-partitioned on its keys into N partitions already
 //!   (a shuffled aggregation by them) is not shuffled again: a left one runs the join in its own
 //!   tasks, a right one is read a task per reducer;
@@ -321,6 +325,11 @@ fn lower_aggregate(plan: &Plan, a: &AggregateNode, graph: &mut TaskGraph) -> Res
             last.push(step(AggregateMode::Final))?;
             Ok(last)
         }
+        Some(AggStrategy::Local) => {
+            // Each partition holds whole groups: aggregate in one step, fused, partitions kept.
+            p.push(step(AggregateMode::Single))?;
+            Ok(p)
+        }
         Some(AggStrategy::Tree { .. }) => {
             // One partition sees every row: aggregate in one step, fused.
             p.push(step(AggregateMode::Single))?;
@@ -393,6 +402,7 @@ fn lower_join(plan: &Plan, j: &JoinNode, graph: &mut TaskGraph) -> Result<Pendin
             p.push(join(port))?;
             Ok(p)
         }
+        Some(JoinStrategy::Ranges) => lower_ranges_join(j, graph),
         Some(JoinStrategy::Divisions) => lower_divisions_join(j, graph),
         Some(JoinStrategy::Hash { npartitions: n }) => {
             // A side hash-partitioned on its keys into n partitions already (a shuffled
@@ -429,6 +439,34 @@ fn lower_join(plan: &Plan, j: &JoinNode, graph: &mut TaskGraph) -> Result<Pendin
 
 fn names(schema: Option<SchemaRef>) -> Vec<String> {
     schema.map(|s| s.fields().iter().map(|f| f.name().clone()).collect()).unwrap_or_default()
+}
+
+/// A ranges join: the right side materialized; partition i of the left reads the right
+/// partitions whose key ranges overlap its own.
+fn lower_ranges_join(j: &JoinNode, graph: &mut TaskGraph) -> Result<Pending> {
+    let (left_ranges, right_ranges) =
+        super::ranges::join_key_ranges(&j.left, &j.right, &j.left_on, &j.right_on)
+            .ok_or_else(|| internal("a ranges join without key ranges".into()))?;
+    let overlaps = super::ranges::overlaps(&left_ranges, &right_ranges);
+    let right = materialize(lower_node(&j.right, graph)?, graph, |_| Output::Intermediate)?;
+    let mut p = lower_node(&j.left, graph)?;
+    if p.partitions.len() != overlaps.len() || right.len() != right_ranges.len() {
+        return Err(internal("a ranges join whose partitions differ from its key ranges".into()));
+    }
+    let first = *right.first().ok_or_else(|| internal("a ranges join of an empty right side".into()))?;
+    let port = p.next_port();
+    // Partition i reads the right partitions its range overlaps; one without any (no
+    // rows, or no matches possible) reads the first, whose rows cannot match but give
+    // the side table its columns.
+    p.attach_side(graph, &right, port, |i| {
+        let tasks: Vec<usize> = match overlaps[i].is_empty() {
+            true => vec![first],
+            false => overlaps[i].iter().map(|&r| right[r]).collect(),
+        };
+        (read_all(graph, &tasks, port), tasks)
+    })?;
+    p.push(join_op(port, j.how, &j.left_on, &j.right_on, j.suffixes.clone()))?;
+    Ok(p)
 }
 
 /// The left side is indexed by the key: the right side is range-shuffled to the left's

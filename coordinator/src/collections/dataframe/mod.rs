@@ -15,6 +15,7 @@ pub mod explain;
 pub mod lower;
 pub mod optimize;
 pub mod plan;
+pub mod ranges;
 pub mod read;
 pub mod strategy;
 pub mod write;

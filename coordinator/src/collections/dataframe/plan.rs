@@ -19,6 +19,10 @@ pub struct FileInfo {
     pub object: ObjectRef,
     /// Compressed bytes and rows of each row group (Parquet); empty for other formats.
     pub row_groups: Vec<(u64, u64)>,
+    /// Per row group (Parquet; empty for other formats), `(min, max)` of each integer-typed
+    /// column (INT32/INT64 physical type) the statistics bound and show without nulls: what
+    /// the key ranges of partitions are built from (`ranges.rs`).
+    pub int_bounds: Vec<HashMap<String, (i64, i64)>>,
 }
 
 /// A scan of files in object storage.
@@ -105,6 +109,9 @@ pub enum AggStrategy {
     Tree { split_every: usize },
     /// Partial aggregates hash-shuffled on the keys into `split_out` partitions.
     Shuffle { split_out: usize },
+    /// Each input partition holds whole groups (its values of a key lie in a range no other
+    /// partition's reach): one step per partition, the partitions kept.
+    Local,
 }
 
 /// How a join is distributed.
@@ -121,6 +128,9 @@ pub enum JoinStrategy {
     Divisions,
     /// Both sides are hash-shuffled on the keys into `npartitions` partitions.
     Hash { npartitions: usize },
+    /// The partitions of both sides hold known ranges of a key: partition i of the left reads
+    /// the right partitions whose ranges overlap its own; nothing is shuffled.
+    Ranges,
 }
 
 impl JoinStrategy {
@@ -130,6 +140,7 @@ impl JoinStrategy {
             JoinStrategy::PartitionWise => "partition-wise",
             JoinStrategy::Divisions => "divisions",
             JoinStrategy::Hash { .. } => "hash",
+            JoinStrategy::Ranges => "ranges",
         }
     }
 }
@@ -326,6 +337,7 @@ impl Plan {
             Plan::Head { .. } | Plan::TopK { .. } => 1,
             Plan::Aggregate(a) => match a.strategy {
                 Some((AggStrategy::Shuffle { split_out }, _)) => split_out,
+                Some((AggStrategy::Local, _)) => a.input.partitions(),
                 _ => a.split_out.unwrap_or(1),
             },
             Plan::Join(j) => match j.strategy {

@@ -1,8 +1,10 @@
-//! How each aggregation and join is distributed, from estimated sizes: tree reduction or hash
-//! shuffle; broadcast, partition-wise, divisions-aligned or hash join. Each choice comes with
+//! How each aggregation and join is distributed, from estimated sizes and key ranges: local,
+//! tree reduction or hash shuffle; broadcast, partition-wise, ranges, divisions-aligned or hash
+//! join. Each choice comes with
 //! its reason, which `explain` prints.
 
 use super::plan::{AggStrategy, AggregateNode, JoinHint, JoinNode, JoinStrategy, Plan, PlanConfig};
+use super::ranges::{self, KeyRanges};
 use crate::error::{Error, Result};
 use crate::units::human_bytes;
 use shoal_protocol::JoinHow;
@@ -17,6 +19,17 @@ pub(super) fn aggregate_strategy(a: &AggregateNode, config: &PlanConfig) -> (Agg
     }
     if a.keys.is_empty() {
         return (tree, "whole-table reduction".into());
+    }
+    if a.input.partitions() > 1 {
+        let local =
+            a.keys.iter().find(|k| ranges::key_ranges(&a.input, k).is_some_and(|r| ranges::disjoint(&r)));
+        if let Some(k) = local {
+            let why = format!(
+                "the input's {} partitions hold disjoint ranges of {k} (Parquet statistics): each holds whole groups",
+                a.input.partitions()
+            );
+            return (AggStrategy::Local, why);
+        }
     }
     match a.input.estimated_groups(&a.keys) {
         Some(groups) if groups > config.tree_max_groups => {
@@ -68,6 +81,12 @@ fn choose_join(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, Strin
             .max(1);
         JoinStrategy::Hash { npartitions: n }
     };
+    // Both sides' partitions hold known ranges of a key: a left partition needs only the
+    // right partitions its range overlaps. Every row of the right side may be read by several
+    // left partitions, so only joins that keep unmatched rows of the left alone qualify.
+    let ranged = matches!(j.how, JoinHow::Inner | JoinHow::Left | JoinHow::Semi | JoinHow::Anti)
+        .then(|| ranges::join_key_ranges(&j.left, &j.right, &j.left_on, &j.right_on))
+        .flatten();
     let how = j.how.as_str();
     match j.hint {
         Some(JoinHint::Broadcast) if right_ok => Ok((JoinStrategy::BroadcastRight, "requested".into())),
@@ -77,6 +96,10 @@ fn choose_join(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, Strin
              use strategy 'hash'"
         ))),
         Some(JoinHint::PartitionWise) if aligned => Ok((JoinStrategy::PartitionWise, "requested".into())),
+        Some(JoinHint::PartitionWise) if ranged.is_some() => Ok((
+            JoinStrategy::Ranges,
+            "requested; the partitions of both sides hold known ranges of the key".into(),
+        )),
         Some(JoinHint::PartitionWise) if indexed => Ok((
             JoinStrategy::Divisions,
             "requested; the left side is indexed by the key, the right is shuffled to its divisions".into(),
@@ -84,7 +107,8 @@ fn choose_join(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, Strin
         Some(JoinHint::PartitionWise) => Err(Error::Invalid(
             "merge: a partition-wise join needs both sides hash-partitioned on the join keys into the \
              same number of partitions (for example both shuffled aggregations by those keys), or \
-             the left side indexed by the key (set_index)"
+             the left side indexed by the key (set_index), or both sides' partitions holding known \
+             ranges of an integer key (Parquet statistics)"
                 .into(),
         )),
         Some(JoinHint::Hash) => Ok((hash(), "requested".into())),
@@ -92,7 +116,7 @@ fn choose_join(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, Strin
             JoinStrategy::PartitionWise,
             "both sides are hash-partitioned on the keys into the same partitions".into(),
         )),
-        None => Ok(cheapest_join(j, config, right_ok, left_ok, indexed, hash())),
+        None => Ok(cheapest_join(j, config, right_ok, left_ok, indexed, ranged.as_ref(), hash())),
     }
 }
 
@@ -127,6 +151,19 @@ impl JoinCost {
             moved: big.saturating_add(small.saturating_mul(2)).saturating_add(copies),
             hashed: copies,
             requests: b * s + 3 * (b + s),
+        }
+    }
+
+    /// The right side (`right`, in `right_tasks` partitions) materialized, then each of the
+    /// `left_tasks` partitions of the left reads and hashes the right partitions its key range
+    /// overlaps, `reads` partition reads in all; the left is read once.
+    pub fn ranges(left: u64, right: u64, reads: usize, left_tasks: usize, right_tasks: usize) -> Self {
+        let (l, r) = (left_tasks.max(1) as u64, right_tasks.max(1) as u64);
+        let read = right.saturating_mul(reads as u64) / r;
+        Self {
+            moved: left.saturating_add(right.saturating_mul(2)).saturating_add(read),
+            hashed: read,
+            requests: reads as u64 + 3 * (l + r),
         }
     }
 
@@ -178,6 +215,7 @@ fn cheapest_join(
     right_ok: bool,
     left_ok: bool,
     indexed: bool,
+    ranged: Option<&(KeyRanges, KeyRanges)>,
     hash: JoinStrategy,
 ) -> (JoinStrategy, String) {
     let (lb, rb) = (j.left.estimated_bytes(), j.right.estimated_bytes());
@@ -198,6 +236,10 @@ fn cheapest_join(
             )),
             true => over.push(format!("the {side} side is over the broadcast limit {}", human_bytes(limit))),
         }
+    }
+    if let Some((left, right)) = ranged {
+        let reads = ranges::overlaps(left, right).iter().map(|o| o.len().max(1)).sum();
+        candidates.push((JoinStrategy::Ranges, "ranges".into(), JoinCost::ranges(lb, rb, reads, lp, rp)));
     }
     candidates.push(match indexed {
         true => (JoinStrategy::Divisions, "divisions".into(), JoinCost::shuffle(lb, rb, rb, rp, lp)),
@@ -231,6 +273,9 @@ fn cheapest_join(
     );
     for note in over {
         why.push_str(&format!("; {note}"));
+    }
+    if candidates[best].0 == JoinStrategy::Ranges {
+        why.push_str("; the partitions of both sides hold known ranges of the key (Parquet statistics)");
     }
     if candidates[best].0 == JoinStrategy::Divisions {
         why.push_str(&format!("; the left side is indexed by {}", j.left_on[0]));

@@ -77,7 +77,10 @@ pub(crate) fn text_partitions(
             partitions.push(vec![FileSlice { object: object.clone(), row_groups: None, block: Some(block) }]);
         }
     }
-    let files = objects.into_iter().map(|object| FileInfo { object, row_groups: vec![] }).collect();
+    let files = objects
+        .into_iter()
+        .map(|object| FileInfo { object, row_groups: vec![], int_bounds: vec![] })
+        .collect();
     Ok((files, partitions))
 }
 

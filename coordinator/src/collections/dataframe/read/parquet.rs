@@ -106,7 +106,7 @@ impl Client {
                 let range = ranges.entry(name).or_insert((lo, hi, 0));
                 *range = (range.0.min(lo), range.1.max(hi), range.2 + 1);
             }
-            files.push(FileInfo { object, row_groups });
+            files.push(FileInfo { object, row_groups, int_bounds: row_group_bounds(&meta) });
         }
         let (schema, _) = schema.ok_or_else(|| Error::NotFound(location.to_string()))?;
         let partitions = partition_parquet(&files, self.config().partition_bytes);
@@ -159,6 +159,34 @@ fn union_schema(a: &Schema, a_url: &str, b: &Schema, b_url: &str) -> Result<Sche
         }
     }
     Ok(Schema::new(fields))
+}
+
+/// Per row group, `(min, max)` of each top-level integer column (INT32/INT64 physical type)
+/// whose statistics bound it and count no nulls in it.
+fn row_group_bounds(meta: &parquet::file::metadata::ParquetMetaData) -> Vec<HashMap<String, (i64, i64)>> {
+    use parquet::file::statistics::Statistics;
+    let descr = meta.file_metadata().schema_descr();
+    meta.row_groups()
+        .iter()
+        .map(|rg| {
+            let mut bounds = HashMap::new();
+            for (i, column) in descr.columns().iter().enumerate() {
+                let Some(stats) = rg.column(i).statistics() else { continue };
+                if column.path().parts().len() != 1 || stats.null_count_opt() != Some(0) {
+                    continue;
+                }
+                let range = match stats {
+                    Statistics::Int32(s) => s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a as i64, *b as i64)),
+                    Statistics::Int64(s) => s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a, *b)),
+                    _ => None,
+                };
+                if let Some(range) = range {
+                    bounds.insert(column.name().to_string(), range);
+                }
+            }
+            bounds
+        })
+        .collect()
 }
 
 /// `(min, max)` of each top-level integer column (INT32/INT64 physical type, so also dates and
@@ -238,8 +266,12 @@ mod tests {
     fn large_files_split_by_row_groups() {
         let obj = |n: &str| ObjectRef { url: format!("file:///{n}"), size: 1, e_tag: None };
         let files = vec![
-            FileInfo { object: obj("small"), row_groups: vec![(10, 1), (10, 1)] },
-            FileInfo { object: obj("big"), row_groups: vec![(60, 1), (60, 1), (30, 1), (90, 1)] },
+            FileInfo { object: obj("small"), row_groups: vec![(10, 1), (10, 1)], int_bounds: vec![] },
+            FileInfo {
+                object: obj("big"),
+                row_groups: vec![(60, 1), (60, 1), (30, 1), (90, 1)],
+                int_bounds: vec![],
+            },
         ];
         let parts = partition_parquet(&files, 100);
         let rgs: Vec<Option<Vec<usize>>> = parts.iter().map(|p| p[0].row_groups.clone()).collect();
