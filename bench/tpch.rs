@@ -148,7 +148,7 @@ async fn q1(t: &Tables<'_>) -> Frame {
     let summary = lineitem
         .filter("l_shipdate <= DATE '1998-09-02'")?
         .assign("disc_price", VOLUME)?
-        .assign("charge", "l_extendedprice * (1 - l_discount) * (1 + l_tax)")?
+        .assign("charge", "disc_price * (1 + l_tax)")?
         .groupby(&["l_returnflag", "l_linestatus"])
         .agg(&aggs(&[
             ("sum_qty", "l_quantity", "sum"),

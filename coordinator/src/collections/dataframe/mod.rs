@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::run::report::RunSummary;
 use crate::run::results;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use lower::{Target, lower};
 use optimize::{join_schema, optimize};
@@ -130,6 +130,26 @@ pub fn agg_sql(column: &str, func: &str) -> Result<String> {
             }
         },
     })
+}
+
+/// The mean of a decimal column (`agg_sql`'s `avg(CAST(c AS DOUBLE))`) as its exact sum over its
+/// count, made a double once per group, as DuckDB computes it: the same value (closer to the
+/// exact mean, not further), without converting every row's 128-bit decimal to a double. The
+/// sum is then shared with a `sum` of the same column. Only for precisions up to 28, whose sum
+/// cannot overflow; any other aggregation is kept.
+fn exact_decimal_mean(sql: &str, input: &arrow::datatypes::Schema) -> String {
+    let decimal = input.fields().iter().find(|f| {
+        // DataFusion sums into 10 more digits (at most 38): room for 10^10 rows of any value.
+        matches!(f.data_type(), DataType::Decimal128(p, _) if *p <= 28)
+            && sql == format!("avg(CAST({} AS DOUBLE))", quote_ident(f.name()))
+    });
+    match decimal {
+        Some(f) => {
+            let c = quote_ident(f.name());
+            format!("CAST(sum({c}) AS DOUBLE) / CAST(count({c}) AS DOUBLE)")
+        }
+        None => sql.to_string(),
+    }
 }
 
 /// A pending `groupby`: call [`GroupBy::agg`] to get a DataFrame.
@@ -361,8 +381,9 @@ impl DataFrame {
                 return Err(Error::Invalid(format!("groupby: output column '{name}' appears twice")));
             }
         }
-        let aggs: Vec<(String, String)> = aggs.iter().map(|a| (a.name.clone(), a.sql.clone())).collect();
         let input = self.plan.schema()?;
+        let aggs: Vec<(String, String)> =
+            aggs.iter().map(|a| (a.name.clone(), exact_decimal_mean(&a.sql, &input))).collect();
         let mut taken: std::collections::BTreeSet<String> = seen.into_iter().cloned().collect();
         taken.extend(input.fields().iter().map(|f| f.name().clone()));
         // Expressions over aggregates: the calls are aggregated, the rest is evaluated after.
@@ -729,4 +750,25 @@ pub fn explain_graph(graph: &crate::graph::TaskGraph) -> String {
         out.push_str(&format!("warning: {warning}\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{agg_sql, exact_decimal_mean};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    #[test]
+    fn the_mean_of_a_decimal_is_its_exact_sum_over_its_count() {
+        let schema = Schema::new(vec![
+            Field::new("price", DataType::Decimal128(15, 2), true),
+            Field::new("wide", DataType::Decimal128(38, 2), true),
+            Field::new("x", DataType::Float64, true),
+        ]);
+        let mean = |c: &str| exact_decimal_mean(&agg_sql(c, "mean").unwrap(), &schema);
+        assert_eq!(mean("price"), r#"CAST(sum("price") AS DOUBLE) / CAST(count("price") AS DOUBLE)"#);
+        // A sum of 38 digits could overflow, and a double needs no rewrite: kept.
+        assert_eq!(mean("wide"), r#"avg(CAST("wide" AS DOUBLE))"#);
+        assert_eq!(mean("x"), r#"avg(CAST("x" AS DOUBLE))"#);
+        assert_eq!(exact_decimal_mean("sum(price)", &schema), "sum(price)");
+    }
 }
