@@ -4,7 +4,7 @@
 
 use super::plan::PlanConfig;
 use super::plan::{JoinNode, MapOp, Plan};
-use super::strategy::{aggregate_strategy, join_strategy};
+use super::strategy::{aggregate_strategy, join_strategy, keep_ranges};
 use crate::error::{Error, Result};
 use arrow::datatypes::SchemaRef;
 use datafusion::common::DFSchema;
@@ -245,7 +245,7 @@ fn choose_strategies(plan: &Plan, config: &PlanConfig) -> Result<Plan> {
         }
         Plan::Join(mut j) => {
             j.strategy = Some(join_strategy(&j, config)?);
-            Plan::Join(j)
+            Plan::Join(keep_ranges(&j, config)?.unwrap_or(j))
         }
         other => other,
     })

@@ -8,6 +8,7 @@ use super::ranges::{self, KeyRanges};
 use crate::error::{Error, Result};
 use crate::units::human_bytes;
 use shoal_protocol::JoinHow;
+use std::sync::Arc;
 
 pub(super) fn aggregate_strategy(a: &AggregateNode, config: &PlanConfig) -> (AggStrategy, String) {
     let tree = AggStrategy::Tree { split_every: a.split_every.unwrap_or(config.split_every).max(2) };
@@ -47,20 +48,94 @@ pub(super) fn aggregate_strategy(a: &AggregateNode, config: &PlanConfig) -> (Agg
 }
 
 pub(super) fn join_strategy(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, String)> {
-    let (strategy, mut why) = choose_join(j, config)?;
+    join_strategy_costed(j, config).map(|(strategy, why, _)| (strategy, why))
+}
+
+/// [`join_strategy`] with the estimated total work of the strategy when it was chosen by cost
+/// (`None` when requested or forced by the sides' partitioning).
+fn join_strategy_costed(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, String, Option<u64>)> {
+    let (strategy, mut why, cost) = choose_join(j, config)?;
     let note = match strategy {
         JoinStrategy::Hash { npartitions: n } if placed(&j.left, &j.left_on, n) => "left",
         JoinStrategy::Hash { npartitions: n } if placed(&j.right, &j.right_on, n) => "right",
-        _ => return Ok((strategy, why)),
+        _ => return Ok((strategy, why, cost)),
     };
     let other = if note == "left" { "right" } else { "left" };
     why.push_str(&format!(
         "; the {note} side is hash-partitioned on its keys already: only the {other} is shuffled"
     ));
-    Ok((strategy, why))
+    Ok((strategy, why, cost))
 }
 
-fn choose_join(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, String)> {
+/// `j` again, when a join below it (one of its sides, under per-partition operators) chose a
+/// strategy that gave up the key ranges of its left side, and broadcasting that join's right
+/// side instead (which keeps its left side's partitions, and so their ranges) lets `j` pair
+/// partitions by ranges for less estimated work of the two joins together. Choosing each join
+/// alone, bottom-up, cannot see this: the join below is cheaper shuffled, the one above much
+/// dearer for it (TPC-H q5 at SF10: orders ⋈ customer hash-shuffled, then lineitem shuffled to
+/// join it).
+pub(super) fn keep_ranges(j: &JoinNode, config: &PlanConfig) -> Result<Option<JoinNode>> {
+    let Some((_, _, Some(cost))) =
+        j.strategy.as_ref().map(|_| join_strategy_costed(j, config)).transpose()?
+    else {
+        return Ok(None);
+    };
+    if matches!(j.strategy, Some((JoinStrategy::Ranges, _))) {
+        return Ok(None);
+    }
+    for right in [true, false] {
+        let side = if right { &j.right } else { &j.left };
+        let Some((below, before, after)) = broadcast_below(side, config)? else { continue };
+        let mut again = j.clone();
+        match right {
+            true => again.right = Arc::new(below),
+            false => again.left = Arc::new(below),
+        }
+        let (strategy, why, Some(new)) = join_strategy_costed(&again, config)? else { continue };
+        if strategy == JoinStrategy::Ranges && after.saturating_add(new) < before.saturating_add(cost) {
+            again.strategy = Some((strategy, why));
+            return Ok(Some(again));
+        }
+    }
+    Ok(None)
+}
+
+/// `side` with the join under it (below per-partition operators) broadcasting its right side,
+/// when that join gave up its left side's partitions by cost and may broadcast: the rebuilt
+/// plan and the join's estimated work before and after.
+fn broadcast_below(side: &Plan, config: &PlanConfig) -> Result<Option<(Plan, u64, u64)>> {
+    match side {
+        Plan::Map { input, .. } => Ok(broadcast_below(input, config)?
+            .map(|(below, before, after)| {
+                side.map_children(|_| Ok::<_, Error>(below.clone())).map(|plan| (plan, before, after))
+            })
+            .transpose()?),
+        Plan::Join(c) => {
+            let lost =
+                matches!(c.strategy, Some((JoinStrategy::Hash { .. } | JoinStrategy::BroadcastLeft, _)));
+            let may = matches!(c.how, JoinHow::Inner | JoinHow::Left | JoinHow::Semi | JoinHow::Anti)
+                && c.right.estimated_bytes() <= config.broadcast_bytes;
+            let Some((_, _, Some(before))) =
+                (lost && may).then(|| join_strategy_costed(c, config)).transpose()?
+            else {
+                return Ok(None);
+            };
+            let (lb, rb) = (c.left.estimated_bytes(), c.right.estimated_bytes());
+            let cost = JoinCost::broadcast(lb, rb, c.left.partitions(), c.right.partitions());
+            let why = format!(
+                "broadcast right {cost} instead of {}: keeps the left side's partitions and key ranges for the join \
+                 above, which then pairs partitions by ranges",
+                human_bytes(before)
+            );
+            let mut c = c.clone();
+            c.strategy = Some((JoinStrategy::BroadcastRight, why));
+            Ok(Some((Plan::Join(c), before, cost.total())))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn choose_join(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, String, Option<u64>)> {
     let right_ok = matches!(j.how, JoinHow::Inner | JoinHow::Left | JoinHow::Semi | JoinHow::Anti);
     let left_ok = matches!(j.how, JoinHow::Inner | JoinHow::Right);
     let aligned = match (j.left.hash_partitioning(), j.right.hash_partitioning()) {
@@ -89,20 +164,24 @@ fn choose_join(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, Strin
         .flatten();
     let how = j.how.as_str();
     match j.hint {
-        Some(JoinHint::Broadcast) if right_ok => Ok((JoinStrategy::BroadcastRight, "requested".into())),
-        Some(JoinHint::Broadcast) if left_ok => Ok((JoinStrategy::BroadcastLeft, "requested".into())),
+        Some(JoinHint::Broadcast) if right_ok => Ok((JoinStrategy::BroadcastRight, "requested".into(), None)),
+        Some(JoinHint::Broadcast) if left_ok => Ok((JoinStrategy::BroadcastLeft, "requested".into(), None)),
         Some(JoinHint::Broadcast) => Err(Error::Invalid(format!(
             "merge: a broadcast join cannot compute how='{how}' (every row of both sides must be kept); \
              use strategy 'hash'"
         ))),
-        Some(JoinHint::PartitionWise) if aligned => Ok((JoinStrategy::PartitionWise, "requested".into())),
+        Some(JoinHint::PartitionWise) if aligned => {
+            Ok((JoinStrategy::PartitionWise, "requested".into(), None))
+        }
         Some(JoinHint::PartitionWise) if ranged.is_some() => Ok((
             JoinStrategy::Ranges,
             "requested; the partitions of both sides hold known ranges of the key".into(),
+            None,
         )),
         Some(JoinHint::PartitionWise) if indexed => Ok((
             JoinStrategy::Divisions,
             "requested; the left side is indexed by the key, the right is shuffled to its divisions".into(),
+            None,
         )),
         Some(JoinHint::PartitionWise) => Err(Error::Invalid(
             "merge: a partition-wise join needs both sides hash-partitioned on the join keys into the \
@@ -111,10 +190,11 @@ fn choose_join(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, Strin
              ranges of an integer key (Parquet statistics)"
                 .into(),
         )),
-        Some(JoinHint::Hash) => Ok((hash(), "requested".into())),
+        Some(JoinHint::Hash) => Ok((hash(), "requested".into(), None)),
         None if aligned => Ok((
             JoinStrategy::PartitionWise,
             "both sides are hash-partitioned on the keys into the same partitions".into(),
+            None,
         )),
         None => Ok(cheapest_join(j, config, right_ok, left_ok, indexed, ranged.as_ref(), hash())),
     }
@@ -217,7 +297,7 @@ fn cheapest_join(
     indexed: bool,
     ranged: Option<&(KeyRanges, KeyRanges)>,
     hash: JoinStrategy,
-) -> (JoinStrategy, String) {
+) -> (JoinStrategy, String, Option<u64>) {
     let (lb, rb) = (j.left.estimated_bytes(), j.right.estimated_bytes());
     let limit = config.broadcast_bytes;
     let mut candidates: Vec<(JoinStrategy, String, JoinCost)> = Vec::new();
@@ -280,12 +360,111 @@ fn cheapest_join(
     if candidates[best].0 == JoinStrategy::Divisions {
         why.push_str(&format!("; the left side is indexed by {}", j.left_on[0]));
     }
-    (candidates[best].0, why)
+    (candidates[best].0, why, Some(candidates[best].2.total()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::JoinCost;
+    use crate::collections::dataframe::optimize::{join_schema, optimize};
+    use crate::collections::dataframe::plan::{FileInfo, JoinNode, JoinStrategy, Plan, PlanConfig, ScanNode};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use shoal_protocol::{FileFormat, FileSlice, JoinHow, ObjectRef};
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    /// A Parquet table of `files` files of `rows` rows and `bytes` each, in key order: file i
+    /// holds values `i * rows ..= (i + 1) * rows - 1` of `key`; `other` is an integer column of
+    /// values `0..=other_max` in every file.
+    fn ordered(
+        name: &str,
+        (key, other, other_max): (&str, &str, i64),
+        files: u64,
+        rows: u64,
+        bytes: u64,
+    ) -> Plan {
+        let schema = Schema::new(vec![
+            Field::new(key, DataType::Int64, false),
+            Field::new(other, DataType::Int64, false),
+        ]);
+        let n = files;
+        let files: Vec<FileInfo> = (0..files)
+            .map(|i| FileInfo {
+                object: ObjectRef { url: format!("file:///{name}/{i}.parquet"), size: bytes, e_tag: None },
+                row_groups: vec![(bytes, rows)],
+                int_bounds: vec![HashMap::from([
+                    (key.to_string(), ((i * rows) as i64, ((i + 1) * rows - 1) as i64)),
+                    (other.to_string(), (0, other_max)),
+                ])],
+            })
+            .collect();
+        Plan::Scan(ScanNode {
+            source: format!("{name}/*.parquet"),
+            format: FileFormat::Parquet,
+            file_schema: Arc::new(schema),
+            partitions: files.iter().map(|f| vec![FileSlice::whole(f.object.clone())]).collect(),
+            files,
+            projection: None,
+            predicate: None,
+            int_ranges: HashMap::from([
+                (key.to_string(), (0, (n * rows) as i64 - 1)),
+                (other.to_string(), (0, other_max)),
+            ]),
+            schema_on_read: false,
+        })
+    }
+
+    fn join(left: Plan, right: Plan, on: (&str, &str)) -> Plan {
+        let mut j = JoinNode {
+            left: Arc::new(left),
+            right: Arc::new(right),
+            how: JoinHow::Inner,
+            left_on: vec![on.0.into()],
+            right_on: vec![on.1.into()],
+            suffixes: ("_x".into(), "_y".into()),
+            schema: Arc::new(Schema::empty()),
+            hint: None,
+            npartitions: None,
+            strategy: None,
+        };
+        j.schema = join_schema(&j).unwrap();
+        Plan::Join(j)
+    }
+
+    fn why(plan: &Plan) -> String {
+        match plan {
+            Plan::Join(j) => j.strategy.as_ref().map(|s| s.1.clone()).unwrap_or_default(),
+            _ => "not a join".into(),
+        }
+    }
+
+    fn strategy(plan: &Plan) -> JoinStrategy {
+        match plan {
+            Plan::Join(j) => j.strategy.as_ref().unwrap().0,
+            other => panic!("not a join: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_join_below_keeps_its_key_ranges_when_the_join_above_gains_more() {
+        // TPC-H q5's shape at SF10: lineitem ⋈ (orders ⋈ customer), lineitem and orders in
+        // files of the same order-key ranges, customer in files by customer key.
+        let lineitem = ordered("lineitem", ("l_orderkey", "l_suppkey", 100_000), 80, 750_000, 32_000_000);
+        let orders = ordered("orders", ("o_orderkey", "o_custkey", 300_000), 80, 750_000, 2_000_000);
+        let customer = ordered("customer", ("c_custkey", "c_nationkey", 24), 80, 3_750, 400_000);
+        let config = PlanConfig::default();
+        let inner = || join(orders.clone(), customer.clone(), ("o_custkey", "c_custkey"));
+        // Alone, the join below is cheaper shuffled than with customer broadcast to 80 tasks.
+        let alone = optimize(&inner(), &config).unwrap();
+        assert!(matches!(strategy(&alone), JoinStrategy::Hash { .. }), "{}", why(&alone));
+        let both = join(lineitem, inner(), ("l_orderkey", "o_orderkey"));
+        let Plan::Join(top) = optimize(&both, &config).unwrap() else { panic!("not a join") };
+        let below = top.right.as_ref();
+        let top_why = top.strategy.as_ref().unwrap().1.clone();
+        assert_eq!(top.strategy.as_ref().unwrap().0, JoinStrategy::Ranges, "{top_why}\n{}", why(below));
+        assert_eq!(strategy(below), JoinStrategy::BroadcastRight);
+        assert!(why(below).contains("keeps the left side's partitions"), "{}", why(below));
+    }
 
     const MB: u64 = 1_000_000;
 
