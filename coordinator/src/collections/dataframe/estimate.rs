@@ -318,7 +318,7 @@ fn scalar(value: i64, data_type: &DataType) -> Option<ScalarValue> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::collections::dataframe::optimize::join_schema;
     use crate::collections::dataframe::plan::{FileInfo, ScanNode};
@@ -372,7 +372,13 @@ mod tests {
         Plan::Map { input: Arc::new(input), op: MapOp::Filter { predicate: predicate.into() }, schema }
     }
 
-    fn join(left: Plan, right: Plan, how: JoinHow, on: (&str, &str)) -> Plan {
+    /// A join of `left` and `right` on one key pair, its schema derived (no strategy yet).
+    pub(in crate::collections::dataframe) fn join(
+        left: Plan,
+        right: Plan,
+        how: JoinHow,
+        on: (&str, &str),
+    ) -> Plan {
         let mut j = JoinNode {
             left: Arc::new(left),
             right: Arc::new(right),

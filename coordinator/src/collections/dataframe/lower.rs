@@ -325,13 +325,9 @@ fn lower_aggregate(plan: &Plan, a: &AggregateNode, graph: &mut TaskGraph) -> Res
             last.push(step(AggregateMode::Final))?;
             Ok(last)
         }
-        Some(AggStrategy::Local) => {
-            // Each partition holds whole groups: aggregate in one step, fused, partitions kept.
-            p.push(step(AggregateMode::Single))?;
-            Ok(p)
-        }
-        Some(AggStrategy::Tree { .. }) => {
-            // One partition sees every row: aggregate in one step, fused.
+        Some(AggStrategy::Local | AggStrategy::Tree { .. }) => {
+            // Each partition holds whole groups (local), or one partition sees every row (a
+            // tree over one partition): aggregate in one step, fused, partitions kept.
             p.push(step(AggregateMode::Single))?;
             Ok(p)
         }

@@ -244,8 +244,9 @@ fn choose_strategies(plan: &Plan, config: &PlanConfig) -> Result<Plan> {
             Plan::Aggregate(a)
         }
         Plan::Join(mut j) => {
-            j.strategy = Some(join_strategy(&j, config)?);
-            Plan::Join(keep_ranges(&j, config)?.unwrap_or(j))
+            let (strategy, why, cost) = join_strategy(&j, config)?;
+            j.strategy = Some((strategy, why));
+            Plan::Join(keep_ranges(&j, cost, config)?.unwrap_or(j))
         }
         other => other,
     })

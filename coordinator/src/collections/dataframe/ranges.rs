@@ -37,11 +37,12 @@ pub fn key_ranges(plan: &Plan, column: &str) -> Option<KeyRanges> {
             a.keys.iter().any(|k| k == column).then(|| key_ranges(&a.input, column)).flatten()
         }
         Plan::Join(j) => {
-            let (kept, other) = match j.strategy.as_ref().map(|s| s.0) {
+            // The output partitions are the left side's or (a broadcast left) the right's.
+            let left_kept = match j.strategy.as_ref().map(|s| s.0) {
                 Some(JoinStrategy::BroadcastRight | JoinStrategy::PartitionWise | JoinStrategy::Ranges) => {
-                    (Side::Left, Side::Right)
+                    true
                 }
-                Some(JoinStrategy::BroadcastLeft) => (Side::Right, Side::Left),
+                Some(JoinStrategy::BroadcastLeft) => false,
                 _ => return None,
             };
             let names = |p: &Plan| -> Option<Vec<String>> {
@@ -56,34 +57,18 @@ pub fn key_ranges(plan: &Plan, column: &str) -> Option<KeyRanges> {
                 &j.suffixes,
             );
             let out = columns.into_iter().find(|c| c.name == column)?;
-            let (kept_plan, kept_on, kept_col) = side(j, kept, &out);
+            let (kept, kept_on, kept_col, other_on, other_col) = match left_kept {
+                true => (&j.left, &j.left_on, out.left, &j.right_on, out.right),
+                false => (&j.right, &j.right_on, out.right, &j.left_on, out.left),
+            };
             if let Some(c) = kept_col {
-                return key_ranges(kept_plan, &c);
+                return key_ranges(kept, &c);
             }
             // An inner join's key of the other side equals the kept side's key on every row.
-            let (_, other_on, other_col) = side(j, other, &out);
             let k = other_on.iter().position(|c| Some(c) == other_col.as_ref())?;
-            (j.how == JoinHow::Inner).then(|| key_ranges(kept_plan, &kept_on[k])).flatten()
+            (j.how == JoinHow::Inner).then(|| key_ranges(kept, &kept_on[k])).flatten()
         }
         _ => None,
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Side {
-    Left,
-    Right,
-}
-
-/// A join side's plan, keys, and the column of `out` it gives, if any.
-fn side<'a>(
-    j: &'a super::plan::JoinNode,
-    side: Side,
-    out: &shoal_worker::ops::table::join::JoinColumn,
-) -> (&'a Plan, &'a [String], Option<String>) {
-    match side {
-        Side::Left => (&j.left, &j.left_on, out.left.clone()),
-        Side::Right => (&j.right, &j.right_on, out.right.clone()),
     }
 }
 

@@ -47,13 +47,12 @@ pub(super) fn aggregate_strategy(a: &AggregateNode, config: &PlanConfig) -> (Agg
     }
 }
 
-pub(super) fn join_strategy(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, String)> {
-    join_strategy_costed(j, config).map(|(strategy, why, _)| (strategy, why))
-}
-
-/// [`join_strategy`] with the estimated total work of the strategy when it was chosen by cost
-/// (`None` when requested or forced by the sides' partitioning).
-fn join_strategy_costed(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, String, Option<u64>)> {
+/// A join's strategy, its reason, and the estimated total work of the strategy when it was
+/// chosen by cost (`None` when requested or forced by the sides' partitioning).
+pub(super) fn join_strategy(
+    j: &JoinNode,
+    config: &PlanConfig,
+) -> Result<(JoinStrategy, String, Option<u64>)> {
     let (strategy, mut why, cost) = choose_join(j, config)?;
     let note = match strategy {
         JoinStrategy::Hash { npartitions: n } if placed(&j.left, &j.left_on, n) => "left",
@@ -74,12 +73,9 @@ fn join_strategy_costed(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrate
 /// alone, bottom-up, cannot see this: the join below is cheaper shuffled, the one above much
 /// dearer for it (TPC-H q5 at SF10: orders ⋈ customer hash-shuffled, then lineitem shuffled to
 /// join it).
-pub(super) fn keep_ranges(j: &JoinNode, config: &PlanConfig) -> Result<Option<JoinNode>> {
-    let Some((_, _, Some(cost))) =
-        j.strategy.as_ref().map(|_| join_strategy_costed(j, config)).transpose()?
-    else {
-        return Ok(None);
-    };
+/// `cost` is `j`'s estimated work as chosen (`None`: not chosen by cost, left alone).
+pub(super) fn keep_ranges(j: &JoinNode, cost: Option<u64>, config: &PlanConfig) -> Result<Option<JoinNode>> {
+    let Some(cost) = cost else { return Ok(None) };
     if matches!(j.strategy, Some((JoinStrategy::Ranges, _))) {
         return Ok(None);
     }
@@ -91,7 +87,7 @@ pub(super) fn keep_ranges(j: &JoinNode, config: &PlanConfig) -> Result<Option<Jo
             true => again.right = Arc::new(below),
             false => again.left = Arc::new(below),
         }
-        let (strategy, why, Some(new)) = join_strategy_costed(&again, config)? else { continue };
+        let (strategy, why, Some(new)) = join_strategy(&again, config)? else { continue };
         if strategy == JoinStrategy::Ranges && after.saturating_add(new) < before.saturating_add(cost) {
             again.strategy = Some((strategy, why));
             return Ok(Some(again));
@@ -113,10 +109,8 @@ fn broadcast_below(side: &Plan, config: &PlanConfig) -> Result<Option<(Plan, u64
         Plan::Join(c) => {
             let lost =
                 matches!(c.strategy, Some((JoinStrategy::Hash { .. } | JoinStrategy::BroadcastLeft, _)));
-            let may = matches!(c.how, JoinHow::Inner | JoinHow::Left | JoinHow::Semi | JoinHow::Anti)
-                && c.right.estimated_bytes() <= config.broadcast_bytes;
-            let Some((_, _, Some(before))) =
-                (lost && may).then(|| join_strategy_costed(c, config)).transpose()?
+            let may = right_may_repeat(c.how) && c.right.estimated_bytes() <= config.broadcast_bytes;
+            let Some((_, _, Some(before))) = (lost && may).then(|| join_strategy(c, config)).transpose()?
             else {
                 return Ok(None);
             };
@@ -135,8 +129,15 @@ fn broadcast_below(side: &Plan, config: &PlanConfig) -> Result<Option<(Plan, u64
     }
 }
 
+/// Whether a join's right rows may be read by several tasks (broadcast, or by every left
+/// partition whose key range overlaps them): only when it keeps unmatched rows of the left
+/// alone, so a right row never comes out on its own.
+fn right_may_repeat(how: JoinHow) -> bool {
+    matches!(how, JoinHow::Inner | JoinHow::Left | JoinHow::Semi | JoinHow::Anti)
+}
+
 fn choose_join(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, String, Option<u64>)> {
-    let right_ok = matches!(j.how, JoinHow::Inner | JoinHow::Left | JoinHow::Semi | JoinHow::Anti);
+    let right_ok = right_may_repeat(j.how);
     let left_ok = matches!(j.how, JoinHow::Inner | JoinHow::Right);
     let aligned = match (j.left.hash_partitioning(), j.right.hash_partitioning()) {
         (Some((lk, ln)), Some((rk, rn))) => lk == j.left_on && rk == j.right_on && ln == rn,
@@ -157,11 +158,9 @@ fn choose_join(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, Strin
         JoinStrategy::Hash { npartitions: n }
     };
     // Both sides' partitions hold known ranges of a key: a left partition needs only the
-    // right partitions its range overlaps. Every row of the right side may be read by several
-    // left partitions, so only joins that keep unmatched rows of the left alone qualify.
-    let ranged = matches!(j.how, JoinHow::Inner | JoinHow::Left | JoinHow::Semi | JoinHow::Anti)
-        .then(|| ranges::join_key_ranges(&j.left, &j.right, &j.left_on, &j.right_on))
-        .flatten();
+    // right partitions its range overlaps (so a right row may be read by several).
+    let ranged =
+        right_ok.then(|| ranges::join_key_ranges(&j.left, &j.right, &j.left_on, &j.right_on)).flatten();
     let how = j.how.as_str();
     match j.hint {
         Some(JoinHint::Broadcast) if right_ok => Ok((JoinStrategy::BroadcastRight, "requested".into(), None)),
@@ -366,8 +365,8 @@ fn cheapest_join(
 #[cfg(test)]
 mod tests {
     use super::JoinCost;
-    use crate::collections::dataframe::optimize::{join_schema, optimize};
-    use crate::collections::dataframe::plan::{FileInfo, JoinNode, JoinStrategy, Plan, PlanConfig, ScanNode};
+    use crate::collections::dataframe::optimize::optimize;
+    use crate::collections::dataframe::plan::{FileInfo, JoinStrategy, Plan, PlanConfig, ScanNode};
     use arrow::datatypes::{DataType, Field, Schema};
     use shoal_protocol::{FileFormat, FileSlice, JoinHow, ObjectRef};
     use std::collections::HashMap;
@@ -415,20 +414,7 @@ mod tests {
     }
 
     fn join(left: Plan, right: Plan, on: (&str, &str)) -> Plan {
-        let mut j = JoinNode {
-            left: Arc::new(left),
-            right: Arc::new(right),
-            how: JoinHow::Inner,
-            left_on: vec![on.0.into()],
-            right_on: vec![on.1.into()],
-            suffixes: ("_x".into(), "_y".into()),
-            schema: Arc::new(Schema::empty()),
-            hint: None,
-            npartitions: None,
-            strategy: None,
-        };
-        j.schema = join_schema(&j).unwrap();
-        Plan::Join(j)
+        crate::collections::dataframe::estimate::tests::join(left, right, JoinHow::Inner, on)
     }
 
     fn why(plan: &Plan) -> String {

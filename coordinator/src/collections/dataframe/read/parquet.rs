@@ -164,7 +164,6 @@ fn union_schema(a: &Schema, a_url: &str, b: &Schema, b_url: &str) -> Result<Sche
 /// Per row group, `(min, max)` of each top-level integer column (INT32/INT64 physical type)
 /// whose statistics bound it and count no nulls in it.
 fn row_group_bounds(meta: &parquet::file::metadata::ParquetMetaData) -> Vec<HashMap<String, (i64, i64)>> {
-    use parquet::file::statistics::Statistics;
     let descr = meta.file_metadata().schema_descr();
     meta.row_groups()
         .iter()
@@ -175,12 +174,7 @@ fn row_group_bounds(meta: &parquet::file::metadata::ParquetMetaData) -> Vec<Hash
                 if column.path().parts().len() != 1 || stats.null_count_opt() != Some(0) {
                     continue;
                 }
-                let range = match stats {
-                    Statistics::Int32(s) => s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a as i64, *b as i64)),
-                    Statistics::Int64(s) => s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a, *b)),
-                    _ => None,
-                };
-                if let Some(range) = range {
+                if let Some(range) = int_bounds(stats) {
                     bounds.insert(column.name().to_string(), range);
                 }
             }
@@ -189,10 +183,20 @@ fn row_group_bounds(meta: &parquet::file::metadata::ParquetMetaData) -> Vec<Hash
         .collect()
 }
 
+/// `(min, max)` of a column chunk's statistics, when they are of an integer (INT32/INT64)
+/// column and hold both.
+fn int_bounds(stats: &parquet::file::statistics::Statistics) -> Option<(i64, i64)> {
+    use parquet::file::statistics::Statistics;
+    match stats {
+        Statistics::Int32(s) => s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a as i64, *b as i64)),
+        Statistics::Int64(s) => s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a, *b)),
+        _ => None,
+    }
+}
+
 /// `(min, max)` of each top-level integer column (INT32/INT64 physical type, so also dates and
 /// small decimals as their integer encoding) whose every row group has statistics.
 fn int_ranges(meta: &parquet::file::metadata::ParquetMetaData) -> Vec<(String, (i64, i64))> {
-    use parquet::file::statistics::Statistics;
     let descr = meta.file_metadata().schema_descr();
     let mut out = Vec::new();
     for (i, column) in descr.columns().iter().enumerate() {
@@ -202,13 +206,7 @@ fn int_ranges(meta: &parquet::file::metadata::ParquetMetaData) -> Vec<(String, (
         let mut range: Option<(i64, i64)> = None;
         let mut complete = meta.num_row_groups() > 0;
         for rg in meta.row_groups() {
-            let bounds = match rg.column(i).statistics() {
-                Some(Statistics::Int32(s)) => {
-                    s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a as i64, *b as i64))
-                }
-                Some(Statistics::Int64(s)) => s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a, *b)),
-                _ => None,
-            };
+            let bounds = rg.column(i).statistics().and_then(int_bounds);
             match (bounds, rg.num_rows()) {
                 (Some((lo, hi)), _) => {
                     range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
