@@ -343,6 +343,25 @@ con.execute("COPY (" + sql + ") TO '" + out.replace("'", "''") + "' (FORMAT parq
         }
         Ok(())
     }
+
+    /// DuckDB's answer to `sql` over views of Parquet tables: each `(alias, table)` of `views`
+    /// names `dir/<table>/*.parquet`. The result goes to `dir/duckdb-<name>.parquet` and is read
+    /// back; `name` also labels a failure.
+    pub fn duckdb_over_tables(
+        dir: &Path,
+        views: &[(&str, &str)],
+        name: &str,
+        sql: &str,
+    ) -> Result<Vec<arrow::record_batch::RecordBatch>> {
+        let d = dir.display();
+        let with: Vec<String> = views
+            .iter()
+            .map(|(alias, table)| format!("{alias} AS (SELECT * FROM read_parquet('{d}/{table}/*.parquet'))"))
+            .collect();
+        let out = dir.join(format!("duckdb-{name}.parquet"));
+        duckdb_query(&format!("WITH {} {sql}", with.join(", ")), &out).with_context(|| name.to_string())?;
+        crate::read_parquet_dir(&out)
+    }
 }
 
 #[cfg(test)]

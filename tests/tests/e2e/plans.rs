@@ -12,8 +12,7 @@ use shoal::{Agg, Merge};
 use shoal::{Client, DataFrame, ExecutorKind};
 use shoal_protocol::JoinHow;
 use shoal_tests::data::{assert_same_rows, write_customers, write_sales};
-use shoal_tests::python::duckdb_query;
-use shoal_tests::read_parquet_dir;
+use shoal_tests::python::duckdb_over_tables;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -76,15 +75,8 @@ impl Env {
 
     /// DuckDB's answer to `sql` over views `s` (sales), `c` (customers) and `k` (skus).
     fn duckdb(&self, name: &str, sql: &str) -> Vec<RecordBatch> {
-        let out = self.dir.join(format!("duckdb-{name}.parquet"));
-        let d = self.dir.display();
-        let full = format!(
-            "WITH s AS (SELECT * FROM read_parquet('{d}/sales/*.parquet')), \
-             c AS (SELECT * FROM read_parquet('{d}/customers/*.parquet')), \
-             k AS (SELECT * FROM read_parquet('{d}/skus/*.parquet')) {sql}"
-        );
-        duckdb_query(&full, &out).unwrap_or_else(|e| panic!("{name}: duckdb failed: {e:#}"));
-        read_parquet_dir(&out).unwrap()
+        duckdb_over_tables(&self.dir, &[("s", "sales"), ("c", "customers"), ("k", "skus")], name, sql)
+            .unwrap_or_else(|e| panic!("{name}: duckdb failed: {e:#}"))
     }
 
     /// `df` validates, runs, names `strategy` in its plan and equals DuckDB's `sql`.

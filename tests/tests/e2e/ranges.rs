@@ -10,8 +10,7 @@ use arrow::record_batch::RecordBatch;
 use shoal::{Agg, Client, DataFrame, ExecutorKind, Merge};
 use shoal_protocol::JoinHow;
 use shoal_tests::data::assert_same_rows;
-use shoal_tests::python::duckdb_query;
-use shoal_tests::read_parquet_dir;
+use shoal_tests::python::duckdb_over_tables;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -109,15 +108,9 @@ impl Env {
         assert!(optimized.contains(strategy), "{name}: expected '{strategy}' in the plan:\n{plan}");
         assert!(!optimized.contains(absent), "{name}: '{absent}' in the plan:\n{plan}");
         let actual = df.compute().await.unwrap_or_else(|e| panic!("{name}: shoal failed: {e}\n{plan}"));
-        let out = self.dir.join(format!("duckdb-{name}.parquet"));
-        let d = self.dir.display();
-        let full = format!(
-            "WITH o AS (SELECT * FROM read_parquet('{d}/orders/*.parquet')), \
-             i AS (SELECT * FROM read_parquet('{d}/items/*.parquet')), \
-             l AS (SELECT * FROM read_parquet('{d}/loose/*.parquet')) {sql}"
-        );
-        duckdb_query(&full, &out).unwrap_or_else(|e| panic!("{name}: duckdb failed: {e:#}"));
-        let expected = read_parquet_dir(&out).unwrap();
+        let views = [("o", "orders"), ("i", "items"), ("l", "loose")];
+        let expected = duckdb_over_tables(&self.dir, &views, name, sql)
+            .unwrap_or_else(|e| panic!("{name}: duckdb failed: {e:#}"));
         if let Err(e) = assert_same_rows(&actual, &expected) {
             panic!("{name}: shoal and DuckDB disagree: {e:#}\n{plan}");
         }

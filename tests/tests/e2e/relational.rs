@@ -11,7 +11,7 @@ use shoal::{Agg, Merge};
 use shoal::{Client, DataFrame, ExecutorKind};
 use shoal_protocol::{JoinHow, SortKey};
 use shoal_tests::data::{assert_same_rows, assert_same_rows_ordered, write_customers, write_sales};
-use shoal_tests::python::duckdb_query;
+use shoal_tests::python::{duckdb_over_tables, duckdb_query};
 use shoal_tests::read_parquet_dir;
 use std::path::PathBuf;
 
@@ -47,14 +47,8 @@ impl Env {
 
     /// DuckDB's answer to `sql` over views `s` (sales) and `c` (customers).
     fn duckdb(&self, name: &str, sql: &str) -> Vec<RecordBatch> {
-        let out = self.dir.join(format!("duckdb-{name}.parquet"));
-        let full = format!(
-            "WITH s AS (SELECT * FROM read_parquet('{d}/sales/*.parquet')), \
-             c AS (SELECT * FROM read_parquet('{d}/customers/*.parquet')) {sql}",
-            d = self.dir.display()
-        );
-        duckdb_query(&full, &out).unwrap_or_else(|e| panic!("{name}: duckdb failed: {e:#}"));
-        read_parquet_dir(&out).unwrap()
+        duckdb_over_tables(&self.dir, &[("s", "sales"), ("c", "customers")], name, sql)
+            .unwrap_or_else(|e| panic!("{name}: duckdb failed: {e:#}"))
     }
 
     /// Computes `df`, checks its plan names `strategy`, compares with DuckDB; returns the rows.
