@@ -26,14 +26,8 @@ pub async fn read(storage: &Storage, manifest: &Manifest) -> Result<Vec<RecordBa
     let mut batches = Vec::new();
     for out in &manifest.outputs {
         let bytes = storage.get(&out.object).await?;
-        let url = &out.object.url;
-        let undecodable =
-            |e: arrow::error::ArrowError| Error::Input { url: url.clone(), message: e.to_string() };
-        let reader = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
-            .map_err(undecodable)?;
-        for b in reader {
-            batches.push(b.map_err(undecodable)?);
-        }
+        let (_, read) = shoal_worker::io::ipc::decode_file(&out.object.url, bytes, None)?;
+        batches.extend(read);
     }
     Ok(batches)
 }

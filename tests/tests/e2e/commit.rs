@@ -88,6 +88,6 @@ async fn racing_attempts_commit_once_on_s3() {
     let worker = Worker::new(WorkerConfig::default()).unwrap();
     let store = worker.storage(&storage);
     let input = "s3://race/input/trips.parquet";
-    store.put(input, std::fs::read(&paths[0]).unwrap().into()).await.unwrap();
+    store.put(input, std::fs::read(&paths[0]).unwrap()).await.unwrap();
     race("s3://race/job", input, storage, 8).await;
 }

@@ -35,7 +35,6 @@ use parquet::file::metadata::ParquetMetaData;
 use parquet::schema::types::SchemaDescriptor;
 use shoal_protocol::{FileFormat, FileSlice, Input};
 use std::collections::HashSet;
-use std::io::Cursor;
 use std::sync::Arc;
 
 /// Reads one input.
@@ -156,10 +155,7 @@ async fn read_buckets(
 
 /// `schema`'s `cols`, in that order.
 fn project(schema: &SchemaRef, cols: &[String], url: &str) -> Result<SchemaRef> {
-    let mut ix = Vec::with_capacity(cols.len());
-    for c in cols {
-        ix.push(schema.index_of(c).map_err(|_| Error::Schema(format!("{url}: no column '{c}'")))?);
-    }
+    let ix = ipc::column_indices(schema, cols, url)?;
     Ok(Arc::new(schema.project(&ix).map_err(|e| Error::Schema(e.to_string()))?))
 }
 
@@ -505,23 +501,6 @@ async fn read_ipc(storage: &Storage, file: &FileSlice, projection: Option<&[Stri
     let url = &file.object.url;
     let bytes = storage.get(&file.object).await?;
     let size = bytes.len() as u64;
-    let reader =
-        arrow::ipc::reader::FileReader::try_new(Cursor::new(bytes), None).map_err(Error::decode(url))?;
-    let schema = reader.schema();
-    let mut batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(Error::decode(url))?;
-    let schema = match projection {
-        Some(cols) => {
-            let mut ix = Vec::with_capacity(cols.len());
-            for c in cols {
-                ix.push(schema.index_of(c).map_err(|_| Error::Schema(format!("{url}: no column '{c}'")))?);
-            }
-            batches = batches
-                .into_iter()
-                .map(|b| b.project(&ix).map_err(Error::arrow("projecting columns")))
-                .collect::<Result<_>>()?;
-            Arc::new(schema.project(&ix).map_err(|e| Error::Schema(e.to_string()))?)
-        }
-        None => schema,
-    };
+    let (schema, batches) = ipc::decode_file(url, bytes, projection)?;
     Ok(Loaded { schema, batches, bytes_read: size, objects_read: 1, requests: 1, records_skipped: 0 })
 }

@@ -35,7 +35,7 @@ pub async fn write(
     let compress = ipc::compress_intermediates(job_root);
     let schema = data.schema().clone();
     let mut encoder = match output {
-        Output::Intermediate => Encoder::File(ipc::FileEncoder::new(&schema, compress, hint(&data))?),
+        Output::Intermediate => Encoder::File(ipc::FileEncoder::new(&schema, compress)?),
         Output::Shuffle { partitioning: partitioning @ Partitioning::Split { .. } } => {
             return write_split(storage, attempt_object, partitioning, data, sides, compress).await;
         }
@@ -73,15 +73,15 @@ pub async fn write(
         encoder.write(&schema, batch, sides)?;
     }
     drop(batches);
-    let (name, bytes, buckets) = match encoder {
+    let (name, payload, buckets) = match encoder {
         Encoder::File(e) => ("part-0.arrow", e.finish()?, Vec::new()),
         Encoder::Buckets(e, _) => {
-            let (bytes, buckets) = e.finish()?;
-            ("shuffle.arrows", bytes, buckets)
+            let (payload, buckets) = e.finish()?;
+            ("shuffle.arrows", payload, buckets)
         }
         Encoder::Parquet(e) => return put_part(storage, output, e.finish()?, rows).await,
     };
-    let object = storage.put(&attempt_object(name), bytes).await?;
+    let object = storage.put(&attempt_object(name), payload).await?;
     Ok(Written { object, rows, buckets })
 }
 
@@ -110,14 +110,6 @@ impl Encoder<'_> {
     }
 }
 
-/// A capacity guess for an IPC file of `data` (none for a stream, whose size is unknown).
-fn hint(data: &Data) -> usize {
-    match data {
-        Data::Table((_, batches)) => ipc::encoded_size_hint(batches),
-        Data::Stream(_) => 0,
-    }
-}
-
 /// A contiguous split: the row count must be known before the first bucket is cut, so the
 /// rows are taken whole.
 async fn write_split(
@@ -132,8 +124,8 @@ async fn write_split(
     let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
     let split = partition::split(partitioning, &schema, &batches, sides)?;
     drop(batches);
-    let (bytes, buckets) = ipc::encode_buckets(&schema, &split, compress)?;
-    let object = storage.put(&attempt_object("shuffle.arrows"), bytes).await?;
+    let (payload, buckets) = ipc::encode_buckets(&schema, &split, compress)?;
+    let object = storage.put(&attempt_object("shuffle.arrows"), payload).await?;
     Ok(Written { object, rows, buckets })
 }
 
