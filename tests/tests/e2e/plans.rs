@@ -219,6 +219,30 @@ async fn expressions_over_aggregates_run_on_every_strategy() {
 }
 
 #[tokio::test]
+async fn a_frame_used_twice_runs_its_tasks_once() {
+    // TPC-H Q15's shape: totals per key, their max, and the totals equal to it.
+    let env = Env::new(64_000_000).await;
+    let totals = env
+        .sales
+        .filter("qty > 3")
+        .unwrap()
+        .groupby(&["cust"])
+        .agg(&[Agg::new("total", "qty", "sum").unwrap()])
+        .unwrap();
+    let top = totals.agg(&[Agg::new("top", "total", "max").unwrap()]).unwrap();
+    let best = totals.merge(&top, &Merge::left_right(&["total"], &["top"]).how(JoinHow::Semi)).unwrap();
+    let plan = best.explain().unwrap();
+    let graph = plan.split("== task graph").nth(1).unwrap_or_default();
+    let firsts: Vec<&str> = graph.lines().filter_map(|l| l.trim().strip_prefix("first task: ")).collect();
+    let keys: Vec<&str> = firsts.iter().map(|l| l.split(' ').next().unwrap_or_default()).collect();
+    let distinct: std::collections::HashSet<&&str> = keys.iter().collect();
+    assert_eq!(distinct.len(), keys.len(), "a stage lowered twice:\n{plan}");
+    let t = "SELECT cust, sum(qty) AS total FROM s WHERE qty > 3 GROUP BY cust";
+    let sql = format!("SELECT * FROM ({t}) t WHERE total = (SELECT max(total) FROM ({t}) t2)");
+    env.check("used twice", &best, "strategy=", &sql).await;
+}
+
+#[tokio::test]
 async fn loc_skips_the_partitions_outside_its_range() {
     let env = Env::new(64_000_000).await;
     let indexed = env.sales.set_index("id").unwrap();

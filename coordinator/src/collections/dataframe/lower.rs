@@ -647,24 +647,47 @@ fn prune_scans(p: &mut Pending, predicate: &str) {
 /// here, before anything runs.
 fn materialize(p: Pending, graph: &mut TaskGraph, output: impl Fn(usize) -> Output) -> Result<Vec<usize>> {
     let name = stage_name(&p.name, &p.ops);
+    let pipeline: Vec<Operator> = p.ops.iter().cloned().map(Operator::Table).collect();
+    let outputs: Vec<Output> = (0..p.partitions.len()).map(&output).collect();
+    let keys: Vec<TaskKey> = p
+        .partitions
+        .iter()
+        .zip(&outputs)
+        .map(|((inputs, _), output)| TaskKey::derive(&name, &(inputs, &pipeline, output)))
+        .collect();
+    // A subplan used twice (q15's revenue view, for its max and for the join back) lowers to
+    // the same tasks twice: the stage already in the graph is the one to read.
+    if let Some(existing) = existing_stage(graph, &keys) {
+        return Ok(existing);
+    }
     let operators = p.ops.iter().map(describe).chain(p.notes.iter().cloned()).collect();
     let stage = graph.stage(name.clone(), operators, p.estimated_bytes, p.schema.clone());
     let mut ids = Vec::with_capacity(p.partitions.len());
-    for (index, (inputs, deps)) in p.partitions.into_iter().enumerate() {
-        let output = output(index);
+    for (index, (((inputs, deps), output), key)) in
+        p.partitions.into_iter().zip(outputs).zip(keys).enumerate()
+    {
         shoal_worker::ops::table::check_ports(&inputs, &p.ops, &output)
             .map_err(|e| internal(format!("stage {name}: {e}")))?;
         check_deps(graph, &inputs, &deps).map_err(|e| internal(format!("stage {name}: {e}")))?;
-        let pipeline: Vec<Operator> = p.ops.iter().cloned().map(Operator::Table).collect();
-        let key = TaskKey::derive(&name, &(&inputs, &pipeline, &output));
         // A user-visible part is written even when empty, so that every part exists.
         let skip_if_empty = p.schema.is_some()
             && !output.is_user_visible()
             && inputs.iter().all(|i| matches!(i, Input::Upstream { .. }))
             && shoal_worker::ops::table::preserves_empty(&p.ops);
+        let pipeline = pipeline.clone();
         ids.push(graph.push(TaskNode { key, stage, index, deps, inputs, pipeline, output, skip_if_empty }));
     }
     Ok(ids)
+}
+
+/// The tasks of a stage already in `graph` whose keys are `keys`, in order (the same key is
+/// the same work: the same inputs, operators and output).
+fn existing_stage(graph: &TaskGraph, keys: &[TaskKey]) -> Option<Vec<usize>> {
+    let first = keys.first()?;
+    let at = graph.tasks.iter().position(|t| &t.key == first)?;
+    let stage = &graph.stages.get(graph.tasks[at].stage)?.tasks;
+    let same = stage.len() == keys.len() && stage.iter().zip(keys).all(|(&t, k)| &graph.tasks[t].key == k);
+    same.then(|| stage.clone())
 }
 
 /// Every `Upstream` input of a task names one of its `deps` (the scheduler resolves inputs by
