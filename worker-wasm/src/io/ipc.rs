@@ -15,6 +15,7 @@ use arrow::array::{ArrayRef, RecordBatch};
 use arrow::buffer::Buffer;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
 use arrow::ipc::CompressionType;
 use arrow::ipc::convert::fb_to_schema;
 use arrow::ipc::reader::{FileDecoder, StreamDecoder, read_footer_length};
@@ -86,17 +87,8 @@ fn to_stored(batch: &RecordBatch, stored: &SchemaRef) -> Result<Vec<RecordBatch>
     if Arc::ptr_eq(&batch.schema(), stored) || batch.schema().fields() == stored.fields() {
         return Ok(vec![batch.clone()]);
     }
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(stored.fields())
-        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { cast(c, f.data_type()) })
-        .collect::<std::result::Result<Vec<ArrayRef>, _>>();
-    match columns {
-        Ok(columns) => Ok(vec![
-            RecordBatch::try_new(stored.clone(), columns)
-                .map_err(Error::arrow("storing view columns plain"))?,
-        ]),
+    match cast_batch(batch, stored) {
+        Ok(plain) => Ok(vec![plain]),
         Err(_) if batch.num_rows() > 1 => {
             let half = batch.num_rows() / 2;
             let mut parts = to_stored(&batch.slice(0, half), stored)?;
@@ -129,30 +121,29 @@ fn decoded_schema(stored: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, stored.metadata().clone()))
 }
 
-/// Decoded batches under `schema` (from [`decoded_schema`]): plain columns made views again,
+/// Decoded batches of the `stored` schema with their stored-plain columns made views again,
 /// pointing into the decoded bytes.
-fn from_stored(schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
-    batches
-        .into_iter()
-        .map(|b| {
-            if b.schema().fields() == schema.fields() {
-                return Ok(b);
-            }
-            let columns = b
-                .columns()
-                .iter()
-                .zip(schema.fields())
-                .map(
-                    |(c, f)| {
-                        if c.data_type() == f.data_type() { Ok(c.clone()) } else { cast(c, f.data_type()) }
-                    },
-                )
-                .collect::<std::result::Result<Vec<ArrayRef>, _>>()
-                .map_err(Error::arrow("decoding stored view columns"))?;
-            RecordBatch::try_new(schema.clone(), columns)
-                .map_err(Error::arrow("decoding stored view columns"))
-        })
-        .collect()
+fn restored(stored: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Table> {
+    let schema = decoded_schema(stored);
+    if Arc::ptr_eq(&schema, stored) {
+        return Ok((schema, batches));
+    }
+    let batches = batches
+        .iter()
+        .map(|b| cast_batch(b, &schema).map_err(Error::arrow("decoding stored view columns")))
+        .collect::<Result<_>>()?;
+    Ok((schema, batches))
+}
+
+/// `batch` with each column cast, by position, to the type of `schema`'s field.
+fn cast_batch(batch: &RecordBatch, schema: &SchemaRef) -> std::result::Result<RecordBatch, ArrowError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { cast(c, f.data_type()) })
+        .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
 }
 
 /// One intermediate output as an Arrow IPC file (LZ4-compressed when `compress`).
@@ -169,8 +160,8 @@ pub fn encode_file(schema: &SchemaRef, batches: &[RecordBatch], compress: bool) 
 /// copy per doubling and fresh pages from the kernel for each; chunks of a fixed size are taken
 /// from, and given back to, the allocator's heap (below the worker's mmap threshold, see
 /// `task::malloc`), so the pages of one task's output are reused by the next.
-#[derive(Debug, Default)]
-pub struct Chunks {
+#[derive(Debug)]
+struct Chunks {
     full: Vec<Bytes>,
     current: Vec<u8>,
     size: usize,
@@ -178,24 +169,20 @@ pub struct Chunks {
 
 impl Chunks {
     /// 4 MiB: a few write calls per output, far below the 32 MiB mmap threshold.
-    pub const SIZE: usize = 4 << 20;
+    const SIZE: usize = 4 << 20;
 
     fn with_size(size: usize) -> Self {
         Self { full: Vec::new(), current: Vec::new(), size }
     }
 
     /// Bytes written so far.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.full.iter().map(Bytes::len).sum::<usize>() + self.current.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The chunks, in order; the last one cut to its length (`Bytes` keeps a vector's whole
     /// capacity, which an in-memory job root would hold for every task of the job).
-    pub fn into_chunks(mut self) -> Vec<Bytes> {
+    fn into_chunks(mut self) -> Vec<Bytes> {
         if !self.current.is_empty() {
             self.full.push(Bytes::from(self.current.into_boxed_slice()));
         }
@@ -366,9 +353,7 @@ pub fn decode_stream(url: &str, bytes: Bytes) -> Result<Table> {
         url: url.to_string(),
         message: "an IPC stream without a schema".into(),
     })?;
-    let schema = decoded_schema(&stored);
-    let batches = from_stored(&schema, batches)?;
-    Ok((schema, batches))
+    restored(&stored, batches)
 }
 
 /// The messages of an IPC stream, each a slice of `bytes` (framing, metadata and body), up to
@@ -425,15 +410,13 @@ pub fn column_indices(schema: &SchemaRef, cols: &[String], url: &str) -> Result<
 /// order. Like [`decode_stream`], the batches share `bytes`.
 pub fn decode_file(url: &str, bytes: Bytes, projection: Option<&[String]>) -> Result<Table> {
     let invalid = |message: &str| Error::Corrupt { url: url.to_string(), message: message.to_string() };
-    let buffer = &bytes;
     let trailer_start =
-        buffer.len().checked_sub(10).ok_or_else(|| invalid("too short for an Arrow IPC file"))?;
-    let trailer: &[u8; 10] =
-        buffer[trailer_start..].try_into().map_err(|_| invalid("no IPC file trailer"))?;
+        bytes.len().checked_sub(10).ok_or_else(|| invalid("too short for an Arrow IPC file"))?;
+    let trailer: &[u8; 10] = bytes[trailer_start..].try_into().map_err(|_| invalid("no IPC file trailer"))?;
     let footer_len = read_footer_length(*trailer).map_err(Error::decode(url))?;
     let footer_start =
         trailer_start.checked_sub(footer_len).ok_or_else(|| invalid("IPC footer longer than the file"))?;
-    let footer = root_as_footer(&buffer[footer_start..trailer_start])
+    let footer = root_as_footer(&bytes[footer_start..trailer_start])
         .map_err(|e| invalid(&format!("unreadable IPC footer: {e}")))?;
     let ipc_schema = footer.schema().ok_or_else(|| invalid("IPC footer without a schema"))?;
     let schema = Arc::new(fb_to_schema(ipc_schema));
@@ -467,9 +450,7 @@ pub fn decode_file(url: &str, bytes: Bytes, projection: Option<&[String]>) -> Re
             batches.push(batch);
         }
     }
-    let schema = decoded_schema(&out_schema);
-    let batches = from_stored(&schema, batches)?;
-    Ok((schema, batches))
+    restored(&out_schema, batches)
 }
 
 #[cfg(test)]
