@@ -5,6 +5,7 @@
 //!
 //!   cargo bench -p shoal --bench tpch -- --data DIR --out RESULTS_DIR [--sf 1] [--runs 3] [--queries q1,q6]
 //!       [--explain]   (print each query's plans and task graph instead of running it)
+//!       [--joins-as-written]   (run joins in the order the queries write them: no reordering)
 //!
 //! The queries are written as a pandas or Dask user would write them, with the standard
 //! substitution parameters (the validation values): one `merge` per join of the SQL, its filters
@@ -668,11 +669,33 @@ struct Args {
     runs: usize,
     queries: Vec<String>,
     explain: bool,
+    joins_as_written: bool,
+}
+
+impl Args {
+    /// The client's configuration: the threads executor with `workers` over a job root at `root`.
+    fn config(&self, root: &Path, workers: usize) -> Config {
+        let mut config = Config {
+            root: root.display().to_string(),
+            executor: ExecutorKind::Threads,
+            workers,
+            ..Config::default()
+        };
+        config.plan.reorder_joins = !self.joins_as_written;
+        config
+    }
 }
 
 fn args() -> Result<Args, BoxError> {
-    let mut a =
-        Args { data: PathBuf::new(), sf: 1.0, out: PathBuf::new(), runs: 3, queries: vec![], explain: false };
+    let mut a = Args {
+        data: PathBuf::new(),
+        sf: 1.0,
+        out: PathBuf::new(),
+        runs: 3,
+        queries: vec![],
+        explain: false,
+        joins_as_written: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -683,6 +706,7 @@ fn args() -> Result<Args, BoxError> {
             "--sf" => a.sf = value()?.parse()?,
             "--queries" => a.queries = value()?.split(',').map(str::to_string).collect(),
             "--explain" => a.explain = true,
+            "--joins-as-written" => a.joins_as_written = true,
             // cargo bench passes --bench to harness=false targets.
             "--bench" => {}
             other => return Err(format!("unknown argument '{other}'").into()),
@@ -693,7 +717,7 @@ fn args() -> Result<Args, BoxError> {
     }
     if a.data.as_os_str().is_empty() || a.out.as_os_str().is_empty() {
         return Err(
-            "usage: tpch --data DIR --out RESULTS_DIR [--sf SF] [--runs N] [--queries q1,q3,...] [--explain]"
+            "usage: tpch --data DIR --out RESULTS_DIR [--sf SF] [--runs N] [--queries q1,q3,...] [--explain] [--joins-as-written]"
                 .into(),
         );
     }
@@ -717,13 +741,7 @@ fn bench_query(
     for run in 0..args.runs {
         let root = out.join(format!("root-{q}-{run}"));
         let _ = std::fs::remove_dir_all(&root);
-        let config = Config {
-            root: root.display().to_string(),
-            executor: ExecutorKind::Threads,
-            workers,
-            ..Config::default()
-        };
-        let client = Client::new(config)?;
+        let client = Client::new(args.config(&root, workers))?;
         let started = Instant::now();
         let batches = rt.block_on(async {
             let df = query(&client, &args.data, args.sf, q).await?;
@@ -752,13 +770,7 @@ fn bench_query(
 /// `--explain`: prints each query's plans and task graph instead of running it.
 fn explain(rt: &tokio::runtime::Runtime, args: &Args, out: &Path, workers: usize) -> Result<(), BoxError> {
     let root = out.join("root-explain");
-    let config = Config {
-        root: root.display().to_string(),
-        executor: ExecutorKind::Threads,
-        workers,
-        ..Config::default()
-    };
-    let client = Client::new(config)?;
+    let client = Client::new(args.config(&root, workers))?;
     for q in &args.queries {
         let text = rt.block_on(async {
             query(&client, &args.data, args.sf, q).await?.explain().map_err(BoxError::from)

@@ -25,13 +25,22 @@ fn write(path: &Path, batch: &RecordBatch) {
 }
 
 /// `orders`: `o_id` 0..1000 in 4 files of 250 (in key order), `o_status`, `o_total`.
+/// `people`: `p_id` 0..101 (the values of `o_total`), `p_name`; one file.
 /// `items`: 1 to 4 items per order, in order of `order_id`, cut into 5 files at other places
 /// than the orders' files (so a file of items overlaps one or two files of orders); `sku`
 /// (Int32), `qty`. `loose`: the items again, one order id in the third file made null.
 fn write_tables(dir: &Path) {
-    for t in ["orders", "items", "loose"] {
+    for t in ["orders", "items", "loose", "people"] {
         std::fs::create_dir_all(dir.join(t)).unwrap();
     }
+    let people = Arc::new(Schema::new(vec![
+        Field::new("p_id", DataType::Int64, false),
+        Field::new("p_name", DataType::Utf8, false),
+    ]));
+    let ids: Vec<i64> = (0..101).collect();
+    let names: StringArray = ids.iter().map(|i| Some(format!("person {i}"))).collect();
+    let columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(ids)), Arc::new(names)];
+    write(&dir.join("people/people-0.parquet"), &RecordBatch::try_new(people, columns).unwrap());
     let orders = Arc::new(Schema::new(vec![
         Field::new("o_id", DataType::Int64, false),
         Field::new("o_status", DataType::Utf8, false),
@@ -101,14 +110,14 @@ impl Env {
     }
 
     /// `df` names `strategy` (and not `absent`) in its optimized plan and equals DuckDB's `sql`
-    /// over views `o`, `i` and `l` (loose).
+    /// over views `o`, `i`, `l` (loose) and `p` (people).
     async fn check(&self, name: &str, df: &DataFrame, strategy: &str, absent: &str, sql: &str) {
         let plan = df.explain().unwrap();
         let optimized = plan.split("== task graph").next().unwrap_or_default();
         assert!(optimized.contains(strategy), "{name}: expected '{strategy}' in the plan:\n{plan}");
         assert!(!optimized.contains(absent), "{name}: '{absent}' in the plan:\n{plan}");
         let actual = df.compute().await.unwrap_or_else(|e| panic!("{name}: shoal failed: {e}\n{plan}"));
-        let views = [("o", "orders"), ("i", "items"), ("l", "loose")];
+        let views = [("o", "orders"), ("i", "items"), ("l", "loose"), ("p", "people")];
         let expected = duckdb_over_tables(&self.dir, &views, name, sql)
             .unwrap_or_else(|e| panic!("{name}: duckdb failed: {e:#}"));
         if let Err(e) = assert_same_rows(&actual, &expected) {
@@ -205,4 +214,39 @@ async fn joins_on_a_key_in_ranges_read_only_the_overlapping_partitions() {
          AND i.order_id NOT IN (SELECT order_id FROM {a} WHERE n > n_sku) GROUP BY 1"
     );
     env.check("chain", &df, "strategy=ranges", "strategy=hash", &sql).await;
+}
+
+#[tokio::test]
+async fn joins_written_in_a_costly_order_run_in_a_cheaper_one() {
+    // TPC-H q10's shape: people ⋈ their few orders (by a key the orders' files are not in
+    // ranges of), then ⋈ the orders' items by order id. Nothing is broadcast, so as written the
+    // items are shuffled to meet the people's orders; orders meeting their items first pair by
+    // ranges, and only their few matches are shuffled to meet the people.
+    let env = Env::new().await;
+    let sql = "SELECT p.*, o.*, i.* FROM p JOIN o ON p.p_id = o.o_total JOIN i ON o.o_id = i.order_id \
+               WHERE o.o_total < 10";
+    for reorder in [true, false] {
+        let mut config = crate::config(&env.dir.join(format!("root-{reorder}")), ExecutorKind::Threads);
+        config.plan.broadcast_bytes = 0;
+        config.plan.reorder_joins = reorder;
+        let client = Client::new(config).unwrap();
+        let read = |t: &str| format!("{}/{t}/*.parquet", env.dir.display());
+        let people = client.read_parquet(&read("people")).await.unwrap();
+        let few = client.read_parquet(&read("orders")).await.unwrap().filter("o_total < 10").unwrap();
+        let items = client.read_parquet(&read("items")).await.unwrap();
+        let df = people
+            .merge(&few, &Merge::left_right(&["p_id"], &["o_total"]))
+            .unwrap()
+            .merge(&items, &Merge::left_right(&["o_id"], &["order_id"]))
+            .unwrap();
+        let plan = df.explain().unwrap();
+        let optimized = plan.split("== task graph").next().unwrap_or_default();
+        assert_eq!(optimized.contains("joins reordered"), reorder, "{plan}");
+        // Orders meet their items by ranges when reordered, by a shuffle as written.
+        let (strategy, absent) = match reorder {
+            true => ("on o_id = order_id [strategy=ranges", "on o_id = order_id [strategy=hash"),
+            false => ("on o_id = order_id [strategy=hash", "on o_id = order_id [strategy=ranges"),
+        };
+        env.check(&format!("reorder={reorder}"), &df, strategy, absent, sql).await;
+    }
 }

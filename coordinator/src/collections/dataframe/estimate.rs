@@ -320,7 +320,6 @@ fn scalar(value: i64, data_type: &DataType) -> Option<ScalarValue> {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::collections::dataframe::optimize::join_schema;
     use crate::collections::dataframe::plan::{FileInfo, ScanNode};
     use arrow::datatypes::{Field, Schema};
     use shoal_protocol::{FileFormat, ObjectRef};
@@ -367,7 +366,7 @@ pub(super) mod tests {
         )
     }
 
-    fn filter(input: Plan, predicate: &str) -> Plan {
+    pub(in crate::collections::dataframe) fn filter(input: Plan, predicate: &str) -> Plan {
         let schema = input.schema().unwrap();
         Plan::Map { input: Arc::new(input), op: MapOp::Filter { predicate: predicate.into() }, schema }
     }
@@ -390,8 +389,9 @@ pub(super) mod tests {
             hint: None,
             npartitions: None,
             strategy: None,
+            cost: None,
         };
-        j.schema = join_schema(&j).unwrap();
+        j.schema = j.output_schema().unwrap();
         Plan::Join(j)
     }
 

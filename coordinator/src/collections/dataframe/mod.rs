@@ -17,6 +17,7 @@ pub mod optimize;
 pub mod plan;
 pub mod ranges;
 pub mod read;
+mod reorder;
 pub mod strategy;
 pub mod write;
 
@@ -28,7 +29,7 @@ use crate::run::results;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use lower::{Target, lower};
-use optimize::{join_schema, optimize};
+use optimize::optimize;
 use plan::{AggregateNode, JoinHint, JoinNode, MapOp, Plan};
 use shoal_protocol::{AggregateMode, FunctionKind, JoinHow, SortKey, TableOp};
 use std::sync::Arc;
@@ -639,8 +640,9 @@ impl DataFrame {
             hint: how.strategy,
             npartitions: how.npartitions,
             strategy: None,
+            cost: None,
         };
-        node.schema = join_schema(&node)?;
+        node.schema = node.output_schema()?;
         let mut df = self.with_plan(Plan::Join(node));
         if how.strategy.is_some() {
             // A strategy the join cannot use is refused now, not when it runs.

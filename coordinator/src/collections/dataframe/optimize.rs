@@ -4,11 +4,12 @@
 
 use super::plan::PlanConfig;
 use super::plan::{JoinNode, MapOp, Plan};
+use super::reorder;
 use super::strategy::{aggregate_strategy, join_strategy, keep_ranges};
 use crate::error::{Error, Result};
 use arrow::datatypes::SchemaRef;
 use datafusion::common::DFSchema;
-use shoal_protocol::{FileFormat, JoinHow, TableOp};
+use shoal_protocol::{FileFormat, JoinHow};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -182,23 +183,10 @@ fn push_projection_join(j: &JoinNode, needed: Option<BTreeSet<String>>) -> Resul
             j.left = Arc::new(l);
             j.right = Arc::new(r);
             // Pruned inputs change the join's unused columns, not its output: re-derive it.
-            j.schema = join_schema(&j)?;
+            j.schema = j.output_schema()?;
             return Ok(Plan::Join(j));
         }
     }
-}
-
-/// The output schema of a join node's inputs joined.
-pub fn join_schema(j: &JoinNode) -> Result<SchemaRef> {
-    let op = TableOp::Join {
-        port: 1,
-        how: j.how,
-        left_on: j.left_on.clone(),
-        right_on: j.right_on.clone(),
-        suffixes: j.suffixes.clone(),
-    };
-    let sides = std::collections::BTreeMap::from([(1, j.right.schema()?)]);
-    Ok(shoal_worker::ops::table::output_schema(j.left.schema()?, &[op], &sides)?)
 }
 
 /// Collects filters on the way down; a scan directly below them (through selects and other
@@ -243,11 +231,15 @@ fn choose_strategies(plan: &Plan, config: &PlanConfig) -> Result<Plan> {
             a.strategy = Some(aggregate_strategy(&a, config));
             Plan::Aggregate(a)
         }
-        Plan::Join(mut j) => {
-            let (strategy, why, cost) = join_strategy(&j, config)?;
-            j.strategy = Some((strategy, why));
-            Plan::Join(keep_ranges(&j, cost, config)?.unwrap_or(j))
-        }
+        Plan::Join(j) => reorder::choose_order(j, config, config.reorder_joins, &choose_join)?,
         other => other,
     })
+}
+
+/// The strategy of join `j`, whose inputs' strategies are chosen; with its estimated work.
+fn choose_join(mut j: JoinNode, config: &PlanConfig) -> Result<Plan> {
+    let (strategy, why, cost) = join_strategy(&j, config)?;
+    j.strategy = Some((strategy, why));
+    j.cost = cost;
+    Ok(Plan::Join(keep_ranges(&j, cost, config)?.unwrap_or(j)))
 }

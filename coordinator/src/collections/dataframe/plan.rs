@@ -94,11 +94,14 @@ pub struct PlanConfig {
     pub tree_max_groups: u64,
     /// Inputs per combine task of a tree reduction (Dask's `split_every`).
     pub split_every: usize,
+    /// Whether chains of inner joins may run in another order than written, where the
+    /// estimated work is less (`reorder.rs`).
+    pub reorder_joins: bool,
 }
 
 impl Default for PlanConfig {
     fn default() -> Self {
-        Self { broadcast_bytes: 64_000_000, tree_max_groups: 1_000_000, split_every: 8 }
+        Self { broadcast_bytes: 64_000_000, tree_max_groups: 1_000_000, split_every: 8, reorder_joins: true }
     }
 }
 
@@ -183,6 +186,24 @@ pub struct JoinNode {
     pub npartitions: Option<usize>,
     /// Chosen by the optimizer, with the reason.
     pub strategy: Option<(JoinStrategy, String)>,
+    /// The estimated work of the chosen strategy, in bytes (`JoinCost::total`); `None` until
+    /// chosen, and for a strategy the user asked for.
+    pub cost: Option<u64>,
+}
+
+impl JoinNode {
+    /// The output schema of this join's inputs joined.
+    pub fn output_schema(&self) -> Result<SchemaRef> {
+        let op = TableOp::Join {
+            port: 1,
+            how: self.how,
+            left_on: self.left_on.clone(),
+            right_on: self.right_on.clone(),
+            suffixes: self.suffixes.clone(),
+        };
+        let sides = std::collections::BTreeMap::from([(1, self.right.schema()?)]);
+        Ok(shoal_worker::ops::table::output_schema(self.left.schema()?, &[op], &sides)?)
+    }
 }
 
 /// A per-partition step a DataFrame method records (the op of a [`Plan::Map`]). Lowering turns

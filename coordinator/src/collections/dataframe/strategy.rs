@@ -90,6 +90,7 @@ pub(super) fn keep_ranges(j: &JoinNode, cost: Option<u64>, config: &PlanConfig) 
         let (strategy, why, Some(new)) = join_strategy(&again, config)? else { continue };
         if strategy == JoinStrategy::Ranges && after.saturating_add(new) < before.saturating_add(cost) {
             again.strategy = Some((strategy, why));
+            again.cost = Some(new);
             return Ok(Some(again));
         }
     }
@@ -123,6 +124,7 @@ fn broadcast_below(side: &Plan, config: &PlanConfig) -> Result<Option<(Plan, u64
             );
             let mut c = c.clone();
             c.strategy = Some((JoinStrategy::BroadcastRight, why));
+            c.cost = Some(cost.total());
             Ok(Some((Plan::Join(c), before, cost.total())))
         }
         _ => Ok(None),
@@ -363,7 +365,7 @@ fn cheapest_join(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::JoinCost;
     use crate::collections::dataframe::optimize::optimize;
     use crate::collections::dataframe::plan::{FileInfo, JoinStrategy, Plan, PlanConfig, ScanNode};
@@ -375,7 +377,7 @@ mod tests {
     /// A Parquet table of `files` files of `rows` rows and `bytes` each, in key order: file i
     /// holds values `i * rows ..= (i + 1) * rows - 1` of `key`; `other` is an integer column of
     /// values `0..=other_max` in every file.
-    fn ordered(
+    pub(in crate::collections::dataframe) fn ordered(
         name: &str,
         (key, other, other_max): (&str, &str, i64),
         files: u64,
@@ -413,7 +415,7 @@ mod tests {
         })
     }
 
-    fn join(left: Plan, right: Plan, on: (&str, &str)) -> Plan {
+    pub(in crate::collections::dataframe) fn join(left: Plan, right: Plan, on: (&str, &str)) -> Plan {
         crate::collections::dataframe::estimate::tests::join(left, right, JoinHow::Inner, on)
     }
 
