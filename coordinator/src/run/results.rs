@@ -5,30 +5,47 @@ use crate::error::{Error, Result};
 use crate::graph::TaskGraph;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
-use shoal_protocol::{Manifest, OutputObject, PROTOCOL_VERSION, SuccessManifest, layout};
+use futures::StreamExt;
+use shoal_protocol::{Manifest, ObjectRef, OutputObject, PROTOCOL_VERSION, SuccessManifest, layout};
 use shoal_worker::io::storage::Storage;
 
-/// The batches of the graph's output tasks (Arrow IPC files), in partition order.
+/// The batches of the graph's output tasks (Arrow IPC files), in partition order. Several
+/// objects are read and decoded at once (as many as the machine has cores): the results of a
+/// sort are as large as its input.
 pub async fn collect(
     storage: &Storage,
     graph: &TaskGraph,
     manifests: &[Manifest],
 ) -> Result<Vec<RecordBatch>> {
-    let mut batches = Vec::new();
-    for &t in &graph.outputs {
-        batches.extend(read(storage, &manifests[t]).await?);
-    }
-    Ok(batches)
+    let objects = graph.outputs.iter().flat_map(|&t| &manifests[t].outputs).map(|out| out.object.clone());
+    read_objects(storage, objects.collect()).await
 }
 
 /// The batches one committed task wrote (Arrow IPC files).
 pub async fn read(storage: &Storage, manifest: &Manifest) -> Result<Vec<RecordBatch>> {
+    read_objects(storage, manifest.outputs.iter().map(|out| out.object.clone()).collect()).await
+}
+
+/// The batches of `objects`, in order, read and decoded a few at a time.
+async fn read_objects(storage: &Storage, objects: Vec<ObjectRef>) -> Result<Vec<RecordBatch>> {
+    let at_once = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut reads =
+        futures::stream::iter(objects).map(|object| read_object(storage, object)).buffered(at_once);
     let mut batches = Vec::new();
-    for out in &manifest.outputs {
-        let bytes = storage.get(&out.object).await?;
-        let (_, read) = shoal_worker::io::ipc::decode_file(&out.object.url, bytes, None)?;
-        batches.extend(read);
+    while let Some(read) = reads.next().await {
+        batches.extend(read?);
     }
+    Ok(batches)
+}
+
+/// The batches of one IPC file, decoded off the async threads.
+async fn read_object(storage: &Storage, object: ObjectRef) -> Result<Vec<RecordBatch>> {
+    let bytes = storage.get(&object).await?;
+    let url = object.url;
+    let decode = move || shoal_worker::io::ipc::decode_file(&url, bytes, None);
+    let (_, batches) = tokio::task::spawn_blocking(decode)
+        .await
+        .map_err(|e| Error::Executor(format!("decoding results: {e}")))??;
     Ok(batches)
 }
 
