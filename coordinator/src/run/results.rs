@@ -40,7 +40,7 @@ async fn read_objects(storage: &Storage, objects: Vec<ObjectRef>) -> Result<Vec<
 
 /// The batches of one IPC file, decoded off the async threads.
 async fn read_object(storage: &Storage, object: ObjectRef) -> Result<Vec<RecordBatch>> {
-    let bytes = storage.get(&object).await?;
+    let bytes = storage.get_intermediate(&object, None).await?;
     let url = object.url;
     let decode = move || shoal_worker::io::ipc::decode_file(&url, bytes, None);
     let (_, batches) = tokio::task::spawn_blocking(decode)

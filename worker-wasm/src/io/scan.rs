@@ -13,6 +13,7 @@ use crate::error::{DecodeError, Error, Result};
 use arrow::array::{ArrayRef, BooleanArray, UInt64Array};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
 use datafusion::common::pruning::PruningStatistics;
 use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::datasource::physical_plan::parquet::{
@@ -76,7 +77,10 @@ pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
                     FileFormat::Json(opts) => {
                         super::json::read(storage, file, opts, schema.clone(), projection.as_deref()).await?
                     }
-                    FileFormat::ArrowIpc => read_ipc(storage, file, projection.as_deref()).await?,
+                    FileFormat::ArrowIpc => {
+                        let bytes = storage.get(&file.object).await?;
+                        read_ipc(&file.object.url, bytes, projection.as_deref())?
+                    }
                     FileFormat::Lines(opts) => super::lines::read(storage, file, opts).await?,
                 };
                 let url = &file.object.url;
@@ -98,8 +102,8 @@ pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
         Input::Upstream { task_key, objects, .. } => {
             let mut acc: Option<Loaded> = None;
             for object in objects {
-                let slice = FileSlice::whole(object.clone());
-                let part = read_ipc(storage, &slice, None).await?;
+                let bytes = storage.get_intermediate(object, None).await?;
+                let part = read_ipc(&object.url, bytes, None)?;
                 Loaded::append(&mut acc, part, || {
                     format!("{}: schema differs from the other inputs", object.url)
                 })?;
@@ -143,7 +147,7 @@ async fn read_buckets(
         if range.rows == 0 && !(all_empty && i == 0) {
             continue;
         }
-        let bytes = storage.get_range(object, range.offset..range.offset + range.len).await?;
+        let bytes = storage.get_intermediate(object, Some(range.offset..range.offset + range.len)).await?;
         let size = bytes.len() as u64;
         let (schema, batches) = ipc::decode_stream(&object.url, bytes)?;
         let part =
@@ -497,9 +501,8 @@ impl PruningStatistics for RowGroupStats<'_> {
     }
 }
 
-async fn read_ipc(storage: &Storage, file: &FileSlice, projection: Option<&[String]>) -> Result<Loaded> {
-    let url = &file.object.url;
-    let bytes = storage.get(&file.object).await?;
+/// An Arrow IPC file of `bytes`, read from `url`.
+fn read_ipc(url: &str, bytes: Bytes, projection: Option<&[String]>) -> Result<Loaded> {
     let size = bytes.len() as u64;
     let (schema, batches) = ipc::decode_file(url, bytes, projection)?;
     Ok(Loaded { schema, batches, bytes_read: size, objects_read: 1, requests: 1, records_skipped: 0 })

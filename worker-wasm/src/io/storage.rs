@@ -192,6 +192,41 @@ async fn read_file_range(file: std::fs::File, range: std::ops::Range<u64>, url: 
     Ok(Bytes::from(read))
 }
 
+/// `range` of an open local file, mapped into memory (read-only, its pages faulted in up front).
+/// Only for intermediates: a file that shrank while mapped would fault its reader, and shoal
+/// never writes an intermediate in place — it writes a new file and renames or links it there,
+/// which leaves a mapping of the old file intact (as does deleting it).
+async fn map_file_range(file: std::fs::File, range: std::ops::Range<u64>, url: &str) -> Result<Bytes> {
+    let failed = |e: std::io::Error| {
+        Error::from_store(url, object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) })
+    };
+    let len = usize::try_from(range.end - range.start).map_err(|_| Error::InvalidUrl {
+        url: url.to_string(),
+        reason: format!("a range of {} bytes does not fit in memory", range.end - range.start),
+    })?;
+    if len == 0 {
+        return Ok(Bytes::new());
+    }
+    let map = tokio::task::spawn_blocking(move || -> std::io::Result<memmap2::Mmap> {
+        let size = file.metadata()?.len();
+        if size < range.end {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the file has {size} bytes, fewer than the {} it had when opened", range.end),
+            ));
+        }
+        // SAFETY: the mapping is read-only and its range lies within the file, whose contents
+        // shoal never changes in place (see above); the bytes are only read through `Bytes`.
+        #[allow(unsafe_code)]
+        let map = unsafe { memmap2::MmapOptions::new().offset(range.start).len(len).populate().map(&file) };
+        map
+    })
+    .await
+    .map_err(|e| failed(std::io::Error::other(e)))?
+    .map_err(failed)?;
+    Ok(Bytes::from_owner(map))
+}
+
 /// Turns a user-supplied location (plain path, relative or absolute, or URL) into a URL.
 pub fn to_url(location: &str) -> Result<Url> {
     let invalid = |reason: String| Error::InvalidUrl { url: location.to_string(), reason };
@@ -416,6 +451,28 @@ impl Storage {
         read_whole(&loc, location, GetOptions::default, None).await
     }
 
+    /// Reads an intermediate — an object shoal wrote, which is never changed in place — or
+    /// `range` of it, checking its identity. A local file is mapped into memory instead of read
+    /// into a buffer: its pages are the page cache's, so nothing is copied or zeroed (a sort's
+    /// shuffle buckets and sorted runs are as large as its input). Elsewhere as
+    /// [`get`](Self::get) and [`get_range`](Self::get_range).
+    pub async fn get_intermediate(
+        &self,
+        object: &ObjectRef,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<Bytes> {
+        let loc = self.resolve(&object.url)?;
+        let opts = || GetOptions { range: range.clone().map(Into::into), ..Default::default() };
+        let url = &object.url;
+        let result = loc.store.get_opts(&loc.path, opts()).await.map_err(|e| Error::from_store(url, e))?;
+        check_identity(object, result.meta.size, result.meta.e_tag.as_deref())?;
+        match result.payload {
+            GetResultPayload::File(file, _) => map_file_range(file, result.range, url).await,
+            // Not a local file: read as any object is, retrying a body that breaks off.
+            _ => read_whole(&loc, url, opts, Some(object)).await,
+        }
+    }
+
     /// Writes a whole object (atomic: a reader sees all of it or none of it) from one buffer
     /// or from several chunks, written in order.
     pub async fn put(&self, location: &str, payload: impl Into<PutPayload>) -> Result<ObjectRef> {
@@ -498,6 +555,31 @@ mod tests {
         assert_eq!(url.as_str(), "file:///tmp/b/x.parquet");
         assert!(to_url("ftp://x/y").unwrap_err().to_string().contains("unsupported scheme"));
         assert!(to_url("").is_err());
+    }
+
+    #[tokio::test]
+    async fn intermediates_are_mapped_whole_or_in_ranges_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::new(StorageOptions::default());
+        let location = dir.path().join("out.arrow").display().to_string();
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let object = storage.put(&location, data.clone()).await.unwrap();
+        // Whole, a range across page boundaries (not page-aligned), the last byte.
+        let whole = storage.get_intermediate(&object, None).await.unwrap();
+        assert_eq!(whole.as_ref(), &data[..]);
+        let part = storage.get_intermediate(&object, Some(4_095..12_289)).await.unwrap();
+        assert_eq!(part.as_ref(), &data[4_095..12_289]);
+        let last = storage.get_intermediate(&object, Some(19_999..20_000)).await.unwrap();
+        assert_eq!(last.as_ref(), &data[19_999..]);
+        // Written again under the same name (a new file renamed into place): the mapping of the
+        // old one is intact, and the old identity no longer matches the new object.
+        storage.put(&location, vec![1u8; 10]).await.unwrap();
+        assert_eq!(whole.as_ref(), &data[..]);
+        let e = storage.get_intermediate(&object, None).await.unwrap_err().to_string();
+        assert!(e.contains("size was 20000 bytes, now 10"), "{e}");
+        // Deleted while mapped: still readable through the mapping.
+        std::fs::remove_file(&location).unwrap();
+        assert_eq!(&part[..3], &data[4_095..4_098]);
     }
 
     #[test]
