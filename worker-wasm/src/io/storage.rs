@@ -192,6 +192,11 @@ async fn read_file_range(file: std::fs::File, range: std::ops::Range<u64>, url: 
     Ok(Bytes::from(read))
 }
 
+/// The smallest read [`Storage::get_intermediate`] maps: below it, the system calls of a mapping
+/// cost more than copying (a tiny task's input is a few hundred bytes), and a small buffer comes
+/// from the allocator's heap, whose pages are reused rather than zeroed.
+pub const MAP_AT_LEAST: u64 = 1 << 20;
+
 /// `range` of an open local file, mapped into memory (read-only, its pages faulted in up front).
 /// Only for intermediates: a file that shrank while mapped would fault its reader, and shoal
 /// never writes an intermediate in place — it writes a new file and renames or links it there,
@@ -452,10 +457,10 @@ impl Storage {
     }
 
     /// Reads an intermediate — an object shoal wrote, which is never changed in place — or
-    /// `range` of it, checking its identity. A local file is mapped into memory instead of read
-    /// into a buffer: its pages are the page cache's, so nothing is copied or zeroed (a sort's
-    /// shuffle buckets and sorted runs are as large as its input). Elsewhere as
-    /// [`get`](Self::get) and [`get_range`](Self::get_range).
+    /// `range` of it, checking its identity. A local file's range of [`MAP_AT_LEAST`] bytes or
+    /// more is mapped into memory instead of read into a buffer: its pages are the page cache's,
+    /// so nothing is copied or zeroed (a sort's shuffle buckets and sorted runs are as large as
+    /// its input). Elsewhere as [`get`](Self::get) and [`get_range`](Self::get_range).
     pub async fn get_intermediate(
         &self,
         object: &ObjectRef,
@@ -467,7 +472,10 @@ impl Storage {
         let result = loc.store.get_opts(&loc.path, opts()).await.map_err(|e| Error::from_store(url, e))?;
         check_identity(object, result.meta.size, result.meta.e_tag.as_deref())?;
         match result.payload {
-            GetResultPayload::File(file, _) => map_file_range(file, result.range, url).await,
+            GetResultPayload::File(file, _) if result.range.end - result.range.start >= MAP_AT_LEAST => {
+                map_file_range(file, result.range, url).await
+            }
+            GetResultPayload::File(file, _) => read_file_range(file, result.range, url).await,
             // Not a local file: read as any object is, retrying a body that breaks off.
             _ => read_whole(&loc, url, opts, Some(object)).await,
         }
@@ -562,21 +570,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::new(StorageOptions::default());
         let location = dir.path().join("out.arrow").display().to_string();
-        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        // Above the mapping threshold, and not a whole number of pages.
+        let n = MAP_AT_LEAST as usize + 20_000;
+        let data: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
         let object = storage.put(&location, data.clone()).await.unwrap();
         // Whole, a range across page boundaries (not page-aligned), the last byte.
         let whole = storage.get_intermediate(&object, None).await.unwrap();
         assert_eq!(whole.as_ref(), &data[..]);
-        let part = storage.get_intermediate(&object, Some(4_095..12_289)).await.unwrap();
-        assert_eq!(part.as_ref(), &data[4_095..12_289]);
-        let last = storage.get_intermediate(&object, Some(19_999..20_000)).await.unwrap();
-        assert_eq!(last.as_ref(), &data[19_999..]);
+        let range = 4_095..MAP_AT_LEAST + 12_289;
+        let part = storage.get_intermediate(&object, Some(range.clone())).await.unwrap();
+        assert_eq!(part.as_ref(), &data[range.start as usize..range.end as usize]);
+        // Below the threshold: read, not mapped; the same bytes.
+        let last = storage.get_intermediate(&object, Some(n as u64 - 1..n as u64)).await.unwrap();
+        assert_eq!(last.as_ref(), &data[n - 1..]);
         // Written again under the same name (a new file renamed into place): the mapping of the
         // old one is intact, and the old identity no longer matches the new object.
         storage.put(&location, vec![1u8; 10]).await.unwrap();
         assert_eq!(whole.as_ref(), &data[..]);
         let e = storage.get_intermediate(&object, None).await.unwrap_err().to_string();
-        assert!(e.contains("size was 20000 bytes, now 10"), "{e}");
+        assert!(e.contains(&format!("size was {n} bytes, now 10")), "{e}");
         // Deleted while mapped: still readable through the mapping.
         std::fs::remove_file(&location).unwrap();
         assert_eq!(&part[..3], &data[4_095..4_098]);
