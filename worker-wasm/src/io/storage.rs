@@ -134,11 +134,14 @@ where
 
 /// One GET read to the end, sent again (up to [`BODY_ATTEMPTS`] times) when its body breaks
 /// off. With `expected`, the object must still be the one the job was planned against.
+/// `map`: a local file's range of [`MAP_AT_LEAST`] bytes or more is mapped, not read (only for
+/// intermediates, see [`map_file_range`]).
 async fn read_whole(
     loc: &Location,
     url: &str,
     options: impl Fn() -> GetOptions,
     expected: Option<&ObjectRef>,
+    map: bool,
 ) -> Result<Bytes> {
     let mut attempt = 1;
     loop {
@@ -147,6 +150,11 @@ async fn read_whole(
             check_identity(object, result.meta.size, result.meta.e_tag.as_deref())?;
         }
         let result = match result.payload {
+            GetResultPayload::File(file, _)
+                if map && result.range.end - result.range.start >= MAP_AT_LEAST =>
+            {
+                return map_file_range(file, result.range, url).await;
+            }
             GetResultPayload::File(file, _) => return read_file_range(file, result.range, url).await,
             payload => GetResult { payload, ..result },
         };
@@ -166,13 +174,8 @@ async fn read_whole(
 /// faults of a fresh buffer, on a path that reads every shuffle bucket and intermediate).
 async fn read_file_range(file: std::fs::File, range: std::ops::Range<u64>, url: &str) -> Result<Bytes> {
     use std::io::{Read, Seek, SeekFrom};
-    let failed = |e: std::io::Error| {
-        Error::from_store(url, object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) })
-    };
-    let len = usize::try_from(range.end - range.start).map_err(|_| Error::InvalidUrl {
-        url: url.to_string(),
-        reason: format!("a range of {} bytes does not fit in memory", range.end - range.start),
-    })?;
+    let failed = |e| local_failure(url, e);
+    let len = range_len(&range, url)?;
     let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
         let mut file = file;
         file.seek(SeekFrom::Start(range.start))?;
@@ -192,6 +195,19 @@ async fn read_file_range(file: std::fs::File, range: std::ops::Range<u64>, url: 
     Ok(Bytes::from(read))
 }
 
+/// A local file's I/O error, as `object_store` reports one.
+fn local_failure(url: &str, e: std::io::Error) -> Error {
+    Error::from_store(url, object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) })
+}
+
+/// The bytes of `range`, as a length that fits in memory.
+fn range_len(range: &std::ops::Range<u64>, url: &str) -> Result<usize> {
+    usize::try_from(range.end - range.start).map_err(|_| Error::InvalidUrl {
+        url: url.to_string(),
+        reason: format!("a range of {} bytes does not fit in memory", range.end - range.start),
+    })
+}
+
 /// The smallest read [`Storage::get_intermediate`] maps: below it, the system calls of a mapping
 /// cost more than copying (a tiny task's input is a few hundred bytes), and a small buffer comes
 /// from the allocator's heap, whose pages are reused rather than zeroed.
@@ -202,16 +218,8 @@ pub const MAP_AT_LEAST: u64 = 1 << 20;
 /// never writes an intermediate in place — it writes a new file and renames or links it there,
 /// which leaves a mapping of the old file intact (as does deleting it).
 async fn map_file_range(file: std::fs::File, range: std::ops::Range<u64>, url: &str) -> Result<Bytes> {
-    let failed = |e: std::io::Error| {
-        Error::from_store(url, object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) })
-    };
-    let len = usize::try_from(range.end - range.start).map_err(|_| Error::InvalidUrl {
-        url: url.to_string(),
-        reason: format!("a range of {} bytes does not fit in memory", range.end - range.start),
-    })?;
-    if len == 0 {
-        return Ok(Bytes::new());
-    }
+    let failed = |e| local_failure(url, e);
+    let len = range_len(&range, url)?;
     let map = tokio::task::spawn_blocking(move || -> std::io::Result<memmap2::Mmap> {
         let size = file.metadata()?.len();
         if size < range.end {
@@ -440,20 +448,20 @@ impl Storage {
     /// Reads a whole object, checking it is still the object the job was planned against.
     pub async fn get(&self, object: &ObjectRef) -> Result<Bytes> {
         let loc = self.resolve(&object.url)?;
-        read_whole(&loc, &object.url, GetOptions::default, Some(object)).await
+        read_whole(&loc, &object.url, GetOptions::default, Some(object), false).await
     }
 
     /// Reads `range` of an object (one HTTP range GET on S3), checking the object's identity.
     pub async fn get_range(&self, object: &ObjectRef, range: std::ops::Range<u64>) -> Result<Bytes> {
         let loc = self.resolve(&object.url)?;
         let opts = || GetOptions { range: Some(range.clone().into()), ..Default::default() };
-        read_whole(&loc, &object.url, opts, Some(object)).await
+        read_whole(&loc, &object.url, opts, Some(object), false).await
     }
 
     /// Reads a whole object by URL, without an identity check.
     pub async fn get_url(&self, location: &str) -> Result<Bytes> {
         let loc = self.resolve(location)?;
-        read_whole(&loc, location, GetOptions::default, None).await
+        read_whole(&loc, location, GetOptions::default, None, false).await
     }
 
     /// Reads an intermediate — an object shoal wrote, which is never changed in place — or
@@ -468,17 +476,7 @@ impl Storage {
     ) -> Result<Bytes> {
         let loc = self.resolve(&object.url)?;
         let opts = || GetOptions { range: range.clone().map(Into::into), ..Default::default() };
-        let url = &object.url;
-        let result = loc.store.get_opts(&loc.path, opts()).await.map_err(|e| Error::from_store(url, e))?;
-        check_identity(object, result.meta.size, result.meta.e_tag.as_deref())?;
-        match result.payload {
-            GetResultPayload::File(file, _) if result.range.end - result.range.start >= MAP_AT_LEAST => {
-                map_file_range(file, result.range, url).await
-            }
-            GetResultPayload::File(file, _) => read_file_range(file, result.range, url).await,
-            // Not a local file: read as any object is, retrying a body that breaks off.
-            _ => read_whole(&loc, url, opts, Some(object)).await,
-        }
+        read_whole(&loc, &object.url, opts, Some(object), true).await
     }
 
     /// Writes a whole object (atomic: a reader sees all of it or none of it) from one buffer
