@@ -3,7 +3,8 @@
 //! 1. through the scheduler core with a no-op executor (a graph of N trivial tasks: a wide
 //!    stage, then a second stage where each task depends on 10 of the first), and
 //! 2. through the `threads` executor with real tiny tasks (read a 3-row Arrow IPC object from
-//!    `memory://`, filter, write, commit).
+//!    `memory://`, filter, write, commit), then the same through `threads` and `processes` on
+//!    a local folder in memory (/dev/shm) and in the temp dir.
 //!
 //! Run: `cargo bench -p shoal --bench scheduler -- [N_CORE] [N_THREADS]`
 //! (defaults 100000 and 10000). `bench/run-scheduler.sh` also measures Dask's threaded
@@ -184,24 +185,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let executor = InProcess::threads(worker.clone(), threads);
     let label = format!("threads executor ({threads} threads), real tiny tasks");
     tiny_tasks(&rt, &worker, &executor, "memory://bench-threads", n_threads, &label)?;
-    let dir = tempfile::tempdir()?;
-    let local = dir.path().display().to_string();
-    tiny_tasks(
-        &rt,
-        &worker,
-        &executor,
-        &format!("{local}/threads"),
-        n_threads,
-        &format!("{label}, local folder"),
-    )?;
-    match shoal::executor::find_worker_binary() {
-        Some(binary) => {
-            let executor = shoal::executor::Processes::new(binary, threads, vec![]);
-            let label =
-                format!("processes executor ({threads} worker processes), real tiny tasks, local folder");
-            tiny_tasks(&rt, &worker, &executor, &format!("{local}/processes"), n_threads, &label)?;
+    // Local folders twice: in memory (/dev/shm, tmpfs), which measures shoal's own cost per
+    // task, and in the temp dir (on these machines ext4 on disk), whose cost of creating a file
+    // swings with the file system's state: ext4 scans past recently deleted inodes to allocate
+    // a new one (bench/results/scheduler.txt).
+    let shm = std::path::Path::new("/dev/shm");
+    let temp = std::env::temp_dir().display().to_string();
+    let folders = [
+        shm.is_dir().then(|| ("in /dev/shm".to_string(), tempfile::tempdir_in(shm))),
+        Some((format!("in {temp}"), tempfile::tempdir())),
+    ];
+    let processes = shoal::executor::find_worker_binary();
+    for (kind, dir) in folders.into_iter().flatten() {
+        let dir = dir?;
+        let local = dir.path().display().to_string();
+        let folder = format!("local folder {kind}");
+        tiny_tasks(
+            &rt,
+            &worker,
+            &executor,
+            &format!("{local}/threads"),
+            n_threads,
+            &format!("{label}, {folder}"),
+        )?;
+        match &processes {
+            Some(binary) => {
+                let executor = shoal::executor::Processes::new(binary.clone(), threads, vec![]);
+                let label =
+                    format!("processes executor ({threads} worker processes), real tiny tasks, {folder}");
+                tiny_tasks(&rt, &worker, &executor, &format!("{local}/processes"), n_threads, &label)?;
+            }
+            None => {
+                println!("processes executor: no shoal-worker binary found (cargo build --release --bins)")
+            }
         }
-        None => println!("processes executor: no shoal-worker binary found (cargo build --release --bins)"),
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod ipc;
 pub mod json;
 pub mod lines;
 pub mod loaded;
+pub(crate) mod local;
 pub mod memory;
 pub mod parquet;
 pub mod reader;

@@ -5,6 +5,7 @@
 //! authority, so the coordinator and in-process workers see the same objects.
 
 use super::credentials::{self, AwsConfigCredentials, BucketCredentials, ProfileSettings};
+use super::local::{self, INLINE_AT_MOST};
 use crate::error::{Error, Result};
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -14,10 +15,7 @@ use object_store::client::{HttpError, HttpErrorKind};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{
-    GetOptions, GetResult, GetResultPayload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
-    PutPayload,
-};
+use object_store::{GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use shoal_protocol::{ObjectRef, StorageOptions};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -32,6 +30,9 @@ pub struct Location {
     pub url: String,
     /// `scheme://authority/` prefix used to turn store paths back into URLs.
     base: String,
+    /// The store again, when it is a local folder: [`Storage`] does small reads and writes of
+    /// local files itself, on the calling thread (see [`local`]).
+    local: Option<Arc<LocalFileSystem>>,
 }
 
 impl Location {
@@ -46,7 +47,18 @@ impl Location {
         for part in child.split('/').filter(|p| !p.is_empty()) {
             path = path.clone().join(part);
         }
-        Location { store: self.store.clone(), url: self.url_of(&path), path, base: self.base.clone() }
+        Location {
+            store: self.store.clone(),
+            url: self.url_of(&path),
+            path,
+            base: self.base.clone(),
+            local: self.local.clone(),
+        }
+    }
+
+    /// The file of a location in a local folder.
+    fn file(&self) -> Option<std::path::PathBuf> {
+        self.local.as_ref()?.path_to_filesystem(&self.path).ok()
     }
 
     /// Every object below this location, in the store's order; none when nothing is there. A
@@ -76,6 +88,8 @@ pub enum Created {
 pub struct Storage {
     options: StorageOptions,
     stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+    /// The store of local folders (`file://`).
+    local: Arc<LocalFileSystem>,
     /// aws-config credentials, shared by this storage's buckets (built with the first one).
     aws_credentials: OnceLock<Arc<AwsConfigCredentials>>,
 }
@@ -133,31 +147,26 @@ where
 }
 
 /// One GET read to the end, sent again (up to [`BODY_ATTEMPTS`] times) when its body breaks
-/// off. With `expected`, the object must still be the one the job was planned against.
-/// `map`: a local file's range of [`MAP_AT_LEAST`] bytes or more is mapped, not read (only for
-/// intermediates, see [`map_file_range`]).
+/// off; `range` of it, or all of it. With `expected`, the object must still be the one the job
+/// was planned against. `map`: a local file's range of [`MAP_AT_LEAST`] bytes or more is mapped,
+/// not read (only for intermediates, see [`map_file_range`]).
 async fn read_whole(
     loc: &Location,
     url: &str,
-    options: impl Fn() -> GetOptions,
+    range: Option<std::ops::Range<u64>>,
     expected: Option<&ObjectRef>,
     map: bool,
 ) -> Result<Bytes> {
+    if let Some(file) = loc.file() {
+        return read_local(&file, url, range, expected, map).await;
+    }
     let mut attempt = 1;
     loop {
-        let result = loc.store.get_opts(&loc.path, options()).await.map_err(|e| Error::from_store(url, e))?;
+        let options = GetOptions { range: range.clone().map(Into::into), ..Default::default() };
+        let result = loc.store.get_opts(&loc.path, options).await.map_err(|e| Error::from_store(url, e))?;
         if let Some(object) = expected {
             check_identity(object, result.meta.size, result.meta.e_tag.as_deref())?;
         }
-        let result = match result.payload {
-            GetResultPayload::File(file, _)
-                if map && result.range.end - result.range.start >= MAP_AT_LEAST =>
-            {
-                return map_file_range(file, result.range, url).await;
-            }
-            GetResultPayload::File(file, _) => return read_file_range(file, result.range, url).await,
-            payload => GetResult { payload, ..result },
-        };
         match result.bytes().await {
             Ok(bytes) => return Ok(bytes),
             Err(e) if attempt >= BODY_ATTEMPTS => return Err(Error::from_store(url, e)),
@@ -169,12 +178,37 @@ async fn read_whole(
     }
 }
 
+/// [`read_whole`] of a local file: opened, checked and (up to [`INLINE_AT_MOST`] bytes) read on
+/// the calling thread; a larger range is read or mapped on the blocking pool.
+async fn read_local(
+    file: &std::path::Path,
+    url: &str,
+    range: Option<std::ops::Range<u64>>,
+    expected: Option<&ObjectRef>,
+    map: bool,
+) -> Result<Bytes> {
+    let (file, meta) = local::open(file, url)?;
+    if let Some(object) = expected {
+        check_identity(object, meta.len(), Some(&local::e_tag(&meta)))?;
+    }
+    let range = range.unwrap_or(0..meta.len());
+    if range.start > range.end || range.end > meta.len() {
+        let reason = format!("bytes {}..{} of a file of {} bytes", range.start, range.end, meta.len());
+        return Err(local::failure(url, std::io::Error::new(std::io::ErrorKind::InvalidInput, reason)));
+    }
+    match range.end - range.start {
+        len if len <= INLINE_AT_MOST => local::read_range(&file, range, url),
+        len if map && len >= MAP_AT_LEAST => map_file_range(file, range, url).await,
+        _ => read_file_range(file, range, url).await,
+    }
+}
+
 /// `range` of an open local file, read into memory that is not zeroed first (`object_store`
 /// zeroes its buffer before reading into it: a second pass over every byte, and the page
 /// faults of a fresh buffer, on a path that reads every shuffle bucket and intermediate).
 async fn read_file_range(file: std::fs::File, range: std::ops::Range<u64>, url: &str) -> Result<Bytes> {
     use std::io::{Read, Seek, SeekFrom};
-    let failed = |e| local_failure(url, e);
+    let failed = |e| local::failure(url, e);
     let len = range_len(&range, url)?;
     let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
         let mut file = file;
@@ -195,11 +229,6 @@ async fn read_file_range(file: std::fs::File, range: std::ops::Range<u64>, url: 
     Ok(Bytes::from(read))
 }
 
-/// A local file's I/O error, as `object_store` reports one.
-fn local_failure(url: &str, e: std::io::Error) -> Error {
-    Error::from_store(url, object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) })
-}
-
 /// The bytes of `range`, as a length that fits in memory.
 fn range_len(range: &std::ops::Range<u64>, url: &str) -> Result<usize> {
     usize::try_from(range.end - range.start).map_err(|_| Error::InvalidUrl {
@@ -218,7 +247,7 @@ pub const MAP_AT_LEAST: u64 = 1 << 20;
 /// never writes an intermediate in place — it writes a new file and renames or links it there,
 /// which leaves a mapping of the old file intact (as does deleting it).
 async fn map_file_range(file: std::fs::File, range: std::ops::Range<u64>, url: &str) -> Result<Bytes> {
-    let failed = |e| local_failure(url, e);
+    let failed = |e| local::failure(url, e);
     let len = range_len(&range, url)?;
     let map = tokio::task::spawn_blocking(move || -> std::io::Result<memmap2::Mmap> {
         let size = file.metadata()?.len();
@@ -276,7 +305,12 @@ pub fn to_url(location: &str) -> Result<Url> {
 
 impl Storage {
     pub fn new(options: StorageOptions) -> Self {
-        Self { options, stores: Mutex::new(HashMap::new()), aws_credentials: OnceLock::new() }
+        Self {
+            options,
+            stores: Mutex::new(HashMap::new()),
+            local: Arc::new(LocalFileSystem::new()),
+            aws_credentials: OnceLock::new(),
+        }
     }
 
     pub fn options(&self) -> &StorageOptions {
@@ -292,9 +326,14 @@ impl Storage {
             "file" => {
                 let fs_path = url.to_file_path().map_err(|()| invalid("bad file URL".into()))?;
                 let path = Path::from_absolute_path(&fs_path).map_err(invalid_path)?;
-                let store = self.cached("file://", || Ok(Arc::new(LocalFileSystem::new())))?;
                 let base = "file:///".to_string();
-                Ok(Location { url: format!("{base}{path}"), store, path, base })
+                Ok(Location {
+                    url: format!("{base}{path}"),
+                    store: self.local.clone(),
+                    path,
+                    base,
+                    local: Some(self.local.clone()),
+                })
             }
             "s3" => {
                 let bucket = url.host_str().unwrap_or_default().to_string();
@@ -304,7 +343,7 @@ impl Storage {
                 let path = Path::from_url_path(url.path()).map_err(invalid_path)?;
                 let store = self.cached(&format!("s3://{bucket}"), || self.build_s3(&bucket))?;
                 let base = format!("s3://{bucket}/");
-                Ok(Location { url: format!("{base}{path}"), store, path, base })
+                Ok(Location { url: format!("{base}{path}"), store, path, base, local: None })
             }
             "memory" => {
                 let authority = url.host_str().unwrap_or_default().to_string();
@@ -314,7 +353,7 @@ impl Storage {
                     stores.entry(authority.clone()).or_insert_with(|| Arc::new(InMemory::new())).clone()
                 };
                 let base = format!("memory://{authority}/");
-                Ok(Location { url: format!("{base}{path}"), store, path, base })
+                Ok(Location { url: format!("{base}{path}"), store, path, base, local: None })
             }
             other => Err(invalid(format!("unsupported scheme '{other}'"))),
         }
@@ -448,20 +487,19 @@ impl Storage {
     /// Reads a whole object, checking it is still the object the job was planned against.
     pub async fn get(&self, object: &ObjectRef) -> Result<Bytes> {
         let loc = self.resolve(&object.url)?;
-        read_whole(&loc, &object.url, GetOptions::default, Some(object), false).await
+        read_whole(&loc, &object.url, None, Some(object), false).await
     }
 
     /// Reads `range` of an object (one HTTP range GET on S3), checking the object's identity.
     pub async fn get_range(&self, object: &ObjectRef, range: std::ops::Range<u64>) -> Result<Bytes> {
         let loc = self.resolve(&object.url)?;
-        let opts = || GetOptions { range: Some(range.clone().into()), ..Default::default() };
-        read_whole(&loc, &object.url, opts, Some(object), false).await
+        read_whole(&loc, &object.url, Some(range), Some(object), false).await
     }
 
     /// Reads a whole object by URL, without an identity check.
     pub async fn get_url(&self, location: &str) -> Result<Bytes> {
         let loc = self.resolve(location)?;
-        read_whole(&loc, location, GetOptions::default, None, false).await
+        read_whole(&loc, location, None, None, false).await
     }
 
     /// Reads an intermediate — an object shoal wrote, which is never changed in place — or
@@ -475,8 +513,7 @@ impl Storage {
         range: Option<std::ops::Range<u64>>,
     ) -> Result<Bytes> {
         let loc = self.resolve(&object.url)?;
-        let opts = || GetOptions { range: range.clone().map(Into::into), ..Default::default() };
-        read_whole(&loc, &object.url, opts, Some(object), true).await
+        read_whole(&loc, &object.url, range, Some(object), true).await
     }
 
     /// Writes a whole object (atomic: a reader sees all of it or none of it) from one buffer
@@ -485,6 +522,10 @@ impl Storage {
         let loc = self.resolve(location)?;
         let payload = payload.into();
         let size = payload.content_length() as u64;
+        if let Some(file) = loc.file().filter(|_| size <= INLINE_AT_MOST) {
+            let e_tag = local::put(&file, &payload, location)?;
+            return Ok(ObjectRef { url: loc.url, size, e_tag: Some(e_tag) });
+        }
         let put = loc.store.put(&loc.path, payload).await.map_err(|e| Error::from_store(location, e))?;
         Ok(ObjectRef { url: loc.url, size, e_tag: put.e_tag })
     }
@@ -493,6 +534,12 @@ impl Storage {
     /// a local folder). Exactly one of several racing callers gets [`Created::Created`].
     pub async fn create_if_absent(&self, location: &str, bytes: Bytes) -> Result<Created> {
         let loc = self.resolve(location)?;
+        if let Some(file) = loc.file().filter(|_| bytes.len() as u64 <= INLINE_AT_MOST) {
+            return Ok(match local::create(&file, &PutPayload::from_bytes(bytes), location)? {
+                local::Written::Put { .. } => Created::Created,
+                local::Written::AlreadyExists => Created::AlreadyExists,
+            });
+        }
         let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
         match loc.store.put_opts(&loc.path, PutPayload::from_bytes(bytes), opts).await {
             Ok(_) => Ok(Created::Created),
@@ -507,6 +554,9 @@ impl Storage {
     /// Deletes one object; one that is already gone counts as deleted.
     pub async fn delete(&self, location: &str) -> Result<()> {
         let loc = self.resolve(location)?;
+        if let Some(file) = loc.file() {
+            return local::delete(&file, location);
+        }
         repeat_broken(location, || async {
             match loc.store.delete(&loc.path).await {
                 Err(object_store::Error::NotFound { .. }) => Ok(()),
