@@ -5,7 +5,7 @@
 //! input, its output, its manifest) those two wake-ups cost several times the system calls
 //! themselves: on a local folder in `tmpfs` the bench's tiny tasks took ~230 µs each against
 //! ~45 µs on `memory://`, and a profile put most of the difference in the scheduler's context
-//! switches (bench/results/scheduler.txt). [`Storage`](super::storage::Storage) therefore opens
+//! switches (bench/results/scheduler.txt). `io::storage::Storage` therefore opens
 //! local files here, on the calling thread, reads here the ranges of at most
 //! [`INLINE_AT_MOST`] bytes, and writes here the objects of at most that size; larger reads
 //! and writes still go to the blocking pool.
