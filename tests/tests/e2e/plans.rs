@@ -130,6 +130,31 @@ async fn a_chain_of_broadcast_joins_reads_each_side_table_on_its_own_port() {
     env.check("chain4", &again, "strategy=broadcast", sql).await;
 }
 
+/// A condition on a string column keeps, in planning's estimates, the share of the column's
+/// distinct values it holds for (read from the first file's Parquet dictionaries, not assumed
+/// to be 20%); the plan they shape runs to DuckDB's answer.
+#[tokio::test]
+async fn conditions_on_strings_are_estimated_from_the_columns_values() {
+    let env = Env::new(64_000_000).await;
+    let gov = env.customers.filter("segment = 'gov'").unwrap();
+    let skus = env.skus.filter("sku LIKE 'sku-00%'").unwrap().select(&["sku", "list_price"]).unwrap();
+    let joined =
+        env.sales.merge(&gov, &Merge::on(&["cust"])).unwrap().merge(&skus, &Merge::on(&["sku"])).unwrap();
+    let plan = joined.explain().unwrap();
+    // Three segments (and nulls, which no condition on a value keeps).
+    let segment = "Filter segment = 'gov' [keeps ~33.33% of rows, from sampled column values]";
+    assert!(plan.contains(segment), "{plan}");
+    // The first skus file holds "hot" and sku-0000 to sku-0258: 100 of its 260 names match.
+    let names = "Filter sku LIKE 'sku-00%' [keeps ~38.46% of rows, from sampled column values]";
+    assert!(plan.contains(names), "{plan}");
+    let sql = format!(
+        "SELECT {SALES}, c.segment, c.credit, c.region AS region_y, k.list_price \
+         FROM s JOIN c ON s.cust = c.cust JOIN k ON s.sku = k.sku \
+         WHERE c.segment = 'gov' AND k.sku LIKE 'sku-00%'"
+    );
+    env.check("strings", &joined, "strategy=", &sql).await;
+}
+
 #[tokio::test]
 async fn only_the_suffixed_right_copy_used_keeps_its_suffix() {
     let env = Env::new(64_000_000).await;

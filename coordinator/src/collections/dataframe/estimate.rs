@@ -4,17 +4,23 @@
 //! A conjunct over one column whose value range planning knows (integers, dates and timestamps,
 //! from Parquet statistics, carried up through the operators that keep values) is estimated by
 //! DataFusion's interval analysis, as its `FilterExec` estimates its statistics: values uniform
-//! between min and max, columns independent. Any other conjunct — a string comparison, `IN`,
-//! `LIKE`, a decimal (interval analysis takes none), two columns compared, a column without
-//! statistics, a function — keeps [`DEFAULT_SELECTIVITY`] of the rows, DataFusion's default
-//! too. The conjuncts analysis can bound are analysed together (a range `d >= a AND d < b` is
-//! one interval); the others multiply in.
+//! between min and max, columns independent. A conjunct over one string column whose distinct
+//! values planning sampled (from Parquet dictionary pages, `read::values`) keeps the share of
+//! those values it holds for: each value taken as equally frequent. Any other conjunct — a
+//! decimal (interval analysis takes none), two columns compared, a column without statistics,
+//! a function — keeps [`DEFAULT_SELECTIVITY`] of the rows, DataFusion's default too. The
+//! conjuncts analysis can bound are analysed together (a range `d >= a AND d < b` is one
+//! interval); the others multiply in.
 
-use super::plan::{JoinNode, MapOp, Plan, keeps_values};
-use arrow::datatypes::{DataType, SchemaRef};
+use super::plan::{JoinNode, MapOp, Plan, ScanNode, keeps_values};
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::common::stats::{ColumnStatistics, Precision};
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::physical_expr::conjunction;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::intervals::utils::check_support;
 use datafusion::physical_expr::utils::{collect_columns, split_conjunction};
 use datafusion::physical_expr::{AnalysisContext, PhysicalExpr, analyze};
@@ -64,22 +70,26 @@ impl Plan {
 pub struct Selectivity {
     /// In `[0, 1]`.
     pub share: f64,
-    /// How many of the predicate's conjuncts were estimated from column ranges (the others
-    /// keep [`DEFAULT_SELECTIVITY`]).
+    /// How many of the predicate's conjuncts were estimated from column ranges, and how many
+    /// from sampled column values (the others keep [`DEFAULT_SELECTIVITY`]).
     pub from_ranges: usize,
+    pub from_values: usize,
 }
 
 impl std::fmt::Display for Selectivity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let how = match self.from_ranges {
-            0 => "assumed",
-            _ => "from column ranges",
+        let how = match (self.from_ranges, self.from_values) {
+            (0, 0) => "assumed",
+            (_, 0) => "from column ranges",
+            (0, _) => "from sampled column values",
+            _ => "from column ranges and sampled values",
         };
         write!(f, "keeps ~{:.2}% of rows, {how}", self.share * 100.0)
     }
 }
 
-/// Estimates made in this process, by predicate, input schema and column ranges: planning asks
+/// Estimates made in this process, by predicate, input schema, column ranges and sampled values
+/// (by address: they are shared, not copied, as plans are rewritten): planning asks
 /// for a filter's estimate once per node above it, and each asks again for its inputs, so a
 /// chain of joins would otherwise compile the same predicate many times over.
 static ESTIMATES: LazyLock<Mutex<HashMap<String, Selectivity>>> = LazyLock::new(Default::default);
@@ -88,18 +98,22 @@ const ESTIMATES_MAX: usize = 1024;
 
 /// The estimated share of `input`'s rows for which `predicate` holds.
 pub fn filter_selectivity(input: &Plan, predicate: &str) -> Selectivity {
-    let assumed = Selectivity { share: DEFAULT_SELECTIVITY, from_ranges: 0 };
+    let assumed = Selectivity { share: DEFAULT_SELECTIVITY, from_ranges: 0, from_values: 0 };
     let Ok(schema) = input.schema() else {
         return assumed;
     };
     let stats: Vec<ColumnStatistics> =
         schema.fields().iter().map(|f| column_statistics(input, f.name(), f.data_type())).collect();
-    let key = format!("{predicate}\n{schema:?}\n{stats:?}");
+    let values: Vec<Option<&ArrayRef>> =
+        schema.fields().iter().map(|f| column_values(input, f.name())).collect();
+    let addresses: Vec<Option<*const u8>> =
+        values.iter().map(|v| v.map(|a| Arc::as_ptr(a) as *const u8)).collect();
+    let key = format!("{predicate}\n{schema:?}\n{stats:?}\n{addresses:?}");
     let mut cache = ESTIMATES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(found) = cache.get(&key) {
         return *found;
     }
-    let estimate = estimate_selectivity(&schema, &stats, predicate).unwrap_or(assumed);
+    let estimate = estimate_selectivity(&schema, &stats, &values, predicate).unwrap_or(assumed);
     if cache.len() >= ESTIMATES_MAX {
         cache.clear();
     }
@@ -107,18 +121,23 @@ pub fn filter_selectivity(input: &Plan, predicate: &str) -> Selectivity {
     estimate
 }
 
-/// [`filter_selectivity`] over `schema` with these column statistics; `None` when the predicate
-/// does not compile here (validation reports it).
+/// [`filter_selectivity`] over `schema` with these column statistics and sampled values;
+/// `None` when the predicate does not compile here (validation reports it).
 fn estimate_selectivity(
     schema: &SchemaRef,
     stats: &[ColumnStatistics],
+    values: &[Option<&ArrayRef>],
     predicate: &str,
 ) -> Option<Selectivity> {
     let expr = shoal_worker::ops::table::program::physical_expr(schema, predicate)?;
     // The conjuncts interval analysis can bound are analysed together (`d >= a AND d < b` is
-    // one interval of `d`, not two independent halves); each other one keeps the default.
-    let (bounded, assumed): (Vec<_>, Vec<_>) =
+    // one interval of `d`, not two independent halves); one over a column of sampled values
+    // keeps the share of them it holds for; each other one keeps the default.
+    let (bounded, rest): (Vec<_>, Vec<_>) =
         split_conjunction(&expr).into_iter().partition(|c| analysable(c, schema, stats));
+    let (valued, assumed): (Vec<_>, Vec<_>) =
+        rest.into_iter().map(|c| (c, share_of_values(c, schema, values))).partition(|(_, s)| s.is_some());
+    let by_values: f64 = valued.iter().filter_map(|(_, s)| *s).product();
     let ranged = match bounded.is_empty() {
         true => Some(1.0),
         false => {
@@ -133,7 +152,42 @@ fn estimate_selectivity(
         Some(share) => (share * DEFAULT_SELECTIVITY.powi(assumed.len() as i32), bounded.len()),
         None => (DEFAULT_SELECTIVITY.powi((bounded.len() + assumed.len()) as i32), 0),
     };
-    Some(Selectivity { share: share.clamp(0.0, 1.0), from_ranges })
+    let share = share * by_values;
+    Some(Selectivity { share: share.clamp(0.0, 1.0), from_ranges, from_values: valued.len() })
+}
+
+/// The share of a column's sampled values a conjunct over that one column holds for, each
+/// value taken as equally frequent; at least half a value's share, since a value the sample
+/// lacks may still be in the data. `None` for a conjunct over other or more columns, or one
+/// that cannot be evaluated on the values.
+fn share_of_values(
+    expr: &Arc<dyn PhysicalExpr>,
+    schema: &SchemaRef,
+    values: &[Option<&ArrayRef>],
+) -> Option<f64> {
+    let columns = collect_columns(expr);
+    let column = match columns.iter().collect::<Vec<_>>().as_slice() {
+        [only] => *only,
+        _ => return None,
+    };
+    let sampled = values.get(column.index()).copied().flatten().filter(|v| !v.is_empty())?;
+    let field = schema.fields().get(column.index())?;
+    let sampled = arrow::compute::cast(sampled, field.data_type()).ok()?;
+    // The conjunct over a batch of just this column.
+    let batch_schema = Arc::new(Schema::new(vec![Field::new(field.name(), field.data_type().clone(), true)]));
+    let batch = RecordBatch::try_new(batch_schema, vec![sampled]).ok()?;
+    let rebased = Arc::clone(expr)
+        .transform(|e| {
+            Ok(match e.downcast_ref::<Column>() {
+                Some(c) => Transformed::yes(Arc::new(Column::new(c.name(), 0)) as Arc<dyn PhysicalExpr>),
+                None => Transformed::no(e),
+            })
+        })
+        .ok()?
+        .data;
+    let kept = rebased.evaluate(&batch).ok()?.into_array(batch.num_rows()).ok()?;
+    let kept = kept.as_boolean_opt()?.true_count() as f64;
+    Some(kept.max(0.5) / batch.num_rows() as f64)
 }
 
 /// Whether interval analysis can bound a conjunct: it reads one column, of known range, with
@@ -261,20 +315,27 @@ fn column_statistics(plan: &Plan, name: &str, data_type: &DataType) -> ColumnSta
 }
 
 /// `(min, max)` of an integer-encoded column of `plan`'s output (Parquet statistics of the scan
-/// it comes from, kept by every operator that passes its values through). A filter's output
-/// keeps its input's range: a bound, not the tightest one.
+/// it comes from). A filter's output keeps its input's range: a bound, not the tightest one.
 pub fn column_range(plan: &Plan, name: &str) -> Option<(i64, i64)> {
+    column_scan(plan, name)?.int_ranges.get(name).copied()
+}
+
+/// Sampled values of a string column of `plan`'s output (from the scan it comes from).
+fn column_values<'a>(plan: &'a Plan, name: &str) -> Option<&'a ArrayRef> {
+    column_scan(plan, name)?.string_values.0.get(name)
+}
+
+/// The scan a column of `plan`'s output comes from with its values unchanged, through every
+/// operator that passes them through (filters keep a subset of them).
+fn column_scan<'a>(plan: &'a Plan, name: &str) -> Option<&'a ScanNode> {
     match plan {
-        Plan::Scan(s) => {
-            let projected = s.projection.as_ref().is_none_or(|p| p.iter().any(|c| c == name));
-            s.int_ranges.get(name).copied().filter(|_| projected)
-        }
-        Plan::Map { input, op, .. } if keeps_values(op, &[name.to_string()]) => column_range(input, name),
+        Plan::Scan(s) => s.projection.as_ref().is_none_or(|p| p.iter().any(|c| c == name)).then_some(s),
+        Plan::Map { input, op, .. } if keeps_values(op, &[name.to_string()]) => column_scan(input, name),
         Plan::Head { input, .. }
         | Plan::TopK { input, .. }
         | Plan::Sort { input, .. }
-        | Plan::Repartition { input, .. } => column_range(input, name),
-        Plan::Join(j) => join_side(j, name).and_then(|side| column_range(side, name)),
+        | Plan::Repartition { input, .. } => column_scan(input, name),
+        Plan::Join(j) => join_side(j, name).and_then(|side| column_scan(side, name)),
         Plan::Map { .. } | Plan::Aggregate(_) | Plan::Graph(_) => None,
     }
 }
@@ -348,6 +409,7 @@ pub(super) mod tests {
             projection: None,
             predicate: None,
             int_ranges,
+            string_values: Default::default(),
             schema_on_read: false,
         })
     }
@@ -411,22 +473,51 @@ pub(super) mod tests {
         assert!(filter_selectivity(&scan(), "n > 1000").share < 0.002);
         // Two columns compared: assumed, not analysed.
         let pair = filter_selectivity(&scan(), "n < CAST(d AS BIGINT)");
-        assert_eq!(pair, Selectivity { share: DEFAULT_SELECTIVITY, from_ranges: 0 });
+        assert_eq!(pair, Selectivity { share: DEFAULT_SELECTIVITY, from_ranges: 0, from_values: 0 });
         // DataFusion's interval analysis takes no decimals: assumed.
         let price = filter_selectivity(&scan(), "price < 2500.00");
-        assert_eq!(price, Selectivity { share: DEFAULT_SELECTIVITY, from_ranges: 0 });
+        assert_eq!(price, Selectivity { share: DEFAULT_SELECTIVITY, from_ranges: 0, from_values: 0 });
     }
 
     #[test]
     fn conjuncts_without_ranges_are_assumed_and_multiply() {
         let s = filter_selectivity(&scan(), "s = 'ASIA'");
-        assert_eq!(s, Selectivity { share: DEFAULT_SELECTIVITY, from_ranges: 0 });
+        assert_eq!(s, Selectivity { share: DEFAULT_SELECTIVITY, from_ranges: 0, from_values: 0 });
         let both = filter_selectivity(&scan(), "s IN ('a', 'b') AND n <= 50");
         assert!(near(both.share, DEFAULT_SELECTIVITY * 0.5), "{both:?}");
         assert_eq!(both.from_ranges, 1);
         // Not an expression planning can read: assumed, not an error (validation reports it).
         assert_eq!(filter_selectivity(&scan(), "no_such_column > 1").share, DEFAULT_SELECTIVITY);
         assert_eq!(format!("{both}"), "keeps ~10.00% of rows, from column ranges");
+    }
+
+    /// [`scan`] with these sampled values of `s`.
+    fn scan_with_values(values: &[&str]) -> Plan {
+        let Plan::Scan(mut node) = scan() else { unreachable!() };
+        let values = Arc::new(arrow::array::StringArray::from(values.to_vec())) as ArrayRef;
+        node.string_values.0.insert("s".into(), values);
+        Plan::Scan(node)
+    }
+
+    #[test]
+    fn conditions_on_a_string_column_keep_the_share_of_its_sampled_values_they_hold_for() {
+        let types =
+            ["ECONOMY ANODIZED STEEL", "ECONOMY BRUSHED BRASS", "PROMO ANODIZED STEEL", "STANDARD BRASS"];
+        let scan = scan_with_values(&types);
+        let one = filter_selectivity(&scan, "s = 'ECONOMY ANODIZED STEEL'");
+        assert_eq!(one, Selectivity { share: 0.25, from_ranges: 0, from_values: 1 });
+        assert_eq!(format!("{one}"), "keeps ~25.00% of rows, from sampled column values");
+        assert!(near(filter_selectivity(&scan, "s LIKE '%BRASS'").share, 0.5));
+        assert!(near(filter_selectivity(&scan, "s NOT LIKE 'ECONOMY%'").share, 0.5));
+        assert!(near(filter_selectivity(&scan, "s IN ('STANDARD BRASS', 'nowhere')").share, 0.25));
+        // A value the sample lacks may still be there: half a value's share, not none.
+        assert!(near(filter_selectivity(&scan, "s = 'LARGE PLATED TIN'").share, 0.125));
+        // With a range on another column, and through a filter above the scan.
+        let both = filter_selectivity(&filter(scan.clone(), "n > 0"), "s LIKE 'PROMO%' AND n <= 50");
+        assert!(near(both.share, 0.25 * 0.5), "{both:?}");
+        assert_eq!(format!("{both}"), "keeps ~12.50% of rows, from column ranges and sampled values");
+        // Two columns in one conjunct: assumed.
+        assert_eq!(filter_selectivity(&scan, "s = 'x' OR n = 1").share, DEFAULT_SELECTIVITY);
     }
 
     #[test]

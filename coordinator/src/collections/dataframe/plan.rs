@@ -7,6 +7,7 @@
 //! lowered. Passes over the tree rebuild nodes through [`Plan::map_children`], the one place
 //! that knows where each node keeps its inputs.
 
+use super::read::values::SampledValues;
 use crate::error::{Error, Result};
 use arrow::datatypes::{DataType, SchemaRef};
 use shoal_protocol::{FileFormat, FileSlice, JoinHow, ModuleRef, ObjectRef, SortKey, TableOp};
@@ -43,6 +44,10 @@ pub struct ScanNode {
     /// `(min, max)` of integer-valued columns over all files (Parquet statistics): bounds on
     /// their distinct counts, for choosing aggregation strategies.
     pub int_ranges: HashMap<String, (i64, i64)>,
+    /// Distinct values of string columns (a sample when the writer gave up on a dictionary),
+    /// from the first file's dictionary pages: what a condition on one of them keeps is
+    /// estimated on them ([`values`](super::read::values)).
+    pub string_values: SampledValues,
     /// Whether workers read every file as `file_schema` (CSV and JSON, whose files carry no
     /// types; Parquet files of evolved schemas, widened to their union) rather than as the
     /// schema each file has.

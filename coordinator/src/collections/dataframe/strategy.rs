@@ -411,6 +411,7 @@ pub(super) mod tests {
                 (key.to_string(), (0, (n * rows) as i64 - 1)),
                 (other.to_string(), (0, other_max)),
             ]),
+            string_values: Default::default(),
             schema_on_read: false,
         })
     }

@@ -96,6 +96,7 @@ impl Client {
             projection,
             predicate: None,
             int_ranges: HashMap::new(),
+            string_values: Default::default(),
             schema_on_read: true,
         }))
     }

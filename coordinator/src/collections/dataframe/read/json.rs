@@ -93,6 +93,7 @@ impl Client {
             projection: None,
             predicate: None,
             int_ranges: HashMap::new(),
+            string_values: Default::default(),
             schema_on_read: true,
         }))
     }

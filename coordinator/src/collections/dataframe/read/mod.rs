@@ -11,6 +11,7 @@ mod csv;
 mod json;
 mod parquet;
 mod types;
+pub mod values;
 
 pub use csv::CsvRead;
 pub use json::JsonRead;

@@ -56,6 +56,8 @@ impl Client {
         // Integer columns' (min, max, files with statistics).
         let mut ranges: HashMap<String, (i64, i64, usize)> = HashMap::new();
         let mut empty_files = 0;
+        // Values of string columns, from the first file with rows.
+        let mut sampled = None;
         for object in objects {
             let loc = self.storage().resolve(&object.url)?;
             let mut reader = ObjectReader::new(
@@ -75,6 +77,9 @@ impl Client {
                 )
                 .map_err(|e| Error::Input { url: object.url.clone(), message: e.to_string() })?,
             );
+            if sampled.is_none() && meta.file_metadata().num_rows() > 0 {
+                sampled = Some(super::values::string_values(&mut reader, &meta, &file_schema).await);
+            }
             schema = Some(match schema {
                 None => (file_schema, object.url.clone()),
                 Some((s, first)) if s.fields() == file_schema.fields() => (s, first),
@@ -125,6 +130,7 @@ impl Client {
             projection: None,
             predicate: None,
             int_ranges,
+            string_values: sampled.unwrap_or_default(),
             // Workers widen each file to the union only when the files differ.
             schema_on_read: evolved,
         }))
