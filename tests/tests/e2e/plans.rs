@@ -155,6 +155,51 @@ async fn conditions_on_strings_are_estimated_from_the_columns_values() {
     env.check("strings", &joined, "strategy=", &sql).await;
 }
 
+/// A filter written after a merge runs below it where it cannot change the joined rows: a
+/// test of one side's columns moves onto that side, and a disjunction of tests on both sides
+/// implies one on each (the whole of it still applied after the join); a left join's right
+/// side keeps its rows. Checked against DuckDB, and in the plan.
+#[tokio::test]
+async fn filters_after_a_merge_run_below_it_where_they_cannot_change_its_rows() {
+    let env = Env::new(64_000_000).await;
+    let inner = env
+        .sales
+        .merge(&env.customers, &Merge::on(&["cust"]))
+        .unwrap()
+        .filter("qty > 1 AND ((segment = 'gov' AND qty > 3) OR (segment = 'b2b' AND price < 10.0))")
+        .unwrap();
+    let plan = inner.explain().unwrap();
+    let optimized = plan.split("== task graph").next().unwrap_or_default();
+    // Below the join: the sales' own test and the sales' part of the disjunction, and the
+    // customers' part of it; above it, the disjunction whole.
+    for pushed in [
+        "Filter qty > 1 AND (qty > 3 OR price < 10.0)",
+        "Filter segment = 'gov' OR segment = 'b2b'",
+        "Filter segment = 'gov' AND qty > 3 OR segment = 'b2b' AND price < 10.0",
+    ] {
+        assert!(optimized.contains(pushed), "expected '{pushed}' in:\n{plan}");
+    }
+    let sql = format!(
+        "SELECT {SALES}, c.segment, c.credit, c.region AS region_y FROM s JOIN c ON s.cust = c.cust \
+         WHERE s.qty > 1 AND ((c.segment = 'gov' AND s.qty > 3) OR (c.segment = 'b2b' AND s.price < 10.0))"
+    );
+    env.check("inner", &inner, "strategy=", &sql).await;
+
+    let left = env
+        .sales
+        .merge(&env.skus.select(&["sku", "list_price"]).unwrap(), &Merge::on(&["sku"]).how(JoinHow::Left))
+        .unwrap()
+        .filter("qty > 2 AND (list_price IS NULL OR list_price > 5.0)")
+        .unwrap();
+    let plan = left.explain().unwrap();
+    let optimized = plan.split("== task graph").next().unwrap_or_default();
+    assert!(optimized.contains("Filter qty > 2\n") || optimized.contains("Filter qty > 2 ["), "{plan}");
+    assert!(optimized.contains("Filter list_price IS NULL OR list_price > 5.0"), "{plan}");
+    let sql = "SELECT s.*, k.list_price FROM s LEFT JOIN k ON s.sku = k.sku \
+               WHERE s.qty > 2 AND (k.list_price IS NULL OR k.list_price > 5.0)";
+    env.check("left", &left, "strategy=", sql).await;
+}
+
 #[tokio::test]
 async fn only_the_suffixed_right_copy_used_keeps_its_suffix() {
     let env = Env::new(64_000_000).await;

@@ -22,7 +22,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::physical_expr::conjunction;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::intervals::utils::check_support;
-use datafusion::physical_expr::utils::{collect_columns, split_conjunction};
+use datafusion::physical_expr::utils::{collect_columns, split_conjunction, split_disjunction};
 use datafusion::physical_expr::{AnalysisContext, PhysicalExpr, analyze};
 use shoal_protocol::JoinHow;
 use std::collections::HashMap;
@@ -130,30 +130,80 @@ fn estimate_selectivity(
     predicate: &str,
 ) -> Option<Selectivity> {
     let expr = shoal_worker::ops::table::program::physical_expr(schema, predicate)?;
-    // The conjuncts interval analysis can bound are analysed together (`d >= a AND d < b` is
-    // one interval of `d`, not two independent halves); one over a column of sampled values
-    // keeps the share of them it holds for; each other one keeps the default.
+    Some(conjunction_share(&split_conjunction(&expr), &Known { schema, stats, values }))
+}
+
+/// What planning knows of a filter's input columns.
+struct Known<'a> {
+    schema: &'a SchemaRef,
+    stats: &'a [ColumnStatistics],
+    values: &'a [Option<&'a ArrayRef>],
+}
+
+/// The share of rows for which all of `conjuncts` hold. Those interval analysis can bound are
+/// analysed together (`d >= a AND d < b` is one interval of `d`, not two independent halves);
+/// one over a column of sampled values keeps the share of them it holds for; a disjunction
+/// whose branches can be estimated keeps what its branches keep, taken as independent; each
+/// other one keeps the default.
+fn conjunction_share(conjuncts: &[&Arc<dyn PhysicalExpr>], known: &Known<'_>) -> Selectivity {
     let (bounded, rest): (Vec<_>, Vec<_>) =
-        split_conjunction(&expr).into_iter().partition(|c| analysable(c, schema, stats));
-    let (valued, assumed): (Vec<_>, Vec<_>) =
-        rest.into_iter().map(|c| (c, share_of_values(c, schema, values))).partition(|(_, s)| s.is_some());
-    let by_values: f64 = valued.iter().filter_map(|(_, s)| *s).product();
+        conjuncts.iter().copied().partition(|c| analysable(c, known.schema, known.stats));
+    let mut by_others = Selectivity { share: 1.0, from_ranges: 0, from_values: 0 };
+    let mut assumed = 0;
+    for conjunct in rest {
+        match share_of_values(conjunct, known.schema, known.values) {
+            Some(share) => {
+                by_others.share *= share;
+                by_others.from_values += 1;
+            }
+            None => match disjunction_share(conjunct, known) {
+                Some(s) => {
+                    by_others.share *= s.share;
+                    by_others.from_ranges += s.from_ranges;
+                    by_others.from_values += s.from_values;
+                }
+                None => assumed += 1,
+            },
+        }
+    }
     let ranged = match bounded.is_empty() {
         true => Some(1.0),
         false => {
             let together = conjunction(bounded.iter().map(|c| Arc::clone(*c)));
-            let analysed = AnalysisContext::try_from_statistics(schema, stats)
-                .and_then(|ctx| analyze(&together, ctx, schema));
+            let analysed = AnalysisContext::try_from_statistics(known.schema, known.stats)
+                .and_then(|ctx| analyze(&together, ctx, known.schema));
             // Interval arithmetic refuses some type pairs: then those conjuncts are assumed too.
             analysed.ok().and_then(|ctx| ctx.selectivity)
         }
     };
     let (share, from_ranges) = match ranged {
-        Some(share) => (share * DEFAULT_SELECTIVITY.powi(assumed.len() as i32), bounded.len()),
-        None => (DEFAULT_SELECTIVITY.powi((bounded.len() + assumed.len()) as i32), 0),
+        Some(share) => (share * DEFAULT_SELECTIVITY.powi(assumed), bounded.len()),
+        None => (DEFAULT_SELECTIVITY.powi(bounded.len() as i32 + assumed), 0),
     };
-    let share = share * by_values;
-    Some(Selectivity { share: share.clamp(0.0, 1.0), from_ranges, from_values: valued.len() })
+    Selectivity {
+        share: (share * by_others.share).clamp(0.0, 1.0),
+        from_ranges: from_ranges + by_others.from_ranges,
+        from_values: by_others.from_values,
+    }
+}
+
+/// The share of rows a disjunction keeps, its branches (each a conjunction) taken as
+/// independent: `1 - (1 - a)(1 - b)`. `None` when it is not a disjunction, or when no branch
+/// could be estimated from ranges or values (then it is assumed like any other condition).
+fn disjunction_share(expr: &Arc<dyn PhysicalExpr>, known: &Known<'_>) -> Option<Selectivity> {
+    let branches = split_disjunction(expr);
+    if branches.len() < 2 {
+        return None;
+    }
+    let shares: Vec<Selectivity> =
+        branches.iter().map(|b| conjunction_share(&split_conjunction(b), known)).collect();
+    let from_ranges = shares.iter().map(|s| s.from_ranges).sum();
+    let from_values = shares.iter().map(|s| s.from_values).sum();
+    if from_ranges + from_values == 0 {
+        return None;
+    }
+    let none = shares.iter().map(|s| 1.0 - s.share).product::<f64>();
+    Some(Selectivity { share: 1.0 - none, from_ranges, from_values })
 }
 
 /// The share of a column's sampled values a conjunct over that one column holds for, each
@@ -516,8 +566,15 @@ pub(super) mod tests {
         let both = filter_selectivity(&filter(scan.clone(), "n > 0"), "s LIKE 'PROMO%' AND n <= 50");
         assert!(near(both.share, 0.25 * 0.5), "{both:?}");
         assert_eq!(format!("{both}"), "keeps ~12.50% of rows, from column ranges and sampled values");
-        // Two columns in one conjunct: assumed.
-        assert_eq!(filter_selectivity(&scan, "s = 'x' OR n = 1").share, DEFAULT_SELECTIVITY);
+        // Branches of a disjunction estimated each, taken as independent: 1 - (1 - a)(1 - b).
+        let either =
+            filter_selectivity(&scan, "(s = 'STANDARD BRASS' AND n <= 50) OR (s LIKE 'ECONOMY%' AND n > 90)");
+        assert!(near(either.share, 1.0 - (1.0 - 0.25 * 0.5) * (1.0 - 0.5 * 0.1)), "{either:?}");
+        assert_eq!((either.from_ranges, either.from_values), (2, 2));
+        // A branch that cannot be estimated keeps the default; if none can, the disjunction does.
+        let one = filter_selectivity(&scan, "s = 'x' OR n + 1 = price");
+        assert!(near(one.share, 1.0 - (1.0 - 0.125) * (1.0 - DEFAULT_SELECTIVITY)), "{one:?}");
+        assert_eq!(filter_selectivity(&scan, "n + 1 = price OR n * 2 = price").share, DEFAULT_SELECTIVITY);
     }
 
     #[test]

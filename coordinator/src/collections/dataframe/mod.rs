@@ -15,6 +15,7 @@ pub mod explain;
 pub mod lower;
 pub mod optimize;
 pub mod plan;
+mod pushdown;
 pub mod ranges;
 pub mod read;
 mod reorder;

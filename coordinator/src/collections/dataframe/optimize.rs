@@ -1,9 +1,11 @@
-//! The optimizer: projection pushdown (scans read only the columns later operators use),
+//! The optimizer: filters above joins pushed below them ([`pushdown`](super::pushdown)),
+//! projection pushdown (scans read only the columns later operators use),
 //! predicate pushdown (filters right above a scan prune its row groups), then the choice of a
 //! strategy for every aggregation and join ([`strategy`](super::strategy)).
 
 use super::plan::PlanConfig;
 use super::plan::{JoinNode, MapOp, Plan};
+use super::pushdown;
 use super::reorder;
 use super::strategy::{aggregate_strategy, join_strategy, keep_ranges};
 use crate::error::{Error, Result};
@@ -27,7 +29,8 @@ fn referenced_columns(sql: &str, schema: &SchemaRef) -> Result<BTreeSet<String>>
 /// predicate pushdown (filters right above a scan prune its row groups), then the choice of a
 /// strategy for every aggregation and join, from estimated sizes.
 pub fn optimize(plan: &Plan, config: &PlanConfig) -> Result<Plan> {
-    let plan = push_projection(plan, None)?;
+    let plan = pushdown::push_filters_into_joins(plan)?;
+    let plan = push_projection(&plan, None)?;
     let plan = push_predicates(&plan, &[])?;
     choose_strategies(&plan, config)
 }
