@@ -5,7 +5,8 @@
 //! 2 of 7).
 //!
 //! Only the first row group of one file is read, and only dictionary pages of at most
-//! [`DICTIONARY_AT_MOST`] bytes: a few small range reads per table. A writer that gave up on a
+//! [`DICTIONARY_AT_MOST`] bytes, [`DICTIONARIES_AT_MOST`] in all: a few small range reads per
+//! table, in one request where the store coalesces them. A writer that gave up on a
 //! dictionary part-way (a column of many distinct values) left the values it met first, a
 //! sample rather than all of them; the share of them a condition holds for is still its
 //! estimate.
@@ -25,6 +26,9 @@ use std::sync::Arc;
 
 /// The largest dictionary page read (compressed, with its header).
 pub const DICTIONARY_AT_MOST: u64 = 256 << 10;
+/// The most bytes of dictionary pages read for one table: the smallest pages first, so a wide
+/// table of many string columns costs planning a bounded read.
+pub const DICTIONARIES_AT_MOST: u64 = 4 << 20;
 
 /// Distinct values of string columns, by column name. Printed as counts only.
 #[derive(Clone, Default)]
@@ -46,11 +50,21 @@ pub async fn string_values<R: AsyncFileReader>(
     meta: &ParquetMetaData,
     schema: &Schema,
 ) -> SampledValues {
+    within(reader, meta, schema, DICTIONARIES_AT_MOST).await
+}
+
+/// [`string_values`], reading at most `budget` bytes of dictionary pages.
+async fn within<R: AsyncFileReader>(
+    reader: &mut R,
+    meta: &ParquetMetaData,
+    schema: &Schema,
+    budget: u64,
+) -> SampledValues {
     let Some(rg) = meta.row_groups().first() else {
         return SampledValues::default();
     };
     let descr = meta.file_metadata().schema_descr();
-    let wanted: Vec<(String, &ColumnChunkMetaData, std::ops::Range<u64>)> = descr
+    let mut wanted: Vec<(String, &ColumnChunkMetaData, std::ops::Range<u64>)> = descr
         .columns()
         .iter()
         .enumerate()
@@ -68,6 +82,12 @@ pub async fn string_values<R: AsyncFileReader>(
                 .then(|| (c.name().to_string(), chunk, start..end))
         })
         .collect();
+    wanted.sort_by_key(|(_, _, range)| range.end - range.start);
+    let mut total = 0;
+    wanted.retain(|(_, _, range)| {
+        total += range.end - range.start;
+        total <= budget
+    });
     if wanted.is_empty() {
         return SampledValues::default();
     }
@@ -180,11 +200,23 @@ mod tests {
     }
 
     async fn sampled(bytes: Bytes) -> SampledValues {
+        sampled_within(bytes, DICTIONARIES_AT_MOST).await
+    }
+
+    async fn sampled_within(bytes: Bytes, budget: u64) -> SampledValues {
         let meta = parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&bytes).unwrap();
         let schema =
             parquet::arrow::parquet_to_arrow_schema(meta.file_metadata().schema_descr(), None).unwrap();
         let mut reader = std::io::Cursor::new(bytes);
-        string_values(&mut reader, &meta, &schema).await
+        within(&mut reader, &meta, &schema, budget).await
+    }
+
+    #[tokio::test]
+    async fn the_smallest_dictionaries_are_read_first_within_the_budget() {
+        // The kinds' page is a few dozen bytes, the names' tens of KB: a budget of 1 KiB reads
+        // only the kinds.
+        let values = sampled_within(file(3000, 1 << 20), 1 << 10).await;
+        assert_eq!(format!("{values:?}"), r#"{"kind": 3}"#);
     }
 
     fn strings(values: &ArrayRef) -> Vec<&str> {
