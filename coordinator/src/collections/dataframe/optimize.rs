@@ -103,6 +103,7 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
         Plan::Join(j) => push_projection_join(j, needed),
         Plan::Map { input, op, schema } => {
             let input_schema = input.schema()?;
+            let wanted = needed.clone();
             let upstream: Option<BTreeSet<String>> = match op {
                 MapOp::Select { columns } => Some(columns.iter().cloned().collect()),
                 MapOp::Filter { predicate } => needed
@@ -136,9 +137,28 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
                     &Default::default(),
                 )?,
             };
-            Ok(Plan::Map { input, op: op.clone(), schema })
+            let mapped = Plan::Map { input, op: op.clone(), schema };
+            match (op, wanted) {
+                (MapOp::Filter { .. }, Some(wanted)) => drop_tested_columns(mapped, &wanted),
+                _ => Ok(mapped),
+            }
         }
     }
+}
+
+/// A filter's output narrowed to the columns wanted above it: the columns only its condition
+/// read are dropped right after it, so a side that is materialized (broadcast, paired by
+/// ranges, shuffled) writes only what is used (TPC-H q4's lines keep `l_orderkey`, not the two
+/// dates they were tested on). Nothing is dropped if nothing would be left.
+fn drop_tested_columns(filtered: Plan, wanted: &BTreeSet<String>) -> Result<Plan> {
+    let schema = filtered.schema()?;
+    let keep: Vec<String> = names(&schema).into_iter().filter(|n| wanted.contains(n)).collect();
+    if keep.is_empty() || keep.len() == schema.fields().len() {
+        return Ok(filtered);
+    }
+    let op = MapOp::Select { columns: keep };
+    let schema = shoal_worker::ops::table::output_schema(schema, &[op.to_table_op()], &Default::default())?;
+    Ok(Plan::Map { input: Arc::new(filtered), op, schema })
 }
 
 /// Projection pushdown through a join: each side keeps its keys and the columns the needed
@@ -245,4 +265,34 @@ fn choose_join(mut j: JoinNode, config: &PlanConfig) -> Result<Plan> {
     j.strategy = Some((strategy, why));
     j.cost = cost;
     Ok(Plan::Join(keep_ranges(&j, cost, config)?.unwrap_or(j)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collections::dataframe::estimate::tests::{filter, join};
+    use crate::collections::dataframe::strategy::tests::ordered;
+
+    #[test]
+    fn columns_only_a_filter_tested_are_dropped_right_after_it() {
+        let orders = ordered("orders", ("o_key", "o_cust", 99), 2, 300, 20_000);
+        let lines = ordered("lineitem", ("l_key", "l_qty", 50), 4, 1000, 100_000);
+        let semi = join(orders, filter(lines, "l_qty > 5"), JoinHow::Semi, ("o_key", "l_key"));
+        let optimized = optimize(&semi, &PlanConfig::default()).unwrap();
+        let Plan::Join(j) = &optimized else { panic!("not a join: {optimized:?}") };
+        // The lines side: l_key selected after the filter, which still reads l_qty.
+        let Plan::Map { op: MapOp::Select { columns }, input, .. } = j.right.as_ref() else {
+            panic!("no select after the filter: {:?}", j.right)
+        };
+        assert_eq!(columns, &vec!["l_key".to_string()]);
+        let Plan::Map { op: MapOp::Filter { .. }, input: scan, .. } = input.as_ref() else {
+            panic!("not the filter: {input:?}")
+        };
+        assert_eq!(names(&scan.schema().unwrap()), vec!["l_key", "l_qty"]);
+        // The output is the join's as written; a filter whose columns are all wanted keeps them.
+        assert_eq!(optimized.schema().unwrap(), semi.schema().unwrap());
+        let kept =
+            optimize(&filter(ordered("t", ("k", "v", 9), 1, 10, 100), "v > 1"), &PlanConfig::default());
+        assert!(matches!(kept.unwrap(), Plan::Map { op: MapOp::Filter { .. }, .. }));
+    }
 }

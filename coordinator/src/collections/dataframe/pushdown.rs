@@ -15,7 +15,7 @@
 //! value would change with the rows it sees.
 
 use super::plan::{JoinNode, MapOp, Plan};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::DFSchema;
 use datafusion::common::tree_node::TreeNode;
@@ -29,11 +29,14 @@ use std::sync::Arc;
 pub fn push_filters_into_joins(plan: &Plan) -> Result<Plan> {
     if let Plan::Map { input, op: MapOp::Filter { predicate }, schema } = plan
         && let Plan::Join(j) = input.as_ref()
-        && let Some(pushed) = split(j, predicate, schema)?
+        && let Some(pushed) = split(j, predicate, schema)?.and_then(|p| p.into_sql(predicate))
     {
-        let side = |side: &Arc<Plan>, tests: Vec<Expr>| -> Result<Arc<Plan>> {
-            let filtered = match conjunction(tests) {
-                Some(test) => filter(side.clone(), &test)?,
+        let side = |side: &Arc<Plan>, test: Option<String>| -> Result<Arc<Plan>> {
+            let filtered = match test {
+                Some(predicate) => {
+                    let schema = side.schema()?;
+                    Plan::Map { input: side.clone(), op: MapOp::Filter { predicate }, schema }
+                }
                 None => side.as_ref().clone(),
             };
             push_filters_into_joins(&filtered).map(Arc::new)
@@ -43,12 +46,7 @@ pub fn push_filters_into_joins(plan: &Plan) -> Result<Plan> {
             right: side(&j.right, pushed.right)?,
             ..j.clone()
         });
-        let kept = match (pushed.all_kept, conjunction(pushed.kept)) {
-            (true, _) => Some(predicate.clone()),
-            (false, Some(kept)) => Some(sql(&kept)?),
-            (false, None) => None,
-        };
-        return match kept {
+        return match pushed.kept {
             Some(predicate) => Ok(Plan::Map {
                 input: Arc::new(join),
                 op: MapOp::Filter { predicate },
@@ -60,6 +58,14 @@ pub fn push_filters_into_joins(plan: &Plan) -> Result<Plan> {
     plan.map_children(push_filters_into_joins)
 }
 
+/// A filter's conjuncts as SQL, by where they go; `None` where none go.
+#[derive(Debug)]
+struct PushedSql {
+    left: Option<String>,
+    right: Option<String>,
+    kept: Option<String>,
+}
+
 /// A filter's conjuncts, sorted by where they go.
 #[derive(Debug, Default)]
 struct Pushed {
@@ -69,6 +75,25 @@ struct Pushed {
     kept: Vec<Expr>,
     /// Whether every conjunct stays above (the filter keeps its text as written).
     all_kept: bool,
+}
+
+impl Pushed {
+    /// The conjunctions as SQL (what stays above as written when all of it stays); `None` if
+    /// one cannot be written as SQL, and then the filter stays as written: an optimization
+    /// never fails a plan.
+    fn into_sql(self, written: &str) -> Option<PushedSql> {
+        let sql_of = |tests: Vec<Expr>| -> Option<Option<String>> {
+            match conjunction(tests) {
+                Some(test) => sql(&test).map(Some),
+                None => Some(None),
+            }
+        };
+        let kept = match self.all_kept {
+            true => Some(written.to_string()),
+            false => sql_of(self.kept)?,
+        };
+        Some(PushedSql { left: sql_of(self.left)?, right: sql_of(self.right)?, kept })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -105,7 +130,10 @@ fn split(j: &JoinNode, predicate: &str, schema: &SchemaRef) -> Result<Option<Pus
             _ => None,
         }
     };
-    let expr = parse(predicate, schema)?;
+    // A predicate that does not parse here is validation's to report, not this pass's.
+    let Some(expr) = parse(predicate, schema) else {
+        return Ok(None);
+    };
     let mut pushed = Pushed { all_kept: true, ..Pushed::default() };
     let mut moved_or_implied = false;
     for conjunct in split_conjunction(&expr) {
@@ -153,26 +181,15 @@ fn volatile(e: &Expr) -> bool {
     !matches!(varies, Ok(false))
 }
 
-fn parse(predicate: &str, schema: &SchemaRef) -> Result<Expr> {
-    let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| Error::Schema(e.to_string()))?;
-    shoal_worker::ops::table::session::session()
-        .parse_sql_expr(predicate, &df_schema)
-        .map_err(|e| Error::Schema(format!("invalid expression '{predicate}': {e}")))
+fn parse(predicate: &str, schema: &SchemaRef) -> Option<Expr> {
+    let df_schema = DFSchema::try_from(schema.as_ref().clone()).ok()?;
+    shoal_worker::ops::table::session::session().parse_sql_expr(predicate, &df_schema).ok()
 }
 
 /// `e` as SQL, with only the parentheses its precedence needs.
-fn sql(e: &Expr) -> Result<String> {
-    datafusion::sql::unparser::Unparser::default()
-        .with_pretty(true)
-        .expr_to_sql(e)
-        .map(|sql| sql.to_string())
-        .map_err(|why| Error::Invalid(format!("the condition {e} cannot be written as SQL: {why}")))
-}
-
-/// `input` filtered by `test`.
-fn filter(input: Arc<Plan>, test: &Expr) -> Result<Plan> {
-    let schema = input.schema()?;
-    Ok(Plan::Map { input, op: MapOp::Filter { predicate: sql(test)? }, schema })
+fn sql(e: &Expr) -> Option<String> {
+    let sql = datafusion::sql::unparser::Unparser::default().with_pretty(true).expr_to_sql(e).ok()?;
+    Some(sql.to_string())
 }
 
 #[cfg(test)]
