@@ -52,9 +52,7 @@ pub fn open(path: &Path, url: &str) -> Result<(File, Metadata)> {
 
 /// Bytes `range` of an open file, which must lie within it.
 pub fn read_range(file: &File, range: Range<u64>, url: &str) -> Result<Bytes> {
-    let len = usize::try_from(range.end.saturating_sub(range.start))
-        .map_err(|_| failure(url, std::io::Error::other("the range does not fit in memory")))?;
-    let mut buf = vec![0; len];
+    let mut buf = vec![0; range_len(&range, url)?];
     file.read_exact_at(&mut buf, range.start).map_err(|e| match e.kind() {
         ErrorKind::UnexpectedEof => failure(
             url,
@@ -132,6 +130,15 @@ pub fn delete(path: &Path, url: &str) -> Result<()> {
 pub fn e_tag(meta: &Metadata) -> String {
     let micros = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).unwrap_or_default();
     format!("{:x}-{:x}-{:x}", meta.ino(), micros.as_micros(), meta.len())
+}
+
+/// The bytes of `range`, as a length that fits in memory.
+pub(super) fn range_len(range: &Range<u64>, url: &str) -> Result<usize> {
+    let len = range.end.saturating_sub(range.start);
+    usize::try_from(len).map_err(|_| Error::InvalidUrl {
+        url: url.to_string(),
+        reason: format!("a range of {len} bytes does not fit in memory"),
+    })
 }
 
 /// A local file's I/O error, as `object_store` reports one.

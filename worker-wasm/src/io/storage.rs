@@ -209,7 +209,7 @@ async fn read_local(
 async fn read_file_range(file: std::fs::File, range: std::ops::Range<u64>, url: &str) -> Result<Bytes> {
     use std::io::{Read, Seek, SeekFrom};
     let failed = |e| local::failure(url, e);
-    let len = range_len(&range, url)?;
+    let len = local::range_len(&range, url)?;
     let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
         let mut file = file;
         file.seek(SeekFrom::Start(range.start))?;
@@ -229,14 +229,6 @@ async fn read_file_range(file: std::fs::File, range: std::ops::Range<u64>, url: 
     Ok(Bytes::from(read))
 }
 
-/// The bytes of `range`, as a length that fits in memory.
-fn range_len(range: &std::ops::Range<u64>, url: &str) -> Result<usize> {
-    usize::try_from(range.end - range.start).map_err(|_| Error::InvalidUrl {
-        url: url.to_string(),
-        reason: format!("a range of {} bytes does not fit in memory", range.end - range.start),
-    })
-}
-
 /// The smallest read [`Storage::get_intermediate`] maps: below it, the system calls of a mapping
 /// cost more than copying (a tiny task's input is a few hundred bytes), and a small buffer comes
 /// from the allocator's heap, whose pages are reused rather than zeroed.
@@ -248,7 +240,7 @@ pub const MAP_AT_LEAST: u64 = 1 << 20;
 /// which leaves a mapping of the old file intact (as does deleting it).
 async fn map_file_range(file: std::fs::File, range: std::ops::Range<u64>, url: &str) -> Result<Bytes> {
     let failed = |e| local::failure(url, e);
-    let len = range_len(&range, url)?;
+    let len = local::range_len(&range, url)?;
     let map = tokio::task::spawn_blocking(move || -> std::io::Result<memmap2::Mmap> {
         let size = file.metadata()?.len();
         if size < range.end {

@@ -102,10 +102,17 @@ pub fn filter_selectivity(input: &Plan, predicate: &str) -> Selectivity {
     let Ok(schema) = input.schema() else {
         return assumed;
     };
-    let stats: Vec<ColumnStatistics> =
-        schema.fields().iter().map(|f| column_statistics(input, f.name(), f.data_type())).collect();
+    // Each column's scan, found once: its range and its sampled values come from it.
+    let scans: Vec<(&Field, Option<&ScanNode>)> =
+        schema.fields().iter().map(|f| (f.as_ref(), column_scan(input, f.name()))).collect();
+    let stats: Vec<ColumnStatistics> = scans
+        .iter()
+        .map(|(f, scan)| {
+            column_statistics(scan.and_then(|s| s.int_ranges.get(f.name()).copied()), f.data_type())
+        })
+        .collect();
     let values: Vec<Option<&ArrayRef>> =
-        schema.fields().iter().map(|f| column_values(input, f.name())).collect();
+        scans.iter().map(|(f, scan)| scan.and_then(|s| s.string_values.0.get(f.name()))).collect();
     let addresses: Vec<Option<*const u8>> =
         values.iter().map(|v| v.map(|a| Arc::as_ptr(a) as *const u8)).collect();
     let key = format!("{predicate}\n{schema:?}\n{stats:?}\n{addresses:?}");
@@ -352,11 +359,10 @@ fn distinct(plan: &Plan, keys: &[String], rows: f64) -> f64 {
     bound.map_or(rows, |b| b.min(rows)).max(1.0)
 }
 
-/// Inexact min and max of column `name` of `plan`'s output, where planning knows its range.
-fn column_statistics(plan: &Plan, name: &str, data_type: &DataType) -> ColumnStatistics {
+/// Inexact min and max of a column of `data_type`, from its integer-encoded range where planning knows it.
+fn column_statistics(range: Option<(i64, i64)>, data_type: &DataType) -> ColumnStatistics {
     let mut stats = ColumnStatistics::new_unknown();
-    let bounds =
-        column_range(plan, name).and_then(|(lo, hi)| Some((scalar(lo, data_type)?, scalar(hi, data_type)?)));
+    let bounds = range.and_then(|(lo, hi)| Some((scalar(lo, data_type)?, scalar(hi, data_type)?)));
     if let Some((lo, hi)) = bounds {
         stats.min_value = Precision::Inexact(lo);
         stats.max_value = Precision::Inexact(hi);
@@ -368,11 +374,6 @@ fn column_statistics(plan: &Plan, name: &str, data_type: &DataType) -> ColumnSta
 /// it comes from). A filter's output keeps its input's range: a bound, not the tightest one.
 pub fn column_range(plan: &Plan, name: &str) -> Option<(i64, i64)> {
     column_scan(plan, name)?.int_ranges.get(name).copied()
-}
-
-/// Sampled values of a string column of `plan`'s output (from the scan it comes from).
-fn column_values<'a>(plan: &'a Plan, name: &str) -> Option<&'a ArrayRef> {
-    column_scan(plan, name)?.string_values.0.get(name)
 }
 
 /// The scan a column of `plan`'s output comes from with its values unchanged, through every
