@@ -9,6 +9,9 @@
 //! - [`sample`]: sampling sort keys and the boundaries of a range shuffle.
 //! - [`reshape`]: the `melt` kernel.
 //! - [`apply`]: row-wise `apply` through an `items` user function (rows as JSON objects).
+//! - [`program`]: runs of filter, select and assign compiled to physical expressions.
+//! - [`rescale`]: decimal literals written at the scale of what they are added to (a rewrite of
+//!   programs' expressions and an optimizer rule of task sessions).
 //! - [`session`]: DataFusion sessions and in-memory frames, shared by the above.
 
 pub mod aggregate;
@@ -17,6 +20,7 @@ pub mod join;
 pub mod partition;
 pub mod program;
 pub mod relational;
+pub mod rescale;
 pub mod reshape;
 pub mod sample;
 pub mod session;

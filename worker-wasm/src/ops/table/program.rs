@@ -76,7 +76,8 @@ pub fn compiled(input: &SchemaRef, ops: &[&TableOp]) -> Option<Arc<Program>> {
 
 /// The physical expression of the SQL expression `sql` over `schema`, coerced and simplified as
 /// the plan's optimizer would (some functions only run in the form the simplifier rewrites them
-/// to: `coalesce` into `CASE`); `None` when it does not compile here or is not deterministic.
+/// to: `coalesce` into `CASE`), its decimal literals at the scale of what they are added to
+/// ([`super::rescale`]); `None` when it does not compile here or is not deterministic.
 /// The coordinator estimates filters' selectivity with the same expressions.
 pub fn physical_expr(schema: &SchemaRef, sql: &str) -> Option<Arc<dyn PhysicalExpr>> {
     let ctx = super::session::session();
@@ -91,6 +92,7 @@ pub fn physical_expr(schema: &SchemaRef, sql: &str) -> Option<Arc<dyn PhysicalEx
         .build();
     let simplifier = ExprSimplifier::new(simplify);
     let expr = simplifier.simplify(simplifier.coerce(expr, &df_schema).ok()?).ok()?;
+    let expr = super::rescale::rescale_literals(expr, &df_schema).ok()?.data;
     ctx.create_physical_expr(expr, &df_schema).ok()
 }
 

@@ -70,7 +70,9 @@ impl TaskSession {
         let mut config = config();
         let reserve = &mut config.options_mut().execution.sort_spill_reservation_bytes;
         *reserve = (*reserve).min(usize::try_from(memory_bytes / 4).unwrap_or(usize::MAX));
-        Ok(Self { ctx: SessionContext::new_with_config_rt(config, runtime), memory_bytes })
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        ctx.add_optimizer_rule(Arc::new(super::rescale::RescaleLiterals));
+        Ok(Self { ctx, memory_bytes })
     }
 
     pub fn ctx(&self) -> &SessionContext {
