@@ -21,9 +21,10 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use shoal_protocol::{TaskFailure, TaskKey, TaskMetrics, layout};
 use shoal_worker::io::storage::{Location, Storage};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 /// One event: when, which job, what.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,7 +158,67 @@ impl GraphShape {
 /// when it ends every subscription sees the end of its stream.
 #[derive(Debug, Default)]
 pub struct Events {
-    subscribers: Vec<mpsc::UnboundedSender<Arc<Event>>>,
+    subscribers: Vec<Subscriber>,
+}
+
+/// The publishing end of one subscription: its channel, and its signal that the run ended.
+#[derive(Debug)]
+struct Subscriber {
+    tx: mpsc::UnboundedSender<Arc<Event>>,
+    ended: Arc<Ended>,
+}
+
+/// A subscription's pair of ends, connected.
+fn pair() -> (Subscriber, Subscription) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let ended = Arc::new(Ended::default());
+    (Subscriber { tx, ended: ended.clone() }, Subscription { rx, ended })
+}
+
+/// Set once a run has published its last event (or its publisher is gone), so that a batch
+/// being gathered ends then instead of when its [`BATCH_EVERY`] is up: the caller of a run
+/// waits for its subscribers, and a run's end is worth no wait. Signalled once per run, so
+/// publishing still wakes a subscriber at most once per batch.
+#[derive(Debug, Default)]
+struct Ended {
+    done: AtomicBool,
+    /// Wakes an async gatherer (a permit is kept when none waits yet).
+    notify: Notify,
+    /// Wakes a thread gathering with [`Subscription::blocking_recv_batch`].
+    lock: Mutex<()>,
+    cond: Condvar,
+}
+
+impl Ended {
+    fn set(&self) {
+        {
+            let _held = self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            self.done.store(true, Ordering::Release);
+        }
+        self.cond.notify_all();
+        self.notify.notify_one();
+    }
+
+    fn is_set(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Waits until `every` is up or the run ended.
+    async fn wait(&self, every: Duration) {
+        if !self.is_set() {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = self.notify.notified() => {}
+            }
+        }
+    }
+
+    /// [`wait`](Self::wait) for a plain thread.
+    fn blocking_wait(&self, every: Duration) {
+        let held = self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let waited = self.cond.wait_timeout_while(held, every, |_| !self.is_set());
+        drop(waited);
+    }
 }
 
 impl Events {
@@ -168,9 +229,9 @@ impl Events {
 
     /// A new subscriber, receiving every event of the run in order.
     pub fn subscribe(&mut self) -> Subscription {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.subscribers.push(tx);
-        Subscription { rx }
+        let (subscriber, subscription) = pair();
+        self.subscribers.push(subscriber);
+        subscription
     }
 
     /// The publishing end, for one job. Runs started through a [`Client`](crate::Client) make
@@ -184,6 +245,7 @@ impl Events {
 #[derive(Debug)]
 pub struct Subscription {
     rx: mpsc::UnboundedReceiver<Arc<Event>>,
+    ended: Arc<Ended>,
 }
 
 impl Subscription {
@@ -203,8 +265,8 @@ impl Subscription {
     }
 
     /// The next events: the first to arrive, and every event published in the [`BATCH_EVERY`]
-    /// after it (none more when it ends the run); `None` once the run has ended and every event
-    /// was received. Publishing wakes this subscriber at most once per batch, not once per
+    /// after it, or until the run ends if it ends sooner; `None` once the run has ended and
+    /// every event was received. Publishing wakes this subscriber at most once per batch, not once per
     /// event. Not cancel-safe (a batch being gathered is lost): see [`recv`](Self::recv).
     pub async fn recv_batch(&mut self) -> Option<Vec<Arc<Event>>> {
         let first = self.rx.recv().await?;
@@ -213,20 +275,25 @@ impl Subscription {
 
     /// [`recv_batch`](Self::recv_batch) for a plain thread (not from inside an async runtime).
     pub fn blocking_recv_batch(&mut self) -> Option<Vec<Arc<Event>>> {
+        self.blocking_recv_batch_within(BATCH_EVERY)
+    }
+
+    fn blocking_recv_batch_within(&mut self, every: Duration) -> Option<Vec<Arc<Event>>> {
         let mut batch = vec![self.rx.blocking_recv()?];
-        if !ends_run(&batch) {
-            std::thread::sleep(BATCH_EVERY);
-        }
+        self.ended.blocking_wait(every);
         self.drain(&mut batch);
         Some(batch)
     }
 
-    /// `first` and the events published in the [`BATCH_EVERY`] after it, taken without a waker.
+    /// `first` and the events published in the [`BATCH_EVERY`] after it (or until the run
+    /// ended), taken without a waker.
     pub(crate) async fn gather(&mut self, first: Arc<Event>) -> Vec<Arc<Event>> {
+        self.gather_within(first, BATCH_EVERY).await
+    }
+
+    async fn gather_within(&mut self, first: Arc<Event>, every: Duration) -> Vec<Arc<Event>> {
         let mut batch = vec![first];
-        if !ends_run(&batch) {
-            tokio::time::sleep(BATCH_EVERY).await;
-        }
+        self.ended.wait(every).await;
         self.drain(&mut batch);
         batch
     }
@@ -238,11 +305,6 @@ impl Subscription {
     }
 }
 
-/// Whether `batch` ends with the run's last event, after which nothing is worth waiting for.
-fn ends_run(batch: &[Arc<Event>]) -> bool {
-    batch.last().is_some_and(|e| matches!(e.kind, EventKind::JobFinished { .. }))
-}
-
 /// How long a batch gathers after its first event: often enough for a progress bar or a page
 /// redrawn as events come, rarely enough that waking subscribers costs nothing.
 pub const BATCH_EVERY: Duration = Duration::from_millis(25);
@@ -251,7 +313,7 @@ pub const BATCH_EVERY: Duration = Duration::from_millis(25);
 #[derive(Debug)]
 pub struct Publisher {
     job_id: String,
-    subscribers: Vec<mpsc::UnboundedSender<Arc<Event>>>,
+    subscribers: Vec<Subscriber>,
 }
 
 impl Publisher {
@@ -266,17 +328,30 @@ impl Publisher {
             return;
         }
         let event = Arc::new(Event { time_us: now_us(), job_id: self.job_id.clone(), kind: kind() });
+        let last = matches!(event.kind, EventKind::JobFinished { .. });
         for s in &self.subscribers {
             // A subscriber that went away just stops receiving.
-            let _ = s.send(event.clone());
+            let _ = s.tx.send(event.clone());
+            if last {
+                s.ended.set();
+            }
         }
     }
 
     /// One more subscriber (the run's own: the events file).
     pub(crate) fn subscribe(&mut self) -> Subscription {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.subscribers.push(tx);
-        Subscription { rx }
+        let (subscriber, subscription) = pair();
+        self.subscribers.push(subscriber);
+        subscription
+    }
+}
+
+impl Drop for Publisher {
+    /// A run that ends without its last event (a scheduler run without a client) ends too.
+    fn drop(&mut self) {
+        for s in &self.subscribers {
+            s.ended.set();
+        }
     }
 }
 
@@ -483,6 +558,50 @@ mod tests {
             }
             assert_eq!(seen, [1, 2, 3]);
         }
+    }
+
+    fn finished() -> EventKind {
+        EventKind::JobFinished { ok: true, error: None, report: None }
+    }
+
+    /// A batch being gathered when the run ends ends then, with the run's last event, however
+    /// long batches gather (an hour here; the bound on each wait only turns a batch that missed
+    /// the end into a failure instead of a hung test).
+    #[tokio::test]
+    async fn a_batch_ends_with_the_run() {
+        let hour = Duration::from_secs(3600);
+        let bound = Duration::from_secs(60);
+        let mut events = Events::new();
+        let mut sub = events.subscribe();
+        let mut thread_sub = events.subscribe();
+        let publisher = events.into_publisher("j");
+        publisher.emit(|| started(1));
+        let first = sub.recv().await.unwrap();
+        let gathering = tokio::spawn(async move { sub.gather_within(first, hour).await });
+        let thread = std::thread::spawn(move || thread_sub.blocking_recv_batch_within(hour));
+        tokio::task::yield_now().await;
+        publisher.emit(|| started(2));
+        publisher.emit(finished);
+        let batch =
+            tokio::time::timeout(bound, gathering).await.expect("the batch ended with the run").unwrap();
+        let kinds = |batch: &[Arc<Event>]| batch.iter().map(|e| format!("{:?}", e.kind)).collect::<Vec<_>>();
+        assert_eq!(kinds(&batch), [started(1), started(2), finished()].map(|k| format!("{k:?}")));
+        let waited = tokio::time::timeout(bound, tokio::task::spawn_blocking(move || thread.join()))
+            .await
+            .expect("the thread's batch ended with the run");
+        let thread_batch = waited.unwrap().unwrap().unwrap();
+        assert_eq!(kinds(&thread_batch)[0], format!("{:?}", started(1)));
+        assert_eq!(kinds(&thread_batch).last(), Some(&format!("{:?}", finished())));
+        // A publisher dropped without the last event ends the run too.
+        let mut events = Events::new();
+        let mut sub = events.subscribe();
+        let publisher = events.into_publisher("j");
+        publisher.emit(|| started(1));
+        let first = sub.recv().await.unwrap();
+        drop(publisher);
+        let batch =
+            tokio::time::timeout(bound, sub.gather_within(first, hour)).await.expect("ended by the drop");
+        assert_eq!(batch.len(), 1);
     }
 
     fn started(attempt: u32) -> EventKind {
