@@ -266,8 +266,9 @@ impl Subscription {
 
     /// The next events: the first to arrive, and every event published in the [`BATCH_EVERY`]
     /// after it, or until the run ends if it ends sooner; `None` once the run has ended and
-    /// every event was received. Publishing wakes this subscriber at most once per batch, not once per
-    /// event. Not cancel-safe (a batch being gathered is lost): see [`recv`](Self::recv).
+    /// every event was received. Publishing wakes this subscriber at most once per batch, not
+    /// once per event. Not cancel-safe (a batch being gathered is lost): see
+    /// [`recv`](Self::recv).
     pub async fn recv_batch(&mut self) -> Option<Vec<Arc<Event>>> {
         let first = self.rx.recv().await?;
         Some(self.gather(first).await)
