@@ -21,7 +21,6 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use shoal_protocol::{TaskFailure, TaskKey, TaskMetrics, layout};
 use shoal_worker::io::storage::{Location, Storage};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, mpsc};
@@ -181,26 +180,26 @@ fn pair() -> (Subscriber, Subscription) {
 /// publishing still wakes a subscriber at most once per batch.
 #[derive(Debug, Default)]
 struct Ended {
-    done: AtomicBool,
+    done: Mutex<bool>,
+    /// Wakes a thread gathering with [`Subscription::blocking_recv_batch`].
+    cond: Condvar,
     /// Wakes an async gatherer (a permit is kept when none waits yet).
     notify: Notify,
-    /// Wakes a thread gathering with [`Subscription::blocking_recv_batch`].
-    lock: Mutex<()>,
-    cond: Condvar,
 }
 
 impl Ended {
     fn set(&self) {
-        {
-            let _held = self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            self.done.store(true, Ordering::Release);
-        }
+        *self.done() = true;
         self.cond.notify_all();
         self.notify.notify_one();
     }
 
+    fn done(&self) -> std::sync::MutexGuard<'_, bool> {
+        self.done.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn is_set(&self) -> bool {
-        self.done.load(Ordering::Acquire)
+        *self.done()
     }
 
     /// Waits until `every` is up or the run ended.
@@ -215,8 +214,7 @@ impl Ended {
 
     /// [`wait`](Self::wait) for a plain thread.
     fn blocking_wait(&self, every: Duration) {
-        let held = self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let waited = self.cond.wait_timeout_while(held, every, |_| !self.is_set());
+        let waited = self.cond.wait_timeout_while(self.done(), every, |done| !*done);
         drop(waited);
     }
 }
