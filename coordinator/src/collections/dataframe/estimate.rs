@@ -359,7 +359,8 @@ fn distinct(plan: &Plan, keys: &[String], rows: f64) -> f64 {
     bound.map_or(rows, |b| b.min(rows)).max(1.0)
 }
 
-/// Inexact min and max of a column of `data_type`, from its integer-encoded range where planning knows it.
+/// Inexact min and max of a column of `data_type`, from its integer-encoded range where planning
+/// knows it.
 fn column_statistics(range: Option<(i64, i64)>, data_type: &DataType) -> ColumnStatistics {
     let mut stats = ColumnStatistics::new_unknown();
     let bounds = range.and_then(|(lo, hi)| Some((scalar(lo, data_type)?, scalar(hi, data_type)?)));
