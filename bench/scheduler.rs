@@ -182,7 +182,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2. Real tiny tasks: threads on memory:// and on a local folder, processes on a local folder.
     let worker = Arc::new(shoal_worker::Worker::new(shoal_worker::WorkerConfig::default())?);
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let executor = InProcess::threads(worker.clone(), threads);
+    let executor: Arc<dyn Executor> = Arc::new(InProcess::threads(worker.clone(), threads));
     let label = format!("threads executor ({threads} threads), real tiny tasks");
     tiny_tasks(&rt, &worker, &executor, "memory://bench-threads", n_threads, &label)?;
     // Local folders twice: in memory (/dev/shm, tmpfs), which measures shoal's own cost per
@@ -210,7 +210,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?;
         match &processes {
             Some(binary) => {
-                let executor = shoal::executor::Processes::new(binary.clone(), threads, vec![]);
+                let executor: Arc<dyn Executor> =
+                    Arc::new(shoal::executor::Processes::new(binary.clone(), threads, vec![]));
                 let label =
                     format!("processes executor ({threads} worker processes), real tiny tasks, {folder}");
                 tiny_tasks(&rt, &worker, &executor, &format!("{local}/processes"), n_threads, &label)?;
@@ -228,7 +229,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn tiny_tasks(
     rt: &tokio::runtime::Runtime,
     worker: &shoal_worker::Worker,
-    executor: &dyn Executor,
+    executor: &Arc<dyn Executor>,
     base: &str,
     n: usize,
     label: &str,
@@ -258,11 +259,19 @@ fn tiny_tasks(
     );
     let opts = options(&format!("{base}/job"));
     let started = Instant::now();
-    let out = rt.block_on(scheduler::run(&g, executor, &opts, HashMap::new(), &Publisher::none("bench")))?;
+    // As `compute()` runs it: the scheduler as a task of the runtime (`scheduler::run_spawned`).
+    let (manifests, _) = rt.block_on(scheduler::run_spawned(
+        Arc::new(g),
+        executor.clone(),
+        opts,
+        HashMap::new(),
+        Arc::new(Publisher::none("bench")),
+    ));
+    let manifests = manifests?;
     let real = started.elapsed();
     let wide = n * 10 / 11;
-    let n = out.manifests.len();
-    let rows: u64 = out.manifests[wide..].iter().map(|m| m.rows).sum();
+    let n = manifests.len();
+    let rows: u64 = manifests[wide..].iter().map(|m| m.rows).sum();
     assert_eq!(rows, 2 * wide as u64, "every combine task reads its inputs' rows");
     println!(
         "{label}: {n} tasks in {:.3} s = {:.1} µs/task",

@@ -1,4 +1,4 @@
-use super::Executor;
+use super::{AbortOnDrop, Executor};
 use async_trait::async_trait;
 use shoal_protocol::{FailureKind, TaskFailure, TaskOutcome, TaskSpec};
 use shoal_worker::Worker;
@@ -20,14 +20,6 @@ impl InProcess {
 
     pub fn threads(worker: Arc<Worker>, threads: usize) -> Self {
         Self { worker, concurrency: threads.max(1), name: "threads" }
-    }
-}
-
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -29,6 +29,16 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
     async fn execute(&self, spec: TaskSpec) -> TaskOutcome;
 }
 
+/// A spawned task, aborted when this is dropped before it finishes: an attempt or a run whose
+/// caller stopped waiting does not go on in the background.
+pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The executors a user can choose by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ExecutorKind {

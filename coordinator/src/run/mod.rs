@@ -16,6 +16,7 @@ use crate::scheduler::{self, RunOptions, RunOutput};
 use bytes::Bytes;
 use report::RunReport;
 use shoal_protocol::{JobRecord, JobTask, PROTOCOL_VERSION, layout};
+use std::sync::Arc;
 use std::time::Duration;
 
 impl Client {
@@ -23,7 +24,7 @@ impl Client {
     /// publishing the run's events to `events` and under `jobs/<job_id>.events/`.
     pub(crate) async fn run_graph(
         &self,
-        graph: &TaskGraph,
+        graph: Arc<TaskGraph>,
         modules: &[FunctionModule],
         events: Events,
     ) -> Result<RunOutput> {
@@ -36,8 +37,8 @@ impl Client {
         if let Some(warning) = crate::graph::many_tasks_warning(graph.len()) {
             tracing::warn!("{warning}");
         }
-        let committed = resume::committed(self, graph).await?;
-        let job_id = self.record_job(graph).await?;
+        let committed = resume::committed(self, &graph).await?;
+        let job_id = self.record_job(&graph).await?;
         let root = storage.resolve(self.root())?;
         let mut publisher = events.into_publisher(&job_id);
         let writer = tokio::spawn({
@@ -45,10 +46,11 @@ impl Client {
             let events = publisher.subscribe();
             async move { events::write_jsonl(storage, root, &job_id, events).await }
         });
-        let executor = self.executor().as_ref();
+        let executor = self.executor();
         let html = tokio::spawn(crate::dashboard::server::fold(publisher.subscribe()));
+        let publisher = Arc::new(publisher);
         publisher.emit(|| EventKind::JobStarted {
-            graph: GraphShape::of(graph, committed.keys().copied()),
+            graph: GraphShape::of(&graph, committed.keys().copied()),
             already_committed: committed.len(),
             executor: executor.name().to_string(),
             concurrency: executor.concurrency(),
@@ -68,7 +70,7 @@ impl Client {
         };
         let started = std::time::Instant::now();
         let (manifests, mut summary) =
-            scheduler::run_counted(graph, executor, &opts, committed, &publisher).await;
+            scheduler::run_spawned(graph, executor.clone(), opts.clone(), committed, publisher.clone()).await;
         let report = RunReport::new(
             &summary,
             &opts.job_id,

@@ -62,15 +62,15 @@ pub struct WriteSummary {
 /// `_SUCCESS` manifest listing the parts written last.
 pub async fn write_parts(
     client: &crate::client::Client,
-    graph: &TaskGraph,
+    graph: std::sync::Arc<TaskGraph>,
     modules: &[crate::client::FunctionModule],
     dir: &str,
     events: crate::events::Events,
 ) -> Result<WriteSummary> {
     let storage = client.storage();
     storage.delete(&storage.resolve(dir)?.join(layout::SUCCESS).url).await?;
-    let run = client.run_graph(graph, modules, events).await?;
-    let parts = parts(graph, &run.manifests);
+    let run = client.run_graph(graph.clone(), modules, events).await?;
+    let parts = parts(&graph, &run.manifests);
     let job_id = graph.outputs.first().map(|&t| graph.tasks[t].key.to_string()).unwrap_or_default();
     let rows = write_success(storage, dir, job_id, &parts).await?;
     Ok(WriteSummary { parts, rows, run: run.summary })

@@ -239,8 +239,8 @@ impl Array {
 
     /// [`compute`](Self::compute), publishing the run's events; also returns the run's totals.
     pub async fn compute_with(&self, events: Events) -> Result<(NdArray, RunSummary)> {
-        let graph = &self.lower(&Target::Collect)?;
-        let run = self.client.run_graph(graph, &self.modules, events).await?;
+        let graph = std::sync::Arc::new(self.lower(&Target::Collect)?);
+        let run = self.client.run_graph(graph.clone(), &self.modules, events).await?;
         let m = &self.node.meta;
         let shape: Vec<usize> = m.shape.iter().map(|&d| d as usize).collect();
         let template = NdArray::new(DType::Float64, Data::Float(ArrayD::zeros(IxDyn(&[])))).cast(m.dtype);
@@ -286,7 +286,7 @@ impl Array {
         let graph = self.lower(&Target::Zarr { url: url.clone(), metadata: metadata.clone() })?;
         let meta_url = shoal_worker::io::zarr::metadata_url(storage, &url)?;
         storage.delete(&meta_url).await?;
-        let run = self.client.run_graph(&graph, &self.modules, events).await?;
+        let run = self.client.run_graph(std::sync::Arc::new(graph), &self.modules, events).await?;
         storage.put(&meta_url, Bytes::from(metadata)).await?;
         Ok(run.summary)
     }

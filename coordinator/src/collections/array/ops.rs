@@ -633,7 +633,8 @@ impl crate::collections::dataframe::DataFrame {
         }
         let dtype = dtype.ok_or_else(|| Error::Invalid("to_array: no columns".into()))?;
         let client = self.client().clone();
-        let run = client.run_graph(&graph, &modules, crate::events::Events::new()).await?;
+        let graph = Arc::new(graph);
+        let run = client.run_graph(graph.clone(), &modules, crate::events::Events::new()).await?;
         let rows: Vec<u64> =
             graph.outputs.iter().map(|&t| run.manifests[t].outputs.iter().map(|o| o.rows).sum()).collect();
         let total: u64 = rows.iter().sum();
@@ -643,11 +644,7 @@ impl crate::collections::dataframe::DataFrame {
             chunks: vec![chunk_rows.max(1).min(total.max(1)), ncols.max(1)],
             dtype,
         };
-        let op = Op::FromFrame {
-            graph: Arc::new(graph),
-            rows,
-            columns: columns.iter().map(|c| c.to_string()).collect(),
-        };
+        let op = Op::FromFrame { graph, rows, columns: columns.iter().map(|c| c.to_string()).collect() };
         Ok(Array::from_node(client, Arc::new(Node { meta, op }), modules))
     }
 }

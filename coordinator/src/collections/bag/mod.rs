@@ -388,8 +388,8 @@ impl Bag {
 
     /// [`compute`](Self::compute), publishing the run's events; also returns the run's totals.
     pub async fn compute_with(&self, events: Events) -> Result<(Vec<Value>, RunSummary)> {
-        let graph = self.graph()?;
-        let run = self.client.run_graph(&graph, &self.modules, events).await?;
+        let graph = std::sync::Arc::new(self.graph()?);
+        let run = self.client.run_graph(graph.clone(), &self.modules, events).await?;
         let batches = results::collect(self.client.storage(), &graph, &run.manifests).await?;
         let mut items = Vec::new();
         for batch in &batches {

@@ -38,6 +38,6 @@ impl Bag {
             None,
             super::lower_items_schema(),
         )?;
-        results::write_parts(&self.client, &graph, &self.modules, &dir.url, events).await
+        results::write_parts(&self.client, std::sync::Arc::new(graph), &self.modules, &dir.url, events).await
     }
 }

@@ -704,8 +704,8 @@ impl DataFrame {
     /// [`compute`](Self::compute), publishing the run's events to `events`' subscribers; also
     /// returns the run's totals.
     pub async fn compute_with(&self, events: Events) -> Result<(Vec<RecordBatch>, RunSummary)> {
-        let graph = lower(&self.optimized()?, &Target::Collect)?;
-        let run = self.client.run_graph(&graph, &self.modules, events).await?;
+        let graph = std::sync::Arc::new(lower(&self.optimized()?, &Target::Collect)?);
+        let run = self.client.run_graph(graph.clone(), &self.modules, events).await?;
         let batches = results::collect(self.client.storage(), &graph, &run.manifests).await?;
         Ok((batches, run.summary))
     }

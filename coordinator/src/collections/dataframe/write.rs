@@ -81,6 +81,6 @@ impl DataFrame {
         let dir = storage.resolve(location)?;
         let graph = lower(&self.optimized()?, &Target::Parts { url: dir.url.clone(), format })?;
         self.check_output(location, format).await?;
-        results::write_parts(&self.client, &graph, &self.modules, &dir.url, events).await
+        results::write_parts(&self.client, std::sync::Arc::new(graph), &self.modules, &dir.url, events).await
     }
 }

@@ -234,7 +234,7 @@ pub async fn compute_with(
     };
     let client = &first.client;
     let (lowering, outputs) = lower(values)?;
-    let run = client.run_graph(&lowering.graph, &lowering.modules, events).await?;
+    let run = client.run_graph(std::sync::Arc::new(lowering.graph), &lowering.modules, events).await?;
     let mut out = Vec::with_capacity(outputs.len());
     for t in outputs {
         out.push(read_value(client, &run.manifests[t]).await?);
