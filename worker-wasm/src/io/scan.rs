@@ -296,7 +296,8 @@ async fn open_parquet(
 ) -> Result<OpenedParquet> {
     let url = &file.object.url;
     let loc = storage.resolve(url)?;
-    let reader = ObjectReader::new(loc.store.clone(), loc.path.clone(), file.object.size, counter);
+    let reader = ObjectReader::new(loc.store.clone(), loc.path.clone(), file.object.size, counter)
+        .local_file(loc.file());
     // With a predicate, also load the page index (if the file has one) to skip pages.
     let page_index = if predicate.is_some() { PageIndexPolicy::Optional } else { PageIndexPolicy::Skip };
     let options = ArrowReaderOptions::new().with_page_index_policy(page_index);

@@ -57,7 +57,7 @@ impl Location {
     }
 
     /// The file of a location in a local folder.
-    fn file(&self) -> Option<std::path::PathBuf> {
+    pub fn file(&self) -> Option<std::path::PathBuf> {
         self.local.as_ref()?.path_to_filesystem(&self.path).ok()
     }
 
