@@ -66,6 +66,28 @@ pub fn read_range(file: &File, range: Range<u64>, url: &str) -> Result<Bytes> {
     Ok(Bytes::from(buf))
 }
 
+/// Bytes `range` of `file`, read into a buffer of their size that is not zeroed first (the
+/// `read_to_end` of a `File` reads into spare capacity): for ranges too large to read on the
+/// calling thread, whose buffers a zeroing pass would cost a second pass over every byte. A
+/// file that ends before `range` does is an error, not a short buffer.
+pub fn read_range_unzeroed(file: &mut File, range: Range<u64>) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = usize::try_from(range.end.saturating_sub(range.start)).map_err(std::io::Error::other)?;
+    file.seek(SeekFrom::Start(range.start))?;
+    let mut buf = Vec::with_capacity(len);
+    file.take(len as u64).read_to_end(&mut buf)?;
+    if buf.len() != len {
+        let message = format!(
+            "bytes {}..{} lie beyond the end of the file (read {} of {len} bytes)",
+            range.start,
+            range.end,
+            buf.len()
+        );
+        return Err(std::io::Error::new(ErrorKind::UnexpectedEof, message));
+    }
+    Ok(buf)
+}
+
 /// Writes `payload` at `path`, replacing what was there; returns its ETag.
 pub fn put(path: &Path, payload: &PutPayload, url: &str) -> Result<String> {
     match write(path, payload, false, url)? {

@@ -75,29 +75,14 @@ impl ObjectReader {
     }
 }
 
-/// `ranges` of the file at `path`, each into a buffer of its size that is not zeroed first
-/// (`Read::read_to_end` of a `File` reads into spare capacity).
+/// `ranges` of the file at `path`, opened once, each into a buffer that is not zeroed first.
 fn read_file_ranges(path: &std::path::Path, ranges: &[Range<u64>]) -> std::io::Result<Vec<Bytes>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(path)?;
+    let named = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(named)?;
     ranges
         .iter()
         .map(|range| {
-            let len =
-                usize::try_from(range.end.saturating_sub(range.start)).map_err(std::io::Error::other)?;
-            file.seek(SeekFrom::Start(range.start))?;
-            let mut buf = Vec::with_capacity(len);
-            (&mut file).take(len as u64).read_to_end(&mut buf)?;
-            if buf.len() != len {
-                let message = format!(
-                    "{}: bytes {}..{} lie beyond the end of the file",
-                    path.display(),
-                    range.start,
-                    range.end
-                );
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, message));
-            }
-            Ok(Bytes::from(buf))
+            super::local::read_range_unzeroed(&mut file, range.clone()).map(Bytes::from).map_err(named)
         })
         .collect()
 }

@@ -207,21 +207,10 @@ async fn read_local(
 /// zeroes its buffer before reading into it: a second pass over every byte, and the page
 /// faults of a fresh buffer, on a path that reads every shuffle bucket and intermediate).
 async fn read_file_range(file: std::fs::File, range: std::ops::Range<u64>, url: &str) -> Result<Bytes> {
-    use std::io::{Read, Seek, SeekFrom};
     let failed = |e| local::failure(url, e);
-    let len = local::range_len(&range, url)?;
-    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+    let read = tokio::task::spawn_blocking(move || {
         let mut file = file;
-        file.seek(SeekFrom::Start(range.start))?;
-        let mut buf = Vec::with_capacity(len);
-        file.take(len as u64).read_to_end(&mut buf)?;
-        if buf.len() != len {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("read {} of {len} bytes: the file is shorter than when it was opened", buf.len()),
-            ));
-        }
-        Ok(buf)
+        local::read_range_unzeroed(&mut file, range)
     })
     .await
     .map_err(|e| failed(std::io::Error::other(e)))?
