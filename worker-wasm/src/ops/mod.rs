@@ -72,6 +72,12 @@ pub async fn run(
                     data = program.run(data)?;
                     continue;
                 }
+                if let ([TableOp::Sort { keys }], Data::Table(table)) = (ops.as_slice(), &data)
+                    && table::sort::eligible(table, keys, memory_bytes)
+                {
+                    data = Data::Table(table::sort::sort(data.into_table().await?, keys)?);
+                    continue;
+                }
                 let session = std::sync::Arc::new(table::session::TaskSession::take(memory_bytes)?);
                 let mut rows = table::Rows::new(session, data);
                 for op in run {

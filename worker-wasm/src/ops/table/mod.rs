@@ -7,6 +7,7 @@
 //! - [`join`]: equi-joins with pandas `merge` naming.
 //! - [`partition`]: splitting rows into the buckets of a shuffle (hash, range, split).
 //! - [`sample`]: sampling sort keys and the boundaries of a range shuffle.
+//! - [`sort`]: a lone sort of a table held whole (a range shuffle's bucket) without a plan.
 //! - [`reshape`]: the `melt` kernel.
 //! - [`apply`]: row-wise `apply` through an `items` user function (rows as JSON objects).
 //! - [`program`]: runs of filter, select and assign compiled to physical expressions.
@@ -24,6 +25,7 @@ pub mod rescale;
 pub mod reshape;
 pub mod sample;
 pub mod session;
+pub mod sort;
 
 use super::Functions;
 use crate::error::{Error, Result};
