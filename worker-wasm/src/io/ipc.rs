@@ -11,10 +11,12 @@
 
 use super::Table;
 use crate::error::{Error, Result};
-use arrow::array::{ArrayRef, RecordBatch};
+use arrow::array::{ArrayRef, AsArray, Decimal64Array, Decimal128Array, RecordBatch};
 use arrow::buffer::Buffer;
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{
+    DECIMAL64_MAX_PRECISION, DataType, Decimal64Type, Decimal128Type, Field, Schema, SchemaRef,
+};
 use arrow::error::ArrowError;
 use arrow::ipc::CompressionType;
 use arrow::ipc::convert::fb_to_schema;
@@ -39,20 +41,25 @@ pub fn compress_intermediates(job_root: &str) -> bool {
     !(job_root.starts_with("memory:") || job_root.starts_with("file:") || !job_root.contains("://"))
 }
 
-/// Field metadata marking a string or binary *view* column that an intermediate stores as
-/// plain `Utf8` or `Binary`; its value is the type to decode it back to.
-const STORED_PLAIN: &str = "shoal.ipc.view";
+/// Field metadata marking a column that an intermediate stores in a more compact type than
+/// its own; its value is the type to decode it back to (`Utf8View`, `Decimal128(15, 2)`).
+const STORED_AS: &str = "shoal.ipc.view";
 
-/// The schema an intermediate of `schema` is written with: top-level `Utf8View` and
-/// `BinaryView` columns as `Utf8` and `Binary`, marked with [`STORED_PLAIN`].
+/// The schema an intermediate of `schema` is written with: top-level columns of a type with a
+/// more compact equivalent in that type, marked with [`STORED_AS`]:
 ///
-/// A view costs 16 bytes per value plus the bytes of values over 12 long; an offset costs 4
-/// plus every value's bytes. For TPC-H's `lineitem` that is about a fifth of each row, written
-/// and read again by every shuffle. Decoding validates a plain column's UTF-8 in one pass over
-/// its bytes, where a view column is validated value by value, and turns it back into views
-/// that point into the bytes read, without copying them. Views taken from a larger array (a
-/// bucket of a partition, a slice after a sort) keep their whole data buffers alive; the
-/// conversion also writes only the bytes a batch references.
+/// - `Utf8View` and `BinaryView` as `Utf8` and `Binary`. A view costs 16 bytes per value plus
+///   the bytes of values over 12 long; an offset costs 4 plus every value's bytes. For TPC-H's
+///   `lineitem` that is about a fifth of each row, written and read again by every shuffle.
+///   Decoding validates a plain column's UTF-8 in one pass over its bytes, where a view column
+///   is validated value by value, and turns it back into views that point into the bytes
+///   read, without copying them. Views taken from a larger array (a bucket of a partition, a
+///   slice after a sort) keep their whole data buffers alive; the conversion also writes only
+///   the bytes a batch references.
+/// - `Decimal128` of precision 18 or less as `Decimal64` of the same precision and scale: such
+///   a value fits 64 bits, so half of each value's 16 bytes is always zero or sign. Money
+///   columns are decimals of this kind (TPC-H's are `Decimal128(15, 2)`, a third of
+///   `lineitem`'s bytes as stored before this).
 pub fn stored_schema(schema: &SchemaRef) -> SchemaRef {
     if !schema.fields().iter().any(|f| plain_of(f.data_type()).is_some()) {
         return schema.clone();
@@ -63,7 +70,7 @@ pub fn stored_schema(schema: &SchemaRef) -> SchemaRef {
         .map(|f| match plain_of(f.data_type()) {
             Some(plain) => {
                 let mut metadata = f.metadata().clone();
-                metadata.insert(STORED_PLAIN.to_string(), f.data_type().to_string());
+                metadata.insert(STORED_AS.to_string(), f.data_type().to_string());
                 f.as_ref().clone().with_data_type(plain).with_metadata(metadata)
             }
             None => f.as_ref().clone(),
@@ -72,17 +79,19 @@ pub fn stored_schema(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
-/// The plain type a view type is stored as.
+/// The type a column of type `t` is stored as, if not `t` (see [`stored_schema`]).
 fn plain_of(t: &DataType) -> Option<DataType> {
     match t {
         DataType::Utf8View => Some(DataType::Utf8),
         DataType::BinaryView => Some(DataType::Binary),
+        DataType::Decimal128(p, s) if *p <= DECIMAL64_MAX_PRECISION => Some(DataType::Decimal64(*p, *s)),
         _ => None,
     }
 }
 
 /// `batch` as written under `stored` (see [`stored_schema`]): one batch, or several slices of
-/// it when a column's bytes would overflow the 32-bit offsets of a plain column.
+/// it when a column's bytes would overflow the 32-bit offsets of a plain column. A decimal
+/// value outside 64 bits (possible only beyond its declared precision) is an error naming it.
 fn to_stored(batch: &RecordBatch, stored: &SchemaRef) -> Result<Vec<RecordBatch>> {
     if Arc::ptr_eq(&batch.schema(), stored) || batch.schema().fields() == stored.fields() {
         return Ok(vec![batch.clone()]);
@@ -95,34 +104,37 @@ fn to_stored(batch: &RecordBatch, stored: &SchemaRef) -> Result<Vec<RecordBatch>
             parts.extend(to_stored(&batch.slice(half, batch.num_rows() - half), stored)?);
             Ok(parts)
         }
-        Err(e) => Err(Error::Arrow { context: "storing view columns plain", source: e }),
+        Err(e) => Err(Error::Arrow { context: "storing columns in their intermediate types", source: e }),
     }
 }
 
-/// A decoded schema with its stored-plain columns back to their view types.
+/// A decoded schema with its columns back to the types they were stored from. A mark whose
+/// type is not one this version reads leaves its column as stored.
 fn decoded_schema(stored: &SchemaRef) -> SchemaRef {
-    if !stored.fields().iter().any(|f| f.metadata().contains_key(STORED_PLAIN)) {
+    let original = |f: &Field| -> Option<DataType> {
+        let t: DataType = f.metadata().get(STORED_AS)?.parse().ok()?;
+        (plain_of(&t).as_ref() == Some(f.data_type())).then_some(t)
+    };
+    if !stored.fields().iter().any(|f| original(f).is_some()) {
         return stored.clone();
     }
     let fields: Vec<Field> = stored
         .fields()
         .iter()
-        .map(|f| {
-            let view = match f.metadata().get(STORED_PLAIN).map(String::as_str) {
-                Some("Utf8View") => DataType::Utf8View,
-                Some("BinaryView") => DataType::BinaryView,
-                _ => return f.as_ref().clone(),
-            };
-            let mut metadata = f.metadata().clone();
-            metadata.remove(STORED_PLAIN);
-            f.as_ref().clone().with_data_type(view).with_metadata(metadata)
+        .map(|f| match original(f) {
+            Some(t) => {
+                let mut metadata = f.metadata().clone();
+                metadata.remove(STORED_AS);
+                f.as_ref().clone().with_data_type(t).with_metadata(metadata)
+            }
+            None => f.as_ref().clone(),
         })
         .collect();
     Arc::new(Schema::new_with_metadata(fields, stored.metadata().clone()))
 }
 
-/// Decoded batches of the `stored` schema with their stored-plain columns made views again,
-/// pointing into the decoded bytes.
+/// Decoded batches of the `stored` schema with their columns back in their own types (views
+/// pointing into the decoded bytes, decimals widened).
 fn restored(stored: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Table> {
     let schema = decoded_schema(stored);
     if Arc::ptr_eq(&schema, stored) {
@@ -130,20 +142,44 @@ fn restored(stored: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Table> {
     }
     let batches = batches
         .iter()
-        .map(|b| cast_batch(b, &schema).map_err(Error::arrow("decoding stored view columns")))
+        .map(|b| cast_batch(b, &schema).map_err(Error::arrow("decoding columns stored in other types")))
         .collect::<Result<_>>()?;
     Ok((schema, batches))
 }
 
-/// `batch` with each column cast, by position, to the type of `schema`'s field.
+/// `batch` with each column converted, by position, to the type of `schema`'s field.
 fn cast_batch(batch: &RecordBatch, schema: &SchemaRef) -> std::result::Result<RecordBatch, ArrowError> {
     let columns = batch
         .columns()
         .iter()
         .zip(schema.fields())
-        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { cast(c, f.data_type()) })
+        .map(|(c, f)| convert(c, f.data_type()))
         .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
     RecordBatch::try_new(schema.clone(), columns)
+}
+
+/// `column` as type `to`: a stored type and its original (see [`stored_schema`]) either way.
+/// Decimals change width and nothing else, value for value (arrow's cast would also check the
+/// precision, and turn what fails into nulls unless told otherwise).
+fn convert(column: &ArrayRef, to: &DataType) -> std::result::Result<ArrayRef, ArrowError> {
+    match (column.data_type(), to) {
+        (from, to) if from == to => Ok(column.clone()),
+        (DataType::Decimal128(..), DataType::Decimal64(p, s)) => {
+            let narrowed: Decimal64Array = column.as_primitive::<Decimal128Type>().try_unary(|v| {
+                i64::try_from(v).map_err(|_| {
+                    ArrowError::InvalidArgumentError(format!(
+                        "decimal {v} (unscaled) does not fit 64 bits, nor its precision {p}"
+                    ))
+                })
+            })?;
+            Ok(Arc::new(narrowed.with_precision_and_scale(*p, *s)?))
+        }
+        (DataType::Decimal64(..), DataType::Decimal128(p, s)) => {
+            let widened: Decimal128Array = column.as_primitive::<Decimal64Type>().unary(i128::from);
+            Ok(Arc::new(widened.with_precision_and_scale(*p, *s)?))
+        }
+        _ => cast(column, to),
+    }
 }
 
 /// One intermediate output as an Arrow IPC file (LZ4-compressed when `compress`).
@@ -584,6 +620,63 @@ mod tests {
         assert_eq!(back, vec![b.clone()]);
         let empty = stream.slice(ranges[1].offset as usize..);
         assert_eq!(decode_stream("mem", empty).unwrap(), (schema, vec![]));
+    }
+
+    /// Decimals of precision up to 18 travel as 64-bit values and come back as they were,
+    /// nulls, negatives and the extremes of the precision included; wider ones stay 128-bit.
+    #[test]
+    fn narrow_decimals_are_stored_in_64_bits_and_read_back_exactly() {
+        use arrow::array::Decimal128Array;
+        let values = [
+            Some(0),
+            None,
+            Some(-1),
+            Some(123_456_789_012_345),
+            Some(-999_999_999_999_999_999),
+            Some(999_999_999_999_999_999),
+        ];
+        let narrow = Decimal128Array::from(values.to_vec()).with_precision_and_scale(18, 2).unwrap();
+        let wide =
+            Decimal128Array::from(vec![Some(i128::MAX / 3), None, Some(-5), Some(7), Some(0), Some(1)])
+                .with_precision_and_scale(38, 4)
+                .unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("price", DataType::Decimal128(18, 2), true),
+            Field::new("big", DataType::Decimal128(38, 4), true),
+        ]));
+        let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(narrow), Arc::new(wide)]).unwrap();
+        let stored = stored_schema(&schema);
+        assert_eq!(stored.field(0).data_type(), &DataType::Decimal64(18, 2));
+        assert_eq!(stored.field(1).data_type(), &DataType::Decimal128(38, 4));
+
+        let file = joined(encode_file(&schema, &[b.clone(), b.slice(2, 3)], false).unwrap());
+        // 8 bytes a value fewer than the same values declared 128-bit wide, less the mark in
+        // the schema (written twice in a file).
+        let size = |p: u8| {
+            let column = Decimal128Array::from_iter_values(0..1000).with_precision_and_scale(p, 2).unwrap();
+            let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Decimal128(p, 2), false)]));
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(column)]).unwrap();
+            joined(encode_file(&schema, &[batch], false).unwrap()).len()
+        };
+        let saved = size(19) - size(18);
+        assert!((7_500..=8_000).contains(&saved), "{saved}");
+        let (back_schema, back) = decode_file("mem", file, None).unwrap();
+        assert_eq!(back_schema, schema);
+        assert_eq!(back, vec![b.clone(), b.slice(2, 3)]);
+        let (payload, ranges) =
+            encode_buckets(&schema, &[vec![b.slice(1, 4)], vec![b.clone()]], true).unwrap();
+        let stream = joined(payload);
+        let (_, back) = decode_stream("mem", stream.slice(ranges[1].offset as usize..)).unwrap();
+        assert_eq!(back, vec![b]);
+
+        // A value past 64 bits (beyond its declared precision) is refused by name, not nulled.
+        let bad = Decimal128Array::from(vec![Some(1), Some(i128::from(i64::MAX) + 1)])
+            .with_precision_and_scale(18, 2)
+            .unwrap();
+        let one = Arc::new(Schema::new(vec![Field::new("price", DataType::Decimal128(18, 2), true)]));
+        let bad = RecordBatch::try_new(one.clone(), vec![Arc::new(bad)]).unwrap();
+        let err = encode_file(&one, &[bad], false).unwrap_err().to_string();
+        assert!(err.contains("9223372036854775808") && err.contains("64 bits"), "{err}");
     }
 
     #[test]
