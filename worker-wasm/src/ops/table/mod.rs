@@ -11,12 +11,15 @@
 //! - [`reshape`]: the `melt` kernel.
 //! - [`apply`]: row-wise `apply` through an `items` user function (rows as JSON objects).
 //! - [`program`]: runs of filter, select and assign compiled to physical expressions.
+//! - [`conjunction`]: conjunctions of simple comparisons evaluated over whole batches (a
+//!   rewrite of programs' expressions and a physical optimizer rule of task sessions).
 //! - [`rescale`]: decimal literals written at the scale of what they are added to (a rewrite of
 //!   programs' expressions and an optimizer rule of task sessions).
 //! - [`session`]: DataFusion sessions and in-memory frames, shared by the above.
 
 pub mod aggregate;
 pub mod apply;
+pub mod conjunction;
 pub mod join;
 pub mod partition;
 pub mod program;

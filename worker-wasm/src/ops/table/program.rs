@@ -106,7 +106,7 @@ fn compile(input: &SchemaRef, ops: &[&TableOp]) -> Option<Program> {
             TableOp::Filter { predicate } => {
                 let expr = physical_expr(&current, predicate)?;
                 (expr.data_type(&current).ok()? == DataType::Boolean).then_some(())?;
-                steps.push(Step::Filter(expr));
+                steps.push(Step::Filter(super::conjunction::rewrite(expr)));
             }
             TableOp::Select { columns } => {
                 let indices = columns.iter().map(|c| current.index_of(c).ok()).collect::<Option<Vec<_>>>()?;

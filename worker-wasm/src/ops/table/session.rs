@@ -70,7 +70,17 @@ impl TaskSession {
         let mut config = config();
         let reserve = &mut config.options_mut().execution.sort_spill_reservation_bytes;
         *reserve = (*reserve).min(usize::try_from(memory_bytes / 4).unwrap_or(usize::MAX));
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        // DataFusion's physical optimizer rules, then the rewrite of conjunctions (a builder given
+        // one rule would run that rule alone).
+        let mut rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
+        rules.push(Arc::new(super::conjunction::WholeConjunctions));
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rules(rules)
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         ctx.add_optimizer_rule(Arc::new(super::rescale::RescaleLiterals));
         Ok(Self { ctx, memory_bytes })
     }
@@ -170,4 +180,61 @@ pub fn check_columns<'a>(df: &DataFrame, what: &str, names: impl IntoIterator<It
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::table::conjunction::WholeConjunction;
+    use arrow::array::{Int64Array, StringViewArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_plan::filter::FilterExec;
+    use datafusion::prelude::col;
+
+    fn batch() -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Utf8View, true),
+        ]));
+        let a = Int64Array::from(vec![Some(1), Some(5), None, Some(7), Some(3), Some(9)]);
+        let b = StringViewArray::from(vec![Some("x"), Some("y"), Some("x"), None, Some("x"), Some("y")]);
+        RecordBatch::try_new(schema, vec![Arc::new(a), Arc::new(b)]).unwrap()
+    }
+
+    /// A task plan's filter gets the rewritten predicate and the same rows.
+    #[tokio::test]
+    async fn task_plans_filter_with_whole_conjunctions() {
+        let b = batch();
+        let session = TaskSession::take(1 << 30).unwrap();
+        let df = frame(session.ctx(), b.schema(), vec![b.clone()])
+            .unwrap()
+            .filter(
+                col("a")
+                    .gt_eq(datafusion::prelude::lit(3i64))
+                    .and(col("b").eq(datafusion::prelude::lit("x"))),
+            )
+            .unwrap();
+        let plan = df.clone().create_physical_plan().await.unwrap();
+        let mut stack = vec![plan];
+        let mut found = false;
+        while let Some(node) = stack.pop() {
+            if let Some(filter) = node.downcast_ref::<FilterExec>() {
+                found |= filter.predicate().is::<WholeConjunction>();
+            }
+            stack.extend(node.children().into_iter().cloned());
+        }
+        assert!(found, "no filter with a whole conjunction");
+        // DataFusion's own rules still run before it.
+        let rules = session.ctx().state().physical_optimizers().len();
+        assert_eq!(
+            rules,
+            datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules.len() + 1
+        );
+        let rows = df.collect().await.unwrap();
+        let a: Vec<i64> = rows
+            .iter()
+            .flat_map(|r| r.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+            .collect();
+        assert_eq!(a, [3]);
+    }
 }
