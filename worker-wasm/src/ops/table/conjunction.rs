@@ -98,15 +98,26 @@ fn simple(term: &Arc<dyn PhysicalExpr>) -> bool {
     term.is::<Column>()
 }
 
-impl fmt::Display for WholeConjunction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, term) in self.terms.iter().enumerate() {
+impl WholeConjunction {
+    /// The terms, each written by `term`, joined by `AND`.
+    fn write_terms(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        term: impl Fn(&Arc<dyn PhysicalExpr>, &mut fmt::Formatter<'_>) -> fmt::Result,
+    ) -> fmt::Result {
+        for (i, t) in self.terms.iter().enumerate() {
             if i > 0 {
                 write!(f, " AND ")?;
             }
-            write!(f, "{term}")?;
+            term(t, f)?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for WholeConjunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_terms(f, |t, f| write!(f, "{t}"))
     }
 }
 
@@ -163,13 +174,7 @@ impl PhysicalExpr for WholeConjunction {
     }
 
     fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, term) in self.terms.iter().enumerate() {
-            if i > 0 {
-                write!(f, " AND ")?;
-            }
-            term.fmt_sql(f)?;
-        }
-        Ok(())
+        self.write_terms(f, |t, f| t.fmt_sql(f))
     }
 }
 
@@ -207,7 +212,7 @@ impl PhysicalOptimizerRule for WholeConjunctions {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use arrow::array::{Int64Array, StringViewArray};
     use datafusion::common::DFSchema;
@@ -215,7 +220,8 @@ mod tests {
     use datafusion::optimizer::simplify_expressions::ExprSimplifier;
     use datafusion::prelude::SessionContext;
 
-    fn batch() -> RecordBatch {
+    /// Six rows of `a` (Int64) and `b` (Utf8View), nulls in both; also `session.rs`'s tests'.
+    pub(crate) fn batch() -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new("a", DataType::Int64, true),
             Field::new("b", DataType::Utf8View, true),

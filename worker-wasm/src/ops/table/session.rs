@@ -186,20 +186,10 @@ pub fn check_columns<'a>(df: &DataFrame, what: &str, names: impl IntoIterator<It
 mod tests {
     use super::*;
     use crate::ops::table::conjunction::WholeConjunction;
-    use arrow::array::{Int64Array, StringViewArray};
-    use arrow::datatypes::{DataType, Field, Schema};
+    use crate::ops::table::conjunction::tests::batch;
+    use arrow::array::Int64Array;
     use datafusion::physical_plan::filter::FilterExec;
     use datafusion::prelude::col;
-
-    fn batch() -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("a", DataType::Int64, true),
-            Field::new("b", DataType::Utf8View, true),
-        ]));
-        let a = Int64Array::from(vec![Some(1), Some(5), None, Some(7), Some(3), Some(9)]);
-        let b = StringViewArray::from(vec![Some("x"), Some("y"), Some("x"), None, Some("x"), Some("y")]);
-        RecordBatch::try_new(schema, vec![Arc::new(a), Arc::new(b)]).unwrap()
-    }
 
     /// A task plan's filter gets the rewritten predicate and the same rows.
     #[tokio::test]

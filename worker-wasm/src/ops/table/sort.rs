@@ -7,10 +7,11 @@
 //! of every map task that wrote to it (about 1,000 rows each in an 8-way shuffle), so that tree
 //! is deep. Here each column is made whole (a sequential copy), the key columns give the order
 //! of all rows at once, and each column is gathered in that order: `bench/sort_kernel.rs` sorts
-//! a 750,000-row bucket of TPC-H `lineitem` in 0.28x the plan's time. Gathering from the small
-//! batches directly (arrow's `interleave`) was slower than the plan: every call walks all the
-//! source arrays. The sort holds the sorted copy beside the input, so it runs only when twice
-//! the input fits in the task's memory; otherwise the plan sorts, spilling.
+//! a 750,572-row bucket of TPC-H `lineitem` in 0.31x the plan's time
+//! (`bench/results/sort-kernel.txt`). Gathering from the small batches directly (arrow's
+//! `interleave`) was slower than the plan: every call walks all the source arrays. The sort
+//! holds the sorted copy beside the input, so it runs only when twice the input fits in the
+//! task's memory; otherwise the plan sorts, spilling.
 
 use crate::error::{Error, Result};
 use crate::io::Table;
