@@ -12,7 +12,7 @@
 //! schema. Later modes swap in the states they were sent as input.
 
 use super::conjunction::WholeConjunctions;
-use super::session;
+use super::{nunique, session};
 use crate::error::{Error, Result};
 use crate::io::Table;
 use arrow::datatypes::SchemaRef;
@@ -51,7 +51,7 @@ pub fn logical(df: DataFrame, keys: &[String], aggs: &[(String, String)]) -> Res
                 "agg {name}: '{sql}' is not an aggregate function call (such as sum(x) or count(*))"
             )));
         }
-        exprs.push(expr.alias(name));
+        exprs.push(nunique::rewrite(expr, df.schema()).alias(name));
     }
     // Not `DataFrame::aggregate`: it also groups by every column the keys functionally
     // determine (all columns of an aggregated input grouped by its keys again), which would

@@ -21,6 +21,7 @@ pub mod aggregate;
 pub mod apply;
 pub mod conjunction;
 pub mod join;
+pub mod nunique;
 pub mod partition;
 pub mod program;
 pub mod relational;
