@@ -11,7 +11,7 @@
 //! planned (analyzed and type-coerced, but not rewritten by the optimizer) against the raw input
 //! schema. Later modes swap in the states they were sent as input.
 
-use super::conjunction::WholeConjunctions;
+use super::conjunction::WholeBooleans;
 use super::{nunique, session};
 use crate::error::{Error, Result};
 use crate::io::Table;
@@ -132,14 +132,14 @@ async fn partial_step(
 /// Plans `plan` (an aggregate over an already optimized input) without optimizer rewrites, so it
 /// keeps the plain `Partial` → `Final` shape, and returns the `Partial` node with its input
 /// subtree. Its filters' predicates are still rewritten as every task plan's are
-/// ([`WholeConjunctions`], which changes no plan's shape).
+/// ([`WholeBooleans`], which changes no plan's shape).
 async fn partial_exec(plan: datafusion::logical_expr::LogicalPlan) -> Result<Arc<dyn ExecutionPlan>> {
     let config = SessionConfig::new().with_target_partitions(1);
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
         .with_optimizer_rules(vec![])
-        .with_physical_optimizer_rules(vec![Arc::new(WholeConjunctions)])
+        .with_physical_optimizer_rules(vec![Arc::new(WholeBooleans)])
         .build();
     let physical = state.create_physical_plan(&plan).await?;
     let mut stack = vec![physical];

@@ -1,25 +1,30 @@
-//! Conjunctions of simple comparisons evaluated whole: `a AND b AND c` as one expression that
+//! ANDs and ORs of simple comparisons evaluated whole: `a AND (b OR c)` as one expression that
 //! evaluates every term over the whole batch and combines the masks.
 //!
 //! DataFusion evaluates `l AND r` by evaluating `l`, and when it keeps at most a fifth of the
 //! rows, copies *every column of the batch* to those rows (`filter_record_batch`), evaluates `r`
-//! on the copy and scatters the result back; a chain of terms does so at each level. For TPC-H
-//! q6 (five comparisons over four columns, two of them 16-byte decimals) those copies were about
-//! a fifth of the query's samples. A comparison of a column with a literal costs about a
-//! nanosecond a row over the whole batch, less than copying the batch once, and cannot fail, so
-//! a conjunction made only of such terms evaluates each over the whole batch and ANDs the masks
-//! (SQL's three-valued AND, as the chain would give). It stops at the first term after which no
-//! row can be true. Any other conjunction (one with a term that could fail or costs more, such
-//! as a cast, arithmetic, a function or `LIKE`) is left as it is.
+//! on the copy and scatters the result back; a chain of terms does so at each level. `l OR r`
+//! does the same when `l` is true on at least four fifths of the rows. For TPC-H q6 (five
+//! comparisons over four columns, two of them 16-byte decimals) those copies were about a fifth
+//! of the query's samples; q19's filters (an `IN` list the optimizer turns into ORs of
+//! equalities, ANDed with another test; three ORed conjunctions after its join) copied the
+//! batch's decimal columns the same way. A comparison of a column with a literal or another
+//! column costs about a nanosecond a row over the whole batch, less than copying the batch
+//! once, and cannot fail, so a tree of ANDs and ORs over only such terms evaluates each term
+//! over the whole batch and combines the masks with SQL's three-valued AND and OR, as the
+//! chain would. A node stops at the first term after which every row is false (AND) or true
+//! (OR), with no nulls: later terms could not change a row. Any other tree (one with a term
+//! that could fail or costs more, such as a cast, arithmetic, a function or `LIKE`) is left as
+//! it is, and only its subtrees are rewritten.
 //!
 //! Applied where a task evaluates a filter: to programs' filter steps (`program.rs`) and,
-//! as a physical optimizer rule ([`WholeConjunctions`]) that runs after DataFusion's own, to
+//! as a physical optimizer rule ([`WholeBooleans`]) that runs after DataFusion's own, to
 //! the filters of task plans. Not to what the coordinator estimates selectivity with: the
 //! rewritten expression gives the same rows but no interval analysis, so an estimate from
 //! column ranges would fall back to an assumed fraction (and change plans).
 
 use arrow::array::{Array, ArrayRef, BooleanArray};
-use arrow::compute::kernels::boolean::and_kleene;
+use arrow::compute::kernels::boolean::{and_kleene, or_kleene};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::config::ConfigOptions;
@@ -36,18 +41,20 @@ use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use std::fmt;
 use std::sync::Arc;
 
-/// The AND of `terms` (at least two), each evaluated over the whole batch.
+/// The AND or OR of `terms` (at least two), each evaluated over the whole batch: a simple term
+/// (see the module) or another such node.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct WholeConjunction {
+pub struct WholeBoolean {
+    /// `Operator::And` or `Operator::Or`.
+    op: Operator,
     terms: Vec<Arc<dyn PhysicalExpr>>,
 }
 
-/// `expr` with every conjunction of only simple terms (see the module) made a
-/// [`WholeConjunction`], wherever it is in the expression; `expr` itself when there is none.
+/// `expr` with every tree of ANDs and ORs over only simple terms (see the module) made a
+/// [`WholeBoolean`], wherever it is in the expression; `expr` itself when there is none.
 pub fn rewrite(expr: Arc<dyn PhysicalExpr>) -> Arc<dyn PhysicalExpr> {
-    let mut terms = Vec::new();
-    if conjuncts(&expr, &mut terms) && terms.len() >= 2 && terms.iter().all(simple) {
-        return Arc::new(WholeConjunction { terms });
+    if let Some(whole) = whole(&expr) {
+        return Arc::new(whole);
     }
     let children: Vec<Arc<dyn PhysicalExpr>> = expr.children().into_iter().cloned().collect();
     if children.is_empty() {
@@ -60,18 +67,34 @@ pub fn rewrite(expr: Arc<dyn PhysicalExpr>) -> Arc<dyn PhysicalExpr> {
     Arc::clone(&expr).with_new_children(rewritten).unwrap_or(expr)
 }
 
-/// Collects the terms of a chain of ANDs into `terms`; false when `expr` is no AND.
-fn conjuncts(expr: &Arc<dyn PhysicalExpr>, terms: &mut Vec<Arc<dyn PhysicalExpr>>) -> bool {
-    match expr.downcast_ref::<BinaryExpr>() {
-        Some(and) if *and.op() == Operator::And => {
-            for side in [and.left(), and.right()] {
-                if !conjuncts(side, terms) {
-                    terms.push(Arc::clone(side));
-                }
-            }
-            true
+/// `expr` as a [`WholeBoolean`] when it is an AND or an OR whose terms are all simple or
+/// themselves such trees.
+fn whole(expr: &Arc<dyn PhysicalExpr>) -> Option<WholeBoolean> {
+    let op = *expr.downcast_ref::<BinaryExpr>()?.op();
+    if !matches!(op, Operator::And | Operator::Or) {
+        return None;
+    }
+    let mut chain = Vec::new();
+    operands(expr, op, &mut chain);
+    let mut terms = Vec::with_capacity(chain.len());
+    for term in chain {
+        if simple(&term) {
+            terms.push(term);
+        } else {
+            terms.push(Arc::new(whole(&term)?) as Arc<dyn PhysicalExpr>);
         }
-        _ => false,
+    }
+    Some(WholeBoolean { op, terms })
+}
+
+/// Collects the operands of a chain of `op` (`a op b op c`, however grouped) into `terms`.
+fn operands(expr: &Arc<dyn PhysicalExpr>, op: Operator, terms: &mut Vec<Arc<dyn PhysicalExpr>>) {
+    match expr.downcast_ref::<BinaryExpr>() {
+        Some(node) if *node.op() == op => {
+            operands(node.left(), op, terms);
+            operands(node.right(), op, terms);
+        }
+        _ => terms.push(Arc::clone(expr)),
     }
 }
 
@@ -98,8 +121,8 @@ fn simple(term: &Arc<dyn PhysicalExpr>) -> bool {
     term.is::<Column>()
 }
 
-impl WholeConjunction {
-    /// The terms, each written by `term`, joined by `AND`.
+impl WholeBoolean {
+    /// The terms, each written by `term` (a nested node in parentheses), joined by the operator.
     fn write_terms(
         &self,
         f: &mut fmt::Formatter<'_>,
@@ -107,27 +130,33 @@ impl WholeConjunction {
     ) -> fmt::Result {
         for (i, t) in self.terms.iter().enumerate() {
             if i > 0 {
-                write!(f, " AND ")?;
+                write!(f, " {} ", self.op)?;
             }
-            term(t, f)?;
+            if t.is::<WholeBoolean>() {
+                write!(f, "(")?;
+                term(t, f)?;
+                write!(f, ")")?;
+            } else {
+                term(t, f)?;
+            }
         }
         Ok(())
     }
 }
 
-impl fmt::Display for WholeConjunction {
+impl fmt::Display for WholeBoolean {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.write_terms(f, |t, f| write!(f, "{t}"))
     }
 }
 
-impl PhysicalExpr for WholeConjunction {
+impl PhysicalExpr for WholeBoolean {
     fn return_field(&self, input_schema: &Schema) -> DfResult<FieldRef> {
         let mut nullable = false;
         for term in &self.terms {
             nullable |= term.nullable(input_schema)?;
         }
-        Ok(Arc::new(Field::new("and", DataType::Boolean, nullable)))
+        Ok(Arc::new(Field::new(self.op.to_string().to_lowercase(), DataType::Boolean, nullable)))
     }
 
     fn evaluate(&self, batch: &RecordBatch) -> DfResult<ColumnarValue> {
@@ -136,14 +165,16 @@ impl PhysicalExpr for WholeConjunction {
         for term in &self.terms {
             let value: ArrayRef = term.evaluate(batch)?.into_array(rows)?;
             let Some(value) = value.as_any().downcast_ref::<BooleanArray>() else {
-                return internal_err!("a term of a conjunction is not boolean: {term}");
+                return internal_err!("a term of {} is not boolean: {term}", self.op);
             };
+            let and = self.op == Operator::And;
             let combined = match mask {
                 None => value.clone(),
-                Some(m) => and_kleene(&m, value)?,
+                Some(m) if and => and_kleene(&m, value)?,
+                Some(m) => or_kleene(&m, value)?,
             };
-            // No row can be true any more: every later term leaves it false.
-            let settled = combined.null_count() == 0 && combined.true_count() == 0;
+            // Every row false (AND) or every row true (OR): no later term changes any row.
+            let settled = combined.null_count() == 0 && combined.true_count() == if and { 0 } else { rows };
             mask = Some(combined);
             if settled {
                 break;
@@ -151,7 +182,7 @@ impl PhysicalExpr for WholeConjunction {
         }
         match mask {
             Some(mask) => Ok(ColumnarValue::Array(Arc::new(mask))),
-            None => internal_err!("a conjunction without terms"),
+            None => internal_err!("{} without terms", self.op),
         }
     }
 
@@ -165,12 +196,13 @@ impl PhysicalExpr for WholeConjunction {
     ) -> DfResult<Arc<dyn PhysicalExpr>> {
         if children.len() != self.terms.len() {
             return internal_err!(
-                "a conjunction of {} terms given {} children",
+                "{} of {} terms given {} children",
+                self.op,
                 self.terms.len(),
                 children.len()
             );
         }
-        Ok(Arc::new(WholeConjunction { terms: children }))
+        Ok(Arc::new(WholeBoolean { op: self.op, terms: children }))
     }
 
     fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -180,9 +212,9 @@ impl PhysicalExpr for WholeConjunction {
 
 /// The physical optimizer rule that gives task plans' filters [`rewrite`]'s predicates.
 #[derive(Debug, Default)]
-pub struct WholeConjunctions;
+pub struct WholeBooleans;
 
-impl PhysicalOptimizerRule for WholeConjunctions {
+impl PhysicalOptimizerRule for WholeBooleans {
     fn optimize(
         &self,
         plan: Arc<dyn ExecutionPlan>,
@@ -203,7 +235,7 @@ impl PhysicalOptimizerRule for WholeConjunctions {
     }
 
     fn name(&self) -> &str {
-        "shoal_whole_conjunctions"
+        "shoal_whole_booleans"
     }
 
     fn schema_check(&self) -> bool {
@@ -253,7 +285,7 @@ pub(crate) mod tests {
     fn a_conjunction_of_comparisons_is_evaluated_whole_with_sql_nulls() {
         let b = batch();
         let expr = task_expr(&b, "a >= 3 AND a < 9 AND b = 'x' AND a IN (1, 3, 7, 11)");
-        let whole = expr.downcast_ref::<WholeConjunction>().expect("rewritten");
+        let whole = expr.downcast_ref::<WholeBoolean>().expect("rewritten");
         assert_eq!(whole.terms.len(), 4);
         // 1: a >= 3 false. 5: b = 'x' false. null: a null, b = 'x' true: null. 7: b null: null.
         // 3: all true. 9: a < 9 false.
@@ -265,20 +297,45 @@ pub(crate) mod tests {
         assert_eq!(mask(&some, &b), [Some(false), Some(false), None, Some(false), Some(false), Some(false)]);
     }
 
-    /// A term that could fail or costs more keeps the chain as DataFusion evaluates it; a
-    /// conjunction inside an OR is rewritten where it stands.
+    /// A term that could fail or costs more keeps its tree as DataFusion evaluates it; a tree
+    /// of ANDs and ORs over simple terms is one node with nested nodes.
     #[test]
-    fn only_conjunctions_of_simple_terms_are_rewritten() {
+    fn only_trees_of_simple_terms_are_rewritten() {
         let b = batch();
         let arithmetic = task_expr(&b, "a > 1 AND a * 2 > 7");
-        assert!(!arithmetic.is::<WholeConjunction>(), "{arithmetic}");
+        assert!(!arithmetic.is::<WholeBoolean>(), "{arithmetic}");
         assert_eq!(
             mask(&arithmetic, &b),
             [Some(false), Some(true), None, Some(true), Some(false), Some(true)]
         );
         let either = task_expr(&b, "(a = 1 AND b = 'x') OR (a >= 5 AND b = 'y')");
-        let or = either.downcast_ref::<BinaryExpr>().expect("an OR");
-        assert!(or.left().is::<WholeConjunction>() && or.right().is::<WholeConjunction>(), "{either}");
+        let or = either.downcast_ref::<WholeBoolean>().expect("rewritten");
+        assert_eq!(or.op, Operator::Or);
+        assert!(
+            or.terms.iter().all(|t| t.downcast_ref::<WholeBoolean>().is_some_and(|t| t.op == Operator::And))
+        );
+        assert_eq!(either.to_string(), "(a@0 = 1 AND b@1 = x) OR (a@0 >= 5 AND b@1 = y)");
         assert_eq!(mask(&either, &b), [Some(true), Some(true), None, None, Some(false), Some(true)]);
+        // Arithmetic under an OR: the OR stays DataFusion's, the AND beside it is rewritten.
+        let mixed = task_expr(&b, "a * 2 > 7 OR (a = 1 AND b = 'x')");
+        let or = mixed.downcast_ref::<BinaryExpr>().expect("an OR");
+        assert!(!or.left().is::<WholeBoolean>() && or.right().is::<WholeBoolean>(), "{mixed}");
+        assert_eq!(mask(&mixed, &b), [Some(true), Some(true), None, Some(true), Some(false), Some(true)]);
+    }
+
+    /// SQL's three-valued OR, and a NOT over a rewritten AND, checked by hand row by row.
+    #[test]
+    fn ors_and_negations_keep_sql_nulls() {
+        let b = batch();
+        // (1,x) T. (5,y) T. (null,x): null, F, T. (7,null): F, null, F. (3,x) T. (9,y) T.
+        let or = task_expr(&b, "a < 4 OR b = 'y' OR a IS NULL");
+        assert_eq!(or.downcast_ref::<WholeBoolean>().map(|w| w.terms.len()), Some(3));
+        assert_eq!(mask(&or, &b), [Some(true), Some(true), Some(true), None, Some(true), Some(true)]);
+        // Every row true after two terms: the third is not needed for any row.
+        let settled = task_expr(&b, "a IS NULL OR a IS NOT NULL OR b = 'q'");
+        assert_eq!(mask(&settled, &b), [Some(true); 6]);
+        // A null AND stays null under NOT (false would have made it true).
+        let not = task_expr(&b, "NOT (a > 3 AND b = 'x')");
+        assert_eq!(mask(&not, &b), [Some(true), Some(true), None, None, Some(true), Some(true)]);
     }
 }

@@ -7,11 +7,12 @@
 //! - [`join`]: equi-joins with pandas `merge` naming.
 //! - [`partition`]: splitting rows into the buckets of a shuffle (hash, range, split).
 //! - [`sample`]: sampling sort keys and the boundaries of a range shuffle.
+//! - [`nunique`]: a grouped `count(DISTINCT x)` keeping each group's values in its own slot.
 //! - [`sort`]: a lone sort of a table held whole (a range shuffle's bucket) without a plan.
 //! - [`reshape`]: the `melt` kernel.
 //! - [`apply`]: row-wise `apply` through an `items` user function (rows as JSON objects).
 //! - [`program`]: runs of filter, select and assign compiled to physical expressions.
-//! - [`conjunction`]: conjunctions of simple comparisons evaluated over whole batches (a
+//! - [`conjunction`]: ANDs and ORs of simple comparisons evaluated over whole batches (a
 //!   rewrite of programs' expressions and a physical optimizer rule of task sessions).
 //! - [`rescale`]: decimal literals written at the scale of what they are added to (a rewrite of
 //!   programs' expressions and an optimizer rule of task sessions).

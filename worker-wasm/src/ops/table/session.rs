@@ -70,10 +70,10 @@ impl TaskSession {
         let mut config = config();
         let reserve = &mut config.options_mut().execution.sort_spill_reservation_bytes;
         *reserve = (*reserve).min(usize::try_from(memory_bytes / 4).unwrap_or(usize::MAX));
-        // DataFusion's physical optimizer rules, then the rewrite of conjunctions (a builder given
+        // DataFusion's physical optimizer rules, then the rewrite of ANDs and ORs (a builder given
         // one rule would run that rule alone).
         let mut rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
-        rules.push(Arc::new(super::conjunction::WholeConjunctions));
+        rules.push(Arc::new(super::conjunction::WholeBooleans));
         let state = datafusion::execution::SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
@@ -185,7 +185,7 @@ pub fn check_columns<'a>(df: &DataFrame, what: &str, names: impl IntoIterator<It
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::table::conjunction::WholeConjunction;
+    use crate::ops::table::conjunction::WholeBoolean;
     use crate::ops::table::conjunction::tests::batch;
     use arrow::array::Int64Array;
     use datafusion::physical_plan::filter::FilterExec;
@@ -209,7 +209,7 @@ mod tests {
         let mut found = false;
         while let Some(node) = stack.pop() {
             if let Some(filter) = node.downcast_ref::<FilterExec>() {
-                found |= filter.predicate().is::<WholeConjunction>();
+                found |= filter.predicate().is::<WholeBoolean>();
             }
             stack.extend(node.children().into_iter().cloned());
         }
