@@ -254,6 +254,7 @@ fn tiny_tasks(
             projection: None,
             predicate: None,
             schema: None,
+            port: 0,
         },
         vec![TableOp::Filter { predicate: "x > 1".into() }.into()],
     );

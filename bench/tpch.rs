@@ -613,6 +613,7 @@ async fn scan_floor(data: &Path, columns: &[&str], workers: usize) -> Result<u64
                 projection: Some(projection),
                 predicate: None,
                 schema: None,
+                port: 0,
             };
             let counter = std::sync::Arc::new(IoCounter::default());
             let Some(stream) = scan::stream_parquet(storage, &[&input], counter).await? else {

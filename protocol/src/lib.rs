@@ -234,6 +234,10 @@ pub enum Input {
         /// which are widened to it); `None` uses the file's own.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         schema: Option<Vec<Field>>,
+        /// The table the files feed (see [`Input::Upstream::port`]): 0, the main table, or a
+        /// side table read straight from its files (a join side that is only a scan).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        port: u32,
     },
     /// The committed output of an upstream task. The coordinator resolves it to the objects
     /// listed in that task's manifest before the spec is sent.
@@ -269,11 +273,10 @@ pub enum Input {
 }
 
 impl Input {
-    /// The table this input feeds (see [`Input::Upstream::port`]); scans feed the main one.
+    /// The table this input feeds (see [`Input::Upstream::port`]).
     pub fn port(&self) -> u32 {
         match self {
-            Input::Scan { .. } => 0,
-            Input::Upstream { port, .. } | Input::Zarr { port, .. } => *port,
+            Input::Scan { port, .. } | Input::Upstream { port, .. } | Input::Zarr { port, .. } => *port,
         }
     }
 }
@@ -1107,6 +1110,7 @@ mod tests {
                 projection: Some(vec!["a".into()]),
                 predicate: None,
                 schema: None,
+                port: 0,
             }],
             pipeline: vec![
                 TableOp::Filter { predicate: "a > 1".into() }.into(),

@@ -25,6 +25,7 @@ async fn race(root: &str, input: &str, storage: StorageOptions, attempts: u32) {
             projection: None,
             predicate: None,
             schema: None,
+            port: 0,
         }],
         pipeline: vec![TableOp::Filter { predicate: "passengers >= 2".into() }.into()],
         output: Output::Intermediate,

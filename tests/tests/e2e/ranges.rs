@@ -126,6 +126,9 @@ impl Env {
     }
 }
 
+/// What `explain` says of a join side read straight from its files.
+const SIDE_FROM_FILES: &str = "side table read from its files";
+
 fn per_order(df: &DataFrame) -> DataFrame {
     df.groupby(&["order_id"])
         .agg(&[
@@ -181,6 +184,8 @@ async fn joins_on_a_key_in_ranges_read_only_the_overlapping_partitions() {
     ] {
         let open = env.orders.filter("o_status <> 'P'").unwrap();
         let df = env.items.merge(&open, &on().how(how)).unwrap();
+        // A filtered side is materialized by its own stage, which the joining tasks read.
+        assert!(!df.explain().unwrap().contains(SIDE_FROM_FILES), "{}", df.explain().unwrap());
         env.check(how.as_str(), &df, "strategy=ranges", "strategy=hash", &sql).await;
     }
     // Every right row must come out once: a right join is not paired by ranges.
@@ -207,6 +212,9 @@ async fn joins_on_a_key_in_ranges_read_only_the_overlapping_partitions() {
     let optimized = plan.split("== task graph").next().unwrap_or_default();
     assert_eq!(optimized.matches("strategy=ranges").count(), 3, "{plan}");
     assert_eq!(optimized.matches("strategy=local").count(), 2, "{plan}");
+    // The orders side is only a scan: the joining tasks read its files, no stage writes them.
+    let graph = plan.split("== task graph").nth(1).unwrap_or_default();
+    assert_eq!(graph.matches(SIDE_FROM_FILES).count(), 1, "{plan}");
     let a = "(SELECT order_id, count(DISTINCT sku) AS n_sku, count(*) AS n FROM i GROUP BY 1)";
     let sql = format!(
         "SELECT o.o_status, count(*) AS rows, sum(i.qty) AS qty FROM i JOIN o ON i.order_id = o.o_id \

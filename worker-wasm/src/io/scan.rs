@@ -41,7 +41,7 @@ use std::sync::Arc;
 /// Reads one input.
 pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
     match input {
-        Input::Scan { format, files, projection, predicate, schema } => {
+        Input::Scan { format, files, projection, predicate, schema, .. } => {
             let schema = schema.as_deref().map(from_fields).transpose()?;
             let mut loaded: Option<Loaded> = None;
             for file in files {
@@ -226,8 +226,14 @@ pub async fn stream_parquet(
 ) -> Result<Option<Stream>> {
     let mut files = Vec::new();
     for input in inputs {
-        let Input::Scan { format: FileFormat::Parquet, files: slices, projection, predicate, schema: None } =
-            input
+        let Input::Scan {
+            format: FileFormat::Parquet,
+            files: slices,
+            projection,
+            predicate,
+            schema: None,
+            ..
+        } = input
         else {
             return Ok(None);
         };

@@ -68,6 +68,7 @@ fn lower_node(plan: &BagPlan, graph: &mut TaskGraph) -> Result<Pending> {
                         projection: None,
                         predicate: None,
                         schema: None,
+                        port: 0,
                     };
                     (vec![input], vec![])
                 })

@@ -135,6 +135,44 @@ impl Pending {
         inputs.chain(ops).chain(self.sides.keys().copied()).max().unwrap_or(0) + 1
     }
 
+    /// The inputs of each partition when this stage only scans files: no operators, no side
+    /// tables, nothing upstream. A join side like that is read by the tasks that join it
+    /// straight from its files, instead of a stage writing what it read for them to read back.
+    fn bare_scans(&self) -> Option<Vec<Vec<Input>>> {
+        if !self.ops.is_empty() || !self.sides.is_empty() {
+            return None;
+        }
+        self.partitions
+            .iter()
+            .map(|(inputs, deps)| {
+                let scans = deps.is_empty() && inputs.iter().all(|i| matches!(i, Input::Scan { .. }));
+                scans.then(|| inputs.clone())
+            })
+            .collect()
+    }
+
+    /// Adds side table `port`, rows of `schema` read straight from files, to every partition:
+    /// partition `i` reads the scans `reads(i)` (their port set to `port`).
+    fn attach_scans(
+        &mut self,
+        port: u32,
+        schema: SchemaRef,
+        reads: impl Fn(usize) -> Vec<Input>,
+    ) -> Result<()> {
+        if self.sides.insert(port, schema).is_some() {
+            return Err(internal(format!("side table {port} attached twice")));
+        }
+        for (i, (inputs, _)) in self.partitions.iter_mut().enumerate() {
+            inputs.extend(reads(i).into_iter().map(|mut input| {
+                if let Input::Scan { port: p, .. } = &mut input {
+                    *p = port;
+                }
+                input
+            }));
+        }
+        Ok(())
+    }
+
     /// Adds `tasks`, read whole as side table `port`, to every partition.
     fn attach(&mut self, graph: &TaskGraph, tasks: &[usize], port: u32) -> Result<()> {
         self.attach_side(graph, tasks, port, |_| (read_all(graph, tasks, port), tasks.to_vec()))
@@ -230,6 +268,7 @@ fn lower_node(plan: &Plan, graph: &mut TaskGraph) -> Result<Pending> {
                         projection: scan.projection.clone(),
                         predicate: scan.predicate.clone(),
                         schema: schema.clone(),
+                        port: 0,
                     };
                     (vec![input], vec![])
                 })
@@ -382,22 +421,7 @@ fn lower_join(plan: &Plan, j: &JoinNode, graph: &mut TaskGraph) -> Result<Pendin
             p.push(TableOp::Select { columns: columns.into_iter().map(|c| c.name).collect() })?;
             Ok(p)
         }
-        Some(JoinStrategy::PartitionWise) => {
-            let right = materialize(lower_node(&j.right, graph)?, graph, |_| Output::Intermediate)?;
-            let mut p = lower_node(&j.left, graph)?;
-            if p.partitions.len() != right.len() {
-                return Err(internal(format!(
-                    "partition-wise join of {} and {} partitions",
-                    p.partitions.len(),
-                    right.len()
-                )));
-            }
-            let port = p.next_port();
-            // Partition i reads only task i of the right side.
-            p.attach_side(graph, &right, port, |i| (read_all(graph, &right[i..=i], port), vec![right[i]]))?;
-            p.push(join(port))?;
-            Ok(p)
-        }
+        Some(JoinStrategy::PartitionWise) => lower_partition_wise_join(j, graph),
         Some(JoinStrategy::Ranges) => lower_ranges_join(j, graph),
         Some(JoinStrategy::Divisions) => lower_divisions_join(j, graph),
         Some(JoinStrategy::Hash { npartitions: n }) => {
@@ -433,8 +457,44 @@ fn lower_join(plan: &Plan, j: &JoinNode, graph: &mut TaskGraph) -> Result<Pendin
     }
 }
 
+/// The `explain` line of a join whose side tasks read straight from the side's files.
+const SIDE_FROM_FILES: &str = "side table read from its files by the tasks that join it (it is only a scan)";
+
+/// The rows of join side `p`.
+fn side_schema(p: &Pending) -> Result<SchemaRef> {
+    p.schema.clone().ok_or_else(|| internal("a join side of aggregation states".into()))
+}
+
 fn names(schema: Option<SchemaRef>) -> Vec<String> {
     schema.map(|s| s.fields().iter().map(|f| f.name().clone()).collect()).unwrap_or_default()
+}
+
+/// A partition-wise join: partition i of the left reads partition i of the right.
+fn lower_partition_wise_join(j: &JoinNode, graph: &mut TaskGraph) -> Result<Pending> {
+    let right = lower_node(&j.right, graph)?;
+    let (scans, schema) = (right.bare_scans(), side_schema(&right));
+    let tasks = match scans {
+        Some(_) => vec![],
+        None => materialize(right, graph, |_| Output::Intermediate)?,
+    };
+    let mut p = lower_node(&j.left, graph)?;
+    let n = scans.as_ref().map_or(tasks.len(), Vec::len);
+    if p.partitions.len() != n {
+        return Err(internal(format!("partition-wise join of {} and {n} partitions", p.partitions.len())));
+    }
+    let port = p.next_port();
+    match scans {
+        Some(scans) => {
+            p.attach_scans(port, schema?, |i| scans[i].clone())?;
+            p.notes.push(SIDE_FROM_FILES.into());
+        }
+        // Partition i reads only task i of the right side.
+        None => {
+            p.attach_side(graph, &tasks, port, |i| (read_all(graph, &tasks[i..=i], port), vec![tasks[i]]))?
+        }
+    }
+    p.push(join_op(port, j.how, &j.left_on, &j.right_on, j.suffixes.clone()))?;
+    Ok(p)
 }
 
 /// A ranges join: the right side materialized; partition i of the left reads the right
@@ -444,7 +504,23 @@ fn lower_ranges_join(j: &JoinNode, graph: &mut TaskGraph) -> Result<Pending> {
         super::ranges::join_key_ranges(&j.left, &j.right, &j.left_on, &j.right_on)
             .ok_or_else(|| internal("a ranges join without key ranges".into()))?;
     let overlaps = super::ranges::overlaps(&left_ranges, &right_ranges);
-    let right = materialize(lower_node(&j.right, graph)?, graph, |_| Output::Intermediate)?;
+    let right = lower_node(&j.right, graph)?;
+    if let Some(scans) = right.bare_scans() {
+        let mut p = lower_node(&j.left, graph)?;
+        if p.partitions.len() != overlaps.len() || scans.len() != right_ranges.len() || scans.is_empty() {
+            return Err(internal("a ranges join whose partitions differ from its key ranges".into()));
+        }
+        let port = p.next_port();
+        // As below: a partition overlapping no right partition reads the first for its columns.
+        p.attach_scans(port, side_schema(&right)?, |i| match overlaps[i].is_empty() {
+            true => scans[0].clone(),
+            false => overlaps[i].iter().flat_map(|&r| scans[r].iter().cloned()).collect(),
+        })?;
+        p.notes.push(SIDE_FROM_FILES.into());
+        p.push(join_op(port, j.how, &j.left_on, &j.right_on, j.suffixes.clone()))?;
+        return Ok(p);
+    }
+    let right = materialize(right, graph, |_| Output::Intermediate)?;
     let mut p = lower_node(&j.left, graph)?;
     if p.partitions.len() != overlaps.len() || right.len() != right_ranges.len() {
         return Err(internal("a ranges join whose partitions differ from its key ranges".into()));
@@ -599,7 +675,7 @@ fn lower_sort_filtered(
         // Straight from the files: the sample reads only the key columns.
         for (inputs, _) in &mut sample.partitions {
             for input in inputs {
-                if let Input::Scan { projection, .. } = input {
+                if let Input::Scan { projection, port: 0, .. } = input {
                     *projection = Some(columns.clone());
                 }
             }
@@ -631,7 +707,12 @@ fn lower_sort_filtered(
 fn prune_scans(p: &mut Pending, predicate: &str) {
     for (inputs, _) in &mut p.partitions {
         for input in inputs {
-            if let Input::Scan { format: shoal_protocol::FileFormat::Parquet, predicate: pruning, .. } = input
+            if let Input::Scan {
+                format: shoal_protocol::FileFormat::Parquet,
+                predicate: pruning,
+                port: 0,
+                ..
+            } = input
             {
                 *pruning = Some(match pruning.take() {
                     Some(existing) => format!("({existing}) AND ({predicate})"),

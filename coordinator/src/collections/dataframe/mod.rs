@@ -738,7 +738,7 @@ pub fn explain_graph(graph: &crate::graph::TaskGraph) -> String {
             }
             out.push('\n');
             let pruning = task.inputs.iter().find_map(|i| match i {
-                shoal_protocol::Input::Scan { predicate: Some(p), .. } => Some(p),
+                shoal_protocol::Input::Scan { predicate: Some(p), port: 0, .. } => Some(p),
                 _ => None,
             });
             if let Some(p) = pruning {
