@@ -214,14 +214,7 @@ mod tests {
     /// The exact columns (all but the approximate median), as sorted lines.
     fn sorted(t: &Table) -> String {
         let b = arrow::compute::concat_batches(&t.0, &t.1).unwrap().project(&[0, 1, 2, 3, 4]).unwrap();
-        let mut lines: Vec<String> = arrow::util::pretty::pretty_format_batches(&[b])
-            .unwrap()
-            .to_string()
-            .lines()
-            .map(String::from)
-            .collect();
-        lines.sort();
-        lines.join("\n")
+        super::nunique::tests::sorted_lines(&[b]).join("\n")
     }
 
     #[tokio::test]

@@ -384,7 +384,7 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use arrow::array::{Int32Array, RecordBatch, StringArray};
     use arrow::datatypes::{Int32Type, Schema};
@@ -479,6 +479,15 @@ mod tests {
         assert_eq!(counts(&df.evaluate(EmitTo::All).unwrap()), expected);
     }
 
+    /// `batches` pretty-printed, their lines sorted: a table's rows in no particular order.
+    /// Also `aggregate.rs`'s tests'.
+    pub(crate) fn sorted_lines(batches: &[RecordBatch]) -> Vec<String> {
+        let table = arrow::util::pretty::pretty_format_batches(batches).unwrap().to_string();
+        let mut lines: Vec<String> = table.lines().map(String::from).collect();
+        lines.sort();
+        lines
+    }
+
     /// The distinct non-null values per group, counted by a `BTreeSet` per group.
     fn direct_reference(values: &ArrayRef, groups: &[usize]) -> Vec<i64> {
         let mut sets = vec![std::collections::BTreeSet::new(); 3];
@@ -521,17 +530,8 @@ mod tests {
                 vec![exprs[0].clone().alias("n"), exprs[1].clone().alias("m")],
             )
             .unwrap();
-        let sorted = |batches: Vec<RecordBatch>| {
-            let mut lines: Vec<String> = arrow::util::pretty::pretty_format_batches(&batches)
-                .unwrap()
-                .to_string()
-                .lines()
-                .map(String::from)
-                .collect();
-            lines.sort();
-            lines
-        };
-        let (a, b) = (sorted(ours.collect().await.unwrap()), sorted(reference.collect().await.unwrap()));
+        let (a, b) =
+            (sorted_lines(&ours.collect().await.unwrap()), sorted_lines(&reference.collect().await.unwrap()));
         assert_eq!(a.len(), 997 + 4);
         assert_eq!(a, b);
     }
