@@ -5,10 +5,10 @@
 //! groups of a task. When the groups are many and each has few values (TPC-H Q21 counts the
 //! suppliers of each of 1.5 million orders: one to seven each), every row is a probe into a set
 //! of millions of entries, which grows by rehashing all of them: 35% of Q21's time. Here each
-//! group holds its own values: a short list searched in place while the group has at most
-//! [`FEW`] values, a hash set of its own beyond. A row costs a probe of one small list, the lists
-//! grow independently, and emitting some groups (`EmitTo::First`) takes those groups' lists
-//! instead of rebuilding the whole set.
+//! group holds its own values: up to [`INLINE`] in the group's own slot (no allocation), then
+//! a list of up to [`FEW`] searched in place, then a hash set of its own. A row costs a search
+//! of one small list, the groups grow independently, and emitting some groups
+//! (`EmitTo::First`) takes those groups' values instead of rebuilding the whole set.
 //!
 //! [`Nunique`] is DataFusion's `count` in every respect but the grouped accumulator of a distinct
 //! count over primitive values: the same name (so plans display `count(DISTINCT x)`), return
