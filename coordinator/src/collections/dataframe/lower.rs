@@ -460,82 +460,94 @@ fn lower_join(plan: &Plan, j: &JoinNode, graph: &mut TaskGraph) -> Result<Pendin
 /// The `explain` line of a join whose side tasks read straight from the side's files.
 const SIDE_FROM_FILES: &str = "side table read from its files by the tasks that join it (it is only a scan)";
 
-/// The rows of join side `p`.
-fn side_schema(p: &Pending) -> Result<SchemaRef> {
-    p.schema.clone().ok_or_else(|| internal("a join side of aggregation states".into()))
-}
-
 fn names(schema: Option<SchemaRef>) -> Vec<String> {
     schema.map(|s| s.fields().iter().map(|f| f.name().clone()).collect()).unwrap_or_default()
 }
 
+/// The right side of a partition-wise or ranges join, as the joining tasks read it: the tasks
+/// of a stage materializing it, or, when it is only a scan, its files.
+enum JoinSide {
+    Tasks(Vec<usize>),
+    Files(SchemaRef, Vec<Vec<Input>>),
+}
+
+impl JoinSide {
+    /// Lowers `plan`: its files when it only scans them, else a stage materializing it.
+    fn lower(plan: &Plan, graph: &mut TaskGraph) -> Result<Self> {
+        let p = lower_node(plan, graph)?;
+        match (p.bare_scans(), &p.schema) {
+            (Some(scans), Some(schema)) => Ok(JoinSide::Files(schema.clone(), scans)),
+            _ => Ok(JoinSide::Tasks(materialize(p, graph, |_| Output::Intermediate)?)),
+        }
+    }
+
+    fn partitions(&self) -> usize {
+        match self {
+            JoinSide::Tasks(tasks) => tasks.len(),
+            JoinSide::Files(_, scans) => scans.len(),
+        }
+    }
+
+    /// Adds the side to `p` as table `port`: partition `i` reads the side's partitions `reads(i)`.
+    fn attach(
+        self,
+        p: &mut Pending,
+        graph: &TaskGraph,
+        port: u32,
+        reads: impl Fn(usize) -> Vec<usize>,
+    ) -> Result<()> {
+        match self {
+            JoinSide::Files(schema, scans) => {
+                p.attach_scans(port, schema, |i| {
+                    reads(i).iter().flat_map(|&r| scans[r].iter().cloned()).collect()
+                })?;
+                p.notes.push(SIDE_FROM_FILES.into());
+                Ok(())
+            }
+            JoinSide::Tasks(tasks) => p.attach_side(graph, &tasks, port, |i| {
+                let read: Vec<usize> = reads(i).iter().map(|&r| tasks[r]).collect();
+                (read_all(graph, &read, port), read)
+            }),
+        }
+    }
+}
+
 /// A partition-wise join: partition i of the left reads partition i of the right.
 fn lower_partition_wise_join(j: &JoinNode, graph: &mut TaskGraph) -> Result<Pending> {
-    let right = lower_node(&j.right, graph)?;
-    let (scans, schema) = (right.bare_scans(), side_schema(&right));
-    let tasks = match scans {
-        Some(_) => vec![],
-        None => materialize(right, graph, |_| Output::Intermediate)?,
-    };
+    let right = JoinSide::lower(&j.right, graph)?;
     let mut p = lower_node(&j.left, graph)?;
-    let n = scans.as_ref().map_or(tasks.len(), Vec::len);
+    let n = right.partitions();
     if p.partitions.len() != n {
         return Err(internal(format!("partition-wise join of {} and {n} partitions", p.partitions.len())));
     }
     let port = p.next_port();
-    match scans {
-        Some(scans) => {
-            p.attach_scans(port, schema?, |i| scans[i].clone())?;
-            p.notes.push(SIDE_FROM_FILES.into());
-        }
-        // Partition i reads only task i of the right side.
-        None => {
-            p.attach_side(graph, &tasks, port, |i| (read_all(graph, &tasks[i..=i], port), vec![tasks[i]]))?
-        }
-    }
+    right.attach(&mut p, graph, port, |i| vec![i])?;
     p.push(join_op(port, j.how, &j.left_on, &j.right_on, j.suffixes.clone()))?;
     Ok(p)
 }
 
-/// A ranges join: the right side materialized; partition i of the left reads the right
-/// partitions whose key ranges overlap its own.
+/// A ranges join: partition i of the left reads the right partitions whose key ranges overlap
+/// its own.
 fn lower_ranges_join(j: &JoinNode, graph: &mut TaskGraph) -> Result<Pending> {
     let (left_ranges, right_ranges) =
         super::ranges::join_key_ranges(&j.left, &j.right, &j.left_on, &j.right_on)
             .ok_or_else(|| internal("a ranges join without key ranges".into()))?;
     let overlaps = super::ranges::overlaps(&left_ranges, &right_ranges);
-    let right = lower_node(&j.right, graph)?;
-    if let Some(scans) = right.bare_scans() {
-        let mut p = lower_node(&j.left, graph)?;
-        if p.partitions.len() != overlaps.len() || scans.len() != right_ranges.len() || scans.is_empty() {
-            return Err(internal("a ranges join whose partitions differ from its key ranges".into()));
-        }
-        let port = p.next_port();
-        // As below: a partition overlapping no right partition reads the first for its columns.
-        p.attach_scans(port, side_schema(&right)?, |i| match overlaps[i].is_empty() {
-            true => scans[0].clone(),
-            false => overlaps[i].iter().flat_map(|&r| scans[r].iter().cloned()).collect(),
-        })?;
-        p.notes.push(SIDE_FROM_FILES.into());
-        p.push(join_op(port, j.how, &j.left_on, &j.right_on, j.suffixes.clone()))?;
-        return Ok(p);
-    }
-    let right = materialize(right, graph, |_| Output::Intermediate)?;
+    let right = JoinSide::lower(&j.right, graph)?;
     let mut p = lower_node(&j.left, graph)?;
-    if p.partitions.len() != overlaps.len() || right.len() != right_ranges.len() {
+    if p.partitions.len() != overlaps.len() || right.partitions() != right_ranges.len() {
         return Err(internal("a ranges join whose partitions differ from its key ranges".into()));
     }
-    let first = *right.first().ok_or_else(|| internal("a ranges join of an empty right side".into()))?;
+    if right.partitions() == 0 {
+        return Err(internal("a ranges join of an empty right side".into()));
+    }
     let port = p.next_port();
     // Partition i reads the right partitions its range overlaps; one without any (no
     // rows, or no matches possible) reads the first, whose rows cannot match but give
     // the side table its columns.
-    p.attach_side(graph, &right, port, |i| {
-        let tasks: Vec<usize> = match overlaps[i].is_empty() {
-            true => vec![first],
-            false => overlaps[i].iter().map(|&r| right[r]).collect(),
-        };
-        (read_all(graph, &tasks, port), tasks)
+    right.attach(&mut p, graph, port, |i| match overlaps[i].is_empty() {
+        true => vec![0],
+        false => overlaps[i].clone(),
     })?;
     p.push(join_op(port, j.how, &j.left_on, &j.right_on, j.suffixes.clone()))?;
     Ok(p)
