@@ -28,14 +28,10 @@ use std::sync::Arc;
 
 /// The logical aggregate `keys` / `aggs` over `df`, output columns named as asked.
 pub fn logical(df: DataFrame, keys: &[String], aggs: &[(String, String)]) -> Result<DataFrame> {
-    let available: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
     let mut groups = Vec::with_capacity(keys.len());
     for k in keys {
-        if !available.contains(k) {
-            return Err(Error::Schema(format!(
-                "groupby: unknown column '{k}' (available: {})",
-                available.join(", ")
-            )));
+        if !df.schema().fields().iter().any(|f| f.name() == k) {
+            return Err(session::unknown_column("groupby", k, df.schema().as_arrow()));
         }
         groups.push(Expr::Column(Column::new_unqualified(k)));
     }

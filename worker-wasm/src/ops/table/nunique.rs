@@ -48,15 +48,11 @@ pub struct Nunique {
 
 /// `expr` with DataFusion's `count(DISTINCT x)` replaced by [`Nunique`] when `x` is of a type
 /// [`Nunique`] keeps per group (integers, dates, timestamps, decimals) and the call has no
-/// `FILTER` or `ORDER BY`; any other expression unchanged. An `Alias` is looked through.
+/// `FILTER` or `ORDER BY`; any other expression unchanged.
 pub fn rewrite(expr: Expr, schema: &DFSchema) -> Expr {
     static NUNIQUE: LazyLock<Arc<AggregateUDF>> =
         LazyLock::new(|| Arc::new(AggregateUDF::from(Nunique::default())));
     match expr {
-        Expr::Alias(alias) => {
-            let inner = rewrite(*alias.expr, schema);
-            Expr::Alias(datafusion::logical_expr::expr::Alias { expr: Box::new(inner), ..alias })
-        }
         Expr::AggregateFunction(f)
             if (f.func.inner().as_ref() as &dyn std::any::Any).is::<Count>()
                 && f.params.distinct

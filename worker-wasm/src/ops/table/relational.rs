@@ -9,7 +9,7 @@
 use super::Sides;
 use super::aggregate;
 use super::join::join;
-use super::session::{check_columns, expr_error, frame, session};
+use super::session::{check_columns, expr_error, frame, session, unknown_column};
 use crate::error::{Error, Result};
 use datafusion::common::Column;
 use datafusion::prelude::{DataFrame, Expr};
@@ -46,13 +46,9 @@ pub fn apply(df: DataFrame, op: &TableOp, sides: &Sides) -> Result<DataFrame> {
             df.filter(expr).map_err(|e| expr_error("filter", predicate, e))
         }
         TableOp::Select { columns } => {
-            let available: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
             for c in columns {
-                if !available.contains(c) {
-                    return Err(Error::Schema(format!(
-                        "select: unknown column '{c}' (available: {})",
-                        available.join(", ")
-                    )));
+                if !df.schema().fields().iter().any(|f| f.name() == c) {
+                    return Err(unknown_column("select", c, df.schema().as_arrow()));
                 }
             }
             let names: Vec<&str> = columns.iter().map(String::as_str).collect();

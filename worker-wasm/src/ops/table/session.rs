@@ -172,14 +172,17 @@ pub fn expr_error(what: &str, sql: &str, e: datafusion::error::DataFusionError) 
 pub fn check_columns<'a>(df: &DataFrame, what: &str, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
     for name in names {
         if df.schema().field_with_unqualified_name(name).is_err() {
-            let available: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
-            return Err(Error::Schema(format!(
-                "{what}: unknown column '{name}' (available: {})",
-                available.join(", ")
-            )));
+            return Err(unknown_column(what, name, df.schema().as_arrow()));
         }
     }
     Ok(())
+}
+
+/// Operator `what`'s error for `name`, which is no column of `schema`: a [`Error::Schema`]
+/// listing the columns there are.
+pub fn unknown_column(what: &str, name: &str, schema: &arrow::datatypes::Schema) -> Error {
+    let available: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    Error::Schema(format!("{what}: unknown column '{name}' (available: {})", available.join(", ")))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! holds the sorted copy beside the input, so it runs only when twice the input fits in the
 //! task's memory; otherwise the plan sorts, spilling.
 
+use super::session::unknown_column;
 use crate::error::{Error, Result};
 use crate::io::Table;
 use crate::io::memory::held_bytes;
@@ -59,23 +60,14 @@ pub fn sort(table: Table, keys: &[SortKey]) -> Result<Table> {
     let (schema, batches) = table;
     let key_columns = keys
         .iter()
-        .map(|key| {
-            schema.index_of(&key.column).map_err(|_| {
-                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-                Error::Schema(format!(
-                    "sort: unknown column '{}' (available: {})",
-                    key.column,
-                    names.join(", ")
-                ))
-            })
-        })
+        .map(|key| schema.index_of(&key.column).map_err(|_| unknown_column("sort", &key.column, &schema)))
         .collect::<Result<Vec<usize>>>()?;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     if rows <= 1 {
         return Ok((schema, batches));
     }
-    // Each column whole (the input's buffers given up column by column), then the order of
-    // the rows by the key columns, then each column gathered in that order.
+    // Each column whole (the input dropped once all are copied), then the order of the rows by
+    // the key columns, then each column gathered in that order.
     let mut columns: Vec<ArrayRef> = (0..schema.fields().len())
         .map(|c| {
             let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
