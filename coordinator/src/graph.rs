@@ -3,7 +3,7 @@
 //! content hash of what it computes (inputs incl. object identity, pipeline, output).
 
 use arrow::datatypes::SchemaRef;
-use shoal_protocol::{Input, Operator, Output, TaskKey};
+use shoal_protocol::{Input, Operator, Output, SortKey, TaskKey};
 
 /// One task: what to run, and which tasks' committed outputs it reads.
 #[derive(Debug, Clone)]
@@ -45,6 +45,21 @@ pub struct TaskGraph {
     pub stages: Vec<Stage>,
     /// The tasks whose outputs are the result, in partition order.
     pub outputs: Vec<usize>,
+    /// How the result is read from the outputs of those tasks.
+    pub collect: Collect,
+}
+
+/// How a run's result is read from its output tasks' committed objects.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Collect {
+    /// Every output task's objects, one task after another.
+    #[default]
+    Concat,
+    /// The last step of a sort, left to the reader: the output tasks are a range shuffle's map
+    /// tasks, each of whose `buckets` buckets is sorted by `keys`; partition `b` of the result is
+    /// bucket `b` of every one of them, merged. Only `compute()` reads such a graph: another
+    /// graph cannot take its outputs as inputs ([`TaskGraph::extend`]).
+    MergeBuckets { keys: Vec<SortKey>, buckets: u32 },
 }
 
 impl TaskGraph {
@@ -106,8 +121,10 @@ impl TaskGraph {
 
     /// Adds the tasks and stages of `other` (a graph another collection lowered), keeping a
     /// task this graph already has (same key: the same work) only once; returns the indices,
-    /// in this graph, of `other`'s outputs. How one collection's result feeds another's plan.
+    /// in this graph, of `other`'s outputs. How one collection's result feeds another's plan;
+    /// `other`'s result must be its outputs whole ([`Collect::Concat`]).
     pub fn extend(&mut self, other: &TaskGraph) -> Vec<usize> {
+        debug_assert_eq!(other.collect, Collect::Concat, "a graph whose reader merges its outputs");
         let mut by_key: std::collections::HashMap<TaskKey, usize> =
             self.tasks.iter().enumerate().map(|(i, t)| (t.key.clone(), i)).collect();
         let mut stage_of: Vec<Option<usize>> = vec![None; other.stages.len()];

@@ -2,23 +2,82 @@
 //! collection, since results travel as committed manifests.
 
 use crate::error::{Error, Result};
-use crate::graph::TaskGraph;
+use crate::graph::{Collect, TaskGraph};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use futures::StreamExt;
-use shoal_protocol::{Manifest, ObjectRef, OutputObject, PROTOCOL_VERSION, SuccessManifest, layout};
+use shoal_protocol::{Manifest, ObjectRef, OutputObject, PROTOCOL_VERSION, SortKey, SuccessManifest, layout};
 use shoal_worker::io::storage::Storage;
 
-/// The batches of the graph's output tasks (Arrow IPC files), in partition order. Several
-/// objects are read and decoded at once (as many as the machine has cores): the results of a
-/// sort are as large as its input.
+/// The result of a run of `graph`, in partition order: the batches of its output tasks (Arrow
+/// IPC), or, for a sort whose last merge is left to the reader, each range's buckets merged.
+/// Several objects (or ranges) are read and decoded at once, as many as the machine has cores:
+/// the results of a sort are as large as its input.
 pub async fn collect(
     storage: &Storage,
     graph: &TaskGraph,
     manifests: &[Manifest],
 ) -> Result<Vec<RecordBatch>> {
-    let objects = graph.outputs.iter().flat_map(|&t| &manifests[t].outputs).map(|out| out.object.clone());
-    read_objects(storage, objects.collect()).await
+    match &graph.collect {
+        Collect::Concat => {
+            let objects =
+                graph.outputs.iter().flat_map(|&t| &manifests[t].outputs).map(|out| out.object.clone());
+            read_objects(storage, objects.collect()).await
+        }
+        Collect::MergeBuckets { keys, buckets } => {
+            let maps: Vec<&Manifest> = graph.outputs.iter().map(|&t| &manifests[t]).collect();
+            let mut ranges = futures::stream::iter(0..*buckets)
+                .map(|b| merge_bucket(storage, &maps, b, keys))
+                .buffered(at_once());
+            let mut batches = Vec::new();
+            while let Some(range) = ranges.next().await {
+                batches.extend(range?);
+            }
+            Ok(batches)
+        }
+    }
+}
+
+/// Bucket `bucket` of every map task of `maps` (each sorted), merged into sorted batches.
+async fn merge_bucket(
+    storage: &Storage,
+    maps: &[&Manifest],
+    bucket: u32,
+    keys: &[SortKey],
+) -> Result<Vec<RecordBatch>> {
+    let mut runs = Vec::with_capacity(maps.len());
+    for map in maps {
+        // A map task skipped as empty wrote nothing; an empty bucket is not read.
+        let (Some(out), Some(range)) = (map.outputs.first(), map.buckets.get(bucket as usize)) else {
+            continue;
+        };
+        if range.rows == 0 {
+            continue;
+        }
+        let bytes =
+            storage.get_intermediate(&out.object, Some(range.offset..range.offset + range.len)).await?;
+        runs.push((out.object.url.clone(), bytes));
+    }
+    let keys = keys.to_vec();
+    let merge = move || -> Result<Vec<RecordBatch>> {
+        let mut schema = None;
+        let mut decoded = Vec::with_capacity(runs.len());
+        for (url, bytes) in runs {
+            let (s, batches) = shoal_worker::io::ipc::decode_stream(&url, bytes)?;
+            schema.get_or_insert(s);
+            decoded.push(batches);
+        }
+        let Some(schema) = schema else { return Ok(vec![]) };
+        Ok(shoal_worker::ops::table::merge::merge(&schema, decoded, &keys)?)
+    };
+    tokio::task::spawn_blocking(merge)
+        .await
+        .map_err(|e| Error::Executor(format!("merging a sorted range: {e}")))?
+}
+
+/// How many objects are read and decoded at once: one per core.
+fn at_once() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// The batches one committed task wrote (Arrow IPC files).
@@ -28,9 +87,8 @@ pub async fn read(storage: &Storage, manifest: &Manifest) -> Result<Vec<RecordBa
 
 /// The batches of `objects`, in order, read and decoded a few at a time.
 async fn read_objects(storage: &Storage, objects: Vec<ObjectRef>) -> Result<Vec<RecordBatch>> {
-    let at_once = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut reads =
-        futures::stream::iter(objects).map(|object| read_object(storage, object)).buffered(at_once);
+        futures::stream::iter(objects).map(|object| read_object(storage, object)).buffered(at_once());
     let mut batches = Vec::new();
     while let Some(read) = reads.next().await {
         batches.extend(read?);

@@ -6,23 +6,42 @@ use arrow::record_batch::RecordBatch;
 /// Parquet column chunk share buffers, so summing `get_array_memory_size` per batch would
 /// count those many times.)
 pub fn held_bytes<'a>(batches: impl IntoIterator<Item = &'a RecordBatch>) -> usize {
-    fn visit(data: &arrow::array::ArrayData, seen: &mut std::collections::HashSet<usize>, total: &mut usize) {
+    let mut held = Held::default();
+    for batch in batches {
+        held.add(batch);
+    }
+    held.bytes()
+}
+
+/// [`held_bytes`] counted as batches arrive: a buffer two batches share is counted once.
+#[derive(Debug, Default)]
+pub struct Held {
+    seen: std::collections::HashSet<usize>,
+    total: usize,
+}
+
+impl Held {
+    /// Counts the buffers of `batch` not counted yet.
+    pub fn add(&mut self, batch: &RecordBatch) {
+        for column in batch.columns() {
+            self.visit(&column.to_data());
+        }
+    }
+
+    fn visit(&mut self, data: &arrow::array::ArrayData) {
         let buffers = data.buffers().iter().chain(data.nulls().map(|n| n.buffer()));
         for b in buffers {
-            if seen.insert(b.data_ptr().as_ptr() as usize) {
-                *total += b.capacity();
+            if self.seen.insert(b.data_ptr().as_ptr() as usize) {
+                self.total += b.capacity();
             }
         }
         for child in data.child_data() {
-            visit(child, seen, total);
+            self.visit(child);
         }
     }
-    let mut seen = std::collections::HashSet::new();
-    let mut total = 0;
-    for batch in batches {
-        for column in batch.columns() {
-            visit(&column.to_data(), &mut seen, &mut total);
-        }
+
+    /// The bytes counted so far.
+    pub fn bytes(&self) -> usize {
+        self.total
     }
-    total
 }

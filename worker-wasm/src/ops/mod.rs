@@ -66,25 +66,10 @@ pub async fn run(
                         _ => None,
                     })
                     .collect();
-                if table::program::eligible(&ops)
-                    && let Some(program) = table::program::compiled(data.schema(), &ops)
-                {
-                    data = program.run(data)?;
-                    continue;
+                if ops.len() != run.len() {
+                    return Err(Error::InvalidTask("a run of table operators holds another family".into()));
                 }
-                if let ([TableOp::Sort { keys }], Data::Table(table)) = (ops.as_slice(), &data)
-                    && table::sort::eligible(table, keys, memory_bytes)
-                {
-                    data = Data::Table(table::sort::sort(data.into_table().await?, keys)?);
-                    continue;
-                }
-                let session = std::sync::Arc::new(table::session::TaskSession::take(memory_bytes)?);
-                let mut rows = table::Rows::new(session, data);
-                for op in run {
-                    let Operator::Table(op) = op else { return Err(unsupported_family(op)) };
-                    rows = rows.apply(op, sides, functions).await?;
-                }
-                rows.into_data().await?
+                table::run(&ops, data, sides, memory_bytes, functions).await?
             }
             Operator::Items(_) => {
                 Data::Table(items::run(run, data.into_table().await?, sides, functions).await?)

@@ -22,7 +22,7 @@
 use super::explain::{aggregate_strategy, describe, join_strategy};
 use super::plan::{AggStrategy, AggregateNode, JoinNode, JoinStrategy, MapOp, Plan};
 use crate::error::{Error, Result};
-use crate::graph::{Stage, TaskGraph, TaskNode, upstream_bucket, upstream_port};
+use crate::graph::{Collect, Stage, TaskGraph, TaskNode, upstream_bucket, upstream_port};
 use arrow::datatypes::SchemaRef;
 use shoal_protocol::{
     AggregateMode, Input, JoinHow, Operator, Output, PartFormat, Partitioning, SortKey, TableOp, TaskKey,
@@ -35,8 +35,14 @@ const SAMPLE_ROWS: usize = 256;
 /// Where the final stage's outputs go.
 #[derive(Debug, Clone)]
 pub enum Target {
-    /// Intermediate Arrow IPC under the job root (`compute()`).
+    /// Intermediate Arrow IPC under the job root, every output task's whole (how another
+    /// collection reads a DataFrame's result).
     Collect,
+    /// Intermediates read back by `compute()`. A sort's last step is left to that reader: its
+    /// result is its map tasks' sorted buckets, which the reader merges range by range
+    /// ([`Collect::MergeBuckets`]), so no task writes the sorted rows only to have them read
+    /// back.
+    Compute,
     /// User-visible parts in `format` under this URL (`to_parquet()`, `to_csv()`,
     /// `to_json()`).
     Parts { url: String, format: PartFormat },
@@ -225,9 +231,18 @@ fn output_schema(graph: &TaskGraph, tasks: &[usize]) -> Result<Option<SchemaRef>
 
 pub fn lower(plan: &Plan, target: &Target) -> Result<TaskGraph> {
     let mut graph = TaskGraph::default();
+    if matches!(target, Target::Compute)
+        && let Some((input, keys, n, filter)) = sort_at_top(plan)
+    {
+        let partitions = lower_node(input, &mut graph)?;
+        let (maps, _) = range_shuffle(partitions, keys, n, filter.as_ref(), true, &mut graph)?;
+        graph.outputs = maps;
+        graph.collect = Collect::MergeBuckets { keys: keys.to_vec(), buckets: n as u32 };
+        return Ok(graph);
+    }
     let pending = lower_node(plan, &mut graph)?;
     let output = |i: usize| match target {
-        Target::Collect => Output::Intermediate,
+        Target::Collect | Target::Compute => Output::Intermediate,
         Target::Parts { url, format } => Output::Part { url: url.clone(), part: i, format: *format },
     };
     graph.outputs = materialize(pending, &mut graph, output)?;
@@ -679,8 +694,40 @@ fn lower_sort_filtered(
         one.push(sort)?;
         return Ok((one, None));
     }
-    // 1. A sample of the sort keys of every partition; 2. the n-1 boundaries from all samples;
-    // 3. every partition range-shuffled by them; 4. each range sorted.
+    let (maps, bounds) = range_shuffle(p, keys, n, filter, false, graph)?;
+    let mut reducers = reduce("sort", graph, n, &maps, bytes)?;
+    reducers.push(sort)?;
+    Ok((reducers, Some(bounds)))
+}
+
+/// The sort (into `n > 1` ranges) that `plan` is, with the filter over it (which runs in its
+/// map tasks), if it is one: the input, the keys, `n` and the filter.
+fn sort_at_top(plan: &Plan) -> Option<(&Plan, &[SortKey], usize, Option<TableOp>)> {
+    let (sort, filter) = match plan {
+        Plan::Map { input, op: filter @ MapOp::Filter { .. }, .. } => (&**input, Some(filter.to_table_op())),
+        other => (other, None),
+    };
+    match sort {
+        Plan::Sort { input, keys, npartitions, .. } if *npartitions > 1 => {
+            Some((&**input, keys.as_slice(), *npartitions, filter))
+        }
+        _ => None,
+    }
+}
+
+/// The map side of a sort into `n > 1` ranges, over the partitions of `p`: 1. a sample of the
+/// sort keys of every partition; 2. the n-1 boundaries from all samples; 3. every partition
+/// (the rows `filter` keeps; sorted first when `sorted_runs`, so that every bucket is a sorted
+/// run) split by them into `n` buckets. Returns the map tasks and the task holding the
+/// boundaries (the divisions of the output).
+fn range_shuffle(
+    p: Pending,
+    keys: &[SortKey],
+    n: usize,
+    filter: Option<&TableOp>,
+    sorted_runs: bool,
+    graph: &mut TaskGraph,
+) -> Result<(Vec<usize>, usize)> {
     let mut sample = p.clone();
     let columns: Vec<String> = keys.iter().map(|k| k.column.clone()).collect();
     if sample.ops.is_empty() {
@@ -698,6 +745,7 @@ fn lower_sort_filtered(
     let mut bounds = Pending::gather("boundaries", graph, samples, 0)?;
     bounds.push(TableOp::Boundaries { keys: keys.to_vec(), n: n as u32 })?;
     let bounds = materialize(bounds, graph, |_| Output::Intermediate)?;
+    let bounds_task = *bounds.first().ok_or_else(|| internal("a sort without its boundaries task".into()))?;
     let mut map = p;
     if let Some(filter @ TableOp::Filter { predicate }) = filter {
         if map.ops.is_empty() {
@@ -705,13 +753,13 @@ fn lower_sort_filtered(
         }
         map.push(filter.clone())?;
     }
+    if sorted_runs {
+        map.push(TableOp::Sort { keys: keys.to_vec() })?;
+    }
     let port = map.next_port();
     map.attach(graph, &bounds, port)?;
     let range = Partitioning::Range { keys: keys.to_vec(), port, n: n as u32 };
-    let maps = materialize(map, graph, shuffle(range))?;
-    let mut reducers = reduce("sort", graph, n, &maps, bytes)?;
-    reducers.push(sort)?;
-    Ok((reducers, bounds.first().copied()))
+    Ok((materialize(map, graph, shuffle(range))?, bounds_task))
 }
 
 /// Adds `predicate` to the row-group pruning of the Parquet scans of `p` (whose rows are the

@@ -686,7 +686,7 @@ impl DataFrame {
     /// The optimized plan and its task graph, per stage.
     pub fn explain(&self) -> Result<String> {
         let optimized = self.optimized()?;
-        let graph = lower(&optimized, &Target::Collect)?;
+        let graph = lower(&optimized, &Target::Compute)?;
         let mut out = String::new();
         out.push_str("== logical plan ==\n");
         out.push_str(&self.plan.display());
@@ -704,7 +704,7 @@ impl DataFrame {
     /// [`compute`](Self::compute), publishing the run's events to `events`' subscribers; also
     /// returns the run's totals.
     pub async fn compute_with(&self, events: Events) -> Result<(Vec<RecordBatch>, RunSummary)> {
-        let graph = std::sync::Arc::new(lower(&self.optimized()?, &Target::Collect)?);
+        let graph = std::sync::Arc::new(lower(&self.optimized()?, &Target::Compute)?);
         let run = self.client.run_graph(graph.clone(), &self.modules, events).await?;
         let batches = results::collect(self.client.storage(), &graph, &run.manifests).await?;
         Ok((batches, run.summary))
@@ -714,7 +714,7 @@ impl DataFrame {
     /// the schemas of the tables its tasks will read, with the worker's own code — without
     /// running anything.
     pub fn validate(&self) -> Result<()> {
-        lower(&self.optimized()?, &Target::Collect).map(|_| ())
+        lower(&self.optimized()?, &Target::Compute).map(|_| ())
     }
 }
 
@@ -748,6 +748,12 @@ pub fn explain_graph(graph: &crate::graph::TaskGraph) -> String {
                 out.push_str("    skipped when all its inputs are empty\n");
             }
         }
+    }
+    if let crate::graph::Collect::MergeBuckets { buckets, .. } = &graph.collect {
+        out.push_str(&format!(
+            "result: the {buckets} sorted ranges merged by the reader, range i from bucket i of every task of \
+             the last stage (each sorted its partition); no task writes the sorted ranges\n"
+        ));
     }
     if let Some(warning) = crate::graph::many_tasks_warning(graph.len()) {
         out.push_str(&format!("warning: {warning}\n"));

@@ -8,7 +8,10 @@
 //! - [`partition`]: splitting rows into the buckets of a shuffle (hash, range, split).
 //! - [`sample`]: sampling sort keys and the boundaries of a range shuffle.
 //! - [`nunique`]: a grouped `count(DISTINCT x)` keeping each group's values in its own slot.
-//! - [`sort`]: a lone sort of a table held whole (a range shuffle's bucket) without a plan.
+//! - [`sort`]: a sort that ends a run, of a table held whole (a range shuffle's map task's
+//!   partition, or its bucket), without a plan.
+//! - [`merge`]: sorted runs merged into one sorted table (the last step of a sort, done by the
+//!   reader of its result).
 //! - [`reshape`]: the `melt` kernel.
 //! - [`apply`]: row-wise `apply` through an `items` user function (rows as JSON objects).
 //! - [`program`]: runs of filter, select and assign compiled to physical expressions.
@@ -22,6 +25,7 @@ pub mod aggregate;
 pub mod apply;
 pub mod conjunction;
 pub mod join;
+pub mod merge;
 pub mod nunique;
 pub mod partition;
 pub mod program;
@@ -45,6 +49,59 @@ use std::sync::Arc;
 
 /// A task's side tables by port (the right side of a join, range boundaries).
 pub type Sides = BTreeMap<u32, Table>;
+
+/// Runs a run of table operators over `data`: compiled to a program where it can be, else as
+/// one DataFusion plan in a session whose operators share `memory_bytes`. A sort that ends the
+/// run sorts the rows whole with the [`sort`] kernel when they and their sorted copy fit in
+/// `memory_bytes` (a stream is read while they do: a range shuffle's map task sorts its
+/// partition before splitting it), else in the plan, which spills.
+pub async fn run(
+    ops: &[&TableOp],
+    data: Data,
+    sides: &Sides,
+    memory_bytes: u64,
+    functions: &mut impl Functions,
+) -> Result<Data> {
+    let (ops, sort) = match ops.split_last() {
+        Some((TableOp::Sort { keys }, before)) => (before, Some(keys)),
+        _ => (ops, None),
+    };
+    let mut data = data;
+    if !ops.is_empty() {
+        data = run_plan(ops, data, sides, memory_bytes, functions).await?;
+    }
+    let Some(keys) = sort else { return Ok(data) };
+    let data = match data.into_table_within(memory_bytes / 2).await? {
+        Ok(table) if sort::eligible(&table, keys, memory_bytes) => {
+            return Ok(Data::Table(sort::sort(table, keys)?));
+        }
+        Ok(table) => Data::Table(table),
+        Err(stream) => Data::Stream(stream),
+    };
+    let op = TableOp::Sort { keys: keys.clone() };
+    run_plan(&[&op], data, sides, memory_bytes, functions).await
+}
+
+/// [`run`] without the sort kernel: a program, or one plan.
+async fn run_plan(
+    ops: &[&TableOp],
+    data: Data,
+    sides: &Sides,
+    memory_bytes: u64,
+    functions: &mut impl Functions,
+) -> Result<Data> {
+    if program::eligible(ops)
+        && let Some(program) = program::compiled(data.schema(), ops)
+    {
+        return program.run(data);
+    }
+    let session = Arc::new(TaskSession::take(memory_bytes)?);
+    let mut rows = Rows::new(session, data);
+    for op in ops {
+        rows = rows.apply(op, sides, functions).await?;
+    }
+    rows.into_data().await
+}
 
 /// The rows between two steps of a pipeline: a pending DataFusion plan, or materialized batches.
 pub struct Rows {
