@@ -2,20 +2,23 @@
 # TPC-H: shoal against DuckDB, Polars and Dask on the 22 TPC-H queries and two extra ones (a group-by
 # on l_orderkey, a full sort of lineitem) over the same Parquet files; checks
 # that all engines agree (DuckDB as reference) and writes bench/results/tpch-sf<N>.md.
-#   bash bench/run-tpch.sh [--sf 1|10|0.1] [--runs 3] [--skip-shoal]
+#   bash bench/run-tpch.sh [--sf 1|10|0.1] [--runs 3] [--skip-shoal] [--roots DIR]
+# --roots DIR puts shoal's job roots in DIR (default: beside its results, on the disk) and writes
+# bench/results/tpch-sf<N>-roots-<filesystem type of DIR>.md instead.
 # PEERS=duckdb (a comma-separated subset of duckdb,polars,dask) runs only those peers (DuckDB, the
 # reference, must be one of them).
 # Data is generated once per scale factor by tpchgen-cli into $SHOAL_CACHE/tpch/sf<N>/<table>/;
 # per-engine results and timings go to $SHOAL_CACHE/tpch/results-sf<N>/<engine>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { echo "usage: bash bench/run-tpch.sh [--sf N] [--runs N] [--skip-shoal]" >&2; exit 2; }
-sf=1; runs=3; skip_shoal=0
+usage() { echo "usage: bash bench/run-tpch.sh [--sf N] [--runs N] [--skip-shoal] [--roots DIR]" >&2; exit 2; }
+sf=1; runs=3; skip_shoal=0; roots=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sf) [ $# -ge 2 ] || usage; sf="$2"; shift 2 ;;
     --runs) [ $# -ge 2 ] || usage; runs="$2"; shift 2 ;;
     --skip-shoal) skip_shoal=1; shift ;;
+    --roots) [ $# -ge 2 ] || usage; roots="$2"; shift 2 ;;
     *) usage ;;
   esac
 done
@@ -69,6 +72,11 @@ if [ "$complete" = 0 ]; then
     "(${small[*]}: 1)" > "$data/.complete"
 fi
 
+report="bench/results/tpch-sf$sf.md"
+if [ -n "$roots" ]; then
+  mkdir -p "$roots"
+  report="bench/results/tpch-sf$sf-roots-$(stat -f -c %T "$roots" | tr / -).md"
+fi
 results="$cache/tpch/results-sf$sf"
 rm -rf "$results"
 mkdir -p "$results"
@@ -76,9 +84,10 @@ shoal_failed=0
 if [ "$skip_shoal" = 0 ]; then
   echo "== shoal"
   # A query shoal fails on is in its timings.json; the peers and the comparison still run.
-  cargo bench -q -p shoal --bench tpch -- --data "$data" --out "$results" --runs "$runs" --sf "$sf" || shoal_failed=1
+  cargo bench -q -p shoal --bench tpch -- --data "$data" --out "$results" --runs "$runs" --sf "$sf" \
+    ${roots:+--roots "$roots"} || shoal_failed=1
 fi
 "$venv/bin/python" bench/tpch_peers.py --data "$data" --out "$results" --runs "$runs" --sf "$sf" ${PEERS:+--engines "$PEERS"}
 "$venv/bin/python" bench/tpch_compare.py --results "$results" --engines "shoal,${PEERS:-duckdb,polars,dask}" \
-  --sf "$sf" --out "bench/results/tpch-sf$sf.md"
-[ "$shoal_failed" = 0 ] || { echo "shoal failed (see bench/results/tpch-sf$sf.md)" >&2; exit 1; }
+  --sf "$sf" --out "$report"
+[ "$shoal_failed" = 0 ] || { echo "shoal failed (see $report)" >&2; exit 1; }

@@ -6,6 +6,8 @@
 //!   cargo bench -p shoal --bench tpch -- --data DIR --out RESULTS_DIR [--sf 1] [--runs 3] [--queries q1,q6]
 //!       [--explain]   (print each query's plans and task graph instead of running it)
 //!       [--joins-as-written]   (run joins in the order the queries write them: no reordering)
+//!       [--roots DIR]   (where the runs' job roots go; default RESULTS_DIR/shoal: the job root is a
+//!                        user's choice, and its filesystem shows in small tasks, see tpch-notes.md)
 //!
 //! The queries are written as a pandas or Dask user would write them, with the standard
 //! substitution parameters (the validation values): one `merge` per join of the SQL, its filters
@@ -671,6 +673,8 @@ struct Args {
     queries: Vec<String>,
     explain: bool,
     joins_as_written: bool,
+    /// Where the runs' job roots go (default: RESULTS_DIR/shoal).
+    roots: Option<PathBuf>,
 }
 
 impl Args {
@@ -696,6 +700,7 @@ fn args() -> Result<Args, BoxError> {
         queries: vec![],
         explain: false,
         joins_as_written: false,
+        roots: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -708,6 +713,7 @@ fn args() -> Result<Args, BoxError> {
             "--queries" => a.queries = value()?.split(',').map(str::to_string).collect(),
             "--explain" => a.explain = true,
             "--joins-as-written" => a.joins_as_written = true,
+            "--roots" => a.roots = Some(value()?.into()),
             // cargo bench passes --bench to harness=false targets.
             "--bench" => {}
             other => return Err(format!("unknown argument '{other}'").into()),
@@ -718,7 +724,7 @@ fn args() -> Result<Args, BoxError> {
     }
     if a.data.as_os_str().is_empty() || a.out.as_os_str().is_empty() {
         return Err(
-            "usage: tpch --data DIR --out RESULTS_DIR [--sf SF] [--runs N] [--queries q1,q3,...] [--explain] [--joins-as-written]"
+            "usage: tpch --data DIR --out RESULTS_DIR [--sf SF] [--runs N] [--queries q1,q3,...] [--explain] [--joins-as-written] [--roots DIR]"
                 .into(),
         );
     }
@@ -768,6 +774,22 @@ fn bench_query(
     Ok((seconds, last))
 }
 
+/// The type of the filesystem holding `path` (its longest mount point in `/proc/mounts`), or
+/// "unknown filesystem".
+fn filesystem(path: &Path) -> String {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, at, kind) = (fields.next()?, fields.next()?, fields.next()?);
+            path.starts_with(at).then(|| (at.len(), kind.to_string()))
+        })
+        .max()
+        .map_or_else(|| "unknown filesystem".into(), |(_, kind)| kind)
+}
+
 /// `--explain`: prints each query's plans and task graph instead of running it.
 fn explain(rt: &tokio::runtime::Runtime, args: &Args, out: &Path, workers: usize) -> Result<(), BoxError> {
     let root = out.join("root-explain");
@@ -787,16 +809,18 @@ fn main() -> Result<(), BoxError> {
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let out = args.out.join("shoal");
     std::fs::create_dir_all(&out)?;
+    let roots = args.roots.clone().unwrap_or_else(|| out.clone());
+    std::fs::create_dir_all(&roots)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if args.explain {
-        return explain(&rt, &args, &out, workers);
+        return explain(&rt, &args, &roots, workers);
     }
     let mut timings: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let mut errors: BTreeMap<String, String> = BTreeMap::new();
     for q in &args.queries {
         // A failing query is recorded and the others still run; no earlier result is left for it.
         let _ = std::fs::remove_file(out.join(format!("{q}.parquet")));
-        match bench_query(&rt, &args, &out, workers, q) {
+        match bench_query(&rt, &args, &roots, workers, q) {
             Ok((seconds, last)) => match write_parquet(&out.join(format!("{q}.parquet")), &last) {
                 Ok(()) => {
                     timings.insert(q.clone(), serde_json::json!(seconds));
@@ -832,8 +856,10 @@ fn main() -> Result<(), BoxError> {
     timings.insert(
         "notes".into(),
         serde_json::json!(format!(
-            "threads executor, {workers} workers, local folder; each run plans from the footers and \
-             executes into a fresh job root; results collected into memory"
+            "threads executor, {workers} workers, job roots in a local folder ({}, {}); each run plans \
+             from the footers and executes into a fresh job root; results collected into memory",
+            roots.display(),
+            filesystem(&roots)
         )),
     );
     if !errors.is_empty() {
