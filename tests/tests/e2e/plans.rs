@@ -404,3 +404,37 @@ async fn an_output_location_that_cannot_take_parts_fails_before_any_task() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "a file");
     drop(env.client);
 }
+
+/// An aggregation joined on its group keys to a small side is filtered by that side first (a
+/// semi join under the aggregation): the same rows as DuckDB's, for an inner join. A left join
+/// keeps every group, so it is not filtered.
+#[tokio::test]
+async fn an_aggregation_joined_on_its_keys_is_filtered_by_the_small_side_first() {
+    let env = Env::new(64_000_000).await;
+    let totals = env
+        .sales
+        .groupby(&["sku"])
+        .agg(&[Agg::new("total", "qty", "sum").unwrap(), Agg::new("n", "id", "size").unwrap()])
+        .unwrap();
+    let few = env.skus.filter("year = 2021 AND list_price < 20").unwrap();
+    let inner = totals.merge(&few, &Merge::on(&["sku"])).unwrap();
+    let plan = inner.explain().unwrap();
+    let optimized = plan.split("== optimized plan ==").nth(1).unwrap_or_default();
+    let below = optimized.split("Aggregate by [sku]").nth(1).unwrap_or_default();
+    assert!(below.contains("Join semi on sku = sku"), "no semi join under the aggregation:\n{plan}");
+    let totals_sql = "SELECT sku, sum(qty) AS total, count(*) AS n FROM s GROUP BY sku";
+    let sql = format!(
+        "SELECT t.sku, t.total, t.n, k.region, k.list_price, k.year FROM ({totals_sql}) t \
+         JOIN k ON t.sku = k.sku WHERE k.year = 2021 AND k.list_price < 20"
+    );
+    env.check("reduced inner", &inner, "Join semi on sku = sku", &sql).await;
+
+    let left = totals.merge(&few, &Merge::on(&["sku"]).how(JoinHow::Left)).unwrap();
+    let plan = left.explain().unwrap();
+    assert!(!plan.contains("Join semi"), "a left join filtered its groups:\n{plan}");
+    let sql = format!(
+        "SELECT t.sku, t.total, t.n, k.region, k.list_price, k.year FROM ({totals_sql}) t \
+         LEFT JOIN (SELECT * FROM k WHERE year = 2021 AND list_price < 20) k ON t.sku = k.sku"
+    );
+    env.check("left kept whole", &left, "Join left on sku = sku", &sql).await;
+}

@@ -19,6 +19,7 @@ mod pushdown;
 pub mod ranges;
 pub mod read;
 mod reorder;
+mod semijoin;
 pub mod strategy;
 pub mod write;
 

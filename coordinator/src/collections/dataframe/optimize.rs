@@ -1,4 +1,6 @@
 //! The optimizer: filters above joins pushed below them ([`pushdown`](super::pushdown)),
+//! aggregations joined on their keys to a small side filtered by it first
+//! ([`semijoin`](super::semijoin)),
 //! projection pushdown (scans read only the columns later operators use),
 //! predicate pushdown (filters right above a scan prune its row groups), then the choice of a
 //! strategy for every aggregation and join ([`strategy`](super::strategy)).
@@ -7,6 +9,7 @@ use super::plan::PlanConfig;
 use super::plan::{JoinNode, MapOp, Plan};
 use super::pushdown;
 use super::reorder;
+use super::semijoin;
 use super::strategy::{aggregate_strategy, join_strategy, keep_ranges};
 use crate::error::{Error, Result};
 use arrow::datatypes::SchemaRef;
@@ -30,6 +33,7 @@ fn referenced_columns(sql: &str, schema: &SchemaRef) -> Result<BTreeSet<String>>
 /// strategy for every aggregation and join, from estimated sizes.
 pub fn optimize(plan: &Plan, config: &PlanConfig) -> Result<Plan> {
     let plan = pushdown::push_filters_into_joins(plan)?;
+    let plan = semijoin::reduce_aggregations(&plan, config)?;
     let plan = push_projection(&plan, None)?;
     let plan = push_predicates(&plan, &[])?;
     choose_strategies(&plan, config)
