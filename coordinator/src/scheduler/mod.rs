@@ -190,6 +190,15 @@ impl<'a> Run<'a> {
                 break;
             }
         }
+        // A losing attempt of a task that writes to the user's location (a Parquet part, a Zarr
+        // chunk) rewrites the same bytes there through a staging file: the run ends only once
+        // none is still writing, so nothing listed after it returns is half-written.
+        while self.failure.is_none()
+            && self.tasks.running().any(|t| self.graph.tasks[t].output.is_user_visible())
+        {
+            let Some(completion) = self.in_flight.next().await else { break };
+            self.complete(completion);
+        }
     }
 
     /// The next completion; `Some(None)` for a speculation tick; `None` when nothing is in flight.
@@ -798,6 +807,71 @@ mod tests {
         // Every second attempt that ended before the run did was discarded, not committed.
         let discarded = log.iter().filter(|&&(_, _, what)| what == "discarded").count() as u64;
         assert_eq!(discarded, out.summary.discarded);
+    }
+
+    /// Forced duplicates whose second attempt of a task with a user-visible output ends last,
+    /// long after the first committed; counts those late attempts as they end.
+    #[derive(Debug, Default)]
+    struct LateSecond {
+        late_ended: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Executor for LateSecond {
+        fn name(&self) -> &str {
+            "late-second"
+        }
+        fn concurrency(&self) -> usize {
+            4
+        }
+        async fn execute(&self, spec: TaskSpec) -> shoal_protocol::TaskOutcome {
+            let late = spec.attempt == 2 && spec.output.is_user_visible();
+            tokio::time::sleep(Duration::from_millis(if late { 200 } else { 2 })).await;
+            if late {
+                self.late_ended.fetch_add(1, Ordering::SeqCst);
+            }
+            let object = shoal_protocol::ObjectRef {
+                url: format!("memory:///{}", spec.task_key),
+                size: 1,
+                e_tag: None,
+            };
+            Ok(TaskResult {
+                task_key: spec.task_key.clone(),
+                attempt: spec.attempt,
+                manifest: Manifest {
+                    version: PROTOCOL_VERSION,
+                    task_key: spec.task_key,
+                    attempt_id: format!("a{}", spec.attempt),
+                    outputs: vec![shoal_protocol::OutputObject { object, rows: 1 }],
+                    rows: 1,
+                    bytes: 1,
+                    schema: vec![],
+                    buckets: vec![],
+                    divisions: None,
+                },
+                won_commit: spec.attempt == 1,
+                metrics: TaskMetrics::default(),
+            })
+        }
+    }
+
+    /// A losing duplicate of a task that writes to the user's location still rewrites its
+    /// bytes there: the run returns only after it ends (it is counted as discarded).
+    #[tokio::test]
+    async fn a_run_waits_for_duplicates_still_writing_a_user_visible_output() {
+        let mut g = two_stage(3);
+        let last = g.tasks.len() - 1;
+        g.tasks[last].output = Output::Part {
+            url: "memory:///out".into(),
+            part: 0,
+            format: shoal_protocol::PartFormat::Parquet,
+        };
+        let mut o = opts(3);
+        o.speculation = Some(Speculation { duplicate_all: true, ..Speculation::default() });
+        let ex = LateSecond::default();
+        let out = run(&g, &ex, &o, HashMap::new(), &quiet()).await.unwrap();
+        assert_eq!(ex.late_ended.load(Ordering::SeqCst), 1, "the run returned before the late attempt ended");
+        assert!(out.summary.discarded >= 1, "{:?}", out.summary);
     }
 
     /// Hangs every attempt, counting the attempts started and the attempts dropped.

@@ -181,6 +181,11 @@ impl Tasks {
         !self.running.is_empty()
     }
 
+    /// The tasks with an attempt in flight.
+    pub fn running(&self) -> impl Iterator<Item = usize> + '_ {
+        self.running.iter().copied()
+    }
+
     /// Every task's manifest (`None`: never committed).
     pub fn into_manifests(self) -> impl Iterator<Item = Option<Manifest>> {
         self.tasks.into_iter().map(|t| t.manifest)
