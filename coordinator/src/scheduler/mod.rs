@@ -830,28 +830,7 @@ mod tests {
             if late {
                 self.late_ended.fetch_add(1, Ordering::SeqCst);
             }
-            let object = shoal_protocol::ObjectRef {
-                url: format!("memory:///{}", spec.task_key),
-                size: 1,
-                e_tag: None,
-            };
-            Ok(TaskResult {
-                task_key: spec.task_key.clone(),
-                attempt: spec.attempt,
-                manifest: Manifest {
-                    version: PROTOCOL_VERSION,
-                    task_key: spec.task_key,
-                    attempt_id: format!("a{}", spec.attempt),
-                    outputs: vec![shoal_protocol::OutputObject { object, rows: 1 }],
-                    rows: 1,
-                    bytes: 1,
-                    schema: vec![],
-                    buckets: vec![],
-                    divisions: None,
-                },
-                won_commit: spec.attempt == 1,
-                metrics: TaskMetrics::default(),
-            })
+            Flaky::new(0, FailureKind::Retryable, 1).execute(spec).await
         }
     }
 
