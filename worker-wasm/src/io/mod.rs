@@ -38,6 +38,26 @@ pub struct Stream {
     pub batches: BoxStream<'static, Result<RecordBatch>>,
 }
 
+impl Stream {
+    /// All the rows in memory if they hold at most `limit` bytes ([`memory::held_bytes`]);
+    /// otherwise the same rows as a stream again (those read so far, then the rest), read no
+    /// further than the first batch past the limit.
+    pub async fn read_within(self, limit: u64) -> Result<std::result::Result<Table, Stream>> {
+        let Stream { schema, mut batches } = self;
+        let mut read = Vec::new();
+        let mut held = memory::Held::default();
+        while let Some(batch) = batches.try_next().await? {
+            held.add(&batch);
+            read.push(batch);
+            if held.bytes() as u64 > limit {
+                let again = futures::stream::iter(read.into_iter().map(Ok)).chain(batches).boxed();
+                return Ok(Err(Stream { schema, batches: again }));
+            }
+        }
+        Ok(Ok((schema, read)))
+    }
+}
+
 impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stream").field("schema", &self.schema).finish_non_exhaustive()
@@ -65,33 +85,6 @@ impl Data {
             Data::Table(t) => Ok(t),
             Data::Stream(Stream { schema, batches }) => Ok((schema, batches.try_collect().await?)),
         }
-    }
-
-    /// All the rows in memory if they hold at most `limit` bytes ([`memory::held_bytes`]);
-    /// otherwise the same rows as a stream again (those read so far, then the rest), read no
-    /// further than the first batch past the limit.
-    pub async fn into_table_within(self, limit: u64) -> Result<std::result::Result<Table, Stream>> {
-        let Stream { schema, mut batches } = match self {
-            Data::Table((schema, batches)) => {
-                return Ok(if memory::held_bytes(&batches) as u64 <= limit {
-                    Ok((schema, batches))
-                } else {
-                    Err(Data::Table((schema, batches)).into_stream())
-                });
-            }
-            Data::Stream(s) => s,
-        };
-        let mut read = Vec::new();
-        let mut held = memory::Held::default();
-        while let Some(batch) = batches.try_next().await? {
-            held.add(&batch);
-            read.push(batch);
-            if held.bytes() as u64 > limit {
-                let again = futures::stream::iter(read.into_iter().map(Ok)).chain(batches).boxed();
-                return Ok(Err(Stream { schema, batches: again }));
-            }
-        }
-        Ok(Ok((schema, read)))
     }
 
     /// The rows as a stream (a table's batches one after another).

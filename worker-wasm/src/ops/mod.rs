@@ -59,16 +59,13 @@ pub async fn run(
     for run in pipeline.chunk_by(|a, b| a.family() == b.family()) {
         data = match &run[0] {
             Operator::Table(_) => {
-                let ops: Vec<&TableOp> = run
+                let ops = run
                     .iter()
-                    .filter_map(|op| match op {
-                        Operator::Table(op) => Some(op),
-                        _ => None,
+                    .map(|op| match op {
+                        Operator::Table(op) => Ok(op),
+                        other => Err(unsupported_family(other)),
                     })
-                    .collect();
-                if ops.len() != run.len() {
-                    return Err(Error::InvalidTask("a run of table operators holds another family".into()));
-                }
+                    .collect::<Result<Vec<&TableOp>>>()?;
                 table::run(&ops, data, sides, memory_bytes, functions).await?
             }
             Operator::Items(_) => {

@@ -270,6 +270,11 @@ fn reduce(name: &str, graph: &TaskGraph, n: usize, maps: &[usize], bytes: u64) -
 }
 
 fn lower_node(plan: &Plan, graph: &mut TaskGraph) -> Result<Pending> {
+    // A filter right above a sort runs before its range shuffle: fewer rows move, and the
+    // ranges it empties (`loc` on an index) are not run at all.
+    if let Some((input, keys, n, filter @ Some(_))) = sort_at_top(plan) {
+        return Ok(lower_sort_filtered(input, keys, n, filter.as_ref(), graph)?.0);
+    }
     match plan {
         Plan::Scan(scan) => {
             let schema = scan.schema_on_read.then(|| shoal_worker::io::schema::to_fields(&scan.file_schema));
@@ -289,15 +294,6 @@ fn lower_node(plan: &Plan, graph: &mut TaskGraph) -> Result<Pending> {
                 })
                 .collect();
             Ok(Pending::new("scan", partitions, Some(scan.schema()?), scan.estimated_bytes()))
-        }
-        // A filter right above a sort runs before its range shuffle: fewer rows move, and the
-        // ranges it empties (`loc` on an index) are not run at all.
-        Plan::Map { input, op: filter @ MapOp::Filter { .. }, .. } if matches!(&**input, Plan::Sort { npartitions, .. } if *npartitions > 1) =>
-        {
-            let Plan::Sort { input, keys, npartitions, .. } = &**input else {
-                return Err(internal("a filter over a sort".into()));
-            };
-            Ok(lower_sort_filtered(input, keys, *npartitions, Some(&filter.to_table_op()), graph)?.0)
         }
         Plan::Map { input, op, schema } => {
             let mut p = lower_node(input, graph)?;

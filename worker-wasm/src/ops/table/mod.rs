@@ -71,13 +71,18 @@ pub async fn run(
         data = run_plan(ops, data, sides, memory_bytes, functions).await?;
     }
     let Some(keys) = sort else { return Ok(data) };
-    let data = match data.into_table_within(memory_bytes / 2).await? {
-        Ok(table) if sort::eligible(&table, keys, memory_bytes) => {
-            return Ok(Data::Table(sort::sort(table, keys)?));
-        }
-        Ok(table) => Data::Table(table),
-        Err(stream) => Data::Stream(stream),
+    let data = match data {
+        Data::Stream(stream) => match stream.read_within(memory_bytes / 2).await? {
+            Ok(table) => Data::Table(table),
+            Err(stream) => Data::Stream(stream),
+        },
+        table => table,
     };
+    if let Data::Table(table) = &data
+        && sort::eligible(table, keys, memory_bytes)
+    {
+        return Ok(Data::Table(sort::sort(data.into_table().await?, keys)?));
+    }
     let op = TableOp::Sort { keys: keys.clone() };
     run_plan(&[&op], data, sides, memory_bytes, functions).await
 }
