@@ -51,7 +51,7 @@ fn reduced_side(
     config: &PlanConfig,
 ) -> Result<Option<Plan>> {
     let Plan::Aggregate(a) = side else { return Ok(None) };
-    if on.is_empty() || !on.iter().all(|c| a.keys.contains(c)) || already_reduced(&a.input, other) {
+    if on.is_empty() || !on.iter().all(|c| a.keys.contains(c)) {
         return Ok(None);
     }
     let (Some(input_rows), Some(other_rows)) = (estimated_rows(&a.input), estimated_rows(other)) else {
@@ -93,10 +93,4 @@ fn reduced_side(
     filter.schema = filter.output_schema()?;
     let aggregate = AggregateNode { input: Arc::new(Plan::Join(filter)), strategy: None, ..a.clone() };
     Ok(Some(Plan::Aggregate(aggregate)))
-}
-
-/// Whether `input` is already a semi join with `other` (the rule is not applied twice).
-fn already_reduced(input: &Plan, other: &Arc<Plan>) -> bool {
-    matches!(input, Plan::Join(j) if j.how == JoinHow::Semi
-        && matches!(j.right.as_ref(), Plan::Map { input, op: MapOp::Select { .. }, .. } if Arc::ptr_eq(input, other)))
 }
