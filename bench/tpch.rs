@@ -675,6 +675,8 @@ struct Args {
     joins_as_written: bool,
     /// Where the runs' job roots go (default: RESULTS_DIR/shoal).
     roots: Option<PathBuf>,
+    /// Keep each query's last job root (its events show where the run's time went).
+    keep_roots: bool,
 }
 
 impl Args {
@@ -701,6 +703,7 @@ fn args() -> Result<Args, BoxError> {
         explain: false,
         joins_as_written: false,
         roots: None,
+        keep_roots: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -714,6 +717,7 @@ fn args() -> Result<Args, BoxError> {
             "--explain" => a.explain = true,
             "--joins-as-written" => a.joins_as_written = true,
             "--roots" => a.roots = Some(value()?.into()),
+            "--keep-roots" => a.keep_roots = true,
             // cargo bench passes --bench to harness=false targets.
             "--bench" => {}
             other => return Err(format!("unknown argument '{other}'").into()),
@@ -724,7 +728,7 @@ fn args() -> Result<Args, BoxError> {
     }
     if a.data.as_os_str().is_empty() || a.out.as_os_str().is_empty() {
         return Err(
-            "usage: tpch --data DIR --out RESULTS_DIR [--sf SF] [--runs N] [--queries q1,q3,...] [--explain] [--joins-as-written] [--roots DIR]"
+            "usage: tpch --data DIR --out RESULTS_DIR [--sf SF] [--runs N] [--queries q1,q3,...] [--explain] [--joins-as-written] [--roots DIR] [--keep-roots]"
                 .into(),
         );
     }
@@ -756,7 +760,8 @@ fn bench_query(
         });
         let secs = started.elapsed().as_secs_f64();
         // A query that failed before running made no job root: its error is the one to report.
-        let removed = std::fs::remove_dir_all(&root);
+        let keep = args.keep_roots && run + 1 == args.runs;
+        let removed = if keep { Ok(()) } else { std::fs::remove_dir_all(&root) };
         last = batches?;
         removed?;
         eprintln!("shoal {q} run {}: {secs:.3} s", run + 1);

@@ -438,3 +438,37 @@ async fn an_aggregation_joined_on_its_keys_is_filtered_by_the_small_side_first()
     );
     env.check("left kept whole", &left, "Join left on sku = sku", &sql).await;
 }
+
+/// A frame used twice with different columns (TPC-H q17's shape: sales joined to some skus,
+/// averaged per sku, then compared with that average) is computed once, carrying the columns
+/// of both uses: the sales files are scanned by one stage, and the rows equal DuckDB's.
+#[tokio::test]
+async fn a_frame_used_twice_is_computed_once() {
+    let env = Env::new(64_000_000).await;
+    let few = env.skus.filter("year = 2021").unwrap().select(&["sku", "list_price"]).unwrap();
+    let items = env.sales.merge(&few, &Merge::on(&["sku"])).unwrap();
+    let average = items.groupby(&["sku"]).agg(&[Agg::new("avg_qty", "qty", "mean").unwrap()]).unwrap();
+    let below = items
+        .merge(&average, &Merge::on(&["sku"]))
+        .unwrap()
+        .filter("qty < avg_qty")
+        .unwrap()
+        .select(&["id", "sku", "qty", "price", "list_price", "avg_qty"])
+        .unwrap();
+    let plan = below.explain().unwrap();
+    let optimized = plan.split("== optimized plan ==").nth(1).unwrap_or_default();
+    let optimized = optimized.split("== task graph").next().unwrap_or_default();
+    assert_eq!(optimized.matches("Shared [").count(), 2, "both uses read one shared join:\n{plan}");
+    let graph = plan.split("== task graph").nth(1).unwrap_or_default();
+    let stages_with_sales_join =
+        graph.lines().filter(|l| l.starts_with("stage") && l.contains("scan-join")).count();
+    assert_eq!(stages_with_sales_join, 1, "the sales files are joined by one stage:\n{plan}");
+    let items_sql =
+        "SELECT s.id, s.sku, s.qty, s.price, k.list_price FROM s JOIN k ON s.sku = k.sku WHERE k.year = 2021";
+    let sql = format!(
+        "SELECT i.id, i.sku, i.qty, i.price, i.list_price, a.avg_qty FROM ({items_sql}) i \
+         JOIN (SELECT sku, avg(qty) AS avg_qty FROM ({items_sql}) GROUP BY sku) a ON i.sku = a.sku \
+         WHERE i.qty < a.avg_qty"
+    );
+    env.check("shared", &below, "Shared [", &sql).await;
+}

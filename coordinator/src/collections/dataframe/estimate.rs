@@ -45,9 +45,18 @@ impl Plan {
                 let kept = filter_selectivity(input, predicate);
                 (input.estimated_bytes() as f64 * kept.share).ceil() as u64
             }
-            Plan::Map { input, .. } | Plan::Sort { input, .. } | Plan::Repartition { input, .. } => {
-                input.estimated_bytes()
+            // A use of a shared subplan, narrowed to its own columns: what its own copy would
+            // have carried, its share of the row width.
+            Plan::Map { input, op: MapOp::Select { .. }, schema }
+                if matches!(**input, Plan::Shared { .. }) =>
+            {
+                let wide = input.schema().map_or(1.0, |s| schema_width(&s));
+                (input.estimated_bytes() as f64 * (schema_width(schema) / wide).min(1.0)).ceil() as u64
             }
+            Plan::Map { input, .. }
+            | Plan::Sort { input, .. }
+            | Plan::Repartition { input, .. }
+            | Plan::Shared { input } => input.estimated_bytes(),
             Plan::Head { input, n } | Plan::TopK { input, n, .. } => {
                 let width = input.schema().map(|s| s.fields().len() as u64).unwrap_or(1).max(1);
                 input.estimated_bytes().min(*n as u64 * width * 16)
@@ -272,7 +281,8 @@ pub fn estimated_rows(plan: &Plan) -> Option<f64> {
             input, op: MapOp::Select { .. } | MapOp::Assign { .. } | MapOp::Apply { .. }, ..
         }
         | Plan::Sort { input, .. }
-        | Plan::Repartition { input, .. } => estimated_rows(input),
+        | Plan::Repartition { input, .. }
+        | Plan::Shared { input } => estimated_rows(input),
         Plan::Map { .. } => None,
         Plan::Head { input, n } | Plan::TopK { input, n, .. } => {
             Some(estimated_rows(input).map_or(*n as f64, |r| r.min(*n as f64)))
@@ -386,7 +396,8 @@ fn column_scan<'a>(plan: &'a Plan, name: &str) -> Option<&'a ScanNode> {
         Plan::Head { input, .. }
         | Plan::TopK { input, .. }
         | Plan::Sort { input, .. }
-        | Plan::Repartition { input, .. } => column_scan(input, name),
+        | Plan::Repartition { input, .. }
+        | Plan::Shared { input } => column_scan(input, name),
         Plan::Join(j) => join_side(j, name).and_then(|side| column_scan(side, name)),
         Plan::Map { .. } | Plan::Aggregate(_) | Plan::Graph(_) => None,
     }

@@ -96,6 +96,10 @@ impl Plan {
                 let _ = writeln!(out, "{pad}Repartition npartitions={npartitions}");
                 input.fmt_tree(out, depth + 1);
             }
+            Plan::Shared { input } => {
+                let _ = writeln!(out, "{pad}Shared [used more than once: computed once, read by every use]");
+                input.fmt_tree(out, depth + 1);
+            }
             Plan::Graph(g) => {
                 let _ = writeln!(
                     out,

@@ -334,6 +334,14 @@ fn lower_node(plan: &Plan, graph: &mut TaskGraph) -> Result<Pending> {
         Plan::Join(j) => noted(lower_join(plan, j, graph)?, join_strategy(j)),
         Plan::Sort { input, keys, npartitions: n, .. } => Ok(lower_sort(input, keys, *n, graph)?.0),
         Plan::Repartition { input, npartitions: n } => lower_repartition(input, *n, graph),
+        Plan::Shared { input } => {
+            // Every use lowers it to the same tasks: the graph keeps the stage once.
+            let p = lower_node(input, graph)?;
+            let bytes = p.estimated_bytes;
+            let tasks = materialize(p, graph, |_| Output::Intermediate)?;
+            let partitions = tasks.iter().map(|&t| (read_all(graph, &[t], 0), vec![t])).collect();
+            Ok(Pending::new("shared", partitions, output_schema(graph, &tasks)?, bytes))
+        }
     }
 }
 
@@ -786,6 +794,9 @@ fn materialize(p: Pending, graph: &mut TaskGraph, output: impl Fn(usize) -> Outp
     let name = stage_name(&p.name, &p.ops);
     let pipeline: Vec<Operator> = p.ops.iter().cloned().map(Operator::Table).collect();
     let outputs: Vec<Output> = (0..p.partitions.len()).map(&output).collect();
+    if let Some(tasks) = materialized_already(&p, graph, &outputs) {
+        return Ok(tasks);
+    }
     let keys: Vec<TaskKey> = p
         .partitions
         .iter()
@@ -815,6 +826,27 @@ fn materialize(p: Pending, graph: &mut TaskGraph, output: impl Fn(usize) -> Outp
         ids.push(graph.push(TaskNode { key, stage, index, deps, inputs, pipeline, output, skip_if_empty }));
     }
     Ok(ids)
+}
+
+/// The tasks whose outputs `p` would only copy, one to a partition, to intermediate outputs
+/// of its own (a shared subplan, or another collection's result, materialized again as a
+/// join's side): they are that stage already.
+fn materialized_already(p: &Pending, graph: &TaskGraph, outputs: &[Output]) -> Option<Vec<usize>> {
+    if !p.ops.is_empty() || !p.sides.is_empty() || !outputs.iter().all(|o| matches!(o, Output::Intermediate))
+    {
+        return None;
+    }
+    p.partitions
+        .iter()
+        .map(|(inputs, deps)| match (inputs.as_slice(), deps.as_slice()) {
+            ([Input::Upstream { bucket: None, ranges, port: 0, .. }], [t])
+                if ranges.is_empty() && matches!(graph.tasks[*t].output, Output::Intermediate) =>
+            {
+                Some(*t)
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// The tasks of a stage already in `graph` whose keys are `keys`, in order (the same key is

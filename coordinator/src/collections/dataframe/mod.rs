@@ -20,6 +20,7 @@ pub mod ranges;
 pub mod read;
 mod reorder;
 mod semijoin;
+mod shared;
 pub mod strategy;
 pub mod write;
 

@@ -2,14 +2,16 @@
 //! aggregations joined on their keys to a small side filtered by it first
 //! ([`semijoin`](super::semijoin)),
 //! projection pushdown (scans read only the columns later operators use),
-//! predicate pushdown (filters right above a scan prune its row groups), then the choice of a
-//! strategy for every aggregation and join ([`strategy`](super::strategy)).
+//! predicate pushdown (filters right above a scan prune its row groups), subplans used more
+//! than once computed once ([`shared`](super::shared)), then the choice of a strategy for
+//! every aggregation and join ([`strategy`](super::strategy)).
 
 use super::plan::PlanConfig;
 use super::plan::{JoinNode, MapOp, Plan};
 use super::pushdown;
 use super::reorder;
 use super::semijoin;
+use super::shared;
 use super::strategy::{aggregate_strategy, join_strategy, keep_ranges};
 use crate::error::{Error, Result};
 use arrow::datatypes::SchemaRef;
@@ -36,6 +38,7 @@ pub fn optimize(plan: &Plan, config: &PlanConfig) -> Result<Plan> {
     let plan = semijoin::reduce_aggregations(&plan, config)?;
     let plan = push_projection(&plan, None)?;
     let plan = push_predicates(&plan, &[])?;
+    let plan = shared::share_subplans(&plan)?;
     choose_strategies(&plan, config)
 }
 
@@ -92,7 +95,7 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
         }
         // Another collection's result is computed whole; a select above it narrows it.
         Plan::Graph(_) => Ok(plan.clone()),
-        Plan::Head { .. } | Plan::Repartition { .. } => {
+        Plan::Head { .. } | Plan::Repartition { .. } | Plan::Shared { .. } => {
             plan.map_children(|input| push_projection(input, needed.clone()))
         }
         Plan::TopK { keys, .. } | Plan::Sort { keys, .. } => {

@@ -286,6 +286,11 @@ pub enum Plan {
         input: Arc<Plan>,
         npartitions: usize,
     },
+    /// A subplan the query uses more than once, computed once: its rows, in its partitions,
+    /// are written by one stage that every use reads (the optimizer's `shared` pass).
+    Shared {
+        input: Arc<Plan>,
+    },
 }
 
 /// Another collection's lowered graph, as the source of a DataFrame.
@@ -308,7 +313,8 @@ impl Plan {
             | Plan::Head { input, .. }
             | Plan::TopK { input, .. }
             | Plan::Sort { input, .. }
-            | Plan::Repartition { input, .. } => vec![input],
+            | Plan::Repartition { input, .. }
+            | Plan::Shared { input } => vec![input],
             Plan::Aggregate(a) => vec![&a.input],
             Plan::Join(j) => vec![&j.left, &j.right],
         }
@@ -332,6 +338,7 @@ impl Plan {
             Plan::Repartition { input, npartitions } => {
                 Plan::Repartition { input: f(input)?, npartitions: *npartitions }
             }
+            Plan::Shared { input } => Plan::Shared { input: f(input)? },
             Plan::Aggregate(a) => Plan::Aggregate(AggregateNode { input: f(&a.input)?, ..a.clone() }),
             Plan::Join(j) => {
                 let (left, right) = (f(&j.left)?, f(&j.right)?);
@@ -348,7 +355,8 @@ impl Plan {
             Plan::Head { input, .. }
             | Plan::TopK { input, .. }
             | Plan::Sort { input, .. }
-            | Plan::Repartition { input, .. } => input.schema(),
+            | Plan::Repartition { input, .. }
+            | Plan::Shared { input } => input.schema(),
             Plan::Aggregate(a) => Ok(a.schema.clone()),
             Plan::Join(j) => Ok(j.schema.clone()),
         }
@@ -359,7 +367,7 @@ impl Plan {
         match self {
             Plan::Scan(s) => s.partitions.len(),
             Plan::Graph(g) => g.graph.outputs.len(),
-            Plan::Map { input, .. } => input.partitions(),
+            Plan::Map { input, .. } | Plan::Shared { input } => input.partitions(),
             Plan::Head { .. } | Plan::TopK { .. } => 1,
             Plan::Aggregate(a) => match a.strategy {
                 Some((AggStrategy::Shuffle { split_out }, _)) => split_out,
@@ -399,7 +407,9 @@ impl Plan {
                 Some(s.rows().map_or(product, |r| product.min(r.max(1))))
             }
             Plan::Map { input, op, .. } if keeps_values(op, keys) => input.estimated_groups(keys),
-            Plan::Sort { input, .. } | Plan::Repartition { input, .. } => input.estimated_groups(keys),
+            Plan::Sort { input, .. } | Plan::Repartition { input, .. } | Plan::Shared { input } => {
+                input.estimated_groups(keys)
+            }
             _ => None,
         }
     }
@@ -412,6 +422,7 @@ impl Plan {
                 let index = input.index()?;
                 keeps_values(op, std::slice::from_ref(&index)).then_some(index)
             }
+            Plan::Shared { input } => input.index(),
             _ => None,
         }
     }
@@ -429,6 +440,7 @@ impl Plan {
                 let (keys, n) = input.hash_partitioning()?;
                 keeps_values(op, &keys).then_some((keys, n))
             }
+            Plan::Shared { input } => input.hash_partitioning(),
             _ => None,
         }
     }

@@ -33,6 +33,8 @@ pub fn key_ranges(plan: &Plan, column: &str) -> Option<KeyRanges> {
     match plan {
         Plan::Scan(s) => scan_ranges(s, column),
         Plan::Map { input, op, .. } if keeps_values(op, &[column.to_string()]) => key_ranges(input, column),
+        // Materialized partition by partition: the same ranges.
+        Plan::Shared { input } => key_ranges(input, column),
         Plan::Aggregate(a) if matches!(a.strategy, Some((AggStrategy::Local, _))) => {
             a.keys.iter().any(|k| k == column).then(|| key_ranges(&a.input, column)).flatten()
         }
