@@ -70,11 +70,12 @@ fn fingerprint<'a>(plan: &'a Plan, out: &mut Vec<Fingerprinted<'a>>) -> (u64, bo
     let mut worth = matches!(plan, Plan::Join(_) | Plan::Aggregate(_));
     let mut text = String::new();
     let _ = match plan {
-        Plan::Scan(s) => write!(
-            text,
-            "scan {} {:?} {:?} {:?} {:?} {}",
-            s.source, s.format, s.partitions, s.predicate, s.file_schema, s.schema_on_read
-        ),
+        // Hashed, not printed: a scan may have many thousands of files.
+        Plan::Scan(s) => {
+            (&s.source, &s.format, &s.partitions, &s.predicate, s.schema_on_read).hash(&mut h);
+            s.file_schema.hash(&mut h);
+            write!(text, "scan")
+        }
         Plan::Graph(g) => write!(text, "graph {:p}", Arc::as_ptr(g)),
         Plan::Map { op, .. } => write!(text, "{op:?}"),
         Plan::Head { n, .. } => write!(text, "head {n}"),
@@ -164,9 +165,8 @@ fn widen(a: &Plan, b: &Plan) -> Option<Plan> {
             Plan::Aggregate(g)
         }
         (Plan::Join(x), Plan::Join(y))
-            if (x.how, &x.left_on, &x.right_on, &x.suffixes, x.npartitions)
-                == (y.how, &y.left_on, &y.right_on, &y.suffixes, y.npartitions)
-                && format!("{:?}", x.hint) == format!("{:?}", y.hint) =>
+            if (x.how, &x.left_on, &x.right_on, &x.suffixes, x.npartitions, x.hint)
+                == (y.how, &y.left_on, &y.right_on, &y.suffixes, y.npartitions, y.hint) =>
         {
             let mut j = x.clone();
             j.left = Arc::new(widen(&x.left, &y.left)?);
@@ -183,8 +183,8 @@ fn widen(a: &Plan, b: &Plan) -> Option<Plan> {
 /// The scan `x` reading the columns of both `x` and `y`, if they read the same files alike.
 fn widen_scan(x: &ScanNode, y: &ScanNode) -> Option<ScanNode> {
     let same = x.source == y.source
-        && format!("{:?}", x.format) == format!("{:?}", y.format)
-        && format!("{:?}", x.partitions) == format!("{:?}", y.partitions)
+        && x.format == y.format
+        && x.partitions == y.partitions
         && x.predicate == y.predicate
         && x.file_schema == y.file_schema
         && x.schema_on_read == y.schema_on_read;
