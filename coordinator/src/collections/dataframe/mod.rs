@@ -266,10 +266,7 @@ impl DataFrame {
     }
 
     fn map(&self, op: MapOp) -> Result<DataFrame> {
-        let input = self.plan.schema()?;
-        let schema =
-            shoal_worker::ops::table::output_schema(input, &[op.to_table_op()], &Default::default())?;
-        Ok(self.with_plan(Plan::Map { input: self.plan.clone(), op, schema }))
+        Ok(self.with_plan(Plan::map(self.plan.clone(), op)?))
     }
 
     fn with_plan(&self, plan: Plan) -> DataFrame {

@@ -136,15 +136,10 @@ fn push_projection(plan: &Plan, needed: Option<BTreeSet<String>>) -> Result<Plan
             let input = Arc::new(push_projection(input, upstream)?);
             // Pruned inputs can change what a relational step outputs (a select-free chain
             // passes fewer columns on): re-derive it. A user function's output is its own.
-            let schema = match op {
-                MapOp::MapPartitions { .. } => schema.clone(),
-                _ => shoal_worker::ops::table::output_schema(
-                    input.schema()?,
-                    &[op.to_table_op()],
-                    &Default::default(),
-                )?,
+            let mapped = match op {
+                MapOp::MapPartitions { .. } => Plan::Map { input, op: op.clone(), schema: schema.clone() },
+                _ => Plan::map(input, op.clone())?,
             };
-            let mapped = Plan::Map { input, op: op.clone(), schema };
             match (op, wanted) {
                 (MapOp::Filter { .. }, Some(wanted)) => drop_tested_columns(mapped, &wanted),
                 _ => Ok(mapped),
@@ -163,9 +158,7 @@ fn drop_tested_columns(filtered: Plan, wanted: &BTreeSet<String>) -> Result<Plan
     if keep.is_empty() || keep.len() == schema.fields().len() {
         return Ok(filtered);
     }
-    let op = MapOp::Select { columns: keep };
-    let schema = shoal_worker::ops::table::output_schema(schema, &[op.to_table_op()], &Default::default())?;
-    Ok(Plan::Map { input: Arc::new(filtered), op, schema })
+    Plan::map(Arc::new(filtered), MapOp::Select { columns: keep })
 }
 
 /// Projection pushdown through a join: each side keeps its keys and the columns the needed

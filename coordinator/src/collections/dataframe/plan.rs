@@ -305,6 +305,14 @@ pub struct GraphSource {
 }
 
 impl Plan {
+    /// A relational step over `input`, its output schema derived by the worker's own code (a
+    /// user function's, found by calling it, is recorded by the caller instead).
+    pub fn map(input: Arc<Plan>, op: MapOp) -> Result<Plan> {
+        let rows = input.schema()?;
+        let schema = shoal_worker::ops::table::output_schema(rows, &[op.to_table_op()], &Default::default())?;
+        Ok(Plan::Map { input, op, schema })
+    }
+
     /// The node's inputs, in order (a join's left, then its right).
     pub fn children(&self) -> Vec<&Arc<Plan>> {
         match self {

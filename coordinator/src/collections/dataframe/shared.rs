@@ -107,12 +107,7 @@ fn fingerprint<'a>(plan: &'a Plan, out: &mut Vec<Fingerprinted<'a>>) -> (u64, bo
 /// differ in anything else, or when carrying more columns would change a column either of them
 /// has (a name that meets its namesake in a join and is suffixed).
 fn widen(a: &Plan, b: &Plan) -> Option<Plan> {
-    let map = |input: Plan, op: &MapOp| -> Option<Plan> {
-        let rows = input.schema().ok()?;
-        let schema =
-            shoal_worker::ops::table::output_schema(rows, &[op.to_table_op()], &Default::default()).ok()?;
-        Some(Plan::Map { input: Arc::new(input), op: op.clone(), schema })
-    };
+    let map = |input: Plan, op: &MapOp| Plan::map(Arc::new(input), op.clone()).ok();
     let widened = match (a, b) {
         (Plan::Scan(x), Plan::Scan(y)) => Plan::Scan(widen_scan(x, y)?),
         (Plan::Graph(x), Plan::Graph(y)) if Arc::ptr_eq(x, y) => a.clone(),
@@ -258,13 +253,7 @@ mod tests {
 
     fn select(input: Plan, columns: &[&str]) -> Plan {
         let op = MapOp::Select { columns: columns.iter().map(|c| c.to_string()).collect() };
-        let schema = shoal_worker::ops::table::output_schema(
-            input.schema().unwrap(),
-            &[op.to_table_op()],
-            &Default::default(),
-        )
-        .unwrap();
-        Plan::Map { input: Arc::new(input), op, schema }
+        Plan::map(Arc::new(input), op).unwrap()
     }
 
     fn reading(plan: Plan, columns: &[&str]) -> Plan {
