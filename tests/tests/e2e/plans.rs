@@ -472,3 +472,28 @@ async fn a_frame_used_twice_is_computed_once() {
     );
     env.check("shared", &below, "Shared [", &sql).await;
 }
+
+/// A broadcast side in many pieces, read by many tasks (the 12 partitions of `sales`, each
+/// read by the 12 tasks of `sales` again), is gathered into one object first: one task reads
+/// the pieces, every task of the other side reads that one object; the rows are DuckDB's.
+#[tokio::test]
+async fn a_broadcast_side_in_many_pieces_is_gathered_into_one() {
+    let env = Env::new(64_000_000).await;
+    let sales = env.sales.select(&["id", "cust", "qty"]).unwrap();
+    let large = env.sales.filter("qty > 40").unwrap().select(&["cust", "id"]).unwrap();
+    let joined = sales.merge(&large, &Merge::on(&["cust"]).strategy(shoal::JoinHint::Broadcast)).unwrap();
+    let plan = joined.explain().unwrap();
+    let graph = plan.split("== task graph").nth(1).unwrap_or_default();
+    let stages: Vec<&str> = graph.lines().filter(|l| l.starts_with("stage")).collect();
+    assert!(
+        stages.iter().any(|l| l.contains(": scan-filter-select (12 tasks")),
+        "the side is computed in its 12 partitions:\n{plan}"
+    );
+    assert!(stages.iter().any(|l| l.contains(": gather (1 tasks")), "one task gathers the side:\n{plan}");
+    let join_task =
+        graph.lines().find(|l| l.contains("first task: scan-") && l.contains("join")).unwrap_or_default();
+    assert!(join_task.contains("(reads 1 upstream tasks)"), "a joining task reads one object:\n{plan}");
+    let sql = "SELECT s.id AS id_x, s.cust, s.qty, t.id AS id_y FROM s \
+               JOIN (SELECT cust, id FROM s WHERE qty > 40) t ON s.cust = t.cust";
+    env.check("gathered", &joined, "strategy=broadcast side=right", sql).await;
+}

@@ -407,7 +407,7 @@ fn lower_join(plan: &Plan, j: &JoinNode, graph: &mut TaskGraph) -> Result<Pendin
     let join = |port| join_op(port, j.how, &j.left_on, &j.right_on, j.suffixes.clone());
     match j.strategy.as_ref().map(|s| s.0) {
         Some(JoinStrategy::BroadcastRight) => {
-            let small = materialize(lower_node(&j.right, graph)?, graph, |_| Output::Intermediate)?;
+            let small = broadcast_side(&j.right, j.left.partitions(), graph)?;
             let mut p = lower_node(&j.left, graph)?;
             // A fused chain of joins reads one side table per join: each its own port.
             let port = p.next_port();
@@ -418,7 +418,7 @@ fn lower_join(plan: &Plan, j: &JoinNode, graph: &mut TaskGraph) -> Result<Pendin
         Some(JoinStrategy::BroadcastLeft) => {
             // Mirror: the right side streams, the left is read whole; the same columns come out
             // (suffixes swapped), put back in the left-then-right order.
-            let small = materialize(lower_node(&j.left, graph)?, graph, |_| Output::Intermediate)?;
+            let small = broadcast_side(&j.left, j.right.partitions(), graph)?;
             let mut p = lower_node(&j.right, graph)?;
             let (left_names, right_names) = (names(output_schema(graph, &small)?), names(p.schema.clone()));
             let port = p.next_port();
@@ -474,6 +474,17 @@ fn lower_join(plan: &Plan, j: &JoinNode, graph: &mut TaskGraph) -> Result<Pendin
         }
         None => Err(internal("join lowered before optimization".into())),
     }
+}
+
+/// A broadcast side materialized, as each of the `readers` tasks of the other side reads it
+/// whole: gathered into one task's output where that saves reads (`strategy::gathers`).
+fn broadcast_side(plan: &Plan, readers: usize, graph: &mut TaskGraph) -> Result<Vec<usize>> {
+    let tasks = materialize(lower_node(plan, graph)?, graph, |_| Output::Intermediate)?;
+    if !super::strategy::gathers(readers, tasks.len()) {
+        return Ok(tasks);
+    }
+    let gather = Pending::gather("gather", graph, tasks, plan.estimated_bytes())?;
+    materialize(gather, graph, |_| Output::Intermediate)
 }
 
 /// The `explain` line of a join whose side tasks read straight from the side's files.

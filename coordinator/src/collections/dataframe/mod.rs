@@ -194,7 +194,8 @@ pub struct Merge {
     pub suffixes: (String, String),
     /// Force a strategy (default: chosen from sizes and partitioning).
     pub strategy: Option<JoinHint>,
-    /// Output partitions of a hash join (default: the larger side's).
+    /// Output partitions of a hash join (default: from the sides' estimated sizes, see
+    /// `PlanConfig::shuffle_partition_bytes`).
     pub npartitions: Option<usize>,
 }
 

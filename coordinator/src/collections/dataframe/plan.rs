@@ -102,11 +102,24 @@ pub struct PlanConfig {
     /// Whether chains of inner joins may run in another order than written, where the
     /// estimated work is less (`reorder.rs`).
     pub reorder_joins: bool,
+    /// Estimated bytes of both sides a hash join's partition is sized for: a hash join runs in
+    /// as many partitions as its sides need at this size (and its build side at
+    /// `broadcast_bytes`), at least `min_shuffle_partitions`, at most the larger side's.
+    pub shuffle_partition_bytes: u64,
+    /// Fewest partitions a hash join is sized down to (where its larger side has more).
+    pub min_shuffle_partitions: usize,
 }
 
 impl Default for PlanConfig {
     fn default() -> Self {
-        Self { broadcast_bytes: 64_000_000, tree_max_groups: 1_000_000, split_every: 8, reorder_joins: true }
+        Self {
+            broadcast_bytes: 64_000_000,
+            tree_max_groups: 1_000_000,
+            split_every: 8,
+            reorder_joins: true,
+            shuffle_partition_bytes: 128_000_000,
+            min_shuffle_partitions: 8,
+        }
     }
 }
 

@@ -152,11 +152,7 @@ fn choose_join(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, Strin
     // shuffled again when the join has as many partitions: only the other side moves.
     let hash = || {
         let placed = || partitions_on(&j.left, &j.left_on).or_else(|| partitions_on(&j.right, &j.right_on));
-        let n = j
-            .npartitions
-            .or_else(placed)
-            .unwrap_or_else(|| j.left.partitions().max(j.right.partitions()))
-            .max(1);
+        let n = j.npartitions.or_else(placed).unwrap_or_else(|| shuffle_partitions(j, config)).max(1);
         JoinStrategy::Hash { npartitions: n }
     };
     // Both sides' partitions hold known ranges of a key: a left partition needs only the
@@ -202,16 +198,29 @@ fn choose_join(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, Strin
 }
 
 /// Estimated work of one way to run a join, in bytes: what its tasks read and write (`moved`),
-/// what they build into hash tables (`hashed`), and the storage requests they make, each
-/// counted as [`REQUEST_BYTES`] (a request's latency is worth that much transfer; a task costs
-/// three: its launch, its output and its commit). A broadcast side is read and hashed again by
-/// every task of the other side; a shuffle writes and reads its sides once more, hashes each row
-/// of the build side once, and each of its reducers reads a range of every map task's output.
+/// what they hash (`hashed`: the build side into hash tables, as often as it is built, and the
+/// rows that probe them once), and the storage requests they make, each counted as
+/// [`REQUEST_BYTES`] (a request's latency is worth that much transfer; a task costs three: its
+/// launch, its output and its commit). A broadcast side is read and hashed again by every task
+/// of the other side, whose rows all probe it; a shuffle writes and reads its sides once more,
+/// hashes each row of each side once, and each of its reducers reads a range of every map
+/// task's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct JoinCost {
     pub moved: u64,
     pub hashed: u64,
     pub requests: u64,
+}
+
+/// Whether a broadcast side materialized in `small_tasks` partitions is gathered into one
+/// object by one task before the `big_tasks` tasks of the other side read it: when that saves
+/// more than three times the reads it makes (`b·s > 4(b + s)`: never for 8 and 8, always for
+/// 80 and 80). Every task of the other side reads all of the side, which is small; gathered,
+/// each makes one read instead of one per piece (TPC-H q17 at SF10: 80 tasks reading 80 pieces
+/// of a few kilobytes each). `lower.rs` gathers exactly when this holds.
+pub(super) fn gathers(big_tasks: usize, small_tasks: usize) -> bool {
+    let (b, s) = (big_tasks as u64, small_tasks as u64);
+    b.saturating_mul(s) > b.saturating_add(s).saturating_mul(4)
 }
 
 /// The transfer a storage request is worth: a local request costs tens of microseconds, an S3
@@ -225,37 +234,54 @@ impl JoinCost {
 
     /// The `small` side (of `small_tasks` tasks) materialized (read once, written once), then read
     /// whole and hashed by each of the `big_tasks` tasks of the `big` side, which is read once.
+    /// A side that [`gathers`] is gathered into one object first (read and written once more by
+    /// one task), so that each reader makes one read.
     pub fn broadcast(big: u64, small: u64, big_tasks: usize, small_tasks: usize) -> Self {
         let (b, s) = (big_tasks.max(1) as u64, small_tasks.max(1) as u64);
         let copies = small.saturating_mul(b);
-        Self {
-            moved: big.saturating_add(small.saturating_mul(2)).saturating_add(copies),
-            hashed: copies,
-            requests: b * s + 3 * (b + s),
+        let once = big.saturating_add(small.saturating_mul(2)).saturating_add(copies);
+        match gathers(big_tasks, small_tasks) {
+            true => Self {
+                moved: once.saturating_add(small.saturating_mul(2)),
+                hashed: copies.saturating_add(big),
+                requests: b + s + 3 * (b + s + 1),
+            },
+            false => Self { moved: once, hashed: copies.saturating_add(big), requests: b * s + 3 * (b + s) },
         }
     }
 
     /// The right side (`right`, in `right_tasks` partitions) materialized, then each of the
     /// `left_tasks` partitions of the left reads and hashes the right partitions its key range
-    /// overlaps, `reads` partition reads in all; the left is read once.
-    pub fn ranges(left: u64, right: u64, reads: usize, left_tasks: usize, right_tasks: usize) -> Self {
+    /// overlaps, `reads` partition reads in all; the left is read once. A right side that only
+    /// scans files (`from_files`) is not materialized: the joining tasks read its files.
+    pub fn ranges(
+        left: u64,
+        right: u64,
+        reads: usize,
+        (left_tasks, right_tasks): (usize, usize),
+        from_files: bool,
+    ) -> Self {
         let (l, r) = (left_tasks.max(1) as u64, right_tasks.max(1) as u64);
         let read = right.saturating_mul(reads as u64) / r;
+        let (materialized, right_tasks) = match from_files {
+            true => (0, 0),
+            false => (right.saturating_mul(2), r),
+        };
         Self {
-            moved: left.saturating_add(right.saturating_mul(2)).saturating_add(read),
-            hashed: read,
-            requests: reads as u64 + 3 * (l + r),
+            moved: left.saturating_add(materialized).saturating_add(read),
+            hashed: read.saturating_add(left),
+            requests: reads as u64 + 3 * (l + right_tasks),
         }
     }
 
     /// The `shuffled` side(s) read, written as buckets by `maps` tasks and read back by
     /// `reducers` (a range of every map output each), the other side read once; each reducer
-    /// hashes its bucket of the `build` side.
-    pub fn shuffle(read_once: u64, shuffled: u64, build: u64, maps: usize, reducers: usize) -> Self {
+    /// hashes its bucket of the build side and probes it with its bucket of the other.
+    pub fn shuffle(read_once: u64, shuffled: u64, maps: usize, reducers: usize) -> Self {
         let (m, r) = (maps.max(1) as u64, reducers.max(1) as u64);
         Self {
             moved: read_once.saturating_add(shuffled.saturating_mul(3)),
-            hashed: build,
+            hashed: read_once.saturating_add(shuffled),
             requests: m * r + 3 * (m + r),
         }
     }
@@ -283,6 +309,21 @@ pub(super) fn placed(side: &Plan, keys: &[String], n: usize) -> bool {
 /// How many partitions `side` is hash-partitioned into on exactly `keys`, if it is.
 fn partitions_on(side: &Plan, keys: &[String]) -> Option<usize> {
     side.hash_partitioning().filter(|(k, _)| k == keys).map(|(_, n)| n)
+}
+
+/// Partitions of a hash join whose sides are both shuffled: as many as hold the sides'
+/// estimated bytes at `shuffle_partition_bytes` each and the build (right) side at
+/// `broadcast_bytes`, at least `min_shuffle_partitions`, at most the larger side's partitions
+/// (Dask's choice, kept for large sides). Every reducer reads a range of every map task's
+/// output, so a join of small sides in many files (TPC-H q14 at SF10: 24 MB in 80 + 80 files)
+/// would otherwise make thousands of reads of a few kilobytes each.
+fn shuffle_partitions(j: &JoinNode, config: &PlanConfig) -> usize {
+    let (lb, rb) = (j.left.estimated_bytes(), j.right.estimated_bytes());
+    let most = j.left.partitions().max(j.right.partitions()).max(1);
+    let by_size = lb.saturating_add(rb).div_ceil(config.shuffle_partition_bytes.max(1));
+    let by_build = rb.div_ceil(config.broadcast_bytes.max(1));
+    let want = usize::try_from(by_size.max(by_build)).unwrap_or(usize::MAX);
+    want.max(config.min_shuffle_partitions).min(most)
 }
 
 /// The join strategy of least estimated total work among those the join's `how` allows: a
@@ -320,19 +361,22 @@ fn cheapest_join(
     }
     if let Some((left, right)) = ranged {
         let reads = ranges::overlaps(left, right).iter().map(|o| o.len().max(1)).sum();
-        candidates.push((JoinStrategy::Ranges, "ranges".into(), JoinCost::ranges(lb, rb, reads, lp, rp)));
+        // A right side that is only a scan is read by the joining tasks from its files.
+        let from_files = matches!(*j.right, Plan::Scan(_));
+        let cost = JoinCost::ranges(lb, rb, reads, (lp, rp), from_files);
+        candidates.push((JoinStrategy::Ranges, "ranges".into(), cost));
     }
     candidates.push(match indexed {
-        true => (JoinStrategy::Divisions, "divisions".into(), JoinCost::shuffle(lb, rb, rb, rp, lp)),
+        true => (JoinStrategy::Divisions, "divisions".into(), JoinCost::shuffle(lb, rb, rp, lp)),
         false => {
             let n = match hash {
                 JoinStrategy::Hash { npartitions } => npartitions,
                 _ => lp.max(rp),
             };
             let cost = match (placed(&j.left, &j.left_on, n), placed(&j.right, &j.right_on, n)) {
-                (true, _) => JoinCost::shuffle(lb, rb, rb, rp, n),
-                (_, true) => JoinCost::shuffle(rb, lb, rb, lp, n),
-                _ => JoinCost::shuffle(0, lb.saturating_add(rb), rb, lp + rp, n),
+                (true, _) => JoinCost::shuffle(lb, rb, rp, n),
+                (_, true) => JoinCost::shuffle(rb, lb, lp, n),
+                _ => JoinCost::shuffle(0, lb.saturating_add(rb), lp + rp, n),
             };
             (hash, "hash".into(), cost)
         }
@@ -458,24 +502,57 @@ pub(super) mod tests {
     const MB: u64 = 1_000_000;
 
     #[test]
+    fn a_hash_join_runs_in_as_many_partitions_as_its_sides_need() {
+        let config = PlanConfig::default();
+        let partitions = |files: u64, left_file: u64, right_file: u64| {
+            let left = ordered("l", ("k", "a", 10), files, 1_000, left_file);
+            let right = ordered("r", ("k2", "b", 10), files, 1_000, right_file);
+            let Plan::Join(j) = join(left, right, ("a", "b")) else { panic!("not a join") };
+            super::shuffle_partitions(&j, &config)
+        };
+        // TPC-H q14 at SF10: 24 MB in 80 + 80 files joins in the fewest partitions, not 80.
+        assert_eq!(partitions(80, 100_000, 200_000), 8);
+        // 2.56 GB: 128 MB each.
+        assert_eq!(partitions(80, 30 * MB, 2 * MB), 20);
+        // A build side of 1.6 GB: at most the broadcast limit (64 MB) each.
+        assert_eq!(partitions(80, MB, 20 * MB), 25);
+        // Never more than the larger side's partitions, nor fewer when it has fewer than 8.
+        assert_eq!(partitions(80, 200 * MB, 200 * MB), 80);
+        assert_eq!(partitions(4, 100_000, 100_000), 4);
+    }
+
+    #[test]
+    fn a_broadcast_side_in_many_pieces_is_read_once_gathered() {
+        // TPC-H q17 at SF10: 108 KB of parts in 80 pieces, read by each of 80 lineitem tasks.
+        let gathered = JoinCost::broadcast(130 * MB, MB / 10, 80, 80);
+        assert_eq!(gathered.requests, 80 + 80 + 3 * (80 + 80 + 1));
+        assert_eq!(gathered.moved, 130 * MB + 4 * (MB / 10) + 80 * (MB / 10));
+        // Few pieces, or few readers, read the pieces as they are.
+        assert_eq!(JoinCost::broadcast(130 * MB, MB / 10, 80, 4).requests, 80 * 4 + 3 * (80 + 4));
+        assert_eq!(JoinCost::broadcast(130 * MB, MB / 10, 1, 80).requests, 80 + 3 * (1 + 80));
+        assert_eq!(JoinCost::broadcast(130 * MB, MB / 10, 8, 8).requests, 8 * 8 + 3 * (8 + 8));
+        // Gathered, the small side is cheaper to broadcast than shuffling the large one.
+        assert!(gathered.total() < JoinCost::shuffle(0, 130 * MB + MB / 10, 160, 8).total());
+    }
+
+    #[test]
     fn a_broadcast_read_by_many_tasks_costs_more_than_a_shuffle() {
         // The issue's case: a 60 MB side (8 files) under the 64 MB limit, joined to 233 MB in 8 files.
         let broadcast = JoinCost::broadcast(233 * MB, 60 * MB, 8, 8);
         assert_eq!(
             broadcast,
-            JoinCost { moved: (233 + 120 + 480) * MB, hashed: 480 * MB, requests: 64 + 48 }
+            JoinCost { moved: (233 + 120 + 480) * MB, hashed: (480 + 233) * MB, requests: 64 + 48 }
         );
-        let hash = JoinCost::shuffle(0, 293 * MB, 60 * MB, 16, 8);
-        assert_eq!(hash, JoinCost { moved: 879 * MB, hashed: 60 * MB, requests: 128 + 72 });
+        let hash = JoinCost::shuffle(0, 293 * MB, 16, 8);
+        assert_eq!(hash, JoinCost { moved: 879 * MB, hashed: 293 * MB, requests: 128 + 72 });
         assert!(hash.total() < broadcast.total());
         // A dimension table of 1 MB is cheaper to send to every task than to shuffle the fact table.
         assert!(
-            JoinCost::broadcast(233 * MB, MB, 8, 1).total()
-                < JoinCost::shuffle(0, 234 * MB, MB, 9, 8).total()
+            JoinCost::broadcast(233 * MB, MB, 8, 1).total() < JoinCost::shuffle(0, 234 * MB, 9, 8).total()
         );
         // Small data in many files: the requests of a shuffle (every reducer reads every map
         // output) outweigh reading a small side many times.
         let many = JoinCost::broadcast(3 * MB, MB / 5, 200, 4);
-        assert!(many.total() < JoinCost::shuffle(0, 3 * MB + MB / 5, MB / 5, 204, 200).total());
+        assert!(many.total() < JoinCost::shuffle(0, 3 * MB + MB / 5, 204, 200).total());
     }
 }
