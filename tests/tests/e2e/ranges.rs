@@ -215,6 +215,9 @@ async fn joins_on_a_key_in_ranges_read_only_the_overlapping_partitions() {
     // The orders side is only a scan: the joining tasks read its files, no stage writes them.
     let graph = plan.split("== task graph").nth(1).unwrap_or_default();
     assert_eq!(graph.matches(SIDE_FROM_FILES).count(), 1, "{plan}");
+    // Each joining task reads the orders files pruned to its own range of order ids (the
+    // first file of items holds the lowest ones, from 0).
+    assert!(graph.contains("prune_by: \"o_id\" >= 0 AND \"o_id\" <= "), "{plan}");
     let a = "(SELECT order_id, count(DISTINCT sku) AS n_sku, count(*) AS n FROM i GROUP BY 1)";
     let sql = format!(
         "SELECT o.o_status, count(*) AS rows, sum(i.qty) AS qty FROM i JOIN o ON i.order_id = o.o_id \

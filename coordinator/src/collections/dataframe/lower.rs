@@ -518,18 +518,33 @@ impl JoinSide {
         }
     }
 
-    /// Adds the side to `p` as table `port`: partition `i` reads the side's partitions `reads(i)`.
+    /// Adds the side to `p` as table `port`: partition `i` reads the side's partitions `reads(i)`,
+    /// their files' row groups and pages pruned by `prune(i)` (SQL) where it is read from files.
     fn attach(
         self,
         p: &mut Pending,
         graph: &TaskGraph,
         port: u32,
         reads: impl Fn(usize) -> Vec<usize>,
+        prune: impl Fn(usize) -> Option<String>,
     ) -> Result<()> {
         match self {
             JoinSide::Files(schema, scans) => {
                 p.attach_scans(port, schema, |i| {
-                    reads(i).iter().flat_map(|&r| scans[r].iter().cloned()).collect()
+                    let extra = prune(i);
+                    let mut inputs: Vec<Input> =
+                        reads(i).iter().flat_map(|&r| scans[r].iter().cloned()).collect();
+                    if let Some(extra) = extra {
+                        for input in &mut inputs {
+                            if let Input::Scan { predicate, .. } = input {
+                                *predicate = Some(match predicate.take() {
+                                    Some(existing) => format!("({existing}) AND ({extra})"),
+                                    None => extra.clone(),
+                                });
+                            }
+                        }
+                    }
+                    inputs
                 })?;
                 p.notes.push(SIDE_FROM_FILES.into());
                 Ok(())
@@ -551,7 +566,7 @@ fn lower_partition_wise_join(j: &JoinNode, graph: &mut TaskGraph) -> Result<Pend
         return Err(internal(format!("partition-wise join of {} and {n} partitions", p.partitions.len())));
     }
     let port = p.next_port();
-    right.attach(&mut p, graph, port, |i| vec![i])?;
+    right.attach(&mut p, graph, port, |i| vec![i], |_| None)?;
     p.push(join_op(port, j.how, &j.left_on, &j.right_on, j.suffixes.clone()))?;
     Ok(p)
 }
@@ -559,9 +574,17 @@ fn lower_partition_wise_join(j: &JoinNode, graph: &mut TaskGraph) -> Result<Pend
 /// A ranges join: partition i of the left reads the right partitions whose key ranges overlap
 /// its own.
 fn lower_ranges_join(j: &JoinNode, graph: &mut TaskGraph) -> Result<Pending> {
-    let (left_ranges, right_ranges) =
-        super::ranges::join_key_ranges(&j.left, &j.right, &j.left_on, &j.right_on)
+    let (k, left_ranges, right_ranges) =
+        super::ranges::join_key_pair(&j.left, &j.right, &j.left_on, &j.right_on)
             .ok_or_else(|| internal("a ranges join without key ranges".into()))?;
+    // Read from its files, the right side is pruned to each left partition's range of the key
+    // (row groups and pages, by their statistics): only the rows that can match are decoded.
+    let integer = j.right.schema()?.field_with_name(&j.right_on[k]).is_ok_and(|f| f.data_type().is_integer());
+    let key = j.right_on[k].replace('"', "\"\"");
+    let prune = |i: usize| match (integer, left_ranges[i]) {
+        (true, Some((lo, hi))) => Some(format!("\"{key}\" >= {lo} AND \"{key}\" <= {hi}")),
+        _ => None,
+    };
     let overlaps = super::ranges::overlaps(&left_ranges, &right_ranges);
     let right = JoinSide::lower(&j.right, graph)?;
     let mut p = lower_node(&j.left, graph)?;
@@ -575,10 +598,16 @@ fn lower_ranges_join(j: &JoinNode, graph: &mut TaskGraph) -> Result<Pending> {
     // Partition i reads the right partitions its range overlaps; one without any (no
     // rows, or no matches possible) reads the first, whose rows cannot match but give
     // the side table its columns.
-    right.attach(&mut p, graph, port, |i| match overlaps[i].is_empty() {
-        true => vec![0],
-        false => overlaps[i].clone(),
-    })?;
+    right.attach(
+        &mut p,
+        graph,
+        port,
+        |i| match overlaps[i].is_empty() {
+            true => vec![0],
+            false => overlaps[i].clone(),
+        },
+        prune,
+    )?;
     p.push(join_op(port, j.how, &j.left_on, &j.right_on, j.suffixes.clone()))?;
     Ok(p)
 }

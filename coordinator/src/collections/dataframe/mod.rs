@@ -744,6 +744,14 @@ pub fn explain_graph(graph: &crate::graph::TaskGraph) -> String {
             if let Some(p) = pruning {
                 out.push_str(&format!("    prune_by: {p}\n"));
             }
+            // A side table read from its files, pruned to what the task can join (a ranges join).
+            let side = task.inputs.iter().find_map(|i| match i {
+                shoal_protocol::Input::Scan { predicate: Some(p), port, .. } if *port > 0 => Some((port, p)),
+                _ => None,
+            });
+            if let Some((port, p)) = side {
+                out.push_str(&format!("    side table {port} prune_by: {p}\n"));
+            }
             if task.skip_if_empty {
                 out.push_str("    skipped when all its inputs are empty\n");
             }

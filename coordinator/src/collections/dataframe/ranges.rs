@@ -129,23 +129,42 @@ pub fn overlaps(left: &KeyRanges, right: &KeyRanges) -> Vec<Vec<usize>> {
         .collect()
 }
 
-/// The first join key pair whose both columns have known ranges, as `(left, right)` ranges.
-/// Rows that match agree on every key, so one pair bounds where a row's matches can be.
-pub fn join_key_ranges(
+/// The first join key pair whose both columns have known ranges: its position among the join
+/// keys and its `(left, right)` ranges. Rows that match agree on every key, so one pair bounds
+/// where a row's matches can be.
+pub fn join_key_pair(
     left: &Plan,
     right: &Plan,
     left_on: &[String],
     right_on: &[String],
-) -> Option<(KeyRanges, KeyRanges)> {
+) -> Option<(usize, KeyRanges, KeyRanges)> {
     let (ls, rs) = (left.schema().ok()?, right.schema().ok()?);
-    left_on.iter().zip(right_on).find_map(|(l, r)| {
+    left_on.iter().zip(right_on).enumerate().find_map(|(k, (l, r))| {
         let lt = ls.field_with_name(l).ok()?.data_type().clone();
         let rt = rs.field_with_name(r).ok()?.data_type().clone();
         if lt != rt || !rangeable(&lt) {
             return None;
         }
-        Some((key_ranges(left, l)?, key_ranges(right, r)?))
+        Some((k, key_ranges(left, l)?, key_ranges(right, r)?))
     })
+}
+
+/// How many right partitions' worth of rows the left partitions read when each reads, of every
+/// right partition its range overlaps, only the share of that partition's range it overlaps
+/// (values taken as spread evenly over a range): what pruning the right side's row groups and
+/// pages to each left range leaves to decode.
+pub fn overlapped_share(left: &KeyRanges, right: &KeyRanges) -> f64 {
+    let share = |(lo, hi): (i64, i64), (rlo, rhi): (i64, i64)| {
+        let width = (rhi as f64 - rlo as f64 + 1.0).max(1.0);
+        ((hi.min(rhi) as f64 - lo.max(rlo) as f64 + 1.0) / width).clamp(0.0, 1.0)
+    };
+    left.iter()
+        .zip(overlaps(left, right))
+        .map(|(l, over)| match l {
+            Some(l) => over.iter().filter_map(|&r| right[r].map(|r| share(*l, r))).sum(),
+            None => 0.0,
+        })
+        .sum()
 }
 
 #[cfg(test)]
@@ -169,5 +188,12 @@ mod tests {
             overlaps(&vec![Some((5, 5)), None], &vec![Some((0, 4)), Some((5, 9))]),
             vec![vec![1], vec![]]
         );
+        // Pruned to each left range, lineitem reads orders file 0 up to 749_959, its last 5 keys
+        // again and file 1 up to 1_499_942, then file 1's last 58 keys and file 2 up to
+        // 2_249_925: about three files, not the five that overlap.
+        let share = overlapped_share(&lineitem, &orders);
+        let expected = (749_959.0 + 5.0 + 749_925.0) / 749_988.0 + (749_954.0 + 58.0) / 750_012.0;
+        assert!((share - expected).abs() < 1e-9, "{share} vs {expected}");
+        assert!(share < 3.0 + 1e-3 && share > 2.99);
     }
 }

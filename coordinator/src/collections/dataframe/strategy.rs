@@ -158,7 +158,7 @@ fn choose_join(j: &JoinNode, config: &PlanConfig) -> Result<(JoinStrategy, Strin
     // Both sides' partitions hold known ranges of a key: a left partition needs only the
     // right partitions its range overlaps (so a right row may be read by several).
     let ranged =
-        right_ok.then(|| ranges::join_key_ranges(&j.left, &j.right, &j.left_on, &j.right_on)).flatten();
+        right_ok.then(|| ranges::join_key_pair(&j.left, &j.right, &j.left_on, &j.right_on)).flatten();
     let how = j.how.as_str();
     match j.hint {
         Some(JoinHint::Broadcast) if right_ok => Ok((JoinStrategy::BroadcastRight, "requested".into(), None)),
@@ -252,17 +252,19 @@ impl JoinCost {
 
     /// The right side (`right`, in `right_tasks` partitions) materialized, then each of the
     /// `left_tasks` partitions of the left reads and hashes the right partitions its key range
-    /// overlaps, `reads` partition reads in all; the left is read once. A right side that only
-    /// scans files (`from_files`) is not materialized: the joining tasks read its files.
+    /// overlaps, `reads` partition reads in all, `partitions_read` partitions' worth of rows (as
+    /// many, or fewer where the reads are pruned to the left's ranges); the left is read once. A
+    /// right side that only scans files (`from_files`) is not materialized: the joining tasks
+    /// read its files.
     pub fn ranges(
         left: u64,
         right: u64,
-        reads: usize,
+        (reads, partitions_read): (usize, f64),
         (left_tasks, right_tasks): (usize, usize),
         from_files: bool,
     ) -> Self {
         let (l, r) = (left_tasks.max(1) as u64, right_tasks.max(1) as u64);
-        let read = right.saturating_mul(reads as u64) / r;
+        let read = (right as f64 * partitions_read / r as f64).ceil() as u64;
         let (materialized, right_tasks) = match from_files {
             true => (0, 0),
             false => (right.saturating_mul(2), r),
@@ -337,7 +339,7 @@ fn cheapest_join(
     right_ok: bool,
     left_ok: bool,
     indexed: bool,
-    ranged: Option<&(KeyRanges, KeyRanges)>,
+    ranged: Option<&(usize, KeyRanges, KeyRanges)>,
     hash: JoinStrategy,
 ) -> (JoinStrategy, String, Option<u64>) {
     let (lb, rb) = (j.left.estimated_bytes(), j.right.estimated_bytes());
@@ -359,11 +361,21 @@ fn cheapest_join(
             true => over.push(format!("the {side} side is over the broadcast limit {}", human_bytes(limit))),
         }
     }
-    if let Some((left, right)) = ranged {
+    if let Some((k, left, right)) = ranged {
         let reads = ranges::overlaps(left, right).iter().map(|o| o.len().max(1)).sum();
-        // A right side that is only a scan is read by the joining tasks from its files.
+        // A right side that is only a scan is read by the joining tasks from its files, pruned
+        // to each left partition's range of the key (`lower_ranges_join`, integer keys). The
+        // pruning skips what it estimates only where the files are in key order (disjoint
+        // ranges: their pages are too); otherwise a page holds keys from all over the range.
         let from_files = matches!(*j.right, Plan::Scan(_));
-        let cost = JoinCost::ranges(lb, rb, reads, (lp, rp), from_files);
+        let integer = j.right.schema().ok().and_then(|s| s.field_with_name(&j.right_on[*k]).ok().cloned());
+        let pruned =
+            from_files && integer.is_some_and(|f| f.data_type().is_integer()) && ranges::disjoint(right);
+        let read = match pruned {
+            true => ranges::overlapped_share(left, right),
+            false => reads as f64,
+        };
+        let cost = JoinCost::ranges(lb, rb, (reads, read), (lp, rp), from_files);
         candidates.push((JoinStrategy::Ranges, "ranges".into(), cost));
     }
     candidates.push(match indexed {
