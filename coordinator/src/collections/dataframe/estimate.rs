@@ -340,7 +340,7 @@ pub fn join_bytes(j: &JoinNode) -> u64 {
 
 /// Bytes a row of `schema` holds in memory: fixed-width types their width, strings and binaries
 /// [`VARIABLE_WIDTH`] (with their offsets), anything else twice that.
-fn schema_width(schema: &SchemaRef) -> f64 {
+pub(super) fn schema_width(schema: &SchemaRef) -> f64 {
     let width = |t: &DataType| match t {
         DataType::Boolean => 1,
         DataType::Utf8

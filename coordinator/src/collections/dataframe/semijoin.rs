@@ -7,11 +7,11 @@
 //! that can survive. TPC-H q20 aggregates a year of `lineitem` (870K rows, ~800K groups of part
 //! and supplier) for the ~8K pairs of the `forest` parts in `partsupp`.
 //!
-//! Applied only where it should pay: `R`'s join columns are estimated small enough to broadcast
-//! and to hold at most a quarter of `X`'s rows. `R` is then computed twice, once as the filter
+//! Applied only where it should pay: `R`'s join columns (its estimated rows at their width) are
+//! estimated small enough to broadcast and to hold at most a quarter of `X`'s rows. `R` is then computed twice, once as the filter
 //! (its join columns only) and once for the join itself.
 
-use super::estimate::estimated_rows;
+use super::estimate::{estimated_rows, schema_width};
 use super::plan::{AggregateNode, JoinNode, MapOp, Plan, PlanConfig};
 use crate::error::{Error, Result};
 use shoal_protocol::JoinHow;
@@ -73,8 +73,11 @@ fn reduced_side(
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::Schema(format!("semi-join reduction: {e}")))?;
     let schema = Arc::new(other_schema.project(&indices).map_err(|e| Error::Schema(e.to_string()))?);
+    // What the filter reads: its rows at the width of the join columns alone (a select passes
+    // its input's estimate through, which counts every column the side carries).
+    let narrow = other_rows * schema_width(&schema);
     let keys = Plan::Map { input: other.clone(), op: MapOp::Select { columns }, schema };
-    if keys.estimated_bytes() > config.broadcast_bytes {
+    if (keys.estimated_bytes() as f64).min(narrow) > config.broadcast_bytes as f64 {
         return Ok(None);
     }
     let mut filter = JoinNode {
@@ -93,4 +96,46 @@ fn reduced_side(
     filter.schema = filter.output_schema()?;
     let aggregate = AggregateNode { input: Arc::new(Plan::Join(filter)), strategy: None, ..a.clone() };
     Ok(Some(Plan::Aggregate(aggregate)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collections::dataframe::strategy::tests::{join, ordered};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    #[test]
+    fn the_other_side_is_measured_by_its_join_columns_alone() {
+        // X: 8M rows aggregated by `xa`; R: 100K rows in 200 MB of files (wide rows), whose
+        // join column alone is 800 KB. TPC-H q20 at SF10: the forest parts' partsupp rows.
+        let x = ordered("x", ("xk", "xa", 1_000_000), 80, 100_000, 10_000_000);
+        let r = ordered("r", ("rk", "ra", 1_000_000), 10, 10_000, 20_000_000);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("xa", DataType::Int64, false),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let aggregate = Plan::Aggregate(AggregateNode {
+            input: Arc::new(x),
+            keys: vec!["xa".into()],
+            aggs: vec![("n".into(), "count(*)".into())],
+            schema,
+            split_out: None,
+            split_every: None,
+            strategy: None,
+        });
+        let plan = join(aggregate, r, ("xa", "ra"));
+        let config = PlanConfig::default();
+        let Plan::Join(j) = reduce_aggregations(&plan, &config).unwrap() else { panic!("not a join") };
+        let Plan::Aggregate(a) = j.left.as_ref() else { panic!("not an aggregation: {:?}", j.left) };
+        let Plan::Join(filter) = a.input.as_ref() else { panic!("no filter under the aggregation") };
+        assert_eq!(
+            (filter.how, filter.left_on.clone(), filter.right_on.clone()),
+            (JoinHow::Semi, vec!["xa".to_string()], vec!["ra".to_string()])
+        );
+        // Over the broadcast limit even by its join columns: left as it is.
+        let small = PlanConfig { broadcast_bytes: 500_000, ..config };
+        let Plan::Join(j) = reduce_aggregations(&plan, &small).unwrap() else { panic!("not a join") };
+        let Plan::Aggregate(a) = j.left.as_ref() else { panic!("not an aggregation") };
+        assert!(matches!(a.input.as_ref(), Plan::Scan(_)), "{:?}", a.input);
+    }
 }
