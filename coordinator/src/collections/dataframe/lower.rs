@@ -531,18 +531,10 @@ impl JoinSide {
         match self {
             JoinSide::Files(schema, scans) => {
                 p.attach_scans(port, schema, |i| {
-                    let extra = prune(i);
                     let mut inputs: Vec<Input> =
                         reads(i).iter().flat_map(|&r| scans[r].iter().cloned()).collect();
-                    if let Some(extra) = extra {
-                        for input in &mut inputs {
-                            if let Input::Scan { predicate, .. } = input {
-                                *predicate = Some(match predicate.take() {
-                                    Some(existing) => format!("({existing}) AND ({extra})"),
-                                    None => extra.clone(),
-                                });
-                            }
-                        }
+                    if let Some(predicate) = prune(i) {
+                        inputs.iter_mut().for_each(|input| prune_scan(input, &predicate));
                     }
                     inputs
                 })?;
@@ -579,9 +571,9 @@ fn lower_ranges_join(j: &JoinNode, graph: &mut TaskGraph) -> Result<Pending> {
             .ok_or_else(|| internal("a ranges join without key ranges".into()))?;
     // Read from its files, the right side is pruned to each left partition's range of the key
     // (row groups and pages, by their statistics): only the rows that can match are decoded.
-    let integer = j.right.schema()?.field_with_name(&j.right_on[k]).is_ok_and(|f| f.data_type().is_integer());
+    let prunable = super::ranges::pruned_by_key(&j.right, &j.right_on[k]);
     let key = j.right_on[k].replace('"', "\"\"");
-    let prune = |i: usize| match (integer, left_ranges[i]) {
+    let prune = |i: usize| match (prunable, left_ranges[i]) {
         (true, Some((lo, hi))) => Some(format!("\"{key}\" >= {lo} AND \"{key}\" <= {hi}")),
         _ => None,
     };
@@ -810,20 +802,20 @@ fn range_shuffle(
 /// files' own: no operator runs before it).
 fn prune_scans(p: &mut Pending, predicate: &str) {
     for (inputs, _) in &mut p.partitions {
-        for input in inputs {
-            if let Input::Scan {
-                format: shoal_protocol::FileFormat::Parquet,
-                predicate: pruning,
-                port: 0,
-                ..
-            } = input
-            {
-                *pruning = Some(match pruning.take() {
-                    Some(existing) => format!("({existing}) AND ({predicate})"),
-                    None => predicate.to_string(),
-                });
-            }
+        for input in inputs.iter_mut().filter(|i| i.port() == 0) {
+            prune_scan(input, predicate);
         }
+    }
+}
+
+/// Adds `predicate` (ANDed with any it has) to the row-group and page pruning of `input`, when
+/// it is a Parquet scan.
+fn prune_scan(input: &mut Input, predicate: &str) {
+    if let Input::Scan { format: shoal_protocol::FileFormat::Parquet, predicate: pruning, .. } = input {
+        *pruning = Some(match pruning.take() {
+            Some(existing) => format!("({existing}) AND ({predicate})"),
+            None => predicate.to_string(),
+        });
     }
 }
 

@@ -149,6 +149,14 @@ pub fn join_key_pair(
     })
 }
 
+/// Whether a ranges join reads its right side `side` from its files pruned to each left
+/// partition's range of `key` (`lower_ranges_join`): a bare scan, by an integer key (whose
+/// bounds are written as SQL integers).
+pub fn pruned_by_key(side: &Plan, key: &str) -> bool {
+    let integer = || side.schema().ok()?.field_with_name(key).ok().map(|f| f.data_type().is_integer());
+    matches!(side, Plan::Scan(_)) && integer().unwrap_or(false)
+}
+
 /// How many right partitions' worth of rows the left partitions read when each reads, of every
 /// right partition its range overlaps, only the share of that partition's range it overlaps
 /// (values taken as spread evenly over a range): what pruning the right side's row groups and

@@ -240,14 +240,11 @@ impl JoinCost {
         let (b, s) = (big_tasks.max(1) as u64, small_tasks.max(1) as u64);
         let copies = small.saturating_mul(b);
         let once = big.saturating_add(small.saturating_mul(2)).saturating_add(copies);
-        match gathers(big_tasks, small_tasks) {
-            true => Self {
-                moved: once.saturating_add(small.saturating_mul(2)),
-                hashed: copies.saturating_add(big),
-                requests: b + s + 3 * (b + s + 1),
-            },
-            false => Self { moved: once, hashed: copies.saturating_add(big), requests: b * s + 3 * (b + s) },
-        }
+        let (moved, requests) = match gathers(big_tasks, small_tasks) {
+            true => (once.saturating_add(small.saturating_mul(2)), b + s + 3 * (b + s + 1)),
+            false => (once, b * s + 3 * (b + s)),
+        };
+        Self { moved, hashed: copies.saturating_add(big), requests }
     }
 
     /// The right side (`right`, in `right_tasks` partitions) materialized, then each of the
@@ -368,9 +365,7 @@ fn cheapest_join(
         // pruning skips what it estimates only where the files are in key order (disjoint
         // ranges: their pages are too); otherwise a page holds keys from all over the range.
         let from_files = matches!(*j.right, Plan::Scan(_));
-        let integer = j.right.schema().ok().and_then(|s| s.field_with_name(&j.right_on[*k]).ok().cloned());
-        let pruned =
-            from_files && integer.is_some_and(|f| f.data_type().is_integer()) && ranges::disjoint(right);
+        let pruned = ranges::pruned_by_key(&j.right, &j.right_on[*k]) && ranges::disjoint(right);
         let read = match pruned {
             true => ranges::overlapped_share(left, right),
             false => reads as f64,
