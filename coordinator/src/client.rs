@@ -35,8 +35,12 @@ pub struct Config {
     pub prices: Prices,
     /// The `lambda` executor's function and settings (its concurrency is its own, not `workers`).
     pub lambda: Option<LambdaOptions>,
-    /// Target bytes per partition when splitting large Parquet files by row groups.
+    /// Target bytes per partition of a Parquet read: larger files are split by row groups
+    /// toward it, smaller ones coalesced toward it (see [`Client::read_parquet`]).
     pub partition_bytes: u64,
+    /// Whether small Parquet files are coalesced into fewer partitions (default); `false` keeps
+    /// one partition per file (large files still split), as Dask's classic `read_parquet`.
+    pub coalesce_small_files: bool,
     /// Thresholds steering the optimizer's strategy choices (broadcast, tree reduction).
     pub plan: PlanConfig,
     /// Directory for precompiled WebAssembly components (`None`: in-memory cache only).
@@ -60,6 +64,7 @@ impl Default for Config {
             prices: Prices::default(),
             lambda: None,
             partition_bytes: 100_000_000,
+            coalesce_small_files: true,
             plan: PlanConfig::default(),
             cache_dir: cache,
         }
@@ -174,6 +179,22 @@ impl Client {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The fewest partitions small Parquet files are coalesced into: twice the tasks that run
+    /// at once (the Lambda executor's concurrency, else `workers`), and at least the optimizer's
+    /// `min_shuffle_partitions`, so that coalescing never leaves workers idle; no limit (one
+    /// partition per file) when `coalesce_small_files` is off.
+    pub(crate) fn min_scan_partitions(&self) -> usize {
+        let c = &self.inner.config;
+        if !c.coalesce_small_files {
+            return usize::MAX;
+        }
+        let at_once = match (&c.executor, &c.lambda) {
+            (ExecutorKind::Lambda, Some(l)) => l.concurrency,
+            _ => c.workers,
+        };
+        at_once.saturating_mul(2).max(c.plan.min_shuffle_partitions).max(1)
     }
 
     /// The job root as a URL.

@@ -18,6 +18,8 @@ fn duplicating(root: &Path, executor: ExecutorKind) -> Client {
         workers: 2,
         cache_dir: Some(shoal_tests::shoal_cache().join("components")),
         speculation: Some(Speculation { duplicate_all: true, ..Speculation::default() }),
+        // One partition per file: the assertions count the tasks of each file.
+        coalesce_small_files: false,
         ..Config::default()
     };
     Client::new(config).unwrap()

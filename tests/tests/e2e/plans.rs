@@ -65,6 +65,9 @@ impl Env {
         write_skus(&dir.join("skus"));
         let mut config = crate::config(&dir.join("root"), ExecutorKind::Threads);
         config.plan.broadcast_bytes = broadcast_bytes;
+        // These tests count tasks per file: one partition each, the small files not coalesced
+        // (`small_files_are_coalesced_into_fewer_partitions` reads them coalesced).
+        config.coalesce_small_files = false;
         let client = Client::new(config).unwrap();
         let read = |t: &str| format!("{}/{t}/*.parquet", dir.display());
         let sales = client.read_parquet(&read("sales")).await.unwrap();
@@ -496,4 +499,37 @@ async fn a_broadcast_side_in_many_pieces_is_gathered_into_one() {
     let sql = "SELECT s.id AS id_x, s.cust, s.qty, t.id AS id_y FROM s \
                JOIN (SELECT cust, id FROM s WHERE qty > 40) t ON s.cust = t.cust";
     env.check("gathered", &joined, "strategy=broadcast side=right", sql).await;
+}
+
+#[tokio::test]
+async fn small_files_are_coalesced_into_fewer_partitions_in_natural_order() {
+    // The 12 sales files renamed as writers often number them, unpadded: an object store lists
+    // part.1, part.10, part.11, part.12, part.2, ...
+    let env = Env::new(64_000_000).await;
+    let parts = env.dir.join("parts");
+    std::fs::create_dir_all(&parts).unwrap();
+    for f in 0..12 {
+        let from = env.dir.join(format!("sales/sales-{f:04}.parquet"));
+        std::fs::copy(from, parts.join(format!("part.{}.parquet", f + 1))).unwrap();
+    }
+    // The tests' default settings: 2 workers, so at least max(8, 2 x 2) partitions remain.
+    let client = crate::client(&env.dir.join("root-coalesced"), ExecutorKind::Threads);
+    let sales = client.read_parquet(&format!("{}/*.parquet", parts.display())).await.unwrap();
+    let n = sales.npartitions();
+    assert!((8..12).contains(&n), "{n} partitions of 12 files:\n{}", sales.explain().unwrap());
+    // Read back in the files' natural order: the ids, written in file order, ascend.
+    let ids: Vec<i64> = sales
+        .select(&["id"])
+        .unwrap()
+        .compute()
+        .await
+        .unwrap()
+        .iter()
+        .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+        .collect();
+    let expected: Vec<i64> = (0..ids.len() as i64).collect();
+    assert_eq!(ids, expected);
+    // And what is computed over the coalesced partitions is what DuckDB computes.
+    let per_region = sales.groupby(&["region"]).agg(&[Agg::new("n", "id", "count").unwrap()]).unwrap();
+    env.check("coalesced", &per_region, "Aggregate", "SELECT region, count(id) AS n FROM s GROUP BY 1").await;
 }

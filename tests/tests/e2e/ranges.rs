@@ -252,7 +252,9 @@ async fn joins_written_in_a_costly_order_run_in_a_cheaper_one() {
             .unwrap();
         let plan = df.explain().unwrap();
         let optimized = plan.split("== task graph").next().unwrap_or_default();
-        assert_eq!(optimized.contains("joins reordered"), reorder, "{plan}");
+        // Reordered, or the people's join swapped so that the orders drive it by ranges.
+        let moved = optimized.contains("joins reordered") || optimized.contains("sides swapped");
+        assert_eq!(moved, reorder, "{plan}");
         // Orders meet their items by ranges when reordered, by a shuffle as written.
         let (strategy, absent) = match reorder {
             true => ("on o_id = order_id [strategy=ranges", "on o_id = order_id [strategy=hash"),

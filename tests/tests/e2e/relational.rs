@@ -38,6 +38,8 @@ impl Env {
         // below the customer count, so that the automatic choices are exercised.
         config.plan.broadcast_bytes = 400_000;
         config.plan.tree_max_groups = 5_000;
+        // One partition per file, so that shuffles and trees have many partitions to work on.
+        config.coalesce_small_files = false;
         let client = Client::new(config).unwrap();
         let sales = client.read_parquet(&format!("{}/sales/*.parquet", dir.display())).await.unwrap();
         let customers = client.read_parquet(&format!("{}/customers/*.parquet", dir.display())).await.unwrap();
@@ -532,6 +534,8 @@ async fn shuffle_larger_than_task_memory_completes() {
     let limit: u64 = 12 << 20;
     let mut config = crate::config(&tmp.path().join("root"), ExecutorKind::Processes);
     config.limits.task_memory_bytes = limit;
+    // One partition per file: each map task holds one file's rows, under the limit.
+    config.coalesce_small_files = false;
     let client = Client::new(config).unwrap();
     let sales = client.read_parquet(&format!("{}/*.parquet", data.display())).await.unwrap();
 

@@ -99,8 +99,8 @@ pub struct PlanConfig {
     pub tree_max_groups: u64,
     /// Inputs per combine task of a tree reduction (Dask's `split_every`).
     pub split_every: usize,
-    /// Whether chains of inner joins may run in another order than written, where the
-    /// estimated work is less (`reorder.rs`).
+    /// Whether chains of inner joins may run in another order than written, and an inner
+    /// join's sides swap, where the estimated work is less (`reorder.rs`).
     pub reorder_joins: bool,
     /// Estimated bytes of both sides a hash join's partition is sized for: a hash join runs in
     /// as many partitions as its sides need at this size (and its build side at

@@ -40,8 +40,10 @@ impl SchemaMode {
 }
 
 impl Client {
-    /// Lazily reads Parquet files (a path, URL, directory or glob). Reads only footers now:
-    /// one partition per file, large files split by row groups toward `partition_bytes`.
+    /// Lazily reads Parquet files (a path, URL, directory or glob). Reads only footers now.
+    /// Partitions follow the files' names in natural order (`part.2` before `part.10`): large
+    /// files split by row groups toward `partition_bytes`, small consecutive ones coalesced
+    /// toward it while at least twice as many partitions remain as tasks run at once.
     pub async fn read_parquet(&self, location: &str) -> Result<DataFrame> {
         self.read_parquet_with(location, SchemaMode::Same).await
     }
@@ -114,7 +116,7 @@ impl Client {
             files.push(FileInfo { object, row_groups, int_bounds: row_group_bounds(&meta) });
         }
         let (schema, _) = schema.ok_or_else(|| Error::NotFound(location.to_string()))?;
-        let partitions = partition_parquet(&files, self.config().partition_bytes);
+        let partitions = partition_parquet(&files, self.config().partition_bytes, self.min_scan_partitions());
         // A range is a bound only if every file had statistics for the column.
         let int_ranges = ranges
             .into_iter()
@@ -232,32 +234,103 @@ fn int_ranges(meta: &parquet::file::metadata::ParquetMetaData) -> Vec<(String, (
     out
 }
 
-/// One partition per file; files larger than `target` split into runs of row groups of about
-/// `target` compressed bytes.
-fn partition_parquet(files: &[FileInfo], target: u64) -> Vec<Vec<FileSlice>> {
+/// The partitions of Parquet `files`, in the natural order of their names (`part.2` before
+/// `part.10`, as Dask orders them): a file larger than `target` compressed bytes is split into
+/// runs of row groups of about `target`; smaller files are coalesced, consecutive ones
+/// together, into about as many partitions as hold all the bytes at `target` each, but never
+/// fewer than `min_partitions` (nor more than one partition per file). TPC-H's customers at
+/// SF10 are 80 files of 1.8 MB: as 80 tasks each would spend more on opening, committing and
+/// scheduling than on its rows.
+fn partition_parquet(files: &[FileInfo], target: u64, min_partitions: usize) -> Vec<Vec<FileSlice>> {
+    let mut order: Vec<&FileInfo> = files.iter().collect();
+    order.sort_by(|a, b| natural_cmp(&a.object.url, &b.object.url));
+    let bytes = |f: &FileInfo| -> u64 { f.row_groups.iter().map(|(b, _)| b).sum() };
+    let target = target.max(1);
+    let total: u64 = order.iter().map(|f| bytes(f)).sum();
+    let wanted = usize::try_from(total.div_ceil(target)).unwrap_or(usize::MAX).max(min_partitions);
+    // Each small file's share of a partition: what the coalesced partitions may hold.
+    let budget = match order.len() > wanted {
+        true => total / wanted as u64,
+        false => 0,
+    };
     let mut partitions = Vec::new();
-    for f in files {
-        let total: u64 = f.row_groups.iter().map(|(b, _)| b).sum();
-        if total <= target || f.row_groups.len() <= 1 {
-            partitions.push(vec![FileSlice::whole(f.object.clone())]);
+    let mut group: (Vec<FileSlice>, u64) = (Vec::new(), 0);
+    for f in order {
+        let size = bytes(f);
+        if size > target && f.row_groups.len() > 1 {
+            if !group.0.is_empty() {
+                partitions.push(std::mem::take(&mut group).0);
+            }
+            partitions.extend(split_row_groups(f, target));
             continue;
         }
-        let mut current = Vec::new();
-        let mut bytes = 0;
-        let slice = |rgs| FileSlice { object: f.object.clone(), row_groups: Some(rgs), block: None };
-        for (i, (b, _)) in f.row_groups.iter().enumerate() {
-            if !current.is_empty() && bytes + b > target {
-                partitions.push(vec![slice(std::mem::take(&mut current))]);
-                bytes = 0;
-            }
-            current.push(i);
-            bytes += b;
+        if !group.0.is_empty() && group.1 + size > budget {
+            partitions.push(std::mem::take(&mut group).0);
         }
-        if !current.is_empty() {
-            partitions.push(vec![slice(current)]);
-        }
+        group.0.push(FileSlice::whole(f.object.clone()));
+        group.1 += size;
+    }
+    if !group.0.is_empty() {
+        partitions.push(group.0);
     }
     partitions
+}
+
+/// `f` as runs of row groups of about `target` compressed bytes, one partition each.
+fn split_row_groups(f: &FileInfo, target: u64) -> Vec<Vec<FileSlice>> {
+    let mut partitions = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    let slice = |rgs| FileSlice { object: f.object.clone(), row_groups: Some(rgs), block: None };
+    for (i, (b, _)) in f.row_groups.iter().enumerate() {
+        if !current.is_empty() && bytes + b > target {
+            partitions.push(vec![slice(std::mem::take(&mut current))]);
+            bytes = 0;
+        }
+        current.push(i);
+        bytes += b;
+    }
+    if !current.is_empty() {
+        partitions.push(vec![slice(current)]);
+    }
+    partitions
+}
+
+/// `digits` without its leading zeros (one zero kept for a value of zero).
+fn significant(digits: &[u8]) -> &[u8] {
+    let zeros = digits.iter().take_while(|&&c| c == b'0').count();
+    &digits[zeros.min(digits.len().saturating_sub(1))..]
+}
+
+/// Orders names as people number files: runs of digits compare by their value (`2` < `10`),
+/// everything else by its characters.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, Some(_)) => return std::cmp::Ordering::Less,
+            (Some(_), None) => return std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let digits = |s: &[u8]| s.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (da, db) = (digits(a), digits(b));
+                // Leading zeros do not change a value: the significant digits compare by their
+                // count, then digit by digit; equal values then by how many digits were written.
+                let (sa, sb) = (significant(&a[..da]), significant(&b[..db]));
+                let ord = sa.len().cmp(&sb.len()).then_with(|| sa.cmp(sb)).then_with(|| da.cmp(&db));
+                if ord != std::cmp::Ordering::Equal {
+                    return ord;
+                }
+                (a, b) = (&a[da..], &b[db..]);
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(y);
+                }
+                (a, b) = (&a[1..], &b[1..]);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -277,9 +350,56 @@ mod tests {
                 int_bounds: vec![],
             },
         ];
-        let parts = partition_parquet(&files, 100);
+        let parts = partition_parquet(&files, 100, 1);
         let rgs: Vec<Option<Vec<usize>>> = parts.iter().map(|p| p[0].row_groups.clone()).collect();
-        assert_eq!(rgs, vec![None, Some(vec![0]), Some(vec![1, 2]), Some(vec![3])]);
+        // In the natural order of their names: "big" first.
+        assert_eq!(rgs, vec![Some(vec![0]), Some(vec![1, 2]), Some(vec![3]), None]);
+    }
+
+    #[test]
+    fn small_files_coalesce_in_natural_order_while_enough_partitions_remain() {
+        let file = |n: usize, bytes: u64| FileInfo {
+            object: ObjectRef { url: format!("file:///t/part.{n}.parquet"), size: bytes, e_tag: None },
+            row_groups: vec![(bytes, 1)],
+            int_bounds: vec![],
+        };
+        let names = |parts: &[Vec<FileSlice>]| -> Vec<Vec<String>> {
+            parts
+                .iter()
+                .map(|p| {
+                    p.iter()
+                        .map(|f| f.object.url.trim_start_matches("file:///t/part.").replace(".parquet", ""))
+                        .collect()
+                })
+                .collect()
+        };
+        // Listed as an object store lists them: part.1, part.10, part.11, part.12, part.2, ...
+        let mut files: Vec<FileInfo> = (1..=12).map(|n| file(n, 10)).collect();
+        files.sort_by(|a, b| a.object.url.cmp(&b.object.url));
+        // 120 bytes at a target of 100 want 2 partitions; at least 4 remain, of 30 bytes each.
+        let parts = partition_parquet(&files, 100, 4);
+        assert_eq!(
+            names(&parts),
+            [["1", "2", "3"], ["4", "5", "6"], ["7", "8", "9"], ["10", "11", "12"]]
+                .map(|p| p.map(String::from).to_vec())
+        );
+        // As many partitions as files wanted: one file each, in natural order.
+        let parts = partition_parquet(&files, 100, 12);
+        assert_eq!(names(&parts), (1..=12).map(|n| vec![n.to_string()]).collect::<Vec<_>>());
+        // A large file between small ones is split alone; the small ones around it coalesce.
+        let mut mixed: Vec<FileInfo> = (1..=4).map(|n| file(n, 10)).collect();
+        mixed[1] = FileInfo { row_groups: vec![(150, 1), (150, 1)], ..file(2, 300) };
+        let parts = partition_parquet(&mixed, 200, 1);
+        let shape: Vec<(usize, Option<Vec<usize>>)> =
+            parts.iter().map(|p| (p.len(), p[0].row_groups.clone())).collect();
+        assert_eq!(shape, vec![(1, None), (1, Some(vec![0])), (1, Some(vec![1])), (2, None)]);
+    }
+
+    #[test]
+    fn names_compare_by_the_values_of_their_numbers() {
+        let mut names = vec!["part.10", "part.2", "part.1", "part.02", "part.b", "part.a10", "part.a9"];
+        names.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(names, ["part.1", "part.2", "part.02", "part.10", "part.a9", "part.a10", "part.b"]);
     }
 
     #[test]
