@@ -618,7 +618,7 @@ async fn scan_floor(data: &Path, columns: &[&str], workers: usize) -> Result<u64
                 port: 0,
             };
             let counter = std::sync::Arc::new(IoCounter::default());
-            let Some(stream) = scan::stream_parquet(storage, &[&input], counter).await? else {
+            let Some(stream) = scan::stream_parquet(storage, &[&input], counter, None).await? else {
                 return Err::<u64, BoxError>("a Parquet scan that does not stream".into());
             };
             let rows = stream.batches.try_fold(0u64, |n, b| async move { Ok(n + b.num_rows() as u64) });

@@ -28,7 +28,7 @@ use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
-use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowSelection};
 use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::PageIndexPolicy;
@@ -38,8 +38,13 @@ use shoal_protocol::{FileFormat, FileSlice, Input};
 use std::collections::HashSet;
 use std::sync::Arc;
 
-/// Reads one input.
-pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
+/// Reads one input; `filter`, when given, is applied to the rows of its Parquet files read
+/// whole (see [`RowFilter`]).
+pub async fn read_input(
+    storage: &Storage,
+    input: &Input,
+    filter: Option<&Arc<dyn RowFilter>>,
+) -> Result<Loaded> {
     match input {
         Input::Scan { format, files, projection, predicate, schema, .. } => {
             let schema = schema.as_deref().map(from_fields).transpose()?;
@@ -48,19 +53,18 @@ pub async fn read_input(storage: &Storage, input: &Input) -> Result<Loaded> {
                 let part = match format {
                     FileFormat::Parquet => match &schema {
                         None => {
-                            read_parquet(storage, file, projection.as_deref(), predicate.as_deref(), false)
-                                .await?
+                            let read = Read::whole(projection.as_deref(), predicate.as_deref(), filter);
+                            read_parquet(storage, file, &read).await?
                         }
                         // Files of evolved schemas, each read as the union of them.
                         Some(target) => {
-                            let part = read_parquet(
-                                storage,
-                                file,
-                                projection.as_deref(),
-                                predicate.as_deref(),
-                                true,
-                            )
-                            .await?;
+                            let read = Read {
+                                projection: projection.as_deref(),
+                                prune: predicate.as_deref(),
+                                lenient: true,
+                                filter: None,
+                            };
+                            let part = read_parquet(storage, file, &read).await?;
                             let target = match projection {
                                 Some(cols) => project(target, cols, &file.object.url)?,
                                 None => target.clone(),
@@ -193,15 +197,9 @@ fn conform(part: Loaded, target: SchemaRef, url: &str) -> Result<Loaded> {
 /// Reads a Parquet file (or some of its row groups). `lenient`: projected columns the file
 /// lacks are left out and a predicate it cannot be planned against prunes nothing (a file of
 /// an older schema, conformed afterwards).
-async fn read_parquet(
-    storage: &Storage,
-    file: &FileSlice,
-    projection: Option<&[String]>,
-    predicate: Option<&str>,
-    lenient: bool,
-) -> Result<Loaded> {
+async fn read_parquet(storage: &Storage, file: &FileSlice, read: &Read<'_>) -> Result<Loaded> {
     let counter = Arc::new(IoCounter::default());
-    let opened = open_parquet(storage, file, projection, predicate, lenient, counter.clone()).await?;
+    let opened = open_parquet(storage, file, read, counter.clone()).await?;
     let schema = opened.schema.clone();
     let batches: Vec<RecordBatch> = opened.batches().try_collect().await?;
     Ok(Loaded {
@@ -218,11 +216,13 @@ async fn read_parquet(
 /// plan consumes it; `None` unless every input is a Parquet scan of one schema (files of evolved
 /// schemas are conformed to their union, and read whole). The first file is opened here (its
 /// footer gives the schema); the others when the stream reaches them, each checked against it.
-/// `counter` adds up the bytes and requests of every file.
+/// `counter` adds up the bytes and requests of every file; `filter`, when given, is applied to
+/// the rows of every file (see [`RowFilter`]).
 pub async fn stream_parquet(
     storage: Arc<Storage>,
     inputs: &[&Input],
     counter: Arc<IoCounter>,
+    filter: Option<Arc<dyn RowFilter>>,
 ) -> Result<Option<Stream>> {
     let mut files = Vec::new();
     for input in inputs {
@@ -241,17 +241,21 @@ pub async fn stream_parquet(
     }
     let mut files = files.into_iter();
     let Some((file, projection, predicate)) = files.next() else { return Ok(None) };
-    let first =
-        open_parquet(&storage, &file, projection.as_deref(), predicate.as_deref(), false, counter.clone())
-            .await?;
+    let first = open_parquet(
+        &storage,
+        &file,
+        &Read::whole(projection.as_deref(), predicate.as_deref(), filter.as_ref()),
+        counter.clone(),
+    )
+    .await?;
     let schema = first.schema.clone();
     let expected = schema.clone();
     let rest = futures::stream::iter(files).then(move |(file, projection, predicate)| {
-        let (storage, counter, expected) = (storage.clone(), counter.clone(), expected.clone());
+        let (storage, counter, expected, filter) =
+            (storage.clone(), counter.clone(), expected.clone(), filter.clone());
         async move {
-            let opened =
-                open_parquet(&storage, &file, projection.as_deref(), predicate.as_deref(), false, counter)
-                    .await?;
+            let read = Read::whole(projection.as_deref(), predicate.as_deref(), filter.as_ref());
+            let opened = open_parquet(&storage, &file, &read, counter).await?;
             if opened.schema.fields() != expected.fields() {
                 return Err(Error::Schema("inputs of table 0 of one task differ in schema".into()));
             }
@@ -265,6 +269,56 @@ pub async fn stream_parquet(
     Ok(Some(Stream { schema, batches: batches.boxed() }))
 }
 
+/// Rows a Parquet scan keeps, applied as its files are read (a task's first filter, by
+/// `ops::table::scan_filter`), for each file as the filter prepares itself for it.
+pub trait RowFilter: Send + Sync + std::fmt::Debug {
+    /// The filter for a file whose Arrow schema is `file` (its footer `metadata`, the row groups
+    /// read `row_groups`), read as its columns `indices` in that order (`None`: all); `None`
+    /// when this file is read without it.
+    fn prepare(
+        &self,
+        file: &SchemaRef,
+        metadata: &ParquetMetaData,
+        row_groups: &[usize],
+        indices: Option<&[usize]>,
+        url: &str,
+    ) -> Result<Option<Arc<dyn FileFilter>>>;
+}
+
+/// A [`RowFilter`] prepared for one file.
+pub trait FileFilter: Send + Sync + std::fmt::Debug {
+    /// The file's schema as the reader is to decode it (some columns may be read as other
+    /// types, which [`Self::apply`] turns back).
+    fn hint(&self) -> SchemaRef;
+    /// The rows of `batch` (projected columns, decoded as [`Self::hint`] says) that the filter
+    /// keeps, with the file's types; `None` when it keeps none.
+    fn apply(&self, batch: RecordBatch) -> Result<Option<RecordBatch>>;
+}
+
+/// How to read a Parquet file.
+struct Read<'a> {
+    /// The columns to read, in this order; `None`: all.
+    projection: Option<&'a [String]>,
+    /// A predicate that prunes row groups and pages (never rows).
+    prune: Option<&'a str>,
+    /// Projected columns the file lacks are left out and a predicate it cannot be planned
+    /// against prunes nothing (a file of an older schema, conformed afterwards).
+    lenient: bool,
+    /// A filter applied to the rows read.
+    filter: Option<&'a Arc<dyn RowFilter>>,
+}
+
+impl<'a> Read<'a> {
+    /// A read of a file of the scan's own schema.
+    fn whole(
+        projection: Option<&'a [String]>,
+        prune: Option<&'a str>,
+        filter: Option<&'a Arc<dyn RowFilter>>,
+    ) -> Self {
+        Self { projection, prune, lenient: false, filter }
+    }
+}
+
 /// A Parquet file opened for reading: its footer read, row groups and pages pruned.
 struct OpenedParquet {
     url: String,
@@ -273,20 +327,27 @@ struct OpenedParquet {
     stream: Option<ParquetRecordBatchStream<ObjectReader>>,
     /// The requested order of the projected columns, when it is not the file's.
     order: Option<Vec<usize>>,
+    /// The filter applied to the rows read, as prepared for this file.
+    filter: Option<Arc<dyn FileFilter>>,
 }
 
 impl OpenedParquet {
-    /// The file's batches, columns in the requested order.
+    /// The file's batches, columns in the requested order, filtered when a filter applies.
     fn batches(self) -> BoxStream<'static, Result<RecordBatch>> {
         let Some(stream) = self.stream else { return futures::stream::empty().boxed() };
-        let (url, order) = (self.url, self.order);
+        let (url, order, filter) = (self.url, self.order, self.filter);
         stream
-            .map(move |batch| {
-                let batch = batch.map_err(|e| parquet_error(&url, e))?;
-                match &order {
+            .filter_map(move |batch| {
+                let batch = batch.map_err(|e| parquet_error(&url, e)).and_then(|batch| match &order {
                     Some(order) => batch.project(order).map_err(Error::arrow("reordering projected columns")),
                     None => Ok(batch),
-                }
+                });
+                let kept = match (&filter, batch) {
+                    (Some(filter), Ok(batch)) => filter.apply(batch).transpose(),
+                    (None, batch) => Some(batch),
+                    (_, Err(e)) => Some(Err(e)),
+                };
+                std::future::ready(kept)
             })
             .boxed()
     }
@@ -295,23 +356,22 @@ impl OpenedParquet {
 async fn open_parquet(
     storage: &Storage,
     file: &FileSlice,
-    projection: Option<&[String]>,
-    predicate: Option<&str>,
-    lenient: bool,
+    read: &Read<'_>,
     counter: Arc<IoCounter>,
 ) -> Result<OpenedParquet> {
     let url = &file.object.url;
     let loc = storage.resolve(url)?;
-    let reader = ObjectReader::new(loc.store.clone(), loc.path.clone(), file.object.size, counter)
+    let mut reader = ObjectReader::new(loc.store.clone(), loc.path.clone(), file.object.size, counter)
         .local_file(loc.file());
     // With a predicate, also load the page index (if the file has one) to skip pages.
-    let page_index = if predicate.is_some() { PageIndexPolicy::Optional } else { PageIndexPolicy::Skip };
+    let page_index = if read.prune.is_some() { PageIndexPolicy::Optional } else { PageIndexPolicy::Skip };
     let options = ArrowReaderOptions::new().with_page_index_policy(page_index);
-    let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options)
+    let footer = ArrowReaderMetadata::load_async(&mut reader, options.clone())
         .await
         .map_err(|e| parquet_error(url, e))?;
-    let file_schema = builder.schema().clone();
-    let metadata = builder.metadata().clone();
+    let file_schema = footer.schema().clone();
+    let metadata = footer.metadata().clone();
+    let (projection, predicate, lenient) = (read.projection, read.prune, read.lenient);
     let mut row_groups: Vec<usize> = match &file.row_groups {
         Some(rgs) => rgs.clone(),
         None => (0..metadata.num_row_groups()).collect(),
@@ -331,7 +391,7 @@ async fn open_parquet(
         row_groups = row_groups.into_iter().zip(keep).filter_map(|(rg, k)| k.then_some(rg)).collect();
         if !row_groups.is_empty()
             && let Some((groups, rows)) =
-                prune_pages(&metadata, &file_schema, builder.parquet_schema(), &physical, &row_groups)
+                prune_pages(&metadata, &file_schema, footer.parquet_schema(), &physical, &row_groups)
         {
             row_groups = groups;
             selection = Some(rows);
@@ -346,8 +406,21 @@ async fn open_parquet(
             .then(|| ix.iter().map(|i| sorted.iter().position(|s| s == i).unwrap_or_default()).collect())
     });
     if row_groups.is_empty() {
-        return Ok(OpenedParquet { url: url.clone(), schema, stream: None, order });
+        return Ok(OpenedParquet { url: url.clone(), schema, stream: None, order, filter: None });
     }
+    let prepared = match read.filter {
+        Some(filter) => filter.prepare(&file_schema, &metadata, &row_groups, indices.as_deref(), url)?,
+        None => None,
+    };
+    // Columns read as other types: the footer again, with the hint.
+    let footer = match &prepared {
+        Some(prepared) => {
+            ArrowReaderMetadata::try_new(metadata.clone(), options.with_schema(prepared.hint()))
+                .map_err(|e| parquet_error(url, e))?
+        }
+        None => footer,
+    };
+    let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer);
     let mask = match &indices {
         Some(ix) => ProjectionMask::roots(builder.parquet_schema(), ix.iter().copied()),
         None => ProjectionMask::all(),
@@ -365,7 +438,7 @@ async fn open_parquet(
         .with_batch_size(batch_size)
         .build()
         .map_err(|e| parquet_error(url, e))?;
-    Ok(OpenedParquet { url: url.clone(), schema, stream: Some(stream), order })
+    Ok(OpenedParquet { url: url.clone(), schema, stream: Some(stream), order, filter: prepared })
 }
 
 /// The file's column indices of `projection` and the schema they make; `lenient` leaves out

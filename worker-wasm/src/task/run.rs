@@ -10,8 +10,8 @@ use crate::ops;
 use crate::ops::table::Sides;
 use crate::sandbox::{Module, Sandbox, SandboxConfig};
 use shoal_protocol::{
-    FailureKind, Manifest, ModuleRef, OutputObject, PROTOCOL_VERSION, StorageOptions, TaskFailure, TaskKey,
-    TaskMetrics, TaskOutcome, TaskResult, TaskSpec, layout,
+    FailureKind, Manifest, ModuleRef, Operator, OutputObject, PROTOCOL_VERSION, StorageOptions, TaskFailure,
+    TaskKey, TaskMetrics, TaskOutcome, TaskResult, TaskSpec, layout,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -112,8 +112,10 @@ impl Worker {
             }
         }
 
-        let (input, sides, streamed) = inputs::read(&storage, spec, metrics).await?;
-        let data = self.run_pipeline(&storage, spec, input, &sides, metrics).await?;
+        let inputs::Read { main: input, sides, tally: streamed, applied } =
+            inputs::read(&storage, spec, metrics).await?;
+        let pipeline = &spec.pipeline[applied..];
+        let data = self.run_pipeline(&storage, spec, pipeline, input, &sides, metrics).await?;
         let divisions = match &data {
             Data::Table((_, batches)) => ops::divisions(&spec.pipeline, batches)?,
             Data::Stream(_) => None,
@@ -155,12 +157,13 @@ impl Worker {
         &self,
         storage: &Storage,
         spec: &TaskSpec,
+        pipeline: &[Operator],
         input: Data,
         sides: &Sides,
         metrics: &mut TaskMetrics,
     ) -> Result<Data> {
         let mut functions = TaskFunctions { modules: &self.modules, storage, limits: &spec.limits, metrics };
-        ops::run(&spec.pipeline, input, sides, spec.limits.task_memory_bytes, &mut functions).await
+        ops::run(pipeline, input, sides, spec.limits.task_memory_bytes, &mut functions).await
     }
 }
 
@@ -170,4 +173,54 @@ fn check_spec(spec: &TaskSpec) -> Result<()> {
         return Err(Error::InvalidTask(format!("unsupported spec version {}", spec.version)));
     }
     ops::check_ports(&spec.inputs, &spec.pipeline, &spec.output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::table::scan_filter::tests::{rows, write};
+    use shoal_protocol::{Limits, Output, TableOp};
+
+    /// A task whose first filter tests dictionary-encoded strings: the reader applies it, the
+    /// pipeline runs from the select after it, and the committed rows are the filter's.
+    #[tokio::test]
+    async fn a_first_filter_applied_by_the_reader_is_not_applied_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, _) = write(dir.path());
+        let worker = Worker::new(WorkerConfig::default()).unwrap();
+        let spec = |predicate: &str| TaskSpec {
+            version: PROTOCOL_VERSION,
+            job_id: "scan-filter".into(),
+            job_root: format!("file://{}/job", dir.path().display()),
+            task_key: TaskKey::derive("scan-filter-select", &predicate),
+            attempt: 1,
+            inputs: vec![input.clone()],
+            pipeline: vec![
+                TableOp::Filter { predicate: predicate.into() }.into(),
+                TableOp::Select { columns: vec!["id".into(), "flag".into()] }.into(),
+            ],
+            output: Output::Intermediate,
+            limits: Limits::default(),
+            storage: Default::default(),
+            uncommitted: true,
+        };
+        let (ids, modes, flags, _) = rows();
+        for (predicate, applied) in
+            [("mode = 'AIR' AND flag = 'R'", 1), ("upper(mode) = 'AIR' AND upper(flag) = 'R'", 0)]
+        {
+            let spec = spec(predicate);
+            let storage = worker.storage(&spec.storage);
+            let mut metrics = TaskMetrics::default();
+            let read = inputs::read(&storage, &spec, &mut metrics).await.unwrap();
+            assert_eq!(read.applied, applied, "{predicate}");
+
+            let done = worker.run(&spec).await.unwrap_or_else(|e| panic!("{predicate}: {e:?}"));
+            let want =
+                ids.iter().filter(|&&i| modes[i as usize] == "AIR" && flags[i as usize] == Some("R")).count();
+            assert!(want > 0);
+            assert_eq!(done.manifest.rows as usize, want, "{predicate}");
+            assert_eq!(done.metrics.rows_in, 3000, "{predicate}: rows read, before the filter");
+            assert_eq!(done.manifest.schema.len(), 2);
+        }
+    }
 }

@@ -19,6 +19,8 @@
 //!   rewrite of programs' expressions and a physical optimizer rule of task sessions).
 //! - [`rescale`]: decimal literals written at the scale of what they are added to (a rewrite of
 //!   programs' expressions and an optimizer rule of task sessions).
+//! - [`scan_filter`]: a task's first filter applied by the reader of its Parquet files, the
+//!   string columns it tests read as dictionaries.
 //! - [`session`]: DataFusion sessions and in-memory frames, shared by the above.
 
 pub mod aggregate;
@@ -33,6 +35,7 @@ pub mod relational;
 pub mod rescale;
 pub mod reshape;
 pub mod sample;
+pub mod scan_filter;
 pub mod session;
 pub mod sort;
 
