@@ -58,6 +58,8 @@ struct Filtering {
 /// predicate over the batches read so.
 #[derive(Debug)]
 pub struct Prepared {
+    /// The filter as written, to name it in errors.
+    sql: String,
     /// The file's schema with the tested string columns as dictionaries: the reader's hint.
     hint: SchemaRef,
     /// The predicate over the projected columns as read.
@@ -156,9 +158,13 @@ impl FileFilter for Filtering {
             .predicate
             .evaluate(&batch)
             .and_then(|v| v.into_array(rows))
-            .map_err(|e| Error::Schema(format!("filter at the scan: {e}")))?;
+            .map_err(|e| Error::Schema(format!("filter '{}': {}", prepared.sql, e.strip_backtrace())))?;
         let mask = mask.as_boolean_opt().ok_or_else(|| {
-            Error::Schema(format!("filter at the scan: a {} mask, not a boolean one", mask.data_type()))
+            Error::Schema(format!(
+                "filter '{}': gave {} values, not booleans",
+                prepared.sql,
+                mask.data_type()
+            ))
         })?;
         let kept = mask.true_count();
         if kept == 0 {
@@ -247,7 +253,7 @@ fn cached(
 /// dictionary column the compiled expression uses other than in a comparison with literals
 /// (where the planner would cast it) is read plainly instead, and the predicate compiled again.
 fn prepare(
-    predicate: &str,
+    predicate_sql: &str,
     file: &SchemaRef,
     indices: &[usize],
     mut dictionaries: BTreeSet<usize>,
@@ -256,7 +262,7 @@ fn prepare(
     loop {
         let hint = Arc::new(with_dictionaries(file, &dictionaries));
         let read = Arc::new(hint.project(indices).ok()?);
-        let expr = program::physical_expr(&read, predicate)?;
+        let expr = program::physical_expr(&read, predicate_sql)?;
         (expr.data_type(&read).ok()? == DataType::Boolean).then_some(())?;
         let positions: BTreeSet<usize> =
             indices.iter().enumerate().filter(|(_, i)| dictionaries.contains(i)).map(|(p, _)| p).collect();
@@ -264,7 +270,8 @@ fn prepare(
         misuses(&expr, &positions, &mut misused);
         if misused.is_empty() {
             let restore = positions.iter().map(|&p| (p, schema.field(p).data_type().clone())).collect();
-            return Some(Prepared { hint, predicate: conjunction::rewrite(expr), restore, schema });
+            let predicate = conjunction::rewrite(expr);
+            return Some(Prepared { sql: predicate_sql.to_string(), hint, predicate, restore, schema });
         }
         dictionaries.retain(|i| !misused.iter().any(|&p| indices[p] == *i));
     }
