@@ -184,10 +184,10 @@ impl Client {
     /// The fewest partitions small Parquet files are coalesced into: twice the tasks that run
     /// at once (the Lambda executor's concurrency, else `workers`), and at least the optimizer's
     /// `min_shuffle_partitions`, so that coalescing never leaves workers idle; no limit (one
-    /// partition per file) when `coalesce_small_files` is off.
-    pub(crate) fn min_scan_partitions(&self) -> usize {
+    /// partition per file) when `coalesce` is off.
+    pub(crate) fn min_scan_partitions(&self, coalesce: bool) -> usize {
         let c = &self.inner.config;
-        if !c.coalesce_small_files {
+        if !coalesce {
             return usize::MAX;
         }
         let at_once = match (&c.executor, &c.lambda) {

@@ -1,11 +1,11 @@
-//! Reads: `read_parquet` (with `schema = "union"`), `read_csv` (with pandas' keys: `header`,
+//! Reads: `read_parquet` (with `schema = "union"`, `coalesce = false`), `read_csv` (with pandas' keys: `header`,
 //! `delimiter`, `na_values`, `keep_default_na`, `dtype`, `usecols`, `parse_dates`, `quotechar`,
 //! `escapechar`, `comment`, `skiprows`, `encoding`, and `blocksize`; `na_values` a list or per column) and `read_json` (`lines`,
 //! `encoding`, `dtype`, `blocksize`). A read has no input.
 
 use super::env::Env;
 use crate::collections::dataframe::DataFrame;
-use crate::collections::dataframe::read::{CsvRead, JsonRead, SchemaMode, parse_dtype};
+use crate::collections::dataframe::read::{CsvRead, JsonRead, ParquetRead, SchemaMode, parse_dtype};
 use crate::error::{Error, Result};
 use crate::units::parse_size;
 use arrow::datatypes::DataType;
@@ -20,12 +20,16 @@ pub struct ReadParquet {
     pub read_parquet: String,
     /// `"union"` reads files whose schemas evolved (added columns, widened types) as one.
     pub schema: Option<String>,
+    /// `false` reads each file as a partition of its own (large files still split), instead of
+    /// coalescing small ones (default true).
+    pub coalesce: Option<bool>,
 }
 
 impl ReadParquet {
     pub async fn apply(&self, env: &Env<'_>) -> Result<DataFrame> {
-        let mode = self.schema.as_deref().map(SchemaMode::parse).transpose()?.unwrap_or_default();
-        env.client().read_parquet_with(&env.location(&self.read_parquet), mode).await
+        let schema = self.schema.as_deref().map(SchemaMode::parse).transpose()?.unwrap_or_default();
+        let read = ParquetRead { schema, coalesce: self.coalesce };
+        env.client().read_parquet_opts(&env.location(&self.read_parquet), read).await
     }
 }
 

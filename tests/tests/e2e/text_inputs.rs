@@ -305,6 +305,45 @@ fn parquet_files_of_evolved_schemas_read_as_their_union() {
 }
 
 #[test]
+fn a_job_reads_small_parquet_files_coalesced_unless_told_not_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    let py = shoal_tests::python::test_python().unwrap();
+    let script = format!(
+        "import duckdb\n\
+         for f in range(40):\n    \
+         duckdb.sql(f\"COPY (SELECT i AS id, i % 7 AS k FROM range({{f * 50}}, {{f * 50 + 50}}) t(i)) TO '{0}/in/part.{{f}}.parquet'\")\n",
+        dir.display()
+    );
+    let out = std::process::Command::new(py).args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let expected =
+        duck(dir, &format!("SELECT k, count(*) AS n FROM '{}/in/*.parquet' GROUP BY k", dir.display()));
+    let groups = "[datasets.counts]\nfrom = \"raw\"\ngroupby = [\"k\"]\nagg = { n = \"count(*)\" }\n";
+    for (option, coalesced) in [("", true), ("coalesce = false\n", false)] {
+        let datasets = format!("[datasets.raw]\nread_parquet = \"in/*.parquet\"\n{option}{groups}");
+        let got = run(dir, &datasets, "counts");
+        shoal_tests::data::assert_same_table(&got, &expected, "k").unwrap();
+        // Two workers: at least 8 partitions remain (twice the workers, and the optimizer's
+        // minimum), whatever the machine's cores.
+        let out = shoal(&["explain", "job.toml", "--workers", "2"], dir);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let plan = String::from_utf8_lossy(&out.stdout);
+        let partitions: usize = plan
+            .split("[40 files, ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{option:?}: no scan of 40 files in {plan}"));
+        match coalesced {
+            true => assert!((8..40).contains(&partitions), "{option:?}: {plan}"),
+            false => assert_eq!(partitions, 40, "{option:?}: {plan}"),
+        }
+    }
+}
+
+#[test]
 fn na_values_per_column_apply_to_their_column_only() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

@@ -15,7 +15,7 @@ pub mod values;
 
 pub use csv::CsvRead;
 pub use json::JsonRead;
-pub use parquet::SchemaMode;
+pub use parquet::{ParquetRead, SchemaMode};
 pub use types::parse_dtype;
 
 use super::DataFrame;

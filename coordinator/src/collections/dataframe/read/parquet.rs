@@ -27,6 +27,15 @@ pub enum SchemaMode {
     Union,
 }
 
+/// How [`Client::read_parquet_opts`] reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ParquetRead {
+    pub schema: SchemaMode,
+    /// Whether small files are coalesced into fewer partitions; `None`: as the client's
+    /// `Config::coalesce_small_files` says.
+    pub coalesce: Option<bool>,
+}
+
 impl SchemaMode {
     pub fn parse(name: &str) -> Result<Self> {
         match name {
@@ -51,6 +60,13 @@ impl Client {
     /// [`read_parquet`](Self::read_parquet), with files whose schemas evolved read as the
     /// union of their schemas when `mode` is [`SchemaMode::Union`].
     pub async fn read_parquet_with(&self, location: &str, mode: SchemaMode) -> Result<DataFrame> {
+        self.read_parquet_opts(location, ParquetRead { schema: mode, coalesce: None }).await
+    }
+
+    /// [`read_parquet`](Self::read_parquet) as `read` says: the schema mode, and whether
+    /// small files are coalesced.
+    pub async fn read_parquet_opts(&self, location: &str, read: ParquetRead) -> Result<DataFrame> {
+        let mode = read.schema;
         let objects = super::list_some(self, location).await?;
         let mut files = Vec::with_capacity(objects.len());
         let mut schema: Option<(SchemaRef, String)> = None;
@@ -116,7 +132,9 @@ impl Client {
             files.push(FileInfo { object, row_groups, int_bounds: row_group_bounds(&meta) });
         }
         let (schema, _) = schema.ok_or_else(|| Error::NotFound(location.to_string()))?;
-        let partitions = partition_parquet(&files, self.config().partition_bytes, self.min_scan_partitions());
+        let coalesce = read.coalesce.unwrap_or(self.config().coalesce_small_files);
+        let partitions =
+            partition_parquet(&files, self.config().partition_bytes, self.min_scan_partitions(coalesce));
         // A range is a bound only if every file had statistics for the column.
         let int_ranges = ranges
             .into_iter()
