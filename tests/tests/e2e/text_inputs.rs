@@ -46,6 +46,13 @@ fn duck(dir: &Path, sql: &str) -> Vec<RecordBatch> {
     read_parquet_dir(&path).unwrap()
 }
 
+/// Runs `script` with the tests' Python (DuckDB and pandas installed), which writes files.
+fn python(script: &str) {
+    let py = shoal_tests::python::test_python().unwrap();
+    let out = std::process::Command::new(py).args(["-c", script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 fn explain(dir: &Path) -> String {
     let out = shoal(&["explain", "job.toml"], dir);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -148,7 +155,6 @@ fn large_csv_files_are_read_in_blocks_cut_at_record_ends() {
     shoal_tests::data::assert_same_table(&got, &expected, "id").unwrap();
 
     // Compressed copies are read whole, one partition each, to the same rows.
-    let py = shoal_tests::python::test_python().unwrap();
     let script = format!(
         "import gzip, bz2, duckdb\nsrc = open('{0}/in/big.csv', 'rb').read()\n\
          open('{0}/zipped/a.csv.gz', 'wb').write(gzip.compress(src))\n\
@@ -156,8 +162,7 @@ fn large_csv_files_are_read_in_blocks_cut_at_record_ends() {
          duckdb.sql(\"COPY (SELECT * FROM read_csv('{0}/in/big.csv', header = true)) TO '{0}/zipped/c.csv.zst' (FORMAT csv, COMPRESSION zstd)\")\n",
         dir.display()
     );
-    let out = std::process::Command::new(py).args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    python(&script);
     let got = run(dir, "[datasets.raw]\nread_csv = \"zipped/*\"\nblocksize = \"256KB\"\n", "raw");
     assert!(explain(dir).contains("[3 files, 3 partitions"), "{}", explain(dir));
     // (DuckDB reads .gz and .zst but not .bz2: each copy holds the plain file's rows.)
@@ -274,7 +279,6 @@ fn parquet_files_of_evolved_schemas_read_as_their_union() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::create_dir_all(dir.join("in")).unwrap();
-    let py = shoal_tests::python::test_python().unwrap();
     // Version 1: id INT, x FLOAT; version 2 widened both; version 3 added a column.
     let script = format!(
         "import duckdb\n\
@@ -283,8 +287,7 @@ fn parquet_files_of_evolved_schemas_read_as_their_union() {
          duckdb.sql(\"COPY (SELECT i::BIGINT AS id, (i / 4)::DOUBLE AS x, 'n' || i AS note FROM range(200, 300) t(i)) TO '{0}/in/v3.parquet'\")\n",
         dir.display()
     );
-    let out = std::process::Command::new(py).args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    python(&script);
     let err = fails(dir, "[datasets.raw]\nread_parquet = \"in/*.parquet\"\n");
     assert!(err.contains("schema differs") && err.contains("schema = \"union\""), "{err}");
     let got = run(
@@ -309,15 +312,13 @@ fn a_job_reads_small_parquet_files_coalesced_unless_told_not_to() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::create_dir_all(dir.join("in")).unwrap();
-    let py = shoal_tests::python::test_python().unwrap();
     let script = format!(
         "import duckdb\n\
          for f in range(40):\n    \
          duckdb.sql(f\"COPY (SELECT i AS id, i % 7 AS k FROM range({{f * 50}}, {{f * 50 + 50}}) t(i)) TO '{0}/in/part.{{f}}.parquet'\")\n",
         dir.display()
     );
-    let out = std::process::Command::new(py).args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    python(&script);
     let expected =
         duck(dir, &format!("SELECT k, count(*) AS n FROM '{}/in/*.parquet' GROUP BY k", dir.display()));
     let groups = "[datasets.counts]\nfrom = \"raw\"\ngroupby = [\"k\"]\nagg = { n = \"count(*)\" }\n";
@@ -399,14 +400,12 @@ fn bad_text_inputs_are_one_clear_error_naming_the_file() {
     let err = fails(dir, "[datasets.raw]\nread_csv = \"in/typed.csv\"\ndtype = { x = \"int64\" }\n");
     assert!(err.contains("typed.csv: line 3, column 'x': cannot read '3.5' as Int64"), "{err}");
     // A truncated .gz file.
-    let py = shoal_tests::python::test_python().unwrap();
     let script = format!(
         "import gzip\ndata = gzip.compress(b'id,x\\n' + b''.join(b'%d,%d\\n' % (i, i) for i in range(20000)))\n\
          open('{0}/in/cut.csv.gz', 'wb').write(data[: len(data) // 2])\n",
         dir.display()
     );
-    let out = std::process::Command::new(py).args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    python(&script);
     let err = fails(dir, "[datasets.raw]\nread_csv = \"in/cut.csv.gz\"\n");
     assert!(err.contains("cut.csv.gz") && err.contains("not a valid Gzip file"), "{err}");
 }
@@ -491,9 +490,7 @@ fn pandas_reads_as_shoal_reads_and_reads_what_shoal_writes() {
          pd.concat([pd.read_json(p, lines=True) for p in parts]).to_parquet(d + '/pandas-json.parquet')\n",
         dir.display()
     );
-    let py = shoal_tests::python::test_python().unwrap();
-    let out = std::process::Command::new(py).args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    python(&script);
     for reference in ["pandas-read", "pandas-csv", "pandas-json"] {
         let expected = read_parquet_dir(dir.join(format!("{reference}.parquet"))).unwrap();
         shoal_tests::data::assert_same_table(&got, &expected, "id")
