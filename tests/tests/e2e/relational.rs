@@ -140,6 +140,21 @@ async fn groupby_strategies_match_duckdb() {
                FROM s GROUP BY region, sku";
     env.check("region_sku_shuffle", &two, "strategy=shuffle split_out=8", sql, false).await;
 
+    // Means of decimals without nulls: each an exact sum over the row count, one `count(*)`
+    // shared by both and by `size`.
+    let exact = s
+        .assign("amount", "CAST(id % 1000 AS DECIMAL(12, 2))")
+        .unwrap()
+        .assign("fee", "CAST(id % 7 AS DECIMAL(12, 2))")
+        .unwrap();
+    let list = [("avg_amount", "amount", "mean"), ("avg_fee", "fee", "mean"), ("rows", "id", "size")];
+    let means = exact.groupby(&["region"]).agg(&aggs(&list)).unwrap();
+    let plan = means.explain().unwrap();
+    assert!(!plan.contains(r#"count("amount")"#) && !plan.contains(r#"count("fee")"#), "{plan}");
+    let sql = "SELECT region, avg(CAST(id % 1000 AS DECIMAL(12, 2))) AS avg_amount, \
+               avg(CAST(id % 7 AS DECIMAL(12, 2))) AS avg_fee, count(*) AS rows FROM s GROUP BY region";
+    env.check("region_exact_means", &means, "rows = count(*)", sql, false).await;
+
     // High cardinality (20k customers): statistics bound the groups above the tree limit, so
     // the planner shuffles; forcing a tree gives the same table.
     let banded = s.assign("band", "cust % 10").unwrap();

@@ -90,10 +90,7 @@ pub async fn read(storage: &Arc<Storage>, spec: &TaskSpec, metrics: &mut TaskMet
             (Data::Stream(Stream { schema: stream.schema, batches: batches.boxed() }), Some(tally))
         }
         (None, Some(Loaded { schema, batches, .. })) => {
-            metrics.rows_in = match filter.filter(|f| f.applied()) {
-                Some(filter) => filter.rows_read(),
-                None => batches.iter().map(|b| b.num_rows() as u64).sum(),
-            };
+            metrics.rows_in = rows_in(filter, || batches.iter().map(|b| b.num_rows() as u64).sum());
             (Data::Table((schema, batches)), None)
         }
         // A call of literals only reads nothing.
@@ -164,10 +161,16 @@ impl Tally {
         metrics.bytes_read += self.counter.bytes();
         metrics.requests += self.counter.requests();
         metrics.objects_read += self.objects;
-        metrics.rows_in += match self.filter.as_ref().filter(|f| f.applied()) {
-            Some(filter) => filter.rows_read(),
-            None => self.rows.load(Ordering::Relaxed),
-        };
+        metrics.rows_in += rows_in(self.filter.as_ref(), || self.rows.load(Ordering::Relaxed));
+    }
+}
+
+/// The rows a main table's reads decoded: counted by the filter where the reads applied it (the
+/// rows it dropped included), else the rows the reads gave (`seen`).
+fn rows_in(filter: Option<&Arc<ScanFilter>>, seen: impl FnOnce() -> u64) -> u64 {
+    match filter.filter(|f| f.applied()) {
+        Some(filter) => filter.rows_read(),
+        None => seen(),
     }
 }
 

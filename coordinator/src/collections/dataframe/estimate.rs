@@ -122,8 +122,14 @@ pub fn filter_selectivity(input: &Plan, predicate: &str) -> Selectivity {
             column_statistics(scan.and_then(|s| s.int_ranges.get(f.name()).copied()), f.data_type())
         })
         .collect();
-    let values: Vec<Option<&ArrayRef>> =
-        scans.iter().map(|(f, scan)| scan.and_then(|s| s.string_values.0.get(f.name()))).collect();
+    // Only the columns the condition names (by a text search: a superset) decode their values.
+    let values: Vec<Option<&ArrayRef>> = scans
+        .iter()
+        .map(|(f, scan)| {
+            let named = predicate.contains(f.name().as_str());
+            scan.filter(|_| named).and_then(|s| s.string_values.get(f.name()))
+        })
+        .collect();
     let addresses: Vec<Option<*const u8>> =
         values.iter().map(|v| v.map(|a| Arc::as_ptr(a) as *const u8)).collect();
     let key = format!("{predicate}\n{schema:?}\n{stats:?}\n{addresses:?}");
@@ -596,7 +602,7 @@ pub(super) mod tests {
     fn scan_with_values(values: &[&str]) -> Plan {
         let Plan::Scan(mut node) = scan() else { unreachable!() };
         let values = Arc::new(arrow::array::StringArray::from(values.to_vec())) as ArrayRef;
-        node.string_values.0.insert("s".into(), values);
+        node.string_values = std::mem::take(&mut node.string_values).with("s", values);
         Plan::Scan(node)
     }
 

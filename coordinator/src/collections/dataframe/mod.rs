@@ -139,8 +139,10 @@ pub fn agg_sql(column: &str, func: &str) -> Result<String> {
 /// The mean of a decimal column (`agg_sql`'s `avg(CAST(c AS DOUBLE))`) as its exact sum over its
 /// count, made a double once per group, as DuckDB computes it: the same value (closer to the
 /// exact mean, not further), without converting every row's 128-bit decimal to a double. The
-/// sum is then shared with a `sum` of the same column. Only for precisions up to 28, whose sum
-/// cannot overflow; any other aggregation is kept.
+/// sum is then shared with a `sum` of the same column, and the count of a column without nulls
+/// is `count(*)`, shared with a `size` and with the means of other such columns (TPC-H Q1's
+/// three means and its row count are one count). Only for precisions up to 28, whose sum cannot
+/// overflow; any other aggregation is kept.
 fn exact_decimal_mean(sql: &str, input: &arrow::datatypes::Schema) -> String {
     let decimal = input.fields().iter().find(|f| {
         // DataFusion sums into 10 more digits (at most 38): room for 10^10 rows of any value.
@@ -150,7 +152,11 @@ fn exact_decimal_mean(sql: &str, input: &arrow::datatypes::Schema) -> String {
     match decimal {
         Some(f) => {
             let c = quote_ident(f.name());
-            format!("CAST(sum({c}) AS DOUBLE) / CAST(count({c}) AS DOUBLE)")
+            let count = match f.is_nullable() {
+                true => format!("count({c})"),
+                false => "count(*)".to_string(),
+            };
+            format!("CAST(sum({c}) AS DOUBLE) / CAST({count} AS DOUBLE)")
         }
         None => sql.to_string(),
     }
@@ -780,9 +786,12 @@ mod tests {
             Field::new("price", DataType::Decimal128(15, 2), true),
             Field::new("wide", DataType::Decimal128(38, 2), true),
             Field::new("x", DataType::Float64, true),
+            Field::new("qty", DataType::Decimal128(15, 2), false),
         ]);
         let mean = |c: &str| exact_decimal_mean(&agg_sql(c, "mean").unwrap(), &schema);
         assert_eq!(mean("price"), r#"CAST(sum("price") AS DOUBLE) / CAST(count("price") AS DOUBLE)"#);
+        // Without nulls, its count is the rows'.
+        assert_eq!(mean("qty"), r#"CAST(sum("qty") AS DOUBLE) / CAST(count(*) AS DOUBLE)"#);
         // A sum of 38 digits could overflow, and a double needs no rewrite: kept.
         assert_eq!(mean("wide"), r#"avg(CAST("wide" AS DOUBLE))"#);
         assert_eq!(mean("x"), r#"avg(CAST("x" AS DOUBLE))"#);

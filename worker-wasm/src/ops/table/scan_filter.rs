@@ -122,19 +122,26 @@ impl RowFilter for ScanFilter {
                     && dictionary_encoded(metadata, file, i, row_groups)
             })
             .collect();
-        let decided = match self.applied.get() {
-            Some(decided) => *decided,
+        let prepared = match self.applied.get() {
+            Some(false) => return Ok(None),
+            Some(true) => cached(&self.predicate, file, indices, dictionaries),
             None => {
-                let helps = !dictionaries.is_empty()
-                    && cached(&self.predicate, file, indices, dictionaries.clone())
-                        .is_some_and(|p| !p.restore.is_empty());
-                *self.applied.get_or_init(|| helps)
+                let first = match dictionaries.is_empty() {
+                    true => None,
+                    false => cached(&self.predicate, file, indices, dictionaries.clone()),
+                };
+                let helps = first.as_ref().is_some_and(|p| !p.restore.is_empty());
+                // Another file of the task may have decided first, either way.
+                if !*self.applied.get_or_init(|| helps) {
+                    return Ok(None);
+                }
+                match first {
+                    Some(prepared) => Some(prepared),
+                    None => cached(&self.predicate, file, indices, dictionaries),
+                }
             }
         };
-        if !decided {
-            return Ok(None);
-        }
-        match cached(&self.predicate, file, indices, dictionaries) {
+        match prepared {
             Some(prepared) => Ok(Some(Arc::new(Filtering { prepared, rows_read: self.rows_read.clone() }))),
             None => Err(Error::Schema(format!(
                 "{url}: the filter '{}' does not apply to this file's columns",

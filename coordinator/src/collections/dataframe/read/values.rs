@@ -2,16 +2,18 @@
 //! time: what a condition on one string column keeps is then estimated by evaluating it on
 //! those values (`estimate.rs`), where it would otherwise be assumed to keep 20% of rows
 //! (`p_type = 'ECONOMY ANODIZED STEEL'` keeps 1 of 150 types; `l_shipmode IN ('MAIL', 'SHIP')`
-//! 2 of 7).
+//! 2 of 7; `p_name LIKE 'forest%'` 1 of 92).
 //!
 //! Only the first row group of one file is read, and only dictionary pages of at most
 //! [`DICTIONARY_AT_MOST`] bytes, [`DICTIONARIES_AT_MOST`] in all: a few small range reads per
-//! table, in one request where the store coalesces them. A writer that gave up on a
+//! table, in one request where the store coalesces them. A page is decoded when an estimate
+//! first asks for its column's values, so the dictionaries of columns no filter tests (a
+//! table's comments, a few hundred KB each) cost their read only. A writer that gave up on a
 //! dictionary part-way (a column of many distinct values) left the values it met first, a
 //! sample rather than all of them; the share of them a condition holds for is still its
 //! estimate.
 
-use arrow::array::{ArrayRef, StringArray};
+use arrow::array::{ArrayBuilder, ArrayRef, StringArray, StringBuilder};
 use arrow::datatypes::{DataType, Schema};
 use bytes::{Buf, Bytes};
 use parquet::arrow::async_reader::AsyncFileReader;
@@ -22,29 +24,70 @@ use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
 use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::serialized_reader::SerializedPageReader;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-/// The largest dictionary page read (compressed, with its header).
-pub const DICTIONARY_AT_MOST: u64 = 256 << 10;
+/// The largest dictionary page read (compressed, with its header): TPC-H's `p_name`, five
+/// words of 92 a part, has a 330 KB page in a row group of 25,000 parts.
+pub const DICTIONARY_AT_MOST: u64 = 512 << 10;
 /// The most bytes of dictionary pages read for one table: the smallest pages first, so a wide
 /// table of many string columns costs planning a bounded read.
 pub const DICTIONARIES_AT_MOST: u64 = 4 << 20;
 
-/// Distinct values of string columns, by column name. Printed as counts only.
+/// Distinct values of string columns, by column name. Printed as counts only (which decodes
+/// every page).
 #[derive(Clone, Default)]
-pub struct SampledValues(pub HashMap<String, ArrayRef>);
+pub struct SampledValues(HashMap<String, Arc<Sample>>);
+
+/// One column's values: its dictionary page as read, decoded once asked for.
+struct Sample {
+    /// `None` for values known already.
+    page: Option<DictionaryPage>,
+    values: OnceLock<Option<ArrayRef>>,
+}
+
+/// A dictionary page as read, with what decoding it needs.
+struct DictionaryPage {
+    window: Window,
+    chunk: ColumnChunkMetaData,
+    rows: usize,
+}
+
+impl SampledValues {
+    /// The sampled values of `column`, decoded on first use; `None` if it has none, or if its
+    /// page cannot be decoded (the values only sharpen estimates, and the scan itself reports a
+    /// broken file).
+    pub fn get(&self, column: &str) -> Option<&ArrayRef> {
+        let sample = self.0.get(column)?;
+        sample
+            .values
+            .get_or_init(|| {
+                let page = sample.page.as_ref()?;
+                let values = dictionary(&page.window, &page.chunk, page.rows).ok()??;
+                Some(Arc::new(values) as ArrayRef)
+            })
+            .as_ref()
+    }
+
+    /// `self` with `values` known for `column`.
+    #[cfg(test)]
+    pub fn with(mut self, column: &str, values: ArrayRef) -> Self {
+        let sample = Sample { page: None, values: OnceLock::from(Some(values)) };
+        self.0.insert(column.to_string(), Arc::new(sample));
+        self
+    }
+}
 
 impl std::fmt::Debug for SampledValues {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut counts: Vec<_> = self.0.iter().map(|(name, values)| (name, values.len())).collect();
+        let mut counts: Vec<_> =
+            self.0.keys().filter_map(|name| Some((name, self.get(name)?.len()))).collect();
         counts.sort();
         f.debug_map().entries(counts).finish()
     }
 }
 
-/// The values of `meta`'s top-level string columns in its first row group, for the columns
-/// whose dictionary page is small enough. A page that cannot be read or decoded leaves its
-/// column out: the values only sharpen estimates, and the scan itself reports a broken file.
+/// The dictionary pages of `meta`'s top-level string columns in its first row group, for the
+/// columns whose page is small enough; decoded when [`SampledValues::get`] asks.
 pub async fn string_values<R: AsyncFileReader>(
     reader: &mut R,
     meta: &ParquetMetaData,
@@ -96,30 +139,27 @@ async fn within<R: AsyncFileReader>(
         return SampledValues::default();
     };
     let rows = usize::try_from(rg.num_rows()).unwrap_or(0);
-    let values = wanted
-        .into_iter()
-        .zip(pages)
-        .filter_map(|((name, chunk, range), bytes)| {
-            let values = dictionary(Window { start: range.start, bytes }, chunk, rows).ok()??;
-            Some((name, Arc::new(values) as ArrayRef))
-        })
-        .collect();
-    SampledValues(values)
+    let samples = wanted.into_iter().zip(pages).map(|((name, chunk, range), bytes)| {
+        let window = Window { start: range.start, bytes };
+        let page = DictionaryPage { window, chunk: chunk.clone(), rows };
+        (name, Arc::new(Sample { page: Some(page), values: OnceLock::new() }))
+    });
+    SampledValues(samples.collect())
 }
 
 /// Decodes the dictionary page at the start of `window` (a PLAIN-encoded page of byte arrays);
 /// `None` when it is not a dictionary page or holds other than UTF-8 strings.
 fn dictionary(
-    window: Window,
+    window: &Window,
     chunk: &ColumnChunkMetaData,
     rows: usize,
 ) -> Result<Option<StringArray>, ParquetError> {
-    let mut pages = SerializedPageReader::new(Arc::new(window), chunk, rows, None)?;
+    let mut pages = SerializedPageReader::new(Arc::new(window.clone()), chunk, rows, None)?;
     let Some(Page::DictionaryPage { buf, num_values, .. }) = pages.get_next_page()? else {
         return Ok(None);
     };
     let mut buf = buf;
-    let mut values = Vec::with_capacity(num_values as usize);
+    let mut values = StringBuilder::with_capacity(num_values as usize, buf.len());
     while buf.remaining() >= 4 {
         let len = buf.get_u32_le() as usize;
         if len > buf.remaining() {
@@ -127,14 +167,15 @@ fn dictionary(
         }
         let value = buf.split_to(len);
         match std::str::from_utf8(&value) {
-            Ok(s) => values.push(s.to_string()),
+            Ok(s) => values.append_value(s),
             Err(_) => return Ok(None),
         }
     }
-    Ok((values.len() == num_values as usize).then(|| StringArray::from(values)))
+    Ok((values.len() == num_values as usize).then(|| values.finish()))
 }
 
 /// Bytes `start..` of a file, read through Parquet's page reader at the file's offsets.
+#[derive(Clone)]
 struct Window {
     start: u64,
     bytes: Bytes,
@@ -229,11 +270,20 @@ mod tests {
     #[tokio::test]
     async fn dictionaries_of_string_columns_give_their_distinct_values() {
         let values = sampled(file(3000, 1 << 20)).await;
-        assert_eq!(strings(&values.0["kind"]), ["AIR", "MAIL", "SHIP"]);
+        assert_eq!(strings(values.get("kind").unwrap()), ["AIR", "MAIL", "SHIP"]);
         // All 3000 names fit in the writer's dictionary: all of them, each once.
-        assert_eq!(values.0["name"].len(), 3000);
-        assert!(!values.0.contains_key("id"), "integers have ranges, not sampled values");
+        assert_eq!(values.get("name").unwrap().len(), 3000);
+        assert!(values.get("id").is_none(), "integers have ranges, not sampled values");
         assert_eq!(format!("{values:?}"), r#"{"kind": 3, "name": 3000}"#);
+    }
+
+    #[tokio::test]
+    async fn pages_are_decoded_only_for_the_columns_asked_for() {
+        let values = sampled(file(3000, 1 << 20)).await;
+        let decoded = |column: &str| values.0[column].values.get().is_some();
+        assert!(!decoded("kind") && !decoded("name"), "read, not decoded");
+        assert_eq!(strings(values.get("kind").unwrap()), ["AIR", "MAIL", "SHIP"]);
+        assert!(decoded("kind") && !decoded("name"), "only the column asked for is decoded");
     }
 
     #[tokio::test]
@@ -241,8 +291,8 @@ mod tests {
         // A 4 KiB dictionary limit: the names' dictionary stops after ~200 values and the rest
         // are written plain; the kinds' three values still fit.
         let values = sampled(file(3000, 4 << 10)).await;
-        assert_eq!(strings(&values.0["kind"]), ["AIR", "MAIL", "SHIP"]);
-        let names = values.0["name"].len();
+        assert_eq!(strings(values.get("kind").unwrap()), ["AIR", "MAIL", "SHIP"]);
+        let names = values.get("name").unwrap().len();
         assert!(names > 0 && names < 3000, "{names} names sampled");
     }
 }
