@@ -155,6 +155,30 @@ async fn groupby_strategies_match_duckdb() {
                avg(CAST(id % 7 AS DECIMAL(12, 2))) AS avg_fee, count(*) AS rows FROM s GROUP BY region";
     env.check("region_exact_means", &means, "rows = count(*)", sql, false).await;
 
+    // A filter that keeps most rows, then a grouped aggregation: the filter marks the rows it
+    // drops for the accumulators to skip instead of copying the others; the band of dropped
+    // rows only ('dropped') has no group.
+    let marked = s
+        .filter("id % 23 <> 0")
+        .unwrap()
+        .assign("band", "CASE WHEN id % 23 = 0 THEN 'dropped' WHEN id % 2 = 0 THEN 'even' ELSE 'odd' END")
+        .unwrap()
+        .assign("gross", "price * qty")
+        .unwrap();
+    let list = [
+        ("revenue", "gross", "sum"),
+        ("mean_score", "score", "mean"),
+        ("n", "qty", "count"),
+        ("rows", "id", "size"),
+        ("lo", "day", "min"),
+        ("hi", "price", "max"),
+    ];
+    let banded = marked.groupby(&["region", "band"]).agg(&aggs(&list)).unwrap();
+    let sql = "SELECT region, CASE WHEN id % 2 = 0 THEN 'even' ELSE 'odd' END AS band, \
+               sum(price * qty) AS revenue, avg(score) AS mean_score, count(qty) AS n, count(*) AS rows, \
+               min(day) AS lo, max(price) AS hi FROM s WHERE id % 23 <> 0 GROUP BY region, band";
+    env.check("region_band_marked", &banded, "strategy=tree", sql, false).await;
+
     // High cardinality (20k customers): statistics bound the groups above the tree limit, so
     // the planner shuffles; forcing a tree gives the same table.
     let banded = s.assign("band", "cust % 10").unwrap();

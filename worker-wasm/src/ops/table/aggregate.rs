@@ -12,29 +12,33 @@
 //! schema. Later modes swap in the states they were sent as input.
 
 use super::conjunction::WholeBooleans;
-use super::{nunique, session};
+use super::{nunique, program, session};
 use crate::error::{Error, Result};
-use crate::io::Table;
-use arrow::datatypes::SchemaRef;
+use crate::io::{Stream, Table};
+use arrow::array::{Array, AsArray, Int64Array, RecordBatch, make_array};
+use arrow::buffer::NullBuffer;
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{Int64Type, SchemaRef};
 use datafusion::common::Column;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode as DfMode};
 use datafusion::prelude::{DataFrame, Expr, SessionConfig, SessionContext};
+use futures::StreamExt;
 use shoal_protocol::AggregateMode;
 use std::sync::Arc;
 
 /// The logical aggregate `keys` / `aggs` over `df`, output columns named as asked.
 pub fn logical(df: DataFrame, keys: &[String], aggs: &[(String, String)]) -> Result<DataFrame> {
-    let mut groups = Vec::with_capacity(keys.len());
-    for k in keys {
-        if !df.schema().fields().iter().any(|f| f.name() == k) {
-            return Err(session::unknown_column("groupby", k, df.schema().as_arrow()));
-        }
-        groups.push(Expr::Column(Column::new_unqualified(k)));
-    }
+    let exprs = aggregate_exprs(&df, aggs)?;
+    grouped(df, keys, exprs)
+}
+
+/// The aggregate calls `aggs` over `df`'s columns, each named as asked.
+fn aggregate_exprs(df: &DataFrame, aggs: &[(String, String)]) -> Result<Vec<Expr>> {
     let mut exprs = Vec::with_capacity(aggs.len());
     for (name, sql) in aggs {
         let expr = df
@@ -48,6 +52,18 @@ pub fn logical(df: DataFrame, keys: &[String], aggs: &[(String, String)]) -> Res
             )));
         }
         exprs.push(nunique::rewrite(expr, df.schema()).alias(name));
+    }
+    Ok(exprs)
+}
+
+/// `df` grouped by exactly `keys` into `exprs`.
+fn grouped(df: DataFrame, keys: &[String], exprs: Vec<Expr>) -> Result<DataFrame> {
+    let mut groups = Vec::with_capacity(keys.len());
+    for k in keys {
+        if !df.schema().fields().iter().any(|f| f.name() == k) {
+            return Err(session::unknown_column("groupby", k, df.schema().as_arrow()));
+        }
+        groups.push(Expr::Column(Column::new_unqualified(k)));
     }
     // Not `DataFrame::aggregate`: it also groups by every column the keys functionally
     // determine (all columns of an aggregated input grouped by its keys again), which would
@@ -108,6 +124,123 @@ pub async fn run(
     let schema = exec.schema();
     let batches = datafusion::physical_plan::collect(exec, ctx.task_ctx()).await?;
     Ok((schema, batches))
+}
+
+/// The aggregate functions that skip null values: a row a filter drops reaches them as a null.
+const MARKABLE: [&str; 5] = ["sum", "count", "min", "max", "avg"];
+
+/// Whether the `Partial` step of `keys` / `aggs` over rows of `schema` can read rows marked by
+/// a filter ([`run_marked`]): grouped, and every call a plain one of [`MARKABLE`] over a column
+/// that is not a key (or `count(*)`).
+pub fn markable(schema: &SchemaRef, keys: &[String], aggs: &[(String, String)]) -> bool {
+    if keys.is_empty() || schema.index_of(program::KEEP).is_ok() {
+        return false;
+    }
+    let Ok(template) = session::frame(&session::session(), schema.clone(), vec![]) else { return false };
+    let Ok(exprs) = aggregate_exprs(&template, aggs) else { return false };
+    exprs.iter().all(|e| {
+        let Expr::AggregateFunction(f) = e.clone().unalias() else { return false };
+        let name = f.func.name();
+        let plain = MARKABLE.contains(&name)
+            && !f.params.distinct
+            && f.params.filter.is_none()
+            && f.params.order_by.is_empty();
+        plain
+            && f.params.args.iter().all(|arg| match arg {
+                Expr::Column(c) => !keys.contains(&c.name),
+                Expr::Literal(..) => name == "count",
+                _ => false,
+            })
+    })
+}
+
+/// The `Partial` step of `keys` / `aggs` over `marked`, rows whose last column
+/// [`program::KEEP`] says whether a filter keeps them ([`Program::run_marked`](program::Program::run_marked)):
+/// the columns the calls read are null where a row is not kept (a bitwise AND of the validity,
+/// no copy of values), `count(*)` counts the kept rows, and a group none of whose rows is kept
+/// (counted by one more call) is left out. The states are those of the step over the kept rows
+/// alone, of the same columns.
+pub async fn run_marked(
+    ctx: &SessionContext,
+    marked: Stream,
+    keys: &[String],
+    aggs: &[(String, String)],
+) -> Result<Table> {
+    let template = session::frame(&session::session(), marked.schema.clone(), vec![])?;
+    let keep = Expr::Column(Column::new_unqualified(program::KEEP));
+    let mut read = Vec::new();
+    let mut exprs = Vec::with_capacity(aggs.len() + 1);
+    for ((name, _), expr) in aggs.iter().zip(aggregate_exprs(&template, aggs)?) {
+        let Expr::AggregateFunction(mut f) = expr.unalias() else {
+            return Err(Error::Execution(format!("aggregate {name} cannot read marked rows")));
+        };
+        for arg in f.params.args.iter_mut() {
+            match arg {
+                Expr::Column(c) => {
+                    read.push(marked.schema.index_of(&c.name).map_err(Error::arrow("aggregate"))?)
+                }
+                _ => *arg = keep.clone(),
+            }
+        }
+        exprs.push(Expr::AggregateFunction(f).alias(name));
+    }
+    exprs.push(count(keep).alias(program::KEEP));
+    let last = marked.schema.fields().len() - 1;
+    read.push(last);
+    read.sort_unstable();
+    read.dedup();
+    let fields = marked.schema.fields().iter().enumerate().map(|(i, f)| {
+        let f = f.as_ref().clone();
+        if read.contains(&i) { f.with_nullable(true) } else { f }
+    });
+    let schema = Arc::new(arrow::datatypes::Schema::new(fields.collect::<Vec<_>>()));
+    let nulled = schema.clone();
+    let batches = marked.batches.map(move |batch| null_unkept(batch?, &read, &nulled)).boxed();
+    let input = session::stream_frame(ctx, Stream { schema, batches })?;
+    let (_, plan) = grouped(input, keys, exprs)?.into_parts();
+    let exec = partial_exec(plan).await?;
+    let schema = exec.schema();
+    let batches = datafusion::physical_plan::collect(exec, ctx.task_ctx()).await?;
+    // The last state is the count of kept rows: groups without any are not the step's.
+    let last = schema.fields().len() - 1;
+    let states: SchemaRef =
+        Arc::new(schema.project(&(0..last).collect::<Vec<_>>()).map_err(Error::arrow("aggregate: states"))?);
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let counts = batch.column(last).as_primitive_opt::<Int64Type>().ok_or_else(|| {
+            Error::Execution(format!(
+                "aggregate: the count of kept rows is {}",
+                batch.column(last).data_type()
+            ))
+        })?;
+        let any = arrow::compute::kernels::cmp::gt(counts, &Int64Array::new_scalar(0))
+            .map_err(Error::arrow("aggregate: groups with kept rows"))?;
+        let batch = RecordBatch::try_new(states.clone(), batch.columns()[..last].to_vec())
+            .map_err(Error::arrow("aggregate: states"))?;
+        out.push(
+            filter_record_batch(&batch, &any).map_err(Error::arrow("aggregate: groups with kept rows"))?,
+        );
+    }
+    Ok((states, out))
+}
+
+/// `batch` with the columns `read` (the last is [`program::KEEP`]) null where `KEEP` is false.
+fn null_unkept(batch: RecordBatch, read: &[usize], schema: &SchemaRef) -> Result<RecordBatch> {
+    let last = batch.num_columns() - 1;
+    let keep = batch
+        .column(last)
+        .as_boolean_opt()
+        .ok_or_else(|| Error::Execution("aggregate: the marks of kept rows are not booleans".into()))?;
+    let mut columns = batch.columns().to_vec();
+    if keep.true_count() < batch.num_rows() {
+        let kept = NullBuffer::new(keep.values().clone());
+        for &i in read {
+            let nulls = NullBuffer::union(columns[i].nulls(), Some(&kept));
+            let data = columns[i].to_data().into_builder().nulls(nulls).build();
+            columns[i] = make_array(data.map_err(Error::arrow("aggregate: nulls of rows not kept"))?);
+        }
+    }
+    RecordBatch::try_new(schema.clone(), columns).map_err(Error::arrow("aggregate: rows marked"))
 }
 
 /// The `Partial` step over `input`. The rows feeding the aggregation (a fused filter, join, ...)
@@ -178,6 +311,7 @@ mod tests {
     use crate::ops::table::join;
     use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
+    use shoal_protocol::TableOp;
 
     fn table(rows: std::ops::Range<i64>) -> (SchemaRef, Vec<RecordBatch>) {
         let schema = Arc::new(Schema::new(vec![
@@ -290,6 +424,52 @@ mod tests {
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         // One row per group: the mean of its maximum x (i = 99 for 'a', i = 98 for 'b').
         assert_eq!(rows, [(Some("a"), Some(148.5)), (Some("b"), Some(147.0))]);
+    }
+
+    /// Rows marked by a filter give the states of the rows it keeps; a group of dropped rows only
+    /// (`n = 4`) has none.
+    #[tokio::test]
+    async fn marked_rows_give_the_states_of_the_rows_kept() {
+        let ctx = session::session();
+        let (schema, batches) = table(0..1000);
+        let keys = ["g".to_string(), "n".to_string()];
+        let aggs = pairs(&[
+            ("total", "sum(x)"),
+            ("rows", "count(*)"),
+            ("lo", "min(x)"),
+            ("hi", "max(x)"),
+            ("m", "avg(x)"),
+        ]);
+        assert!(markable(&schema, &keys, &aggs));
+        for other in [
+            "stddev(x)",
+            "count(DISTINCT n)",
+            "sum(x) FILTER (WHERE n > 1)",
+            "sum(x + 1)",
+            "max(n)",
+            "sum(1)",
+        ] {
+            assert!(!markable(&schema, &keys, &pairs(&[("a", "sum(x)"), ("b", other)])), "{other}");
+        }
+        assert!(!markable(&schema, &[], &aggs), "an aggregation without keys copies its filter's rows");
+
+        let filter = TableOp::Filter { predicate: "n <> 4".into() };
+        let program = program::compiled(&schema, &[&filter]).unwrap();
+        let stream = crate::io::Data::Table((schema.clone(), batches.clone())).into_stream();
+        let got = run_marked(&ctx, program.run_marked(stream).unwrap(), &keys, &aggs).await.unwrap();
+
+        let kept = session::frame(&ctx, schema.clone(), batches)
+            .unwrap()
+            .filter(datafusion::prelude::col("n").not_eq(datafusion::prelude::lit(4i64)))
+            .unwrap();
+        let want = run(&ctx, kept, AggregateMode::Partial, &keys, &aggs, schema).await.unwrap();
+        let columns = |t: &Table| {
+            t.0.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect::<Vec<_>>()
+        };
+        assert_eq!(columns(&got), columns(&want), "the same state columns");
+        let lines = |t: &Table| super::nunique::tests::sorted_lines(&t.1).join("\n");
+        assert_eq!(lines(&got), lines(&want));
+        assert_eq!(got.1.iter().map(RecordBatch::num_rows).sum::<usize>(), 8, "two g by four n");
     }
 
     /// States that are not the aggregation's are refused, not merged (which may panic).

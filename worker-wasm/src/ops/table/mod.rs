@@ -104,6 +104,18 @@ async fn run_plan(
         return program.run(data);
     }
     let session = Arc::new(TaskSession::take(memory_bytes)?);
+    // A filter, selections and assignments feeding a partial aggregation: the filter marks rows
+    // for the aggregation to skip rather than copying the rows it keeps.
+    if let Some((TableOp::Aggregate { mode: AggregateMode::Partial, keys, aggs, .. }, before)) =
+        ops.split_last()
+        && program::eligible(before)
+        && let Some(program) = program::compiled(data.schema(), before)
+        && program.markable()
+        && aggregate::markable(program.schema(), keys, aggs)
+    {
+        let marked = program.run_marked(data.into_stream())?;
+        return Ok(Data::Table(aggregate::run_marked(session.ctx(), marked, keys, aggs).await?));
+    }
     let mut rows = Rows::new(session, data);
     for op in ops {
         rows = rows.apply(op, sides, functions).await?;

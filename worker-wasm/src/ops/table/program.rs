@@ -13,7 +13,8 @@
 
 use crate::error::{Error, Result};
 use crate::io::{Data, Stream, schema};
-use arrow::array::{ArrayRef, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use arrow::buffer::BooleanBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::DFSchema;
@@ -44,6 +45,16 @@ enum Step {
     /// Put the expression's value in column `index` (replacing it) or at the end; the schema after.
     Assign { index: Option<usize>, expr: Arc<dyn PhysicalExpr>, schema: SchemaRef },
 }
+
+/// The column of a marking run ([`Program::run_marked`]): whether the filter keeps the row.
+pub const KEEP: &str = "__shoal_keep";
+
+/// The share of a batch's rows its filter must keep for the batch to be marked rather than
+/// copied. Marked rows the filter drops still go through the later steps and whatever reads the
+/// marks (an aggregation's group lookup); copying is what such a filter costs otherwise, every
+/// column of every batch (TPC-H q1's date filter keeps 98.5% of the rows, spread over all
+/// batches).
+pub const MARK_AT_LEAST: f64 = 0.75;
 
 /// Whether `ops` are all steps a program runs.
 pub fn eligible(ops: &[&TableOp]) -> bool {
@@ -170,9 +181,72 @@ impl Program {
         }
     }
 
+    /// The schema of the program's output.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Whether the program is one filter followed by selections and assignments only: the
+    /// programs [`run_marked`](Self::run_marked) runs.
+    pub fn markable(&self) -> bool {
+        matches!(self.steps.split_first(), Some((Step::Filter(_), rest))
+            if !rest.iter().any(|step| matches!(step, Step::Filter(_))))
+    }
+
+    /// The rows of `stream` through a [`markable`](Self::markable) program, its filter turned
+    /// into the last column [`KEEP`], true for the rows it keeps. Where the filter keeps at least
+    /// [`MARK_AT_LEAST`] of a batch, the batch is not copied to those rows: the later steps run
+    /// on all of them and `KEEP` marks the ones kept. Other batches are filtered as
+    /// [`run`](Self::run) filters them, all their rows marked kept; so is a batch where a later
+    /// step fails over all its rows (a division by zero in a row the filter drops is no error).
+    pub fn run_marked(self: Arc<Self>, stream: Stream) -> Result<Stream> {
+        let Some((Step::Filter(predicate), rest)) = self.steps.split_first() else {
+            return Err(Error::Execution("a program without a leading filter cannot mark rows".into()));
+        };
+        let predicate = predicate.clone();
+        let mut fields: Vec<Field> = self.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(KEEP, DataType::Boolean, false));
+        let schema = Arc::new(Schema::new(fields));
+        let marked = schema.clone();
+        let rest = rest.len();
+        let batches = stream
+            .batches
+            .map(move |batch| {
+                let batch = batch?;
+                let mask = evaluate(&predicate, &batch)?;
+                let mask =
+                    mask.as_boolean_opt().ok_or_else(|| Error::Execution("filter: not a boolean".into()))?;
+                let steps = &self.steps[self.steps.len() - rest..];
+                let rows = batch.num_rows();
+                let kept = mask.true_count();
+                if kept < rows
+                    && kept as f64 >= rows as f64 * MARK_AT_LEAST
+                    && let Ok(out) = self.run_steps(steps, batch.clone())
+                {
+                    let keep = match mask.null_count() {
+                        0 => mask.clone(),
+                        _ => arrow::compute::prep_null_mask_filter(mask),
+                    };
+                    return with_keep(&marked, out, keep);
+                }
+                let filtered = arrow::compute::filter_record_batch(&batch, mask)
+                    .map_err(Error::arrow("filter: selecting rows"))?;
+                let out = self.run_steps(steps, filtered)?;
+                let keep = BooleanArray::new(BooleanBuffer::new_set(out.num_rows()), None);
+                with_keep(&marked, out, keep)
+            })
+            .boxed();
+        Ok(Stream { schema, batches })
+    }
+
     fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        self.run_steps(&self.steps, batch)
+    }
+
+    /// `batch` through `steps`, the program's own or the ones after its first filter.
+    fn run_steps(&self, steps: &[Step], batch: RecordBatch) -> Result<RecordBatch> {
         let mut batch = batch;
-        for step in &self.steps {
+        for step in steps {
             batch = match step {
                 Step::Filter(predicate) => {
                     let mask = evaluate(predicate, &batch)?;
@@ -196,6 +270,14 @@ impl Program {
         }
         with_rows(&self.schema, batch.columns().to_vec(), batch.num_rows())
     }
+}
+
+/// `batch` with `keep` as its last column, of `schema` (the program's and [`KEEP`]).
+fn with_keep(schema: &SchemaRef, batch: RecordBatch, keep: BooleanArray) -> Result<RecordBatch> {
+    let rows = batch.num_rows();
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(keep));
+    with_rows(schema, columns, rows)
 }
 
 /// A batch of `columns` and `rows` rows (also when there are no columns).
@@ -269,6 +351,56 @@ mod tests {
         let stream = Data::Table(table()).into_stream();
         let streamed = compiled(&schema, &refs).unwrap().run(Data::Stream(stream)).unwrap();
         assert_eq!(concat(&streamed.into_table().await.unwrap()), concat(&want));
+    }
+
+    #[tokio::test]
+    async fn a_marking_run_marks_the_rows_its_filter_keeps() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Int64, true),
+            Field::new("d", DataType::Int64, false),
+        ]));
+        let batch = |x: Vec<Option<i64>>, d: Vec<i64>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from(x)), Arc::new(Int64Array::from(d))],
+            )
+            .unwrap()
+        };
+        let batches = vec![
+            // Keeps 3 of 4 (a null is not kept): marked, not copied.
+            batch(vec![Some(1), Some(2), Some(3), None], vec![1, 2, 5, 1]),
+            // Keeps 1 of 4: copied.
+            batch(vec![Some(1), Some(7), Some(8), Some(9)], vec![1, 1, 1, 1]),
+            // Keeps 3 of 4, but `10 / d` fails on the row it drops: copied, and no error.
+            batch(vec![Some(1), Some(2), Some(3), Some(9)], vec![1, 1, 1, 0]),
+        ];
+        let ops = [
+            TableOp::Filter { predicate: "x < 4".into() },
+            TableOp::Assign { columns: vec![("q".into(), "10 / d".into())] },
+            TableOp::Select { columns: vec!["q".into(), "x".into()] },
+        ];
+        let refs: Vec<&TableOp> = ops.iter().collect();
+        let program = compiled(&schema, &refs).expect("compiles");
+        assert!(program.markable());
+        let plain = program.clone().run(Data::Table((schema.clone(), batches.clone()))).unwrap();
+        let plain = plain.into_table().await.unwrap();
+        let stream = Data::Table((schema, batches)).into_stream();
+        let marked = Data::Stream(program.run_marked(stream).unwrap()).into_table().await.unwrap();
+        let fields: Vec<&str> = marked.0.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(fields, ["q", "x", KEEP]);
+        let rows: Vec<usize> = marked.1.iter().map(RecordBatch::num_rows).collect();
+        assert_eq!(rows, [4, 1, 3]);
+        let keep = marked.1[0].column(2).as_boolean();
+        assert_eq!(keep.iter().collect::<Vec<_>>(), [Some(true), Some(true), Some(true), Some(false)]);
+        // The marked rows are the program's rows, batch by batch.
+        for (marked, plain) in marked.1.iter().zip(&plain.1) {
+            let kept = arrow::compute::filter_record_batch(marked, marked.column(2).as_boolean()).unwrap();
+            assert_eq!(kept.project(&[0, 1]).unwrap().columns(), plain.columns());
+        }
+        // Only a leading filter is marked.
+        let late = [TableOp::Assign { columns: vec![("y".into(), "x".into())] }, ops[0].clone()];
+        let late: Vec<&TableOp> = late.iter().collect();
+        assert!(!compiled(&table().0, &late).unwrap().markable());
     }
 
     #[test]
