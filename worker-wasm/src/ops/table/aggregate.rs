@@ -24,6 +24,7 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode as DfMode};
 use datafusion::prelude::{DataFrame, Expr, SessionConfig, SessionContext};
@@ -129,51 +130,58 @@ pub async fn run(
 /// The aggregate functions that skip null values: a row a filter drops reaches them as a null.
 const MARKABLE: [&str; 5] = ["sum", "count", "min", "max", "avg"];
 
-/// Whether the `Partial` step of `keys` / `aggs` over rows of `schema` can read rows marked by
-/// a filter ([`run_marked`]): grouped, and every call a plain one of [`MARKABLE`] over a column
-/// that is not a key (or `count(*)`).
-pub fn markable(schema: &SchemaRef, keys: &[String], aggs: &[(String, String)]) -> bool {
+/// The calls of `aggs`, each with its name, when the `Partial` step of `keys` / `aggs` over rows
+/// of `schema` can read rows marked by a filter ([`run_marked`]): grouped, and every call a
+/// plain one of [`MARKABLE`] over a column that is not a key (or `count(*)`); `None` otherwise.
+pub fn marked_calls(
+    schema: &SchemaRef,
+    keys: &[String],
+    aggs: &[(String, String)],
+) -> Option<Vec<(String, AggregateFunction)>> {
     if keys.is_empty() || schema.index_of(program::KEEP).is_ok() {
-        return false;
+        return None;
     }
-    let Ok(template) = session::frame(&session::session(), schema.clone(), vec![]) else { return false };
-    let Ok(exprs) = aggregate_exprs(&template, aggs) else { return false };
-    exprs.iter().all(|e| {
-        let Expr::AggregateFunction(f) = e.clone().unalias() else { return false };
-        let name = f.func.name();
-        let plain = MARKABLE.contains(&name)
-            && !f.params.distinct
-            && f.params.filter.is_none()
-            && f.params.order_by.is_empty();
-        plain
-            && f.params.args.iter().all(|arg| match arg {
-                Expr::Column(c) => !keys.contains(&c.name),
-                Expr::Literal(..) => name == "count",
-                _ => false,
-            })
-    })
+    let template = session::frame(&session::session(), schema.clone(), vec![]).ok()?;
+    let exprs = aggregate_exprs(&template, aggs).ok()?;
+    let calls = aggs.iter().zip(exprs).map(|((name, _), e)| match e.unalias() {
+        Expr::AggregateFunction(f) => Some((name.clone(), f)),
+        _ => None,
+    });
+    let calls = calls.collect::<Option<Vec<_>>>()?;
+    calls
+        .iter()
+        .all(|(_, f)| {
+            let name = f.func.name();
+            let plain = MARKABLE.contains(&name)
+                && !f.params.distinct
+                && f.params.filter.is_none()
+                && f.params.order_by.is_empty();
+            plain
+                && f.params.args.iter().all(|arg| match arg {
+                    Expr::Column(c) => !keys.contains(&c.name),
+                    Expr::Literal(..) => name == "count",
+                    _ => false,
+                })
+        })
+        .then_some(calls)
 }
 
-/// The `Partial` step of `keys` / `aggs` over `marked`, rows whose last column
-/// [`program::KEEP`] says whether a filter keeps them ([`Program::run_marked`](program::Program::run_marked)):
-/// the columns the calls read are null where a row is not kept (a bitwise AND of the validity,
-/// no copy of values), `count(*)` counts the kept rows, and a group none of whose rows is kept
-/// (counted by one more call) is left out. The states are those of the step over the kept rows
-/// alone, of the same columns.
+/// The `Partial` step of `keys` and `calls` (from [`marked_calls`]) over `marked`, rows whose
+/// last column [`program::KEEP`] says whether a filter keeps them
+/// ([`Program::run_marked`](program::Program::run_marked)): the columns the calls read are null
+/// where a row is not kept (a bitwise AND of the validity, no copy of values), `count(*)` counts
+/// the kept rows, and a group none of whose rows is kept (counted by one more call) is left
+/// out. The states are those of the step over the kept rows alone, of the same columns.
 pub async fn run_marked(
     ctx: &SessionContext,
     marked: Stream,
     keys: &[String],
-    aggs: &[(String, String)],
+    calls: Vec<(String, AggregateFunction)>,
 ) -> Result<Table> {
-    let template = session::frame(&session::session(), marked.schema.clone(), vec![])?;
     let keep = Expr::Column(Column::new_unqualified(program::KEEP));
     let mut read = Vec::new();
-    let mut exprs = Vec::with_capacity(aggs.len() + 1);
-    for ((name, _), expr) in aggs.iter().zip(aggregate_exprs(&template, aggs)?) {
-        let Expr::AggregateFunction(mut f) = expr.unalias() else {
-            return Err(Error::Execution(format!("aggregate {name} cannot read marked rows")));
-        };
+    let mut exprs = Vec::with_capacity(calls.len() + 1);
+    for (name, mut f) in calls {
         for arg in f.params.args.iter_mut() {
             match arg {
                 Expr::Column(c) => {
@@ -440,7 +448,8 @@ mod tests {
             ("hi", "max(x)"),
             ("m", "avg(x)"),
         ]);
-        assert!(markable(&schema, &keys, &aggs));
+        let calls = marked_calls(&schema, &keys, &aggs);
+        assert!(calls.is_some());
         for other in [
             "stddev(x)",
             "count(DISTINCT n)",
@@ -449,14 +458,20 @@ mod tests {
             "max(n)",
             "sum(1)",
         ] {
-            assert!(!markable(&schema, &keys, &pairs(&[("a", "sum(x)"), ("b", other)])), "{other}");
+            assert!(
+                marked_calls(&schema, &keys, &pairs(&[("a", "sum(x)"), ("b", other)])).is_none(),
+                "{other}"
+            );
         }
-        assert!(!markable(&schema, &[], &aggs), "an aggregation without keys copies its filter's rows");
+        assert!(
+            marked_calls(&schema, &[], &aggs).is_none(),
+            "an aggregation without keys copies its filter's rows"
+        );
 
         let filter = TableOp::Filter { predicate: "n <> 4".into() };
         let program = program::compiled(&schema, &[&filter]).unwrap();
         let stream = crate::io::Data::Table((schema.clone(), batches.clone())).into_stream();
-        let got = run_marked(&ctx, program.run_marked(stream).unwrap(), &keys, &aggs).await.unwrap();
+        let got = run_marked(&ctx, program.run_marked(stream).unwrap(), &keys, calls.unwrap()).await.unwrap();
 
         let kept = session::frame(&ctx, schema.clone(), batches)
             .unwrap()

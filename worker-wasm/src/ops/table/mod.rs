@@ -111,10 +111,10 @@ async fn run_plan(
         && program::eligible(before)
         && let Some(program) = program::compiled(data.schema(), before)
         && program.markable()
-        && aggregate::markable(program.schema(), keys, aggs)
+        && let Some(calls) = aggregate::marked_calls(program.schema(), keys, aggs)
     {
         let marked = program.run_marked(data.into_stream())?;
-        return Ok(Data::Table(aggregate::run_marked(session.ctx(), marked, keys, aggs).await?));
+        return Ok(Data::Table(aggregate::run_marked(session.ctx(), marked, keys, calls).await?));
     }
     let mut rows = Rows::new(session, data);
     for op in ops {

@@ -200,15 +200,14 @@ impl Program {
     /// [`run`](Self::run) filters them, all their rows marked kept; so is a batch where a later
     /// step fails over all its rows (a division by zero in a row the filter drops is no error).
     pub fn run_marked(self: Arc<Self>, stream: Stream) -> Result<Stream> {
-        let Some((Step::Filter(predicate), rest)) = self.steps.split_first() else {
-            return Err(Error::Execution("a program without a leading filter cannot mark rows".into()));
+        let Some(Step::Filter(predicate)) = self.steps.first().filter(|_| self.markable()) else {
+            return Err(Error::Execution("only a program with one leading filter marks rows".into()));
         };
         let predicate = predicate.clone();
         let mut fields: Vec<Field> = self.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new(KEEP, DataType::Boolean, false));
         let schema = Arc::new(Schema::new(fields));
         let marked = schema.clone();
-        let rest = rest.len();
         let batches = stream
             .batches
             .map(move |batch| {
@@ -216,7 +215,7 @@ impl Program {
                 let mask = evaluate(&predicate, &batch)?;
                 let mask =
                     mask.as_boolean_opt().ok_or_else(|| Error::Execution("filter: not a boolean".into()))?;
-                let steps = &self.steps[self.steps.len() - rest..];
+                let steps = &self.steps[1..];
                 let rows = batch.num_rows();
                 let kept = mask.true_count();
                 if kept < rows
