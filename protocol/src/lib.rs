@@ -630,6 +630,9 @@ pub enum TableOp {
         right_on: Vec<String>,
         /// Appended to column names present on both sides (other than shared keys).
         suffixes: (String, String),
+        /// The side the hash table is built on; the other streams through it.
+        #[serde(default)]
+        build: JoinBuild,
     },
     /// Keep `columns` of at most `rows` evenly spaced rows: the sample from which range
     /// boundaries are computed.
@@ -667,6 +670,20 @@ impl SortKey {
     pub fn asc(column: impl Into<String>) -> Self {
         Self { column: column.into(), ascending: true, nulls_first: false }
     }
+}
+
+/// The side of a [`TableOp::Join`] its hash table is built on (held whole in memory); the rows
+/// of the other side stream through it. The coordinator picks the side it estimates smaller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinBuild {
+    /// The side table (the default): it is in memory already, and the task's input streams.
+    #[default]
+    Side,
+    /// The task's input, read whole first; the side table streams through it. For an input
+    /// smaller than its side table (a filtered partition joined to the partitions its key
+    /// range overlaps).
+    Input,
 }
 
 /// Join types, as in `pandas.merge(how=...)` plus semi and anti joins.

@@ -68,6 +68,7 @@ mod tests {
             left_on: vec!["k".into()],
             right_on: vec!["k".into()],
             suffixes: ("_x".into(), "_y".into()),
+            build: Default::default(),
         }
         .into()
     }

@@ -3,7 +3,7 @@
 use super::estimate::filter_selectivity;
 use super::plan::{AggStrategy, AggregateNode, JoinNode, JoinStrategy, MapOp, Plan};
 use crate::units::human_bytes;
-use shoal_protocol::{FileFormat, SortKey, TableOp};
+use shoal_protocol::{FileFormat, JoinBuild, SortKey, TableOp};
 use std::fmt::Write as _;
 
 impl Plan {
@@ -176,10 +176,14 @@ pub fn describe(op: &TableOp) -> String {
             keys.join(", "),
             aggs.iter().map(|(n, e)| format!("{n} = {e}")).collect::<Vec<_>>().join(", ")
         ),
-        TableOp::Join { how, left_on, right_on, .. } => format!(
-            "Join {} on {}",
+        TableOp::Join { how, left_on, right_on, build, .. } => format!(
+            "Join {} on {}{}",
             how.as_str(),
-            left_on.iter().zip(right_on).map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(" AND ")
+            left_on.iter().zip(right_on).map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(" AND "),
+            match build {
+                JoinBuild::Side => "",
+                JoinBuild::Input => " (hash table on the input, the side table streams)",
+            }
         ),
         TableOp::Sample { columns, rows } => format!("Sample {rows} rows of [{}]", columns.join(", ")),
         TableOp::Boundaries { keys, n } => format!("Boundaries of {n} ranges by {}", sort_keys(keys)),

@@ -25,7 +25,8 @@ use crate::error::{Error, Result};
 use crate::graph::{Collect, Stage, TaskGraph, TaskNode, upstream_bucket, upstream_port};
 use arrow::datatypes::SchemaRef;
 use shoal_protocol::{
-    AggregateMode, Input, JoinHow, Operator, Output, PartFormat, Partitioning, SortKey, TableOp, TaskKey,
+    AggregateMode, Input, JoinBuild, JoinHow, Operator, Output, PartFormat, Partitioning, SortKey, TableOp,
+    TaskKey,
 };
 use std::collections::BTreeMap;
 
@@ -393,18 +394,32 @@ fn lower_aggregate(plan: &Plan, a: &AggregateNode, graph: &mut TaskGraph) -> Res
     }
 }
 
-fn join_op(
-    port: u32,
-    how: JoinHow,
-    left_on: &[String],
-    right_on: &[String],
-    suffixes: (String, String),
-) -> TableOp {
-    TableOp::Join { port, how, left_on: left_on.to_vec(), right_on: right_on.to_vec(), suffixes }
+fn join_op(port: u32, j: &JoinNode, build: JoinBuild) -> TableOp {
+    let (left_on, right_on) = (j.left_on.clone(), j.right_on.clone());
+    TableOp::Join { port, how: j.how, left_on, right_on, suffixes: j.suffixes.clone(), build }
+}
+
+/// The side a join's tasks build their hash tables on: the smaller by estimate (`input` and
+/// `side`: estimated bytes of each, both per task or both over all tasks), the side table
+/// where they tie. Built on the input, a task holds it whole besides its side table, which
+/// streams through it (TPC-H q4: three months of orders joined to the lineitem partitions
+/// their key ranges overlap).
+fn build_on(input: u64, side: u64) -> JoinBuild {
+    match input < side {
+        true => JoinBuild::Input,
+        false => JoinBuild::Side,
+    }
+}
+
+/// [`build_on`] for a join whose tasks each read a partition of both sides.
+fn build_on_sides(j: &JoinNode) -> JoinBuild {
+    build_on(j.left.estimated_bytes(), j.right.estimated_bytes())
 }
 
 fn lower_join(plan: &Plan, j: &JoinNode, graph: &mut TaskGraph) -> Result<Pending> {
-    let join = |port| join_op(port, j.how, &j.left_on, &j.right_on, j.suffixes.clone());
+    let per_task = |side: &Plan, tasks: usize| side.estimated_bytes() / tasks.max(1) as u64;
+    let join =
+        |port| join_op(port, j, build_on(per_task(&j.left, j.left.partitions()), j.right.estimated_bytes()));
     match j.strategy.as_ref().map(|s| s.0) {
         Some(JoinStrategy::BroadcastRight) => {
             let small = broadcast_side(&j.right, j.left.partitions(), graph)?;
@@ -428,7 +443,15 @@ fn lower_join(plan: &Plan, j: &JoinNode, graph: &mut TaskGraph) -> Result<Pendin
                 other => other,
             };
             let swapped = (j.suffixes.1.clone(), j.suffixes.0.clone());
-            p.push(join_op(port, how, &j.right_on, &j.left_on, swapped))?;
+            let build = build_on(per_task(&j.right, j.right.partitions()), j.left.estimated_bytes());
+            p.push(TableOp::Join {
+                port,
+                how,
+                left_on: j.right_on.clone(),
+                right_on: j.left_on.clone(),
+                suffixes: swapped,
+                build,
+            })?;
             let columns = shoal_worker::ops::table::join::join_columns(
                 &left_names,
                 &right_names,
@@ -469,7 +492,7 @@ fn lower_join(plan: &Plan, j: &JoinNode, graph: &mut TaskGraph) -> Result<Pendin
                 true => (read_all(graph, &right[b..=b], port), vec![right[b]]),
                 false => (read_bucket(graph, &right, b, port), right.clone()),
             })?;
-            p.push(join(port))?;
+            p.push(join_op(port, j, build_on_sides(j)))?;
             Ok(p)
         }
         None => Err(internal("join lowered before optimization".into())),
@@ -559,7 +582,7 @@ fn lower_partition_wise_join(j: &JoinNode, graph: &mut TaskGraph) -> Result<Pend
     }
     let port = p.next_port();
     right.attach(&mut p, graph, port, |i| vec![i], |_| None)?;
-    p.push(join_op(port, j.how, &j.left_on, &j.right_on, j.suffixes.clone()))?;
+    p.push(join_op(port, j, build_on_sides(j)))?;
     Ok(p)
 }
 
@@ -600,7 +623,9 @@ fn lower_ranges_join(j: &JoinNode, graph: &mut TaskGraph) -> Result<Pending> {
         },
         prune,
     )?;
-    p.push(join_op(port, j.how, &j.left_on, &j.right_on, j.suffixes.clone()))?;
+    let (_, read) = super::ranges::partitions_read(&j.right, &j.right_on[k], &left_ranges, &right_ranges);
+    let side_read = (j.right.estimated_bytes() as f64 * read / right_ranges.len() as f64) as u64;
+    p.push(join_op(port, j, build_on(j.left.estimated_bytes(), side_read)))?;
     Ok(p)
 }
 
@@ -638,7 +663,7 @@ fn lower_divisions_join(j: &JoinNode, graph: &mut TaskGraph) -> Result<Pending> 
             p.attach(graph, &tasks, port)?;
         }
     }
-    p.push(join_op(port, j.how, &j.left_on, &j.right_on, j.suffixes.clone()))?;
+    p.push(join_op(port, j, build_on_sides(j)))?;
     Ok(p)
 }
 

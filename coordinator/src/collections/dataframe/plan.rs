@@ -218,6 +218,7 @@ impl JoinNode {
             left_on: self.left_on.clone(),
             right_on: self.right_on.clone(),
             suffixes: self.suffixes.clone(),
+            build: Default::default(),
         };
         let sides = std::collections::BTreeMap::from([(1, self.right.schema()?)]);
         Ok(shoal_worker::ops::table::output_schema(self.left.schema()?, &[op], &sides)?)

@@ -175,6 +175,23 @@ pub fn overlapped_share(left: &KeyRanges, right: &KeyRanges) -> f64 {
         .sum()
 }
 
+/// How many partitions' worth of `right` (joined on `key`) the partitions of a ranges join read
+/// in all: each the right partitions its range overlaps, pruned to its range where the right
+/// side is a scan by an integer key in key order (disjoint ranges: its pages are too; otherwise
+/// a page holds keys from all over the range). `reads`: the partition reads, at least one each.
+pub fn partitions_read(
+    right: &Plan,
+    key: &str,
+    left_ranges: &KeyRanges,
+    right_ranges: &KeyRanges,
+) -> (usize, f64) {
+    let reads = overlaps(left_ranges, right_ranges).iter().map(|o| o.len().max(1)).sum();
+    match pruned_by_key(right, key) && disjoint(right_ranges) {
+        true => (reads, overlapped_share(left_ranges, right_ranges)),
+        false => (reads, reads as f64),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -116,7 +116,9 @@ fn broadcast_below(side: &Plan, config: &PlanConfig) -> Result<Option<(Plan, u64
                 return Ok(None);
             };
             let (lb, rb) = (c.left.estimated_bytes(), c.right.estimated_bytes());
-            let cost = JoinCost::broadcast(lb, rb, c.left.partitions(), c.right.partitions());
+            let lp = c.left.partitions();
+            let cost = JoinCost::broadcast(lb, rb, lp, c.right.partitions())
+                .run_by(lp, config.min_shuffle_partitions);
             let why = format!(
                 "broadcast right {cost} instead of {}: keeps the left side's partitions and key ranges for the join \
                  above, which then pairs partitions by ranges",
@@ -232,6 +234,21 @@ impl JoinCost {
         self.moved.saturating_add(self.hashed).saturating_add(self.requests.saturating_mul(REQUEST_BYTES))
     }
 
+    /// This cost with the join run by `tasks` tasks where the plan expects `parallel` to run at
+    /// once (`min_shuffle_partitions`): when fewer, the rows they hash and probe count
+    /// `parallel / tasks` times, for the workers they leave idle. Total work alone would send a
+    /// large side to the one task of a one-file table (TPC-H q5 at SF10: 1.8 million
+    /// lineitem rows broadcast to the supplier's one partition, where the join and the
+    /// aggregation after it ran on one core of two) rather than the small table to every task
+    /// of the large side.
+    pub fn run_by(self, tasks: usize, parallel: usize) -> Self {
+        let (t, p) = (tasks.max(1) as u64, parallel.max(1) as u64);
+        match t < p {
+            true => Self { hashed: self.hashed.saturating_mul(p) / t, ..self },
+            false => self,
+        }
+    }
+
     /// The `small` side (of `small_tasks` tasks) materialized (read once, written once), then read
     /// whole and hashed by each of the `big_tasks` tasks of the `big` side, which is read once.
     /// A side that [`gathers`] is gathered into one object first (read and written once more by
@@ -344,6 +361,7 @@ fn cheapest_join(
     let mut candidates: Vec<(JoinStrategy, String, JoinCost)> = Vec::new();
     let mut over: Vec<String> = Vec::new();
     let (lp, rp) = (j.left.partitions(), j.right.partitions());
+    let parallel = config.min_shuffle_partitions;
     for (ok, strategy, side, small, big, big_tasks, small_tasks) in [
         (right_ok, JoinStrategy::BroadcastRight, "right", rb, lb, lp, rp),
         (left_ok, JoinStrategy::BroadcastLeft, "left", lb, rb, rp, lp),
@@ -353,28 +371,24 @@ fn cheapest_join(
             true if small <= limit => candidates.push((
                 strategy,
                 format!("broadcast {side}"),
-                JoinCost::broadcast(big, small, big_tasks, small_tasks),
+                JoinCost::broadcast(big, small, big_tasks, small_tasks).run_by(big_tasks, parallel),
             )),
             true => over.push(format!("the {side} side is over the broadcast limit {}", human_bytes(limit))),
         }
     }
     if let Some((k, left, right)) = ranged {
-        let reads = ranges::overlaps(left, right).iter().map(|o| o.len().max(1)).sum();
         // A right side that is only a scan is read by the joining tasks from its files, pruned
-        // to each left partition's range of the key (`lower_ranges_join`, integer keys). The
-        // pruning skips what it estimates only where the files are in key order (disjoint
-        // ranges: their pages are too); otherwise a page holds keys from all over the range.
+        // to each left partition's range of the key (`lower_ranges_join`, integer keys).
         let from_files = matches!(*j.right, Plan::Scan(_));
-        let pruned = ranges::pruned_by_key(&j.right, &j.right_on[*k]) && ranges::disjoint(right);
-        let read = match pruned {
-            true => ranges::overlapped_share(left, right),
-            false => reads as f64,
-        };
-        let cost = JoinCost::ranges(lb, rb, (reads, read), (lp, rp), from_files);
+        let read = ranges::partitions_read(&j.right, &j.right_on[*k], left, right);
+        let cost = JoinCost::ranges(lb, rb, read, (lp, rp), from_files).run_by(lp, parallel);
         candidates.push((JoinStrategy::Ranges, "ranges".into(), cost));
     }
     candidates.push(match indexed {
-        true => (JoinStrategy::Divisions, "divisions".into(), JoinCost::shuffle(lb, rb, rp, lp)),
+        true => {
+            let cost = JoinCost::shuffle(lb, rb, rp, lp).run_by(lp, parallel);
+            (JoinStrategy::Divisions, "divisions".into(), cost)
+        }
         false => {
             let n = match hash {
                 JoinStrategy::Hash { npartitions } => npartitions,
@@ -384,7 +398,8 @@ fn cheapest_join(
                 (true, _) => JoinCost::shuffle(lb, rb, rp, n),
                 (_, true) => JoinCost::shuffle(rb, lb, lp, n),
                 _ => JoinCost::shuffle(0, lb.saturating_add(rb), lp + rp, n),
-            };
+            }
+            .run_by(n, parallel);
             (hash, "hash".into(), cost)
         }
     });
@@ -561,5 +576,22 @@ pub(super) mod tests {
         // output) outweigh reading a small side many times.
         let many = JoinCost::broadcast(3 * MB, MB / 5, 200, 4);
         assert!(many.total() < JoinCost::shuffle(0, 3 * MB + MB / 5, 204, 200).total());
+    }
+
+    #[test]
+    fn a_join_run_by_fewer_tasks_than_run_at_once_counts_the_idle_workers() {
+        // TPC-H q5 at SF10: lineitem ⋈ orders (~36 MB in 27 partitions) joins the supplier
+        // (~2.6 MB, one file). By total work alone, the large side goes to the one task.
+        let to_one = JoinCost::broadcast(26 * MB / 10, 36 * MB, 1, 27);
+        let to_each = JoinCost::broadcast(36 * MB, 26 * MB / 10, 27, 1);
+        assert!(to_one.total() < to_each.total());
+        // Its hashing counted 8 times (one task where 8 run at once), it costs more.
+        let one = to_one.run_by(1, 8);
+        assert_eq!(one, JoinCost { hashed: to_one.hashed * 8, ..to_one });
+        assert!(to_each.run_by(27, 8).total() < one.total());
+        // Enough tasks: unchanged; a few: in proportion.
+        assert_eq!(to_each.run_by(27, 8), to_each);
+        assert_eq!(to_each.run_by(8, 8), to_each);
+        assert_eq!(to_one.run_by(4, 8).hashed, to_one.hashed * 2);
     }
 }

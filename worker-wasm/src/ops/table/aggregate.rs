@@ -362,9 +362,15 @@ mod tests {
         let left = session::frame(&ctx, schema.clone(), batches.clone()).unwrap();
         let right = session::frame(&ctx, schema, batches).unwrap();
         let suffixes = ("_l".to_string(), "_r".to_string());
-        let joined =
-            join::join(left, right, shoal_protocol::JoinHow::Inner, &["n".into()], &["n".into()], &suffixes)
-                .unwrap();
+        let joined = join::join(
+            left,
+            right,
+            shoal_protocol::JoinHow::Inner,
+            (&["n".into()], &["n".into()]),
+            &suffixes,
+            Default::default(),
+        )
+        .unwrap();
         let aggs = [("total".to_string(), "sum(x_l)".to_string())];
         let exec = partial_step(joined, &["g_l".to_string()], &aggs).await.unwrap();
         let plan = datafusion::physical_plan::displayable(exec.as_ref()).indent(true).to_string();

@@ -72,13 +72,13 @@ pub fn apply(df: DataFrame, op: &TableOp, sides: &Sides) -> Result<DataFrame> {
         TableOp::Aggregate { mode: AggregateMode::Single, keys, aggs, .. } => {
             aggregate::logical(df, keys, aggs)
         }
-        TableOp::Join { port, how, left_on, right_on, suffixes } => {
+        TableOp::Join { port, how, left_on, right_on, suffixes, build } => {
             let (schema, batches) = sides
                 .get(port)
                 .ok_or_else(|| Error::InvalidTask(format!("join: no side table on port {port}")))?;
             let ctx = session();
             let right = frame(&ctx, schema.clone(), batches.clone())?;
-            join(df, right, *how, left_on, right_on, suffixes)
+            join(df, right, *how, (left_on, right_on), suffixes, *build)
         }
         TableOp::Aggregate { .. }
         | TableOp::MapPartitions { .. }
