@@ -188,6 +188,27 @@ async fn joins_on_a_key_in_ranges_read_only_the_overlapping_partitions() {
         assert!(!df.explain().unwrap().contains(SIDE_FROM_FILES), "{}", df.explain().unwrap());
         env.check(how.as_str(), &df, "strategy=ranges", "strategy=hash", &sql).await;
     }
+    // A few orders joined to many items: the joining tasks build on their orders (the input)
+    // and stream the items through; the rows are the same either way.
+    let few = env.orders.filter("o_total < 5").unwrap();
+    let many_items = env.items.filter("qty > 1").unwrap();
+    let items_sql = "(SELECT * FROM i WHERE qty > 1)";
+    for (how, sql) in [
+        (
+            JoinHow::Inner,
+            format!("SELECT o.*, i.* FROM o JOIN {items_sql} i ON o.o_id = i.order_id WHERE o.o_total < 5"),
+        ),
+        (
+            JoinHow::Semi,
+            format!("SELECT o.* FROM o SEMI JOIN {items_sql} i ON o.o_id = i.order_id WHERE o.o_total < 5"),
+        ),
+    ] {
+        let df = few.merge(&many_items, &Merge::left_right(&["o_id"], &["order_id"]).how(how)).unwrap();
+        let plan = df.explain().unwrap();
+        let graph = plan.split("== task graph").nth(1).unwrap_or_default();
+        assert!(graph.contains("(hash table on the input, the side table streams)"), "{plan}");
+        env.check(&format!("input build {}", how.as_str()), &df, "strategy=", "strategy=hash", &sql).await;
+    }
     // Every right row must come out once: a right join is not paired by ranges.
     let right = env.items.merge(&env.orders, &on().how(JoinHow::Right)).unwrap();
     let sql = format!("SELECT {cols}, o.* FROM i RIGHT JOIN o ON i.order_id = o.o_id");
