@@ -416,10 +416,12 @@ fn build_on_sides(j: &JoinNode) -> JoinBuild {
     build_on(j.left.estimated_bytes(), j.right.estimated_bytes())
 }
 
+/// [`build_on`] for a broadcast: each task's partition of `input` against the whole `broadcast`.
+fn build_on_broadcast(input: &Plan, broadcast: &Plan) -> JoinBuild {
+    build_on(input.estimated_bytes() / input.partitions().max(1) as u64, broadcast.estimated_bytes())
+}
+
 fn lower_join(plan: &Plan, j: &JoinNode, graph: &mut TaskGraph) -> Result<Pending> {
-    let per_task = |side: &Plan, tasks: usize| side.estimated_bytes() / tasks.max(1) as u64;
-    let join =
-        |port| join_op(port, j, build_on(per_task(&j.left, j.left.partitions()), j.right.estimated_bytes()));
     match j.strategy.as_ref().map(|s| s.0) {
         Some(JoinStrategy::BroadcastRight) => {
             let small = broadcast_side(&j.right, j.left.partitions(), graph)?;
@@ -427,7 +429,7 @@ fn lower_join(plan: &Plan, j: &JoinNode, graph: &mut TaskGraph) -> Result<Pendin
             // A fused chain of joins reads one side table per join: each its own port.
             let port = p.next_port();
             p.attach(graph, &small, port)?;
-            p.push(join(port))?;
+            p.push(join_op(port, j, build_on_broadcast(&j.left, &j.right)))?;
             Ok(p)
         }
         Some(JoinStrategy::BroadcastLeft) => {
@@ -443,7 +445,7 @@ fn lower_join(plan: &Plan, j: &JoinNode, graph: &mut TaskGraph) -> Result<Pendin
                 other => other,
             };
             let swapped = (j.suffixes.1.clone(), j.suffixes.0.clone());
-            let build = build_on(per_task(&j.right, j.right.partitions()), j.left.estimated_bytes());
+            let build = build_on_broadcast(&j.right, &j.left);
             p.push(TableOp::Join {
                 port,
                 how,
